@@ -1,0 +1,479 @@
+"""Reading MediaWiki XML dumps as a stream of pages.
+
+Takes a path (``.xml``, ``.xml.bz2``, ``.xml.gz``, or Wikimedia's multistream ``.xml.bz2`` with
+its ``-index.txt.bz2``); gives the dump's :class:`~kgx.records.SiteInfo` and an iterator of
+:class:`~kgx.records.Page`. Memory stays bounded: each ``<page>`` element is dropped once read.
+
+Integrity is checked, never assumed. Python's ``bz2`` module takes a corrupted stream after the
+first for trailing garbage and reports a normal end of file; kgx decompresses stream by stream
+itself and raises :class:`DumpError` with the byte offset instead. XML that stops mid-document
+raises with the last page read.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from lxml import etree
+
+from kgx.records import Namespace, Page, SiteInfo
+
+FORMATS = ".xml, .xml.bz2 (single- or multistream), .xml.gz"
+_CHUNK = 1 << 20
+
+
+class DumpError(Exception):
+    """A dump that cannot be read: names the file, the position reached and what was expected."""
+
+    def __init__(self, path: str | os.PathLike[str], message: str, *, offset: int | None = None,
+                 last_page: str | None = None) -> None:
+        self.path = str(path)
+        self.offset = offset
+        self.last_page = last_page
+        where = f" at byte {offset:,}" if offset is not None else ""
+        after = f" (after page {last_page!r})" if last_page else ""
+        super().__init__(f"{self.path}{where}{after}: {message}")
+
+
+# --------------------------------------------------------------------------- raw streams
+
+
+class Bz2Reader(io.RawIOBase):
+    """Decompresses a (multi-stream) bz2 file and fails loudly on any corruption.
+
+    Unlike :class:`bz2.BZ2File`, a stream that does not start with a valid bz2 header after a
+    finished one is an error, not the end of the file, and a file that ends inside a stream is an
+    error too. ``compressed_pos`` tells how far into the file reading has come.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = path
+        self._fp = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._dec = bz2.BZ2Decompressor()
+        self._stream_start = 0
+        self._pending = b""
+        self._eof = False
+
+    @property
+    def compressed_pos(self) -> int:
+        return self._fp.tell() if not self._fp.closed else os.path.getsize(self._path)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        data = self._read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+    def _read(self, size: int) -> bytes:
+        while not self._eof:
+            if self._pending:
+                out, self._pending = self._pending[:size], self._pending[size:]
+                return out
+            if self._dec.eof:
+                rest = self._dec.unused_data
+                self._stream_start = self._fp.tell() - len(rest)
+                if not rest:
+                    rest = self._fp.read(_CHUNK)
+                    self._stream_start = self._fp.tell() - len(rest)
+                if not rest:
+                    self._eof = True
+                    break
+                self._dec = bz2.BZ2Decompressor()
+                if not rest.startswith(b"BZh"):
+                    raise DumpError(self._path, "data after a complete bz2 stream is not a bz2 "
+                                    "stream (corrupted or appended garbage)",
+                                    offset=self._stream_start)
+                chunk = rest
+            else:
+                chunk = self._fp.read(_CHUNK) if self._dec.needs_input else b""
+                if not chunk and self._dec.needs_input:
+                    raise DumpError(self._path, "file ends inside a bz2 stream (truncated)",
+                                    offset=self._fp.tell())
+            try:
+                self._pending = self._dec.decompress(chunk, max_length=_CHUNK)
+            except OSError as exc:
+                raise DumpError(self._path, f"corrupted bz2 stream ({exc})",
+                                offset=self._stream_start) from exc
+        return b""
+
+    def close(self) -> None:
+        self._fp.close()
+        super().close()
+
+
+class _CountingReader(io.RawIOBase):
+    """Wraps a binary file and counts the bytes read from the underlying file."""
+
+    def __init__(self, raw: io.BufferedIOBase, fp: io.BufferedReader, path: str) -> None:
+        self._raw = raw
+        self._fp = fp
+        self._path = path
+
+    @property
+    def compressed_pos(self) -> int:
+        return self._fp.tell() if not self._fp.closed else os.path.getsize(self._path)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        try:
+            data = self._raw.read(len(buffer))
+        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+            raise DumpError(self._path, f"corrupted or truncated gzip data ({exc})",
+                            offset=self._fp.tell()) from exc
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        self._fp.close()
+        super().close()
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """Return ``"bz2"``, ``"gzip"`` or ``"xml"`` from the file's first bytes.
+
+    Raises:
+        DumpError: The file is missing, unreadable or of an unknown format.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DumpError(path, f"no such file; expected a MediaWiki dump ({FORMATS})")
+    if p.is_dir():
+        raise DumpError(path, f"is a directory; expected a MediaWiki dump file ({FORMATS})")
+    with open(p, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"BZh"):
+        return "bz2"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if stripped.startswith(b"<") or head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "xml"
+    if not head:
+        raise DumpError(path, f"file is empty; expected a MediaWiki dump ({FORMATS})")
+    raise DumpError(path, f"unknown format (starts with {head[:4]!r}); known formats: {FORMATS}")
+
+
+def open_raw(path: str | os.PathLike[str]) -> io.BufferedReader:
+    """Open a dump file as a decompressed binary stream with a ``compressed_pos`` property."""
+    fmt = detect_format(path)
+    if fmt == "bz2":
+        return io.BufferedReader(Bz2Reader(path), buffer_size=_CHUNK)
+    fp = open(path, "rb")  # noqa: SIM115 - owned by the reader
+    if fmt == "gzip":
+        return io.BufferedReader(_CountingReader(gzip.GzipFile(fileobj=fp), fp, str(path)),
+                                 buffer_size=_CHUNK)
+    return io.BufferedReader(_CountingReader(fp, fp, str(path)), buffer_size=_CHUNK)
+
+
+# --------------------------------------------------------------------------- XML
+
+
+def _local(tag: object) -> str:
+    t = str(tag)
+    return t.rsplit("}", 1)[-1]
+
+
+def parse_siteinfo(elem: etree._Element, lang: str | None) -> SiteInfo:
+    """Build a :class:`SiteInfo` from a ``<siteinfo>`` element."""
+    values: dict[str, str] = {}
+    namespaces: list[Namespace] = []
+    for child in elem:
+        name = _local(child.tag)
+        if name == "namespaces":
+            for ns in child:
+                namespaces.append(Namespace(int(ns.get("key", "0")), (ns.text or "").strip(),
+                                            ns.get("case", "first-letter")))
+        else:
+            values[name] = (child.text or "").strip()
+    dbname = values.get("dbname", "")
+    if not lang:
+        lang = dbname[: -len("wiki")] if dbname.endswith("wiki") else "en"
+        lang = lang.replace("_", "-") or "en"
+    return SiteInfo(sitename=values.get("sitename", ""), dbname=dbname,
+                    base=values.get("base", ""), lang=lang,
+                    case=values.get("case", "first-letter"), namespaces=tuple(namespaces))
+
+
+def page_from_element(elem: etree._Element) -> Page:
+    """Build a :class:`Page` from a ``<page>`` element (its last revision)."""
+    title, ns, pid, redirect = "", 0, 0, None
+    rev = None
+    for child in elem:
+        name = _local(child.tag)
+        if name == "title":
+            title = child.text or ""
+        elif name == "ns":
+            ns = int(child.text or 0)
+        elif name == "id":
+            pid = int(child.text or 0)
+        elif name == "redirect":
+            redirect = child.get("title") or ""
+        elif name == "revision":
+            rev = child
+    rev_id, ts, text = None, None, ""
+    if rev is not None:
+        for child in rev:
+            name = _local(child.tag)
+            if name == "id":
+                rev_id = int(child.text or 0)
+            elif name == "timestamp":
+                ts = child.text
+            elif name == "text":
+                text = child.text or ""
+    return Page(id=pid, ns=ns, title=title, text=text, revision_id=rev_id, timestamp=ts,
+                redirect=redirect)
+
+
+class DumpReader:
+    """Streams the pages of a dump file.
+
+    Example:
+        >>> reader = DumpReader("data/enwiki-2016-excerpt.xml.bz2")
+        >>> reader.site.dbname
+        'enwiki'
+        >>> next(iter(reader)).title
+        'AccessibleComputing'
+
+    Attributes:
+        site: The dump's siteinfo (read on construction).
+        pages_read: Pages yielded so far.
+        last_title: Title of the last page yielded.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = str(path)
+        self._raw = open_raw(path)
+        self._events = etree.iterparse(self._raw, events=("start", "end"), huge_tree=True,
+                                       remove_blank_text=False, resolve_entities=False)
+        self.pages_read = 0
+        self.last_title: str | None = None
+        self._first_page: Page | None = None
+        self._done = False
+        self.site = self._read_header()
+
+    @property
+    def compressed_pos(self) -> int:
+        """Bytes of the (compressed) file consumed so far."""
+        return self._raw.raw.compressed_pos  # type: ignore[attr-defined]
+
+    @property
+    def size(self) -> int:
+        return os.path.getsize(self.path)
+
+    def _error(self, exc: Exception) -> DumpError:
+        if isinstance(exc, DumpError):
+            return exc
+        msg = str(exc)
+        if isinstance(exc, etree.XMLSyntaxError):
+            msg = f"broken XML: {exc.msg} (decompressed line {exc.lineno}, column {exc.offset})"
+        return DumpError(self.path, msg + f"; {self.pages_read} pages were read",
+                         offset=self.compressed_pos, last_page=self.last_title)
+
+    def _next_event(self) -> tuple[str, etree._Element] | None:
+        try:
+            return next(self._events)
+        except StopIteration:
+            return None
+        except (etree.XMLSyntaxError, DumpError, OSError, EOFError) as exc:
+            raise self._error(exc) from exc
+
+    def _read_header(self) -> SiteInfo:
+        lang = None
+        depth = 0
+        while True:
+            ev = self._next_event()
+            if ev is None:
+                raise DumpError(self.path, "no <mediawiki> root element; not a MediaWiki dump")
+            kind, elem = ev
+            name = _local(elem.tag)
+            if kind == "start":
+                depth += 1
+                if depth == 1:
+                    if name != "mediawiki":
+                        raise DumpError(self.path, f"root element is <{name}>, expected "
+                                        "<mediawiki> (a MediaWiki XML export)")
+                    lang = elem.get("{http://www.w3.org/XML/1998/namespace}lang")
+                continue
+            depth -= 1
+            if name == "siteinfo":
+                site = parse_siteinfo(elem, lang)
+                elem.clear()
+                return site
+            if name == "page":
+                self._first_page = self._take(elem)
+                return SiteInfo(lang=lang or "en")
+            if depth == 0:
+                self._done = True
+                return SiteInfo(lang=lang or "en")
+
+    def _take(self, elem: etree._Element) -> Page:
+        page = page_from_element(elem)
+        elem.clear()
+        parent = elem.getparent()
+        if parent is not None:
+            while elem.getprevious() is not None:
+                del parent[0]
+        return page
+
+    def __iter__(self) -> Iterator[Page]:
+        if self._first_page is not None:
+            page, self._first_page = self._first_page, None
+            self.pages_read += 1
+            self.last_title = page.title
+            yield page
+        if self._done:
+            return
+        ended = False
+        while True:
+            ev = self._next_event()
+            if ev is None:
+                break
+            kind, elem = ev
+            if kind != "end":
+                continue
+            name = _local(elem.tag)
+            if name == "page":
+                page = self._take(elem)
+                self.pages_read += 1
+                self.last_title = page.title
+                yield page
+            elif name == "mediawiki":
+                ended = True
+        if not ended:
+            raise DumpError(self.path, f"dump ends before </mediawiki>; {self.pages_read} pages "
+                            "were read", offset=self.compressed_pos, last_page=self.last_title)
+        self.close()
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+# --------------------------------------------------------------------------- multistream
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """One bz2 stream of a multistream dump, as its index describes it."""
+
+    index: int
+    offset: int
+    end: int | None  # offset of the next stream, None for the last indexed stream
+    page_ids: tuple[int, ...]
+    titles: tuple[str, ...]
+
+
+def find_index(path: str | os.PathLike[str]) -> Path | None:
+    """The multistream index next to ``path`` (``X-multistream-index.txt[.bz2]``), if any."""
+    p = Path(path)
+    name = p.name
+    if "multistream" not in name or not name.endswith(".xml.bz2"):
+        return None
+    stem = name[: -len(".xml.bz2")]
+    for cand in (stem + "-index.txt.bz2", stem + "-index.txt"):
+        q = p.with_name(cand)
+        if q.exists():
+            return q
+    return None
+
+
+def read_index(path: str | os.PathLike[str]) -> list[Stream]:
+    """Read a multistream index (``offset:page_id:title`` per line) into streams.
+
+    Raises:
+        DumpError: A line is not of the form ``offset:page_id:title``.
+    """
+    opener = bz2.open if str(path).endswith(".bz2") else open
+    groups: dict[int, tuple[list[int], list[str]]] = {}
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
+            for lineno, line in enumerate(f, 1):
+                line = line.rstrip("\n")
+                if not line:
+                    continue
+                parts = line.split(":", 2)
+                if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+                    raise DumpError(path, f"line {lineno}: expected 'offset:page_id:title', "
+                                    f"got {line[:80]!r}")
+                ids, titles = groups.setdefault(int(parts[0]), ([], []))
+                ids.append(int(parts[1]))
+                titles.append(parts[2])
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise DumpError(path, f"unreadable multistream index ({exc})") from exc
+    offsets = sorted(groups)
+    streams = []
+    for i, off in enumerate(offsets):
+        end = offsets[i + 1] if i + 1 < len(offsets) else None
+        ids, titles = groups[off]
+        streams.append(Stream(i, off, end, tuple(ids), tuple(titles)))
+    return streams
+
+
+def read_stream_bytes(path: str | os.PathLike[str], offset: int, end: int | None) -> bytes:
+    """Decompress the single bz2 stream that starts at ``offset``.
+
+    Raises:
+        DumpError: The stream is corrupted or truncated.
+    """
+    dec = bz2.BZ2Decompressor()
+    out: list[bytes] = []
+    with open(path, "rb") as f:
+        f.seek(offset)
+        remaining = None if end is None else end - offset
+        while not dec.eof:
+            n = _CHUNK if remaining is None else min(_CHUNK, remaining)
+            chunk = f.read(n) if n > 0 else b""
+            if remaining is not None:
+                remaining -= len(chunk)
+            if not chunk:
+                raise DumpError(path, "bz2 stream is truncated", offset=offset)
+            try:
+                out.append(dec.decompress(chunk))
+            except OSError as exc:
+                raise DumpError(path, f"corrupted bz2 stream ({exc})", offset=offset) from exc
+    return b"".join(out)
+
+
+def read_multistream_site(path: str | os.PathLike[str], first_offset: int) -> SiteInfo:
+    """Read the siteinfo from the header stream ``[0, first_offset)`` of a multistream dump."""
+    data = read_stream_bytes(path, 0, first_offset)
+    text = data + b"</mediawiki>"
+    try:
+        root = etree.fromstring(text, etree.XMLParser(huge_tree=True, resolve_entities=False))
+    except etree.XMLSyntaxError as exc:
+        raise DumpError(path, f"header stream is not a <mediawiki> header: {exc}", offset=0) from exc
+    lang = root.get("{http://www.w3.org/XML/1998/namespace}lang")
+    for child in root:
+        if _local(child.tag) == "siteinfo":
+            return parse_siteinfo(child, lang)
+    return SiteInfo(lang=lang or "en")
+
+
+def iter_stream_pages(path: str | os.PathLike[str], stream: Stream) -> list[Page]:
+    """Decompress and parse one stream of a multistream dump into pages.
+
+    Raises:
+        DumpError: The stream is corrupted, or its XML is broken.
+    """
+    data = read_stream_bytes(path, stream.offset, stream.end)
+    # A stream holds bare <page> elements; the last one may also hold </mediawiki>.
+    data = data.replace(b"</mediawiki>", b"")
+    try:
+        root = etree.fromstring(b"<pages>" + data + b"</pages>",
+                                etree.XMLParser(huge_tree=True, resolve_entities=False))
+    except etree.XMLSyntaxError as exc:
+        raise DumpError(path, f"broken XML in stream: {exc}", offset=stream.offset) from exc
+    return [page_from_element(e) for e in root if _local(e.tag) == "page"]

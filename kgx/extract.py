@@ -1,0 +1,407 @@
+"""``kgx extract``: a dump in, a knowledge graph of its structured facts out.
+
+Stages: read pages (a multistream dump is split between workers by its index; any other dump
+is read here and handed out in batches) -> facts per page in worker processes -> the alias
+table (titles, redirects, anchors) -> links to redirects resolved to their targets ->
+``graph.nq`` (N-Quads, with the ontology) -> an Oxigraph store -> ``report.json``.
+
+Every output is written under a temporary name and renamed when complete, so a crash or kill
+never leaves a file that looks complete. A dump that breaks mid-way still gives a valid graph of
+everything read before the fault, and the report says where it stopped and why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from kgx import __version__
+from kgx.aliases import AliasStore
+from kgx.dump import (DumpError, DumpReader, Stream, detect_format, find_index, read_index,
+                      read_multistream_site)
+from kgx.ontology import KGX, ONTOLOGY_DIR, ONTOLOGY_GRAPH, load_mappings
+from kgx.progress import Progress
+from kgx.records import Page
+from kgx.site import Site
+from kgx.workers import (Context, Crashed, Limits, OrderedPool, PageResult, StreamResult,
+                         run_pages, run_stream)
+
+GRAPH_FILE = "graph.nq"
+STORE_DIR = "store"
+REPORT_FILE = "report.json"
+ALIASES_FILE = "aliases.sqlite"
+DOCUMENTS_FILE = "documents.jsonl"
+MAX_LISTED = 1000  # skipped/lost pages listed by name in the report (all are counted)
+
+
+@dataclass(slots=True)
+class ExtractOptions:
+    """Settings of a structure pass.
+
+    Attributes:
+        workers: Worker processes (default: all cores); 0 runs in this process.
+        limit: Stop after this many pages.
+        namespace: IRI namespace (default: derived from the dump's site).
+        limits: Per-page time, memory and size limits.
+        index: Multistream index (default: found next to the dump).
+        load_store: Build the Oxigraph store after writing ``graph.nq``.
+        keep_documents: Also write ``documents.jsonl`` (plain text with link spans).
+        progress: Show a progress bar (default: when stderr is a terminal).
+    """
+
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    limit: int | None = None
+    namespace: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    index: str | None = None
+    load_store: bool = True
+    keep_documents: bool = False
+    progress: bool | None = None
+
+
+@dataclass(slots=True)
+class Report:
+    """What a run did; saved as ``report.json``."""
+
+    dump: str
+    out: str
+    version: str = __version__
+    settings: dict[str, Any] = field(default_factory=dict)
+    site: dict[str, Any] = field(default_factory=dict)
+    finished: bool = False
+    error: str | None = None
+    pages: Counter[str] = field(default_factory=Counter)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    lost: list[dict[str, Any]] = field(default_factory=list)
+    stream_errors: list[str] = field(default_factory=list)
+    triples: Counter[str] = field(default_factory=Counter)
+    seconds: dict[str, float] = field(default_factory=dict)
+    worker_crashes: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["pages"] = dict(self.pages)
+        d["triples"] = dict(self.triples)
+        d["triples_total"] = sum(self.triples.values())
+        read = self.pages.get("read", 0)
+        secs = self.seconds.get("pages", 0.0)
+        d["pages_per_second"] = round(read / secs, 1) if secs else None
+        return d
+
+    def summary(self) -> str:
+        p = self.pages
+        lines = [
+            f"{'finished' if self.finished else 'NOT FINISHED'}: {self.dump} -> {self.out}",
+            f"pages read {p.get('read', 0):,}: articles {p.get('article', 0):,}, "
+            f"disambiguations {p.get('disambiguation', 0):,}, redirects {p.get('redirect', 0):,},"
+            f" other namespaces {p.get('other-namespace', 0):,}, skipped {p.get('skipped', 0):,}"
+            f", lost {p.get('lost', 0):,}",
+            "triples " + ", ".join(f"{k} {v:,}" for k, v in sorted(self.triples.items()))
+            + f" (total {sum(self.triples.values()):,})",
+            "time " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()),
+        ]
+        for s in self.skipped[:10]:
+            lines.append(f"  skipped page {s['id']} {s['title']!r}: {s['reason']}")
+        if len(self.skipped) > 10:
+            lines.append(f"  ... {p.get('skipped', 0) - 10} more skipped pages in the report")
+        for e in self.stream_errors[:10]:
+            lines.append(f"  stream error: {e}")
+        if self.error:
+            lines.append(f"error: {self.error}")
+        return "\n".join(lines)
+
+
+def write_atomic(path: Path, data: str) -> None:
+    """Write a text file under a temporary name, then rename it into place."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(data, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- page sources
+
+
+def _batches(reader: DumpReader, limit: int | None, max_pages: int = 64,
+             max_chars: int = 4_000_000) -> Iterator[tuple[list[Page]]]:
+    batch: list[Page] = []
+    chars = 0
+    for n, page in enumerate(reader, 1):
+        batch.append(page)
+        chars += len(page.text)
+        if len(batch) >= max_pages or chars >= max_chars:
+            yield (batch,)
+            batch, chars = [], 0
+        if limit is not None and n >= limit:
+            break
+    if batch:
+        yield (batch,)
+
+
+def _split_pages(task: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    return [([p],) for p in task[0]]
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class _Writer:
+    """Consumes page results: facts to the work file, the alias table, counts, documents."""
+
+    def __init__(self, work: Path, report: Report, keep_documents: bool) -> None:
+        self.facts_path = work / "facts.nq"
+        self.facts = open(self.facts_path, "w", encoding="utf-8")  # noqa: SIM115
+        self.aliases = AliasStore(work / ALIASES_FILE)
+        self.report = report
+        self.docs = (open(work / DOCUMENTS_FILE, "w", encoding="utf-8")  # noqa: SIM115
+                     if keep_documents else None)
+
+    def add(self, r: PageResult) -> None:
+        rep = self.report
+        rep.pages["read"] += 1
+        rep.pages[r.kind] += 1
+        if r.kind == "skipped":
+            if len(rep.skipped) < MAX_LISTED:
+                rep.skipped.append({"id": r.page_id, "title": r.title, "reason": r.reason})
+            return
+        if r.kind == "other-namespace":
+            return
+        self.facts.writelines(r.lines)
+        rep.triples.update(r.counts)
+        self.aliases.add_title(r.title, r.page_id, r.kind)
+        if r.redirect_target is not None:
+            self.aliases.add_redirect(r.title, r.redirect_target)
+        if r.anchors:
+            self.aliases.add_anchors(r.anchors)
+        if self.docs is not None and r.document is not None:
+            self.docs.write(json.dumps(document_json(r.document), ensure_ascii=False) + "\n")
+
+    def lose(self, pages: list[tuple[int, str]], reason: str) -> None:
+        self.report.pages["lost"] += len(pages)
+        for pid, title in pages:
+            if len(self.report.lost) < MAX_LISTED:
+                self.report.lost.append({"id": pid, "title": title, "reason": reason})
+
+    def close(self) -> None:
+        self.facts.close()
+        self.aliases.finish()
+        if self.docs is not None:
+            self.docs.close()
+
+
+def document_json(doc: Any) -> dict[str, Any]:
+    """A document as JSON (text, link spans, sections) for the corpus stage."""
+    return {"page_id": doc.page_id, "revision_id": doc.revision_id, "title": doc.title,
+            "text": doc.text, "lead_end": doc.lead_end, "aliases": list(doc.aliases),
+            "links": [[ln.start, ln.end, ln.target] for ln in doc.links],
+            "sections": [[s.title, s.level, s.start] for s in doc.sections],
+            "categories": list(doc.categories)}
+
+
+def extract(dump: str | os.PathLike[str], out: str | os.PathLike[str],
+            options: ExtractOptions | None = None) -> Report:
+    """Run the structure pass over ``dump`` into directory ``out``.
+
+    Returns:
+        The report (also saved as ``out/report.json``); ``report.finished`` is False when the
+        dump broke off, and ``report.error`` says where.
+
+    Raises:
+        DumpError: The dump cannot be opened at all (missing, unknown format, no siteinfo).
+    """
+    opts = options or ExtractOptions()
+    dump_p, out_p = Path(dump), Path(out)
+    detect_format(dump_p)
+    out_p.mkdir(parents=True, exist_ok=True)
+    work = out_p / ".work"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir()
+    report = Report(dump=str(dump_p), out=str(out_p))
+    report.settings = {"workers": opts.workers, "limit": opts.limit,
+                       "namespace": opts.namespace, "limits": asdict(opts.limits),
+                       "index": opts.index}
+    write_atomic(out_p / REPORT_FILE, json.dumps(report.to_json(), indent=2))
+    t0 = time.monotonic()
+
+    index_path = opts.index or find_index(dump_p)
+    streams: list[Stream] | None = read_index(index_path) if index_path else None
+    reader: DumpReader | None = None
+    if streams:
+        info = read_multistream_site(dump_p, streams[0].offset)
+        report.settings["index"] = str(index_path)
+    else:
+        reader = DumpReader(dump_p)
+        info = reader.site
+    site = Site(info, opts.namespace)
+    report.site = {"sitename": info.sitename, "dbname": info.dbname, "base": info.base,
+                   "lang": info.lang, "namespace": site.base}
+    mappings = load_mappings()
+    ctx = Context(site, mappings, opts.limits, opts.keep_documents)
+    writer = _Writer(work, report, opts.keep_documents)
+    pool = OrderedPool(ctx, opts.workers)
+    try:
+        if streams is not None:
+            _run_multistream(dump_p, streams, pool, writer, opts)
+        else:
+            assert reader is not None
+            _run_sequential(reader, pool, writer, opts)
+        report.finished = True
+    except DumpError as exc:
+        report.error = str(exc)
+    except KeyboardInterrupt:
+        report.error = "interrupted"
+        raise
+    finally:
+        report.worker_crashes = pool.crashes
+        report.seconds["pages"] = round(time.monotonic() - t0, 3)
+        writer.close()
+        if report.error != "interrupted":
+            _finish(out_p, work, site, writer, report, opts)
+    return report
+
+
+def _progress(opts: ExtractOptions, total: int | None, unit: str) -> Progress:
+    return Progress(total=total, unit=unit, enabled=opts.progress, desc="pages")
+
+
+def _run_sequential(reader: DumpReader, pool: OrderedPool, writer: _Writer,
+                    opts: ExtractOptions) -> None:
+    with _progress(opts, reader.size, "B") as bar:
+        n = 0
+        for results in pool.map(run_pages, _batches(reader, opts.limit), split=_split_pages):
+            for r in results:
+                if isinstance(r, Crashed):
+                    page = r.task[0][0]
+                    r = PageResult(page.id, page.title, "skipped", "worker process died")
+                writer.add(r)
+                n += 1
+            bar.update_to(reader.compressed_pos, pages=n)
+
+
+def _run_multistream(path: Path, streams: list[Stream], pool: OrderedPool, writer: _Writer,
+                     opts: ExtractOptions) -> None:
+    total = sum(len(s.page_ids) for s in streams)
+    if opts.limit is not None:
+        kept, n = [], 0
+        for s in streams:
+            if n >= opts.limit:
+                break
+            kept.append(s)
+            n += len(s.page_ids)
+        streams = kept
+        total = min(total, opts.limit)
+    rep = writer.report
+    with _progress(opts, total, "pages") as bar:
+        n = 0
+        tasks = ((str(path), s) for s in streams)
+        for res in pool.map(run_stream, tasks):
+            if isinstance(res, Crashed):
+                s = res.task[1]
+                res = StreamResult(s, [], f"worker process died reading stream at byte {s.offset}",
+                                   list(zip(s.page_ids, s.titles, strict=False)))
+            if res.error:
+                rep.stream_errors.append(res.error)
+            if res.missing:
+                why = res.error or "page listed in the index but not found in its stream"
+                writer.lose(res.missing, why)
+            for r in res.results:
+                if opts.limit is not None and n >= opts.limit:
+                    break
+                writer.add(r)
+                n += 1
+            bar.update(len(res.stream.page_ids), pages=n)
+
+
+def _finish(out: Path, work: Path, site: Site, writer: _Writer, report: Report,
+            opts: ExtractOptions) -> None:
+    t = time.monotonic()
+    graph_tmp = out / (GRAPH_FILE + ".tmp")
+    _resolve_redirects(writer.facts_path, graph_tmp, site, writer.aliases)
+    with open(graph_tmp, "a", encoding="utf-8") as f:
+        n = _append_ontology(f)
+    report.triples["ontology"] += n
+    writer.aliases.close()
+    os.replace(graph_tmp, out / GRAPH_FILE)
+    os.replace(work / ALIASES_FILE, out / ALIASES_FILE)
+    if opts.keep_documents:
+        os.replace(work / DOCUMENTS_FILE, out / DOCUMENTS_FILE)
+    report.seconds["resolve"] = round(time.monotonic() - t, 3)
+    if opts.load_store:
+        t = time.monotonic()
+        load_store(out / GRAPH_FILE, out / STORE_DIR)
+        report.seconds["store"] = round(time.monotonic() - t, 3)
+    shutil.rmtree(work, ignore_errors=True)
+    write_atomic(out / REPORT_FILE, json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+
+
+def _resolve_redirects(src: Path, dst: Path, site: Site, aliases: AliasStore) -> None:
+    """Copy the facts, pointing every entity that is a redirect at the redirect's target."""
+    prefix = "<" + site.resource
+    plen = len(prefix)
+    redirect_pred = f"<{KGX}redirectsTo>"
+    cache: dict[str, str] = {}
+
+    def fix(iri_term: str) -> str:
+        hit = cache.get(iri_term)
+        if hit is not None:
+            return hit
+        title = unquote(iri_term[plen:-1]).replace("_", " ")
+        target = aliases.resolve(title)
+        new = iri_term if target == title else f"<{site.entity_iri(target)}>"
+        if len(cache) < 1_000_000:
+            cache[iri_term] = new
+        return new
+
+    with open(src, encoding="utf-8") as fin, open(dst, "w", encoding="utf-8") as fout:
+        for line in fin:
+            if prefix in line:
+                s, p, rest = line.split(" ", 2)
+                if s.startswith(prefix) and p != redirect_pred:
+                    s = fix(s)
+                if rest.startswith(prefix):
+                    end = rest.index(">") + 1
+                    rest = fix(rest[:end]) + rest[end:]
+                line = f"{s} {p} {rest}"
+            fout.write(line)
+
+
+def _append_ontology(f: Any) -> int:
+    import pyoxigraph as ox
+
+    n = 0
+    with open(ONTOLOGY_DIR / "kgx.ttl", "rb") as src:
+        for t in ox.parse(src, format=ox.RdfFormat.TURTLE):
+            f.write(f"{t.subject} {t.predicate} {t.object} <{ONTOLOGY_GRAPH}> .\n")
+            n += 1
+    return n
+
+
+def load_store(graph: Path, store_dir: Path) -> None:
+    """Bulk-load ``graph`` into a fresh Oxigraph store at ``store_dir`` (replaced atomically)."""
+    import pyoxigraph as ox
+
+    tmp = store_dir.with_name(store_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    store = ox.Store(str(tmp))
+    store.bulk_load(path=str(graph), format=ox.RdfFormat.N_QUADS)
+    store.optimize()
+    del store
+    old = store_dir.with_name(store_dir.name + ".old")
+    if store_dir.exists():
+        os.replace(store_dir, old)
+    os.replace(tmp, store_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def print_summary(report: Report) -> None:
+    print(report.summary(), file=sys.stderr)

@@ -1,0 +1,229 @@
+"""The knowledge graph a run leaves in its output directory, and SPARQL over it.
+
+``KnowledgeGraph.open(OUT)`` opens the Oxigraph store read-only; :meth:`KnowledgeGraph.sparql`
+returns rows as dicts. Queries see the union of all named graphs as their default graph, so
+plain triple patterns find every fact, and ``GRAPH ?g`` reaches a fact's provenance. Prefixes
+``kgx: res: prop: rdf: rdfs: owl: xsd: skos: wd: wdt: foaf: dct: prov:`` are predeclared.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from kgx.ontology import DCT, FOAF, KGX, OWL, PROV, RDF, RDFS, SKOS, WD, WDT, XSD
+
+SELECT_FORMATS = ("table", "json", "csv", "tsv", "xml")
+GRAPH_FORMATS = ("turtle", "ntriples", "nquads")
+
+
+class QueryError(ValueError):
+    """A query that could not be parsed or run; the message is the parser's."""
+
+
+class GraphNotFound(FileNotFoundError):
+    """An output directory without a kgx graph in it."""
+
+
+def base_prefixes(namespace: str | None) -> dict[str, str]:
+    p = {"kgx": KGX, "rdf": RDF, "rdfs": RDFS, "owl": OWL, "xsd": XSD, "skos": SKOS, "wd": WD,
+         "wdt": WDT, "foaf": FOAF, "dct": DCT, "prov": PROV}
+    if namespace:
+        p.update({"res": namespace + "resource/", "prop": namespace + "property/",
+                  "graph": namespace + "graph/"})
+    return p
+
+
+def to_python(term: Any) -> Any:
+    """A pyoxigraph term as a Python value: IRIs as strings, typed literals converted."""
+    import pyoxigraph as ox
+
+    if term is None:
+        return None
+    if isinstance(term, ox.Literal):
+        dt = term.datatype.value if term.datatype is not None else ""
+        v = term.value
+        try:
+            if dt in (XSD + "integer", XSD + "int", XSD + "long"):
+                return int(v)
+            if dt in (XSD + "double", XSD + "float", XSD + "decimal"):
+                return float(v)
+            if dt == XSD + "boolean":
+                return v == "true"
+        except ValueError:
+            return v
+        return v
+    if isinstance(term, ox.BlankNode):
+        return "_:" + term.value
+    return term.value
+
+
+class KnowledgeGraph:
+    """A kgx output directory: the store, the report, and (later stages) the entity index.
+
+    Example:
+        >>> kg = KnowledgeGraph.open("out/")                    # doctest: +SKIP
+        >>> kg.sparql("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }")  # doctest: +SKIP
+        [{'n': 104233}]
+    """
+
+    def __init__(self, path: Path, store: Any, report: dict[str, Any]) -> None:
+        self.path = path
+        self.store = store
+        self.report = report
+        self.namespace: str | None = report.get("site", {}).get("namespace")
+        self.prefixes = base_prefixes(self.namespace)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> KnowledgeGraph:
+        """Open an output directory written by ``kgx extract``.
+
+        Raises:
+            GraphNotFound: ``path`` holds no kgx store.
+        """
+        import pyoxigraph as ox
+
+        p = Path(path)
+        store_dir = p / "store"
+        if not store_dir.is_dir():
+            raise GraphNotFound(f"{p}: no kgx graph here (expected {store_dir}); "
+                                f"run `kgx extract DUMP -o {p}` first")
+        report_path = p / "report.json"
+        report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() \
+            else {}
+        return cls(p, ox.Store.read_only(str(store_dir)), report)
+
+    # ------------------------------------------------------------ querying
+
+    def query(self, query: str, **kwargs: Any) -> Any:
+        """Run SPARQL and return pyoxigraph's result object.
+
+        Raises:
+            QueryError: The query does not parse or fails.
+        """
+        try:
+            return self.store.query(query, prefixes=self.prefixes,
+                                    use_default_graph_as_union=True, **kwargs)
+        except SyntaxError as exc:
+            raise QueryError(str(exc)) from exc
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise QueryError(str(exc)) from exc
+
+    def sparql(self, query: str, *, dataframe: bool = False) -> Any:
+        """Run a SPARQL query.
+
+        Args:
+            query: SELECT, ASK, CONSTRUCT or DESCRIBE.
+            dataframe: Return a pandas DataFrame for SELECT (pandas must be installed).
+
+        Returns:
+            SELECT: a list of dicts (variable -> Python value; unbound variables absent).
+            ASK: a bool. CONSTRUCT/DESCRIBE: a list of ``(s, p, o)`` tuples of strings.
+        """
+        import pyoxigraph as ox
+
+        res = self.query(query)
+        if isinstance(res, ox.QueryBoolean):
+            return bool(res)
+        if isinstance(res, ox.QueryTriples):
+            return [(to_python(t.subject), to_python(t.predicate), to_python(t.object))
+                    for t in res]
+        names = [v.value for v in res.variables]
+        rows = []
+        for sol in res:
+            row = {}
+            for n in names:
+                v = sol[n]
+                if v is not None:
+                    row[n] = to_python(v)
+            rows.append(row)
+        if dataframe:
+            import pandas as pd
+
+            return pd.DataFrame(rows, columns=names)
+        return rows
+
+    def close(self) -> None:
+        self.store = None
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def format_result(kg: KnowledgeGraph, query: str, fmt: str) -> str:
+    """Run ``query`` and render it as text in ``fmt`` (see SELECT_FORMATS, GRAPH_FORMATS).
+
+    Raises:
+        QueryError: Bad query, or a format that does not fit the query form.
+    """
+    import pyoxigraph as ox
+
+    res = kg.query(query)
+    if isinstance(res, ox.QueryTriples):
+        rdf = {"turtle": ox.RdfFormat.TURTLE, "ntriples": ox.RdfFormat.N_TRIPLES,
+               "nquads": ox.RdfFormat.N_QUADS, "table": ox.RdfFormat.TURTLE}.get(fmt)
+        if rdf is None:
+            raise QueryError(f"format {fmt!r} does not fit CONSTRUCT/DESCRIBE; use one of "
+                             f"{', '.join(GRAPH_FORMATS)}")
+        if rdf == ox.RdfFormat.TURTLE:
+            return ox.serialize(res, format=rdf, prefixes=kg.prefixes).decode("utf-8")
+        return res.serialize(format=rdf).decode("utf-8")
+    if fmt in GRAPH_FORMATS:
+        raise QueryError(f"format {fmt!r} is for CONSTRUCT/DESCRIBE; use one of "
+                         f"{', '.join(SELECT_FORMATS)}")
+    if fmt == "table":
+        if isinstance(res, ox.QueryBoolean):
+            return "true\n" if bool(res) else "false\n"
+        names = [v.value for v in res.variables]
+        rows = [[_short(sol[n], kg.prefixes) for n in names] for sol in res]
+        return render_table(names, rows)
+    qf = {"json": ox.QueryResultsFormat.JSON, "csv": ox.QueryResultsFormat.CSV,
+          "tsv": ox.QueryResultsFormat.TSV, "xml": ox.QueryResultsFormat.XML}.get(fmt)
+    if qf is None:
+        raise QueryError(f"unknown format {fmt!r}; known: "
+                         f"{', '.join(SELECT_FORMATS + GRAPH_FORMATS)}")
+    return res.serialize(format=qf).decode("utf-8")
+
+
+def _short(term: Any, prefixes: dict[str, str]) -> str:
+    import pyoxigraph as ox
+
+    if term is None:
+        return ""
+    if isinstance(term, ox.NamedNode):
+        v = term.value
+        best = max((ns for ns in prefixes.values() if v.startswith(ns)), key=len, default=None)
+        if best is not None:
+            name = next(k for k, ns in prefixes.items() if ns == best)
+            return f"{name}:{v[len(best):]}"
+        return f"<{v}>"
+    if isinstance(term, ox.Literal):
+        return term.value
+    return str(term)
+
+
+def render_table(names: Sequence[str], rows: Iterable[Sequence[str]], width: int = 80) -> str:
+    """A plain-text table, each cell cut to ``width`` characters."""
+    rows = [[c.replace("\n", " ") for c in r] for r in rows]
+    rows = [[c if len(c) <= width else c[: width - 1] + "…" for c in r] for r in rows]
+    widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
+    out = io.StringIO()
+    out.write(" | ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip() + "\n")
+    out.write("-+-".join("-" * w for w in widths) + "\n")
+    for r in rows:
+        out.write(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
+    out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
+    return out.getvalue()
+
+
+def rows_to_csv(names: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(names)
+    w.writerows(rows)
+    return buf.getvalue()

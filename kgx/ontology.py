@@ -1,0 +1,219 @@
+"""The kgx ontology and the infobox mappings onto it.
+
+Takes ``ontologies/kgx.ttl`` and ``ontologies/mappings/infoboxes.yaml``; gives an
+:class:`Ontology` (classes, properties with their ranges and Wikidata ids) and
+:class:`Mappings` (infobox template -> class, parameter -> property, category typing rules).
+Both are plain picklable values so worker processes get them once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+ONTOLOGY_DIR = Path(__file__).resolve().parent.parent / "ontologies"
+KGX = "https://kgx.dev/ontology/"
+ONTOLOGY_GRAPH = "https://kgx.dev/ontology/"
+WDT = "http://www.wikidata.org/prop/direct/"
+WD = "http://www.wikidata.org/entity/"
+RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+RDFS = "http://www.w3.org/2000/01/rdf-schema#"
+OWL = "http://www.w3.org/2002/07/owl#"
+XSD = "http://www.w3.org/2001/XMLSchema#"
+SKOS = "http://www.w3.org/2004/02/skos/core#"
+FOAF = "http://xmlns.com/foaf/0.1/"
+DCT = "http://purl.org/dc/terms/"
+PROV = "http://www.w3.org/ns/prov#"
+
+RDF_TYPE = RDF + "type"
+RDF_LANGSTRING = RDF + "langString"
+RDFS_LABEL = RDFS + "label"
+SKOS_ALTLABEL = SKOS + "altLabel"
+FOAF_PRIMARY_TOPIC_OF = FOAF + "isPrimaryTopicOf"
+
+_NAME_FOLD = re.compile(r"[\s_]+")
+
+
+def fold_name(name: str) -> str:
+    """Fold a template or parameter name for matching: lower case, spaces and '_' as '_'."""
+    return _NAME_FOLD.sub("_", name.strip().lower())
+
+
+class MappingError(ValueError):
+    """A mapping file that names something the ontology lacks, or is malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyInfo:
+    """An ontology property: IRI, object or datatype property, range, Wikidata id."""
+
+    iri: str
+    object: bool
+    range: str | None = None
+    wikidata: str | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Ontology:
+    """Classes and properties of ``kgx.ttl`` with what extraction needs to know of them."""
+
+    path: str
+    version: str
+    properties: dict[str, PropertyInfo]
+    classes: dict[str, str]  # local name -> IRI
+    superclasses: dict[str, tuple[str, ...]]  # class IRI -> direct superclass IRIs
+    class_wikidata: dict[str, str]  # class IRI -> Wikidata IRI
+
+    def prop(self, local: str) -> PropertyInfo:
+        return self.properties[local]
+
+    def ancestors(self, cls: str) -> list[str]:
+        """``cls`` and all its superclasses, nearest first."""
+        out, todo = [], [cls]
+        while todo:
+            c = todo.pop(0)
+            if c not in out:
+                out.append(c)
+                todo.extend(self.superclasses.get(c, ()))
+        return out
+
+
+@lru_cache(maxsize=4)
+def load_ontology(path: str | None = None) -> Ontology:
+    """Read the ontology Turtle file (default: the one shipped with kgx)."""
+    import pyoxigraph as ox
+
+    p = Path(path) if path else ONTOLOGY_DIR / "kgx.ttl"
+    with open(p, "rb") as f:
+        triples = list(ox.parse(f, format=ox.RdfFormat.TURTLE, base_iri=KGX))
+    by_subject: dict[str, dict[str, list[str]]] = {}
+    for t in triples:
+        s = t.subject.value
+        by_subject.setdefault(s, {}).setdefault(t.predicate.value, []).append(t.object.value)
+    props: dict[str, PropertyInfo] = {}
+    classes: dict[str, str] = {}
+    supers: dict[str, tuple[str, ...]] = {}
+    class_wd: dict[str, str] = {}
+    version = "0"
+    for s, po in by_subject.items():
+        types = po.get(RDF_TYPE, [])
+        if OWL + "Ontology" in types:
+            version = (po.get(OWL + "versionInfo") or ["0"])[0]
+        if not s.startswith(KGX):
+            continue
+        local = s[len(KGX):]
+        label = (po.get(RDFS_LABEL) or [""])[0]
+        if OWL + "Class" in types:
+            classes[local] = s
+            supers[s] = tuple(po.get(RDFS + "subClassOf", []))
+            for eq in po.get(OWL + "equivalentClass", []):
+                if eq.startswith(WD):
+                    class_wd[s] = eq
+        elif OWL + "ObjectProperty" in types or OWL + "DatatypeProperty" in types:
+            wd = next((e for e in po.get(OWL + "equivalentProperty", []) if e.startswith(WDT)),
+                      None)
+            rng = (po.get(RDFS + "range") or [None])[0]
+            props[local] = PropertyInfo(s, OWL + "ObjectProperty" in types, rng,
+                                        wd[len(WDT):] if wd else None, label)
+    return Ontology(str(p), version, props, classes, supers, class_wd)
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One infobox family: its class and parameter map (folded names -> property local)."""
+
+    name: str
+    cls: str | None
+    properties: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Mappings:
+    """Infobox and category mappings, resolved against an ontology."""
+
+    ontology: Ontology
+    templates: dict[str, Family]  # folded template name -> family
+    category_types: dict[str, list[tuple[re.Pattern[str], str]]] = field(default_factory=dict)
+    disambiguation_templates: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def family(self, template: str) -> Family | None:
+        return self.templates.get(fold_name(template))
+
+    def infobox_names(self) -> frozenset[str]:
+        """Mapped template names that do not start with 'infobox' (e.g. 'taxobox')."""
+        return frozenset(n.replace("_", " ") for n in self.templates if not n.startswith("infobox"))
+
+    def property_for(self, family: Family, param: str) -> str | None:
+        key = fold_name(param)
+        prop = family.properties.get(key)
+        if prop is None:
+            stripped = key.rstrip("0123456789").rstrip("_")
+            if stripped != key:
+                prop = family.properties.get(stripped)
+        return prop
+
+    def category_classes(self, lang: str, categories: tuple[str, ...]) -> list[str]:
+        out: list[str] = []
+        for pattern, cls in self.category_types.get(lang, []):
+            if cls not in out and any(pattern.search(c) for c in categories):
+                out.append(cls)
+        return out
+
+
+@lru_cache(maxsize=4)
+def load_mappings(path: str | None = None, ontology_path: str | None = None) -> Mappings:
+    """Read and check the infobox mapping file against the ontology.
+
+    Raises:
+        MappingError: The file is malformed or names a class or property the ontology lacks.
+    """
+    import yaml
+
+    onto = load_ontology(ontology_path)
+    p = Path(path) if path else ONTOLOGY_DIR / "mappings" / "infoboxes.yaml"
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise MappingError(f"{p}: cannot read mappings ({exc})") from exc
+    fams_raw = data.get("families") if isinstance(data, dict) else None
+    if not isinstance(fams_raw, dict):
+        raise MappingError(f"{p}: expected a top-level 'families' mapping")
+
+    def resolved(name: str, seen: tuple[str, ...] = ()) -> dict[str, str]:
+        spec = fams_raw.get(name)
+        if not isinstance(spec, dict):
+            raise MappingError(f"{p}: family {name!r} is not defined (known: "
+                               f"{', '.join(sorted(fams_raw))})")
+        if name in seen:
+            raise MappingError(f"{p}: family {name!r} extends itself")
+        base = resolved(spec["extends"], seen + (name,)) if spec.get("extends") else {}
+        own = {fold_name(k): v for k, v in (spec.get("properties") or {}).items()}
+        return {**base, **own}
+
+    templates: dict[str, Family] = {}
+    for name, spec in fams_raw.items():
+        props = resolved(name)
+        for param, local in props.items():
+            if local not in onto.properties:
+                raise MappingError(f"{p}: family {name!r} maps {param!r} to unknown property "
+                                   f"kgx:{local}; declare it in {onto.path}")
+        cls = spec.get("class")
+        if cls is not None and cls not in onto.classes:
+            raise MappingError(f"{p}: family {name!r} names unknown class kgx:{cls}; known: "
+                               f"{', '.join(sorted(onto.classes))}")
+        fam = Family(name, onto.classes[cls] if cls else None, props)
+        for t in spec.get("templates") or []:
+            templates[fold_name(t)] = fam
+    cats: dict[str, list[tuple[re.Pattern[str], str]]] = {}
+    for lang, rules in (data.get("category_types") or {}).items():
+        for cls, patterns in rules.items():
+            if cls not in onto.classes:
+                raise MappingError(f"{p}: category_types.{lang} names unknown class kgx:{cls}")
+            for pat in patterns:
+                cats.setdefault(lang, []).append((re.compile(pat, re.I), onto.classes[cls]))
+    dab = {lang: frozenset(t.lower() for t in names)
+           for lang, names in (data.get("disambiguation_templates") or {}).items()}
+    return Mappings(onto, templates, cats, dab)

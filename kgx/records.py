@@ -1,0 +1,228 @@
+"""The data model every kgx stage reads and writes.
+
+``Page -> Document (text + link spans) -> Sentence -> Mention -> Relation -> Fact (with
+Provenance)``. All values are small frozen dataclasses. Offsets are always half-open character
+offsets ``[start, end)`` into the page's plain text (``Document.text``); sub-token indices never
+leave the model code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# --------------------------------------------------------------------------- dump level
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """One namespace declared in a dump's ``<siteinfo>``."""
+
+    key: int
+    name: str
+    case: str = "first-letter"
+
+
+@dataclass(frozen=True, slots=True)
+class SiteInfo:
+    """What a dump says about its wiki: drives title normalisation and IRIs.
+
+    Attributes:
+        sitename: Human name of the wiki ("Wikipedia").
+        dbname: Database name ("enwiki"); used to derive the default IRI namespace.
+        base: URL of the main page; article URLs are derived from it.
+        lang: Language code of the content ("en"), used for language-tagged literals.
+        case: Default case rule ("first-letter" or "case-sensitive").
+        namespaces: Declared namespaces.
+    """
+
+    sitename: str = ""
+    dbname: str = ""
+    base: str = ""
+    lang: str = "en"
+    case: str = "first-letter"
+    namespaces: tuple[Namespace, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One ``<page>`` of a dump with its latest revision."""
+
+    id: int
+    ns: int
+    title: str
+    text: str
+    revision_id: int | None = None
+    timestamp: str | None = None
+    redirect: str | None = None
+
+
+# --------------------------------------------------------------------------- text level
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A wikilink: ``text[start:end]`` is the anchor; ``target`` the normalised title."""
+
+    start: int
+    end: int
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A section heading; ``start`` is where its body begins in the plain text."""
+
+    title: str
+    level: int
+    start: int
+
+
+@dataclass(frozen=True, slots=True)
+class DateValue:
+    """A date read from wikitext, as an XSD lexical form and its datatype local name."""
+
+    lexical: str
+    datatype: str  # "date", "gYear" or "gYearMonth"
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """Wikitext rendered to plain text, with the links and dates a reader would see."""
+
+    text: str
+    links: tuple[Link, ...] = ()
+    dates: tuple[DateValue, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InfoboxField:
+    """One parameter of an infobox: its name, raw wikitext and rendered value."""
+
+    name: str
+    raw: str
+    value: Rendered
+
+
+@dataclass(frozen=True, slots=True)
+class Infobox:
+    """An infobox template call (normalised template name) with its fields in order."""
+
+    template: str
+    fields: tuple[InfoboxField, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """An article as plain text with the structure kgx reads from it.
+
+    Attributes:
+        page_id, revision_id, title: Identify the source page revision.
+        text: Plain body text (headings excluded, one paragraph per line).
+        links: Wikilinks in ``text``, ordered by ``start``.
+        sections: Section headings with the offset where each body starts.
+        lead_end: End offset of the lead (text before the first heading).
+        aliases: Bold names in the lead (the article's title aliases).
+        categories: Normalised category names (without namespace prefix).
+        infoboxes: Infobox template calls found on the page.
+        templates: Normalised names of every template the page calls.
+    """
+
+    page_id: int
+    revision_id: int | None
+    title: str
+    text: str
+    links: tuple[Link, ...] = ()
+    sections: tuple[Section, ...] = ()
+    lead_end: int = 0
+    aliases: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    infoboxes: tuple[Infobox, ...] = ()
+    templates: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def lead(self) -> str:
+        """The lead section's text."""
+        return self.text[: self.lead_end].strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    """A sentence of a document: ``text`` equals ``Document.text[start:end]``."""
+
+    page_id: int
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """An entity mention; offsets are relative to the text it was found in."""
+
+    start: int
+    end: int
+    label: str
+    entity: str | None = None
+    score: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Relation:
+    """A relation between two mentions of one text."""
+
+    head: Mention
+    tail: Mention
+    label: str
+    score: float = 1.0
+
+
+# --------------------------------------------------------------------------- graph level
+
+
+@dataclass(frozen=True, slots=True)
+class IRI:
+    """An absolute IRI (already encoded)."""
+
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """A wiki page by normalised title; becomes an IRI once redirects are resolved."""
+
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    """An RDF literal: ``datatype`` is a full IRI, or ``lang`` a language tag."""
+
+    value: str
+    datatype: str | None = None
+    lang: str | None = None
+
+
+Term = IRI | Entity | Literal
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where a fact comes from. Structural facts fill the first four fields; model facts all."""
+
+    page_id: int
+    revision_id: int | None
+    extractor: str
+    extractor_version: str
+    sentence: tuple[int, int] | None = None
+    evidence: tuple[int, int] | None = None
+    confidence: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One triple and where it came from."""
+
+    subject: IRI | Entity
+    predicate: IRI
+    object: Term
+    provenance: Provenance

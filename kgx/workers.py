@@ -1,0 +1,281 @@
+"""Page processing in worker processes, each page under a time and a memory limit.
+
+Takes pages (or, for a multistream dump, whole bz2 streams that a worker reads itself, so no
+page text crosses a process boundary); gives :class:`PageResult` s in the order the dump holds
+them, whatever the number of workers, so a parallel run writes what a sequential run writes.
+
+A page that takes longer than ``page_timeout`` seconds or more memory than ``page_memory_mb``
+is stopped, skipped and reported; a worker that dies outright is replaced, and the pages of its
+task are retried one by one so that only the culprit is lost.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import resource
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
+
+from kgx.dump import DumpError, Stream, iter_stream_pages
+from kgx.ontology import Mappings
+from kgx.records import Document, Entity, Page
+from kgx.rdf import to_nquads
+from kgx.site import Site, iri_escape
+from kgx.structure import StructureExtractor
+from kgx.wikitext import is_disambiguation, parse_page
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-page limits: seconds, megabytes of memory above the worker's start, page size."""
+
+    page_timeout: float = 60.0
+    page_memory_mb: int = 4096
+    max_page_bytes: int = 16_000_000
+
+
+@dataclass(slots=True)
+class PageResult:
+    """What one page gave: its kind, N-Quads, counts, and what the alias table needs."""
+
+    page_id: int
+    title: str
+    kind: str  # article | disambiguation | redirect | other-namespace | skipped
+    reason: str | None = None
+    lines: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    redirect_target: str | None = None
+    anchors: list[tuple[str, str]] = field(default_factory=list)
+    document: Document | None = None
+
+
+@dataclass(slots=True)
+class StreamResult:
+    """The pages of one multistream stream, or why they were lost."""
+
+    stream: Stream
+    results: list[PageResult]
+    error: str | None = None
+    missing: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Crashed:
+    """A task whose worker process died (segfault, kill, out of memory) twice."""
+
+    task: tuple[Any, ...]
+
+
+class PageTimeout(Exception):
+    """Raised inside a worker when a page runs past its time limit."""
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise PageTimeout()
+
+
+@dataclass(slots=True)
+class Context:
+    """What a worker needs to process pages; sent to each worker once."""
+
+    site: Site
+    mappings: Mappings
+    limits: Limits
+    keep_documents: bool = False
+    _extractor: StructureExtractor | None = None
+
+    @property
+    def extractor(self) -> StructureExtractor:
+        if self._extractor is None:
+            self._extractor = StructureExtractor(self.site, self.mappings)
+        return self._extractor
+
+
+_CTX: Context | None = None
+
+
+def init_worker(ctx: Context, limit_memory: bool = True) -> None:
+    """Install the context, the alarm handler and the address-space limit in a worker."""
+    global _CTX
+    _CTX = ctx
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if limit_memory and ctx.limits.page_memory_mb > 0:
+        with open("/proc/self/statm") as f:
+            vm_pages = int(f.read().split()[0])
+        base = vm_pages * os.sysconf("SC_PAGE_SIZE")
+        cap = base + ctx.limits.page_memory_mb * (1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        except (ValueError, OSError):
+            pass
+
+
+def process_page(page: Page, ctx: Context) -> PageResult:
+    """Turn one page into facts, within the context's time limit."""
+    site = ctx.site
+    title = site.normalize(page.title) or page.title
+    if page.ns != 0:
+        return PageResult(page.id, page.title, "other-namespace")
+    if page.redirect is not None:
+        target = site.normalize(page.redirect)
+        if not target or target == title:
+            return PageResult(page.id, page.title, "skipped", "redirect without a valid target")
+        facts = ctx.extractor.redirect_facts(page, title, target)
+        lines, counts = to_nquads(facts, site, Entity(title))
+        return PageResult(page.id, title, "redirect", None, lines, counts, target)
+    size = len(page.text.encode("utf-8")) if len(page.text) * 4 > ctx.limits.max_page_bytes \
+        else len(page.text)
+    if size > ctx.limits.max_page_bytes:
+        return PageResult(page.id, title, "skipped",
+                          f"page too large ({size:,} bytes > {ctx.limits.max_page_bytes:,})")
+    use_alarm = ctx.limits.page_timeout > 0
+    if use_alarm:
+        signal.setitimer(signal.ITIMER_REAL, ctx.limits.page_timeout)
+    try:
+        doc = parse_page(page, site, ctx.mappings.infobox_names())
+        dab = is_disambiguation(doc, ctx.mappings.disambiguation_templates.get(site.lang, ()))
+        facts = ctx.extractor.article_facts(page, doc, title, dab)
+        lines, counts = to_nquads(facts, site, Entity(title))
+        anchors = [(doc.text[ln.start:ln.end], ln.target) for ln in doc.links]
+    except PageTimeout:
+        return PageResult(page.id, title, "skipped",
+                          f"timed out after {ctx.limits.page_timeout:g} s")
+    except MemoryError:
+        return PageResult(page.id, title, "skipped",
+                          f"over the memory limit ({ctx.limits.page_memory_mb} MB)")
+    except RecursionError:
+        return PageResult(page.id, title, "skipped", "markup nested too deeply")
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    return PageResult(page.id, title, "disambiguation" if dab else "article", None, lines,
+                      counts, None, anchors, doc if ctx.keep_documents else None)
+
+
+def run_pages(pages: list[Page]) -> list[PageResult]:
+    """Worker task: process a batch of pages."""
+    assert _CTX is not None, "worker not initialised"
+    return [_guarded(p, _CTX) for p in pages]
+
+
+def _guarded(page: Page, ctx: Context) -> PageResult:
+    try:
+        return process_page(page, ctx)
+    except Exception as exc:  # one bad page never stops a run
+        return PageResult(page.id, page.title, "skipped", f"{type(exc).__name__}: {exc}")
+
+
+def run_stream(path: str, stream: Stream) -> StreamResult:
+    """Worker task: read one stream of a multistream dump and process its pages."""
+    assert _CTX is not None, "worker not initialised"
+    try:
+        pages = iter_stream_pages(path, stream)
+    except DumpError as exc:
+        lost = list(zip(stream.page_ids, stream.titles, strict=False))
+        return StreamResult(stream, [], str(exc), lost)
+    found = {p.id for p in pages}
+    missing = [(i, t) for i, t in zip(stream.page_ids, stream.titles, strict=False)
+               if i not in found]
+    return StreamResult(stream, [_guarded(p, _CTX) for p in pages], None, missing)
+
+
+# --------------------------------------------------------------------------- the pool
+
+
+class OrderedPool:
+    """Runs tasks in worker processes and yields their results in submission order.
+
+    Args:
+        ctx: Context installed in every worker.
+        workers: Number of processes; 0 runs tasks in this process (no memory limit).
+        window: Tasks in flight at once per worker (bounds memory).
+    """
+
+    def __init__(self, ctx: Context, workers: int, window: int = 3) -> None:
+        self.ctx = ctx
+        self.workers = workers
+        self.window = max(1, workers) * window
+        self.crashes = 0
+        self._pool: ProcessPoolExecutor | None = None
+        if workers == 0:
+            init_worker(ctx, limit_memory=False)
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        return ProcessPoolExecutor(self.workers, mp_context=mp.get_context(method),
+                                   initializer=init_worker, initargs=(self.ctx,))
+
+    def map(self, fn: Callable[..., Any], tasks: Iterable[tuple[Any, ...]],
+            split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
+            ) -> Iterator[Any]:
+        """Yield ``fn(*task)`` for each task, in order.
+
+        Args:
+            fn: A module-level task function.
+            tasks: Argument tuples.
+            split: For a task whose worker died: smaller tasks to retry it as (one per page),
+                so that only the page that kills a worker is lost. Without it the task is
+                retried whole. A retry that dies again yields :class:`Crashed`.
+        """
+        if self.workers == 0:
+            for t in tasks:
+                yield fn(*t)
+            return
+        self._pool = self._new_pool()
+        pending: deque[tuple[tuple[Any, ...], Future[Any], float]] = deque()
+        it = iter(tasks)
+        try:
+            exhausted = False
+            while True:
+                while not exhausted and len(pending) < self.window:
+                    try:
+                        t = next(it)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    pending.append((t, self._pool.submit(fn, *t), time.monotonic()))
+                if not pending:
+                    return
+                task, fut, _ = pending.popleft()
+                try:
+                    yield fut.result()
+                except BrokenProcessPool:
+                    self.crashes += 1
+                    retry = [task] + [p[0] for p in pending]
+                    pending.clear()
+                    self._pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = self._new_pool()
+                    yield from self._retry(fn, retry[0], split)
+                    for t in retry[1:]:
+                        pending.append((t, self._pool.submit(fn, *t), time.monotonic()))
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+    def _retry(self, fn: Callable[..., Any], task: tuple[Any, ...],
+               split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None
+               ) -> Iterator[Any]:
+        assert self._pool is not None
+        parts = split(task) if split else [task]
+        for part in parts:
+            try:
+                yield self._pool.submit(fn, *part).result()
+            except BrokenProcessPool:
+                self.crashes += 1
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+                yield Crashed(part)
+
+
+def iri_key(title: str) -> str:
+    """The path of an entity IRI under the resource namespace (what redirects are keyed by)."""
+    return iri_escape(title.replace(" ", "_"))
