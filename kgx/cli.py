@@ -55,7 +55,8 @@ def extract(
 ) -> None:
     """Turn a dump into a knowledge graph of its structured facts in OUT."""
     from kgx.dump import DumpError
-    from kgx.extract import ExtractOptions, extract as run
+    from kgx.extract import ExtractOptions
+    from kgx.extract import extract as run
     from kgx.ontology import MappingError
     from kgx.workers import Limits
 

@@ -454,7 +454,8 @@ def read_multistream_site(path: str | os.PathLike[str], first_offset: int) -> Si
     try:
         root = etree.fromstring(text, etree.XMLParser(huge_tree=True, resolve_entities=False))
     except etree.XMLSyntaxError as exc:
-        raise DumpError(path, f"header stream is not a <mediawiki> header: {exc}", offset=0) from exc
+        raise DumpError(path, f"header stream is not a <mediawiki> header: {exc}",
+                        offset=0) from exc
     lang = root.get("{http://www.w3.org/XML/1998/namespace}lang")
     for child in root:
         if _local(child.tag) == "siteinfo":

@@ -26,20 +26,37 @@ from urllib.parse import unquote
 
 from kgx import __version__
 from kgx.aliases import AliasStore
-from kgx.dump import (DumpError, DumpReader, Stream, detect_format, find_index, read_index,
-                      read_multistream_site)
+from kgx.dump import (
+    DumpError,
+    DumpReader,
+    Stream,
+    detect_format,
+    find_index,
+    read_index,
+    read_multistream_site,
+)
 from kgx.ontology import KGX, ONTOLOGY_DIR, ONTOLOGY_GRAPH, load_mappings
 from kgx.progress import Progress
 from kgx.records import Page
 from kgx.site import Site
-from kgx.workers import (Context, Crashed, Limits, OrderedPool, PageResult, StreamResult,
-                         run_pages, run_stream)
+from kgx.workers import (
+    Context,
+    Crashed,
+    Limits,
+    OrderedPool,
+    PageResult,
+    StreamResult,
+    run_pages,
+    run_stream,
+)
 
 GRAPH_FILE = "graph.nq"
 STORE_DIR = "store"
 REPORT_FILE = "report.json"
 ALIASES_FILE = "aliases.sqlite"
 DOCUMENTS_FILE = "documents.jsonl"
+PAGE_KINDS = ("read", "article", "disambiguation", "redirect", "other-namespace", "skipped",
+              "lost")
 MAX_LISTED = 1000  # skipped/lost pages listed by name in the report (all are counted)
 
 
@@ -89,7 +106,7 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d["pages"] = dict(self.pages)
+        d["pages"] = {k: self.pages.get(k, 0) for k in PAGE_KINDS} | dict(self.pages)
         d["triples"] = dict(self.triples)
         d["triples_total"] = sum(self.triples.values())
         read = self.pages.get("read", 0)
@@ -134,14 +151,19 @@ def _batches(reader: DumpReader, limit: int | None, max_pages: int = 64,
              max_chars: int = 4_000_000) -> Iterator[tuple[list[Page]]]:
     batch: list[Page] = []
     chars = 0
-    for n, page in enumerate(reader, 1):
-        batch.append(page)
-        chars += len(page.text)
-        if len(batch) >= max_pages or chars >= max_chars:
+    try:
+        for n, page in enumerate(reader, 1):
+            batch.append(page)
+            chars += len(page.text)
+            if len(batch) >= max_pages or chars >= max_chars:
+                yield (batch,)
+                batch, chars = [], 0
+            if limit is not None and n >= limit:
+                break
+    except DumpError:
+        if batch:  # pages read before the fault are kept
             yield (batch,)
-            batch, chars = [], 0
-        if limit is not None and n >= limit:
-            break
+        raise
     if batch:
         yield (batch,)
 
@@ -278,10 +300,10 @@ def _run_sequential(reader: DumpReader, pool: OrderedPool, writer: _Writer,
     with _progress(opts, reader.size, "B") as bar:
         n = 0
         for results in pool.map(run_pages, _batches(reader, opts.limit), split=_split_pages):
+            if isinstance(results, Crashed):  # a one-page retry that killed its worker again
+                page = results.task[0][0]
+                results = [PageResult(page.id, page.title, "skipped", "worker process died")]
             for r in results:
-                if isinstance(r, Crashed):
-                    page = r.task[0][0]
-                    r = PageResult(page.id, page.title, "skipped", "worker process died")
                 writer.add(r)
                 n += 1
             bar.update_to(reader.compressed_pos, pages=n)

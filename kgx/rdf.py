@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from kgx import __version__
 from kgx.ontology import KGX, XSD
 from kgx.records import IRI, Entity, Fact, Literal, Provenance
 from kgx.site import Site

@@ -14,10 +14,29 @@ import re
 from collections.abc import Iterator
 
 from kgx import __version__
-from kgx.ontology import (FOAF_PRIMARY_TOPIC_OF, KGX, RDF_LANGSTRING, RDF_TYPE, RDFS_LABEL, XSD,
-                          Family, Mappings, PropertyInfo)
-from kgx.records import (IRI, DateValue, Document, Entity, Fact, Literal, Page, Provenance,
-                         Rendered, Term)
+from kgx.ontology import (
+    FOAF_PRIMARY_TOPIC_OF,
+    KGX,
+    RDF_LANGSTRING,
+    RDF_TYPE,
+    RDFS_LABEL,
+    XSD,
+    Family,
+    Mappings,
+    PropertyInfo,
+)
+from kgx.records import (
+    IRI,
+    DateValue,
+    Document,
+    Entity,
+    Fact,
+    Literal,
+    Page,
+    Provenance,
+    Rendered,
+    Term,
+)
 from kgx.site import Site
 from kgx.templates import MONTHS, date_value
 
@@ -33,7 +52,8 @@ _DATE_PATTERNS = [
     re.compile(r"\b(?P<y>\d{1,4})\s*(?P<bc>BCE?)\b"),
     re.compile(r"(?<![\d,.])(?P<y>\d{3,4})(?![\d,.])"),
 ]
-_NUMBER = re.compile(r"(?<![\w.])[-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])|(?<![\w.])[-−]?\d+(?:\.\d+)?")
+_NUMBER = re.compile(r"(?<![\w.])[-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])"
+                     r"|(?<![\w.])[-−]?\d+(?:\.\d+)?")
 _URL = re.compile(r"(?:https?://)?(?:[\w-]+\.)+[a-z]{2,}(?:/\S*)?", re.I)
 _NUMERIC = {XSD + "integer", XSD + "decimal", XSD + "double", XSD + "float",
             XSD + "nonNegativeInteger", XSD + "positiveInteger"}

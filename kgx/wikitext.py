@@ -51,7 +51,11 @@ _UNPROTECT = str.maketrans({v: k for k, v in
                             {"{": "\ue000", "}": "\ue001", "[": "\ue002", "]": "\ue003",
                              "|": "\ue004", "'": "\ue005", "<": "\ue006", "=": "\ue007",
                              "*": "\ue008", "#": "\ue009", ":": "\ue00a"}.items()})
-_EXTLINK = re.compile(r"\[(?:https?:|ftp:|mailto:|//)[^\s\]]*\s*([^\]]*)\]")
+# Protected characters back, and no-break spaces as plain ones (both keep offsets).
+_FINAL = {**{ord(k): v for k, v in zip("\ue000\ue001\ue002\ue003\ue004\ue005\ue006\ue007\ue008"
+                                       "\ue009\ue00a", "{}[]|'<=*#:", strict=True)},
+          0xA0: " ", 0x202F: " ", 0x2007: " "}
+_EXTLINK = re.compile(r"\[(?:https?:|ftp:|mailto:|//)[^\s\]\[]*\s*([^\]\[]*)\]")
 _EXTLINK_OPEN = re.compile(r"\[(?:https?:|ftp:|//)[^\s\]]*\s?")
 _QUOTES = re.compile(r"('{2,}|\n)")
 _TRAIL = re.compile(r"[^\W\d_]+")
@@ -167,7 +171,7 @@ class _Builder:
                     self.bold.append((self.bold_start, self.pos))
                     self.bold_start = None
                 self.put(part)
-            elif part[0] == "'" and len(part) >= 2:
+            elif part[0] == "'" and len(part) >= 2 and not part.strip("'"):
                 n = len(part)
                 if n == 4:
                     self.put("'")
@@ -287,7 +291,8 @@ class _Renderer:
 
     def _args(self, i: int, j: int) -> tuple[str, list[Arg]]:
         src, tpos, tend = self.src, self.tpos, self.tend
-        bounds = [tend[i]] + [x for p in self.pipes.get(i, ()) for x in (tpos[p], tend[p])] + [tpos[j]]
+        inner = [x for p in self.pipes.get(i, ()) for x in (tpos[p], tend[p])]
+        bounds = [tend[i], *inner, tpos[j]]
         name_raw = src[bounds[0]:bounds[1]]
         args: list[Arg] = []
         n = 0
@@ -366,9 +371,7 @@ class _Renderer:
 def _clean_lines(b: _Builder, sections: list[Section] | None
                  ) -> tuple[str, tuple[Link, ...], list[DateValue]]:
     """Step 4: headings out, list markers and extra spaces out, spans mapped to new offsets."""
-    raw = b.result()
-    if "\ue000" <= max(raw, default=" "):
-        raw = raw.translate(_UNPROTECT)
+    raw = b.result().translate(_FINAL)
     old_starts: list[int] = []
     new_starts: list[int] = []
     lengths: list[int] = []

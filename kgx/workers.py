@@ -11,6 +11,7 @@ task are retried one by one so that only the culprit is lost.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import resource
@@ -25,8 +26,8 @@ from typing import Any
 
 from kgx.dump import DumpError, Stream, iter_stream_pages
 from kgx.ontology import Mappings
-from kgx.records import Document, Entity, Page
 from kgx.rdf import to_nquads
+from kgx.records import Document, Entity, Page
 from kgx.site import Site, iri_escape
 from kgx.structure import StructureExtractor
 from kgx.wikitext import is_disambiguation, parse_page
@@ -112,10 +113,8 @@ def init_worker(ctx: Context, limit_memory: bool = True) -> None:
             vm_pages = int(f.read().split()[0])
         base = vm_pages * os.sysconf("SC_PAGE_SIZE")
         cap = base + ctx.limits.page_memory_mb * (1 << 20)
-        try:
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-        except (ValueError, OSError):
-            pass
 
 
 def process_page(page: Page, ctx: Context) -> PageResult:
@@ -232,6 +231,7 @@ class OrderedPool:
         self._pool = self._new_pool()
         pending: deque[tuple[tuple[Any, ...], Future[Any], float]] = deque()
         it = iter(tasks)
+        failure: BaseException | None = None
         try:
             exhausted = False
             while True:
@@ -241,8 +241,14 @@ class OrderedPool:
                     except StopIteration:
                         exhausted = True
                         break
+                    except Exception as exc:  # the source broke: finish what was read first
+                        failure = exc
+                        exhausted = True
+                        break
                     pending.append((t, self._pool.submit(fn, *t), time.monotonic()))
                 if not pending:
+                    if failure is not None:
+                        raise failure
                     return
                 task, fut, _ = pending.popleft()
                 try:
