@@ -51,9 +51,12 @@ def _host_label(base: str) -> str:
     return host.replace(".", "-")
 
 
+_IRI_NEEDS_ESCAPE = re.compile(r'[<>"{}|\\^`%?#\x00-\x20]')
+
+
 def iri_escape(text: str) -> str:
     """Percent-encode what may not stand raw in an IRI path segment (unicode stays)."""
-    return text.translate(_IRI_TABLE)
+    return text.translate(_IRI_TABLE) if _IRI_NEEDS_ESCAPE.search(text) else text
 
 
 @dataclass(frozen=True, slots=True)

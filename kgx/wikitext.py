@@ -44,17 +44,13 @@ _BR = re.compile(r"<br\s*/?>|</?p>|</?li>", re.I)
 _HTML_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>")
 _MAGIC = re.compile(r"__[A-Z]{3,}__")
 _TOKEN = re.compile(r"\{\{|\}\}|\[\[|\]\]|^[ \t:]*\{\||^[ \t]*\|\}(?!\})|\|", re.M)
-_PROTECT = str.maketrans({"{": "\ue000", "}": "\ue001", "[": "\ue002", "]": "\ue003",
-                          "|": "\ue004", "'": "\ue005", "<": "\ue006", "=": "\ue007",
-                          "*": "\ue008", "#": "\ue009", ":": "\ue00a"})
-_UNPROTECT = str.maketrans({v: k for k, v in
-                            {"{": "\ue000", "}": "\ue001", "[": "\ue002", "]": "\ue003",
-                             "|": "\ue004", "'": "\ue005", "<": "\ue006", "=": "\ue007",
-                             "*": "\ue008", "#": "\ue009", ":": "\ue00a"}.items()})
-# Protected characters back, and no-break spaces as plain ones (both keep offsets).
-_FINAL = {**{ord(k): v for k, v in zip("\ue000\ue001\ue002\ue003\ue004\ue005\ue006\ue007\ue008"
-                                       "\ue009\ue00a", "{}[]|'<=*#:", strict=True)},
-          0xA0: " ", 0x202F: " ", 0x2007: " "}
+# Markup characters inside <nowiki> and <pre> are swapped for private-use characters, so that no
+# later step sees them as markup, and swapped back at the end (both keep offsets).
+_PROTECTED = "{}[]|'<=*#:"
+_PROTECT = str.maketrans({c: chr(0xE000 + i) for i, c in enumerate(_PROTECTED)})
+_UNPROTECT = str.maketrans({chr(0xE000 + i): c for i, c in enumerate(_PROTECTED)})
+_ANY_PROTECTED = re.compile("[\ue000-\ue00a]")
+_NBSP = ("\u00a0", "\u202f", "\u2007")
 _EXTLINK = re.compile(r"\[(?:https?:|ftp:|mailto:|//)[^\s\]\[]*\s*([^\]\[]*)\]")
 _EXTLINK_OPEN = re.compile(r"\[(?:https?:|ftp:|//)[^\s\]]*\s?")
 _QUOTES = re.compile(r"('{2,}|\n)")
@@ -195,6 +191,7 @@ class _Renderer:
 
     def __init__(self, src: str, site: Site, infobox_names: frozenset[str]) -> None:
         self.src = src
+        self.protected = _ANY_PROTECTED.search(src) is not None  # any <nowiki> content?
         self.site = site
         self.infobox_names = infobox_names
         self.templates: set[str] = set()
@@ -326,7 +323,9 @@ class _Renderer:
         src, tpos, tend = self.src, self.tpos, self.tend
         pipes = self.pipes.get(i)
         target_end = tpos[pipes[0]] if pipes else tpos[j]
-        target_raw = src[tend[i]:target_end].translate(_UNPROTECT)
+        target_raw = src[tend[i]:target_end]
+        if self.protected:
+            target_raw = target_raw.translate(_UNPROTECT)
         parsed = self.site.parse(target_raw)
         after = tend[j]
         if parsed is not None and not parsed.leading_colon:
@@ -362,16 +361,21 @@ class _Renderer:
         self.out = _Builder()
         try:
             self.render(start, end)
-            text, links, dates = _clean_lines(self.out, sections=None)
+            text, links, dates = _clean_lines(self.out, None, self.protected)
         finally:
             self.out = outer
         return Rendered(text, links, tuple(dates))
 
 
-def _clean_lines(b: _Builder, sections: list[Section] | None
+def _clean_lines(b: _Builder, sections: list[Section] | None, protected: bool
                  ) -> tuple[str, tuple[Link, ...], list[DateValue]]:
     """Step 4: headings out, list markers and extra spaces out, spans mapped to new offsets."""
-    raw = b.result().translate(_FINAL)
+    raw = b.result()
+    if protected:
+        raw = raw.translate(_UNPROTECT)
+    for sp in _NBSP:
+        if sp in raw:
+            raw = raw.replace(sp, " ")
     old_starts: list[int] = []
     new_starts: list[int] = []
     lengths: list[int] = []
@@ -464,7 +468,7 @@ def parse_page(page: Page, site: Site, infobox_names: Iterable[str] = ()) -> Doc
     r = _Renderer(src, site, frozenset(infobox_names))
     r.render(0, len(src))
     sections: list[Section] = []
-    text, links, _ = _clean_lines(r.out, sections)
+    text, links, _ = _clean_lines(r.out, sections, r.protected)
     lead_end = sections[0].start if sections else len(text)
     first_para_end = text.find("\n")
     if first_para_end < 0 or first_para_end > lead_end:
