@@ -1,0 +1,405 @@
+"""The silver corpus: sentences labelled by the dump itself.
+
+Takes the output of the structure pass (``documents.jsonl``: text with link spans; the graph:
+entity types and infobox facts); gives ``train/dev/test.jsonl`` of sentences with entity
+mentions and relation examples, and ``stats.json``.
+
+* **Mentions** come from wikilinks, typed from the linked entity's class in the graph (infobox
+  class, else category rules), mapped onto PER / ORG / LOC / MISC with the finer ontology class
+  kept. Unlinked mentions of entities linked in the same page are labelled too: the page's own
+  title and aliases, and every linked entity's anchor texts and, for people, surnames.
+* **Sentences are dropped** where an unlabelled capitalised word would teach the model a wrong
+  negative (the WikiNER recipe). A link whose target has no known type is an entity of unknown
+  type: its span is kept as ``ignore`` (masked out of the loss and the scores) rather than
+  dropping the sentence or teaching "not an entity".
+* **Relations** (distant supervision): a sentence that mentions both the subject and the object
+  of an infobox fact is a positive example for the fact's Wikidata-aligned property; the other
+  mention pairs of that sentence are NA examples.
+* **Splits** are by page (a hash of the page id), so no page is in two splits.
+
+Every step is counted in ``stats.json``, so what each one does to the labels is measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kgx.ontology import KGX, RDF_TYPE, Ontology, load_ontology
+
+COARSE = ("PER", "ORG", "LOC", "MISC")
+NA = "NA"
+_COARSE_OF = {"Person": "PER", "Deity": "PER", "Organisation": "ORG", "Place": "LOC"}
+_CAPITALISED = re.compile(r"\b[A-Z][\w'’-]*")
+_WORD = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]", re.U)
+# Capitalised words that are not names (English); other languages rely on the link rule alone.
+_NOT_NAMES = frozenset("""I A An The This That These Those He She It They We You His Her Its Their
+Our Your My In On At Of For From By With As To And But Or Nor If When While After Before Since
+Although Though Because During Between Among Under Over About Into Through Also However Many Some
+Most Other Such One Two Three Four Five Six Seven Eight Nine Ten First Second Third There Here
+Who What Which Where Why How All Both Each Every No Not Yet So Then Thus Later Early Late
+January February March April May June July August September October November December Monday
+Tuesday Wednesday Thursday Friday Saturday Sunday Mr Mrs Ms Dr St Sir Lord Lady""".split())
+
+
+@dataclass(slots=True)
+class EntityInfo:
+    """What the graph says of one entity: coarse and fine type, facts with it as subject."""
+
+    coarse: str | None = None
+    fine: str | None = None
+    facts: list[tuple[str, str]] = field(default_factory=list)  # (property local, object title)
+    source: str = "class"  # "class" (the page's own type) or "range" (object of a typed fact)
+
+
+def coarse_type(onto: Ontology, cls_iri: str) -> str:
+    """PER / ORG / LOC / MISC for an ontology class, through its superclasses."""
+    for c in onto.ancestors(cls_iri):
+        name = c[len(KGX):] if c.startswith(KGX) else ""
+        if name in _COARSE_OF:
+            return _COARSE_OF[name]
+    return "MISC"
+
+
+def _depth(onto: Ontology, cls: str) -> int:
+    return len(onto.ancestors(cls))
+
+
+def load_entities(graph_dir: Path, onto: Ontology | None = None) -> dict[str, EntityInfo]:
+    """Types and infobox object facts of every entity in a structure-pass output, by title."""
+    import pyoxigraph as ox
+
+    from kgx.graph import KnowledgeGraph
+
+    onto = onto or load_ontology()
+    kg = KnowledgeGraph.open(graph_dir)
+    ns = kg.namespace or ""
+    res = ns + "resource/"
+    out: dict[str, EntityInfo] = defaultdict(EntityInfo)
+
+    def title(iri: str) -> str | None:
+        if not iri.startswith(res):
+            return None
+        from urllib.parse import unquote
+
+        return unquote(iri[len(res):]).replace("_", " ")
+
+    for sol in kg.query(f"SELECT ?s ?c WHERE {{ ?s <{RDF_TYPE}> ?c }}"):
+        t = title(sol["s"].value)
+        c = sol["c"].value
+        if t is None or not c.startswith(KGX) or c[len(KGX):] not in onto.classes:
+            continue
+        info = out[t]
+        if info.fine is None or _depth(onto, c) > _depth(onto, info.fine):
+            info.fine = c
+            info.coarse = coarse_type(onto, c)
+    wd_props = {p.iri: local for local, p in onto.properties.items() if p.object and p.wikidata}
+    q = "SELECT ?s ?p ?o WHERE { GRAPH ?g { ?s ?p ?o } ?g kgx:extractor \"infobox\" }"
+    ranged: list[tuple[str, str]] = []
+    for sol in kg.query(q):
+        p = sol["p"].value
+        if p in wd_props and isinstance(sol["o"], ox.NamedNode):
+            s, o = title(sol["s"].value), title(sol["o"].value)
+            if s and o:
+                out[s].facts.append((wd_props[p], o))
+                rng = onto.properties[wd_props[p]].range
+                if rng and rng.startswith(KGX) and rng[len(KGX):] in onto.classes:
+                    ranged.append((o, rng))
+    # rdfs:range entailment: the object of kgx:birthPlace is a kgx:Place, even when its own
+    # page is not in the dump. A type the page itself states wins.
+    for o, rng in ranged:
+        info = out[o]
+        if info.fine is None:
+            info.fine, info.coarse = rng, coarse_type(onto, rng)
+            info.source = "range"
+    return dict(out)
+
+
+@dataclass(slots=True)
+class _Span:
+    start: int
+    end: int
+    label: str
+    fine: str | None
+    entity: str | None
+    source: str  # link | self | alias | surname
+
+
+def split_of(page_id: int) -> str:
+    """train / dev / test by a hash of the page id (80 / 10 / 10)."""
+    h = int(hashlib.sha1(str(page_id).encode()).hexdigest()[:8], 16) % 10
+    return "test" if h == 0 else "dev" if h == 1 else "train"
+
+
+def _strip_qualifier(title: str) -> str:
+    return re.sub(r"\s*\(.*\)$", "", title).split(",")[0].strip()
+
+
+def _find_all(text: str, needle: str) -> Iterator[int]:
+    if len(needle) < 3:
+        return
+    for m in re.finditer(r"(?<!\w)" + re.escape(needle) + r"(?!\w)", text):
+        yield m.start()
+
+
+class CorpusBuilder:
+    """Builds labelled sentences from documents and the entity table.
+
+    Args:
+        entities: :func:`load_entities` output.
+        lang: Wiki language (spaCy's sentencizer for it, or the multilingual one).
+        drop_unlabelled_caps: Apply the WikiNER rule (English-like capitalisation).
+        max_na_per_sentence: Cap on NA relation examples per sentence.
+    """
+
+    def __init__(self, entities: dict[str, EntityInfo], lang: str = "en",
+                 drop_unlabelled_caps: bool = True, max_na_per_sentence: int = 4) -> None:
+        import spacy
+
+        self.entities = entities
+        try:
+            self.nlp = spacy.blank(lang)
+        except (ImportError, KeyError):
+            self.nlp = spacy.blank("xx")
+        self.nlp.add_pipe("sentencizer")
+        self.drop_caps = drop_unlabelled_caps
+        self.max_na = max_na_per_sentence
+        self.stats: Counter[str] = Counter()
+        self.mentions: Counter[str] = Counter()
+        self.mention_sources: Counter[str] = Counter()
+        self.relations: Counter[str] = Counter()
+
+    def _type(self, title: str) -> tuple[str | None, str | None]:
+        info = self.entities.get(title)
+        return (info.coarse, info.fine) if info else (None, None)
+
+    def document_spans(self, doc: dict[str, Any]) -> tuple[list[_Span], list[tuple[int, int]]]:
+        """Labelled spans of a document, and the spans of links to untyped targets."""
+        text = doc["text"]
+        spans: list[_Span] = []
+        unknown: list[tuple[int, int]] = []
+        surface: dict[str, tuple[str, str, str | None, str]] = {}
+        for s, e, target in doc["links"]:
+            coarse, fine = self._type(target)
+            self.stats["links"] += 1
+            if coarse is None:
+                if text[s:s + 1].isupper():
+                    unknown.append((s, e))
+                    self.stats["links_untyped_capitalised"] += 1
+                else:
+                    self.stats["links_untyped_lowercase"] += 1
+                continue
+            self.stats["links_typed"] += 1
+            spans.append(_Span(s, e, coarse, fine, target, "link"))
+            anchor = text[s:e]
+            surface.setdefault(anchor, (target, coarse, fine, "alias"))
+            if coarse == "PER":
+                last = _strip_qualifier(target).split()[-1:]
+                if last and last[0] != anchor:
+                    surface.setdefault(last[0], (target, coarse, fine, "surname"))
+        me = doc["title"]
+        coarse, fine = self._type(me)
+        if coarse is not None:
+            names = [me, _strip_qualifier(me)] + list(doc.get("aliases", []))
+            for n in names:
+                surface[n] = (me, coarse, fine, "self")
+            if coarse == "PER":
+                surface.setdefault(_strip_qualifier(me).split()[-1], (me, coarse, fine, "self"))
+        taken = sorted((sp.start, sp.end) for sp in spans)
+        # Longest names first, so "Abraham Lincoln" wins over "Lincoln".
+        for name in sorted(surface, key=len, reverse=True):
+            if not name or not name[0].isupper():
+                continue
+            target, c, f, source = surface[name]
+            for st in _find_all(text, name):
+                en = st + len(name)
+                if any(a < en and st < b for a, b in taken):
+                    continue
+                taken.append((st, en))
+                spans.append(_Span(st, en, c, f, target, source))
+        spans.sort(key=lambda sp: sp.start)
+        return spans, unknown
+
+    def sentences(self, doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Labelled sentences of one document (dropped ones are only counted)."""
+        text = doc["text"]
+        spans, unknown = self.document_spans(doc)
+        pid = doc["page_id"]
+        for para_start, para in _paragraphs(text):
+            for sent in self.nlp(para).sents:
+                s0 = para_start + sent.start_char
+                s1 = para_start + sent.end_char
+                stext = text[s0:s1]
+                if len(stext.split()) < 4:
+                    continue
+                self.stats["sentences_seen"] += 1
+                inside = [sp for sp in spans if sp.start >= s0 and sp.end <= s1]
+                ignore = [(a, b) for a, b in unknown if a >= s0 and b <= s1
+                          and not any(sp.start < b and a < sp.end for sp in inside)]
+                if self.drop_caps and self._unlabelled_caps(stext, s0, inside, ignore):
+                    self.stats["dropped_unlabelled_capitalised"] += 1
+                    continue
+                if ignore:
+                    self.stats["sentences_with_ignored_spans"] += 1
+                    self.stats["ignored_spans"] += len(ignore)
+                yield self._example(pid, doc["title"], s0, stext, inside, ignore)
+
+    def _unlabelled_caps(self, stext: str, s0: int, inside: list[_Span],
+                         ignore: list[tuple[int, int]]) -> bool:
+        first = True
+        for m in _CAPITALISED.finditer(stext):
+            w = m.group()
+            start = m.start()
+            if first and stext[:start].strip(" \"'“(") == "":
+                first = False
+                continue
+            first = False
+            if w in _NOT_NAMES or w.isupper() and len(w) == 1:
+                continue
+            a = s0 + start
+            if not any(sp.start <= a < sp.end for sp in inside) and \
+                    not any(x <= a < y for x, y in ignore):
+                return True
+        return False
+
+    def _example(self, pid: int, title: str, s0: int, stext: str, inside: list[_Span],
+                 ignore: list[tuple[int, int]]) -> dict[str, Any]:
+        mentions = []
+        for sp in inside:
+            mentions.append({"start": sp.start - s0, "end": sp.end - s0, "label": sp.label,
+                             "fine": sp.fine[len(KGX):] if sp.fine else None,
+                             "entity": sp.entity, "source": sp.source})
+            self.mentions[sp.label] += 1
+            self.mention_sources[sp.source] += 1
+        rels = []
+        na = 0
+        for i, h in enumerate(mentions):
+            facts = self.entities.get(h["entity"]) if h["entity"] else None
+            for j, t in enumerate(mentions):
+                if i == j or h["entity"] == t["entity"]:
+                    continue
+                labels = [p for p, o in (facts.facts if facts else []) if o == t["entity"]]
+                if labels:
+                    for lab in dict.fromkeys(labels):
+                        rels.append({"head": i, "tail": j, "label": lab})
+                        self.relations[lab] += 1
+                elif na < self.max_na:
+                    rels.append({"head": i, "tail": j, "label": NA})
+                    self.relations[NA] += 1
+                    na += 1
+        self.stats["sentences_kept"] += 1
+        return {"page_id": pid, "title": title, "start": s0, "text": stext,
+                "mentions": mentions, "relations": rels,
+                "ignore": [[a - s0, b - s0] for a, b in ignore]}
+
+
+def _paragraphs(text: str) -> Iterator[tuple[int, str]]:
+    pos = 0
+    for line in text.split("\n"):
+        if line.strip():
+            yield pos, line
+        pos += len(line) + 1
+
+
+def iter_documents(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)
+
+
+def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
+                 drop_unlabelled_caps: bool = True,
+                 documents: Iterable[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write ``train/dev/test.jsonl`` and ``stats.json`` into ``out``.
+
+    Args:
+        graph_dir: A structure-pass output written with ``keep_documents``.
+        out: Corpus directory.
+        lang: Language for sentence splitting (default: the wiki's).
+        drop_unlabelled_caps: Apply the WikiNER sentence filter.
+        documents: Documents to use instead of ``graph_dir/documents.jsonl``.
+
+    Returns:
+        The statistics written to ``stats.json``.
+    """
+    from kgx.extract import write_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    report = json.loads((graph_dir / "report.json").read_text(encoding="utf-8"))
+    lang = lang or report.get("site", {}).get("lang", "en")
+    docs_path = graph_dir / "documents.jsonl"
+    if documents is None:
+        if not docs_path.exists():
+            raise FileNotFoundError(f"{docs_path}: missing; run the structure pass with "
+                                    "documents (kgx extract --documents)")
+        documents = iter_documents(docs_path)
+    builder = CorpusBuilder(load_entities(graph_dir), lang, drop_unlabelled_caps)
+    files = {s: open(out / f"{s}.jsonl.tmp", "w", encoding="utf-8")  # noqa: SIM115
+             for s in ("train", "dev", "test")}
+    counts: Counter[str] = Counter()
+    pages: Counter[str] = Counter()
+    try:
+        for doc in documents:
+            split = split_of(doc["page_id"])
+            pages[split] += 1
+            for ex in builder.sentences(doc):
+                files[split].write(json.dumps(ex, ensure_ascii=False) + "\n")
+                counts[split] += 1
+    finally:
+        for f in files.values():
+            f.close()
+    for s in files:
+        (out / f"{s}.jsonl.tmp").replace(out / f"{s}.jsonl")
+    st = builder.stats
+    kept = st["sentences_kept"]
+    caps_unlabelled = st["dropped_unlabelled_capitalised"]
+    stats = {
+        "graph": str(graph_dir), "lang": lang,
+        "sentences": dict(counts), "pages": dict(pages),
+        "steps": dict(st),
+        "mentions": dict(builder.mentions), "mention_sources": dict(builder.mention_sources),
+        "relations": dict(builder.relations),
+        "label_noise_estimate": {
+            "note": "share of seen sentences with an unlabelled capitalised word (dropped) or "
+                    "an entity of unknown type (kept, masked); the rest of the noise (lower-case "
+                    "entity names, wrong distant-supervision labels) needs gold to measure",
+            "ner_sentences_with_missing_labels": round(
+                (caps_unlabelled + st["sentences_with_ignored_spans"])
+                / max(1, st["sentences_seen"]), 3),
+        },
+        "kept_share": round(kept / max(1, st["sentences_seen"]), 3),
+    }
+    write_atomic(out / "stats.json", json.dumps(stats, indent=2, ensure_ascii=False))
+    return stats
+
+
+def read_split(path: Path) -> list[dict[str, Any]]:
+    """Read a corpus split.
+
+    Raises:
+        ValueError: A line is not a JSON object with ``text`` and ``mentions``.
+    """
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from exc
+            if not isinstance(row, dict) or "text" not in row or "mentions" not in row:
+                raise ValueError(f"{path}:{n}: expected an object with 'text' and 'mentions'")
+            rows.append(row)
+    return rows
+
+
+def words(text: str) -> list[tuple[int, int]]:
+    """Word spans used for word-level (seqeval) scoring."""
+    return [(m.start(), m.end()) for m in _WORD.finditer(text)]
