@@ -102,6 +102,141 @@ def query(
 
 
 @app.command()
+def corpus(
+    dump: Annotated[Path, typer.Argument(help="Dump, or an output directory of `kgx extract "
+                                                "--documents`.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Corpus directory.")],
+    workers: Annotated[int, typer.Option(help="Worker processes for the structure pass."
+                                         )] = os.cpu_count() or 1,
+    limit: Annotated[int | None, typer.Option(help="Stop after N pages.")] = None,
+    keep_unlabelled_caps: Annotated[bool, typer.Option(
+        help="Keep sentences with unlabelled capitalised words (skip the WikiNER filter).")
+    ] = False,
+) -> None:
+    """Build a silver NER + relation corpus from a dump (train/dev/test.jsonl, stats.json)."""
+    from kgx.corpus import build_corpus
+    from kgx.dump import DumpError
+    from kgx.extract import ExtractOptions
+    from kgx.extract import extract as run
+
+    try:
+        if dump.is_dir():
+            graph_dir = dump
+        else:
+            graph_dir = out / "graph"
+            rep = run(dump, graph_dir, ExtractOptions(workers=workers, limit=limit,
+                                                      keep_documents=True))
+            if not rep.finished:
+                typer.echo(rep.summary(), err=True)
+        stats = build_corpus(graph_dir, out, drop_unlabelled_caps=not keep_unlabelled_caps)
+    except (DumpError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(json.dumps({k: stats[k] for k in ("sentences", "mentions", "relations",
+                                                 "kept_share")}, indent=2))
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Corpus directory (kgx corpus) or CoNLL file.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Model directory.")],
+    base_model: Annotated[str, typer.Option(
+        help="Encoder: 'minilm' (bundled all-MiniLM-L6-v2), a local Hugging Face directory, "
+             "or a hub id.")] = "minilm",
+    epochs: Annotated[int, typer.Option(help="Epochs at most (early stopping on dev).")] = 3,
+    batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = 16,
+    learning_rate: Annotated[float, typer.Option(help="Encoder learning rate.")] = 5e-5,
+    max_length: Annotated[int, typer.Option(help="Encoder window in tokens.")] = 128,
+    max_train_sentences: Annotated[int | None, typer.Option(
+        help="Train on at most N sentences (all with a relation kept first).")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop training after M minutes."
+                                                      )] = None,
+    dev: Annotated[Path | None, typer.Option(help="Dev file for CoNLL training.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 13,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")
+                      ] = None,
+) -> None:
+    """Fine-tune the encoder for entities and relations; save a Hugging Face model directory."""
+    from kgx.datasets import DataError
+    from kgx.train import TrainOptions
+    from kgx.train import train as run
+
+    opts = TrainOptions(base_model=base_model, epochs=epochs, batch_size=batch_size,
+                        learning_rate=learning_rate, max_length=max_length, seed=seed,
+                        max_train_sentences=max_train_sentences, max_minutes=max_minutes,
+                        device=device, dev_path=str(dev) if dev else None)
+    try:
+        res = run(data, out, opts, log=lambda m: typer.echo(m, err=True))
+    except (DataError, OSError, RuntimeError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(json.dumps({"model": str(out), "best_epoch": res.best_epoch,
+                           "dev": _headline(res.dev), "test": _headline(res.test),
+                           "train_sentences_per_second": res.sentences_per_second}, indent=2))
+
+
+def _headline(scores: dict) -> dict:
+    out = {}
+    if "entities" in scores:
+        out["entity_f1"] = scores["entities"]["micro"]["f1"]
+    if "relations" in scores:
+        out["relation_f1"] = scores["relations"]["micro"]["f1"]
+    return out
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model directory.")],
+    data: Annotated[Path, typer.Argument(help="Corpus split .jsonl, CoNLL file, or DocRED "
+                                              "JSON.")],
+    format: Annotated[str | None, typer.Option(
+        "--format", help="corpus, conll or docred (default: sniffed).")] = None,
+    limit: Annotated[int | None, typer.Option(help="First N sentences/documents.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Score a model: entity P/R/F1 per type (seqeval), relation P/R/F1 per label."""
+    from kgx.datasets import DataError
+    from kgx.evaluate import evaluate as run
+
+    try:
+        res = run(model, data, format, limit)
+    except (DataError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    if res.get("note"):
+        typer.echo(f"kgx: warning: {res['note']}", err=True)
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+        return
+    typer.echo(format_scores(res))
+
+
+def format_scores(res: dict) -> str:
+    """A plain-text score report."""
+    lines = [f"{res['format']} {res['data']}"]
+    ent = res.get("entities")
+    if ent:
+        lines.append(f"{'entities':12} {'P':>7} {'R':>7} {'F1':>7} {'support':>8}")
+        for k, v in list(ent["per_type"].items()) + [("micro", ent["micro"]),
+                                                       ("macro", ent["macro"])]:
+            lines.append(f"{k:12} {v['precision']:7.3f} {v['recall']:7.3f} {v['f1']:7.3f} "
+                         f"{v.get('support', 0):8}")
+    rel = res.get("relations")
+    if rel:
+        lines.append(f"{'relations':24} {'P':>7} {'R':>7} {'F1':>7} {'support':>8}")
+        for k, v in rel["per_label"].items():
+            lines.append(f"{k:24} {v['precision']:7.3f} {v['recall']:7.3f} {v['f1']:7.3f} "
+                         f"{v['support']:8}")
+        m = rel["micro"]
+        lines.append(f"{'micro':24} {m['precision']:7.3f} {m['recall']:7.3f} {m['f1']:7.3f}")
+        lines.append(f"{'macro':24} {'':7} {'':7} {rel['macro']['f1']:7.3f}")
+    if "not_covered" in res:
+        lines.append(f"relations not covered by kgx's ontology: {len(res['not_covered'])} "
+                     f"properties, {sum(res['not_covered'].values())} gold labels")
+    return "\n".join(lines)
+
+
+@app.command()
 def report(out: Annotated[Path, typer.Argument(help="Output directory.")]) -> None:
     """Print the JSON report of the last run in OUT."""
     p = out / "report.json"

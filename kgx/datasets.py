@@ -1,0 +1,147 @@
+"""Gold datasets kgx reads besides its own corpus: CoNLL NER files and DocRED / Re-DocRED JSON.
+
+Takes a file; gives rows in the corpus format (``text``, ``mentions`` with character offsets,
+``relations`` between mention indices), so that training and evaluation have one input shape.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# DocRED types onto kgx's coarse scheme; TIME and NUM are not entity types kgx tags.
+DOCRED_TYPES = {"PER": "PER", "ORG": "ORG", "LOC": "LOC", "MISC": "MISC"}
+
+
+class DataError(ValueError):
+    """A dataset file that cannot be read; the message names the file and line."""
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); convert it "
+                        "with e.g. `iconv -f LATIN1 -t UTF-8`") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
+
+
+def sniff_format(path: Path) -> str:
+    """``corpus`` (kgx JSONL), ``docred`` (JSON list) or ``conll``, from the file itself."""
+    if path.is_dir():
+        raise DataError(f"{path}: a directory; name a file (e.g. {path}/test.jsonl)")
+    head = _read_text(path)[:2000].lstrip()
+    if head.startswith("["):
+        return "docred"
+    if head.startswith("{"):
+        return "corpus"
+    return "conll"
+
+
+def read_conll(path: Path) -> list[dict[str, Any]]:
+    """Read a CoNLL NER file: one token per line, last column the IOB tag, blank lines
+    between sentences, ``-DOCSTART-`` lines ignored. IOB1 and IOB2 are both accepted.
+
+    Raises:
+        DataError: A malformed line (named by number) or a tag that is not IOB.
+    """
+    rows: list[dict[str, Any]] = []
+    tokens: list[tuple[str, str]] = []
+
+    def flush() -> None:
+        if tokens:
+            rows.append(_conll_sentence(tokens))
+            tokens.clear()
+
+    for n, line in enumerate(_read_text(path).splitlines(), 1):
+        line = line.strip()
+        if not line:
+            flush()
+            continue
+        if line.startswith("-DOCSTART-"):
+            flush()
+            continue
+        parts = line.split()
+        if len(parts) < 2:
+            raise DataError(f"{path}:{n}: expected 'TOKEN ... TAG' (at least two columns), "
+                            f"got {line[:60]!r}")
+        tag = parts[-1]
+        if not (tag == "O" or (len(tag) > 2 and tag[:2] in ("B-", "I-"))):
+            raise DataError(f"{path}:{n}: tag {tag!r} is not IOB (O, B-TYPE or I-TYPE)")
+        tokens.append((parts[0], tag))
+    flush()
+    if not rows:
+        raise DataError(f"{path}: no sentences found")
+    return rows
+
+
+def _conll_sentence(tokens: list[tuple[str, str]]) -> dict[str, Any]:
+    text_parts, mentions = [], []
+    pos = 0
+    cur: dict[str, Any] | None = None
+    for word, tag in tokens:
+        start = pos
+        text_parts.append(word)
+        pos += len(word) + 1
+        if tag == "O":
+            cur = None
+            continue
+        kind, label = tag.split("-", 1)
+        if kind == "B" or cur is None or cur["label"] != label:
+            cur = {"start": start, "end": start + len(word), "label": label}
+            mentions.append(cur)
+        else:
+            cur["end"] = start + len(word)
+    return {"text": " ".join(text_parts), "mentions": mentions, "relations": [], "ignore": []}
+
+
+def read_docred(path: Path) -> list[dict[str, Any]]:
+    """Read DocRED / Re-DocRED: one row per document with sentences joined by spaces.
+
+    Each row has ``mentions`` (all entity mentions, with ``entity`` = index in ``vertexSet``
+    and ``sent`` = sentence index), ``labels`` (``(head entity, tail entity, Wikidata id)``),
+    ``sent_spans`` (character range of each sentence) and ``title``.
+
+    Raises:
+        DataError: Not a DocRED JSON list.
+    """
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from exc
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of DocRED documents")
+    rows = []
+    for d, doc in enumerate(data):
+        try:
+            sents = doc["sents"]
+            vertex = doc["vertexSet"]
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"{path}: document {d} lacks 'sents' or 'vertexSet'") from exc
+        offsets: list[list[int]] = []
+        sent_spans = []
+        pos = 0
+        for sent in sents:
+            starts = []
+            s0 = pos
+            for tok in sent:
+                starts.append(pos)
+                pos += len(tok) + 1
+            offsets.append(starts)
+            sent_spans.append((s0, pos - 1))
+        text = " ".join(" ".join(s) for s in sents)
+        mentions = []
+        for e, ent in enumerate(vertex):
+            for m in ent:
+                sid = m["sent_id"]
+                a, b = m["pos"]
+                start = offsets[sid][a]
+                end = offsets[sid][b - 1] + len(sents[sid][b - 1])
+                mentions.append({"start": start, "end": end, "entity": e, "sent": sid,
+                                 "label": DOCRED_TYPES.get(m.get("type", ""))})
+        labels = [(lab["h"], lab["t"], lab["r"]) for lab in doc.get("labels", [])]
+        rows.append({"title": doc.get("title", ""), "text": text, "mentions": mentions,
+                     "labels": labels, "sent_spans": sent_spans})
+    return rows

@@ -1,0 +1,212 @@
+"""``kgx evaluate``: entity and relation scores of a model on a corpus split, CoNLL or DocRED.
+
+Entities are scored at the entity level with seqeval (precision / recall / F1 per type, micro
+and macro) over word tags, with one word segmentation for gold and prediction. Relations are
+scored given the gold mentions (relation classification), per label, micro and macro, NA
+excluded. On DocRED / Re-DocRED, kgx (a sentence-level reader) scores every pair of entities
+that share a sentence, a document-level triple counts once, and only the Wikidata properties
+kgx's ontology aligns to are scored; the rest are reported as not covered.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kgx.corpus import NA, read_split, words
+from kgx.datasets import DataError, read_conll, read_docred, sniff_format
+
+
+def word_tags(text: str, mentions: Sequence[Any], ignore: Sequence[Sequence[int]] = ()
+              ) -> list[str]:
+    """BIO tag per word of ``text`` for mentions given as dicts or objects with offsets."""
+    tags = []
+    for s, _e in words(text):
+        tag = "O"
+        for m in mentions:
+            ms, me, lab = _get(m, "start"), _get(m, "end"), _get(m, "label")
+            if lab and ms <= s < me:
+                tag = ("B-" if s <= ms else "I-") + lab
+                break
+        tags.append(tag)
+    return tags
+
+
+def _get(m: Any, k: str) -> Any:
+    return m[k] if isinstance(m, dict) else getattr(m, k)
+
+
+def score_ner(gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any]:
+    """seqeval entity-level scores: per type, micro and macro."""
+    from seqeval.metrics import classification_report
+
+    rep = classification_report(gold, pred, output_dict=True, zero_division=0)
+    out: dict[str, Any] = {"per_type": {}}
+    for k, v in rep.items():
+        row = {"precision": round(float(v["precision"]), 4), "recall": round(float(v["recall"]), 4),
+               "f1": round(float(v["f1-score"]), 4), "support": int(v["support"])}
+        if k == "micro avg":
+            out["micro"] = row
+        elif k == "macro avg":
+            out["macro"] = row
+        elif k != "weighted avg":
+            out["per_type"][k] = row
+    out.setdefault("micro", {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0})
+    out.setdefault("macro", {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0})
+    return out
+
+
+def score_relations(gold: Sequence[tuple[Any, str]], pred: Sequence[tuple[Any, str]]
+                    ) -> dict[str, Any]:
+    """P/R/F1 per label over (key, label) items; NA is never a hit."""
+    g = {(k, lab) for k, lab in gold if lab != NA}
+    p = {(k, lab) for k, lab in pred if lab != NA}
+    labels = sorted({lab for _, lab in g} | {lab for _, lab in p})
+    per: dict[str, dict[str, float]] = {}
+    for lab in labels:
+        gl = {x for x in g if x[1] == lab}
+        pl = {x for x in p if x[1] == lab}
+        per[lab] = _prf(len(gl & pl), len(pl), len(gl))
+    micro = _prf(len(g & p), len(p), len(g))
+    f1s = [v["f1"] for v in per.values() if v["support"]]
+    macro = {"f1": round(sum(f1s) / len(f1s), 4) if f1s else 0.0}
+    return {"per_label": per, "micro": micro, "macro": macro}
+
+
+def _prf(tp: int, n_pred: int, n_gold: int) -> dict[str, float]:
+    p = tp / n_pred if n_pred else 0.0
+    r = tp / n_gold if n_gold else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4),
+            "support": n_gold}
+
+
+def evaluate_rows(predictor: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Scores on corpus-format rows (kgx corpus or CoNLL)."""
+    texts = [r["text"] for r in rows]
+    preds = predictor.predict(texts, relations=False)
+    gold_tags, pred_tags = [], []
+    for r, p in zip(rows, preds, strict=True):
+        ignore = r.get("ignore", [])
+        kept = [m for m in p.mentions
+                if not any(a < m.end and m.start < b for a, b in ignore)]
+        gold_tags.append(word_tags(r["text"], r["mentions"]))
+        pred_tags.append(word_tags(r["text"], kept))
+    result: dict[str, Any] = {"sentences": len(rows), "entities": score_ner(gold_tags, pred_tags)}
+    rel_rows = [r for r in rows if r.get("relations")]
+    if rel_rows and len(predictor.relation_labels) > 1:
+        gold_items, pred_items = [], []
+        for ri, r in enumerate(rel_rows):
+            spans = [(m["start"], m["end"]) for m in r["mentions"]]
+            pairs = sorted({(x["head"], x["tail"]) for x in r["relations"]})
+            scored = predictor.classify_pairs(r["text"], spans, pairs)
+            for x in r["relations"]:
+                gold_items.append(((ri, x["head"], x["tail"]), x["label"]))
+            for pair, (lab, _sc) in zip(pairs, scored, strict=True):
+                pred_items.append(((ri, *pair), lab))
+        result["relations"] = score_relations(gold_items, pred_items)
+        result["relations"]["note"] = "given gold mentions"
+    return result
+
+
+def evaluate_docred(predictor: Any, rows: list[dict[str, Any]],
+                    wikidata_of: dict[str, str]) -> dict[str, Any]:
+    """Relation scores on DocRED documents, on the Wikidata ids the model covers."""
+    covered = {wikidata_of[lab] for lab in predictor.relation_labels if lab in wikidata_of}
+    gold_all: Counter[str] = Counter()
+    gold_items, pred_items, intra_gold = [], [], set()
+    gold_tags, pred_tags = [], []
+    for di, doc in enumerate(rows):
+        for h, t, r in doc["labels"]:
+            gold_all[r] += 1
+            if r in covered:
+                gold_items.append(((di, h, t), r))
+        for si, (s0, s1) in enumerate(doc["sent_spans"]):
+            text = doc["text"][s0:s1]
+            ms = [m for m in doc["mentions"] if m["sent"] == si]
+            local = [{"start": m["start"] - s0, "end": m["end"] - s0, "label": m["label"]}
+                     for m in ms]
+            gold_tags.append(word_tags(text, local))
+            pairs = [(i, j) for i in range(len(ms)) for j in range(len(ms))
+                     if ms[i]["entity"] != ms[j]["entity"]]
+            for i, j in pairs:
+                intra_gold.add((di, ms[i]["entity"], ms[j]["entity"]))
+            if pairs:
+                scored = predictor.classify_pairs(text, [(m["start"], m["end"]) for m in local],
+                                                  pairs)
+                for (i, j), (lab, _sc) in zip(pairs, scored, strict=True):
+                    if lab in wikidata_of and wikidata_of[lab] in covered:
+                        pred_items.append(((di, ms[i]["entity"], ms[j]["entity"]),
+                                           wikidata_of[lab]))
+        texts = [doc["text"][a:b] for a, b in doc["sent_spans"]]
+        for text, p in zip(texts, predictor.predict(texts, relations=False), strict=True):
+            pred_tags.append(word_tags(text, p.mentions))
+    pred_items = list(dict.fromkeys(pred_items))
+    rel = score_relations(gold_items, pred_items)
+    intra = [x for x in gold_items if x[0] in intra_gold]
+    rel["recall_on_same_sentence_pairs"] = score_relations(intra, pred_items)["micro"]["recall"]
+    return {
+        "documents": len(rows),
+        "relations": rel,
+        "covered_properties": sorted(covered),
+        "gold_relations": sum(gold_all.values()),
+        "gold_relations_covered": sum(v for k, v in gold_all.items() if k in covered),
+        "not_covered": dict(sorted(((k, v) for k, v in gold_all.items() if k not in covered),
+                                   key=lambda kv: -kv[1])),
+        "entities": score_ner(gold_tags, pred_tags),
+    }
+
+
+def evaluate(model_dir: str | Path, data: str | Path, fmt: str | None = None,
+             limit: int | None = None, device: str | None = None) -> dict[str, Any]:
+    """Score a saved model on ``data``.
+
+    Args:
+        model_dir: A model directory written by ``kgx train``.
+        data: A corpus split (``.jsonl``), a CoNLL file, or a DocRED JSON file.
+        fmt: ``corpus``, ``conll`` or ``docred``; sniffed from the file when omitted.
+        limit: Use only the first N sentences / documents.
+
+    Raises:
+        DataError: Unreadable data, or entity types the model does not know.
+    """
+    from kgx.model import Predictor
+    from kgx.ontology import load_ontology
+
+    path = Path(data)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    fmt = fmt or sniff_format(path)
+    predictor = Predictor.load(model_dir, device=device)
+    known = {lab.split("-", 1)[1] for lab in predictor.model.ner_labels if "-" in lab}
+    if fmt == "docred":
+        rows = read_docred(path)[:limit]
+        onto = load_ontology()
+        wd = {local: p.wikidata for local, p in onto.properties.items() if p.wikidata}
+        out = evaluate_docred(predictor, rows, wd)
+    else:
+        if fmt == "conll":
+            rows = read_conll(path)
+        elif fmt == "corpus":
+            try:
+                rows = read_split(path)
+            except ValueError as exc:
+                raise DataError(str(exc)) from exc
+        else:
+            raise DataError(f"unknown format {fmt!r}; known: corpus, conll, docred")
+        rows = rows[:limit]
+        if not rows:
+            raise DataError(f"{path}: no sentences to evaluate")
+        gold_types = {m["label"] for r in rows for m in r["mentions"]}
+        unknown = sorted(gold_types - known)
+        out = evaluate_rows(predictor, rows)
+        if unknown:
+            out["unknown_gold_types"] = unknown
+            out["note"] = (f"gold types {unknown} are not in the model's label set "
+                           f"{sorted(known)}: they count as misses")
+    out["format"] = fmt
+    out["data"] = str(path)
+    out["model"] = str(model_dir)
+    return out

@@ -1,0 +1,255 @@
+"""Corpus -> training -> save/load -> prediction, on CPU with a tiny random BERT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from kgx.corpus import build_corpus, read_split, split_of  # noqa: E402
+from kgx.datasets import DataError, read_conll, read_docred  # noqa: E402
+from kgx.evaluate import evaluate  # noqa: E402
+from kgx.extract import ExtractOptions, extract  # noqa: E402
+from kgx.model import Predictor, bio_labels, resolve_base_model, tokenize, windows_for  # noqa: E402
+from kgx.train import TrainOptions, train  # noqa: E402
+
+from .conftest import SAMPLE, SHARED  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer BERT with the bundled MiniLM's tokenizer (no download)."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    d = tmp_path_factory.mktemp("tiny-bert")
+    tok = AutoTokenizer.from_pretrained(resolve_base_model("minilm"))
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=64)
+    BertModel(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def sample_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    g = tmp_path_factory.mktemp("graph")
+    extract(SAMPLE, g, ExtractOptions(workers=2, keep_documents=True, progress=False))
+    out = tmp_path_factory.mktemp("corpus")
+    build_corpus(g, out)
+    return out
+
+
+def test_corpus_splits_and_labels(sample_corpus: Path) -> None:
+    stats = json.loads((sample_corpus / "stats.json").read_text())
+    splits = {s: read_split(sample_corpus / f"{s}.jsonl") for s in ("train", "dev", "test")}
+    pages = {s: {r["page_id"] for r in rows} for s, rows in splits.items()}
+    assert not (pages["train"] & pages["dev"]) and not (pages["train"] & pages["test"])
+    assert all(split_of(p) == s for s, ps in pages.items() for p in ps)
+    assert stats["sentences"]["train"] == len(splits["train"])
+    n_rel = 0
+    for rows in splits.values():
+        for r in rows:
+            for m in r["mentions"]:
+                assert 0 <= m["start"] < m["end"] <= len(r["text"])
+                assert m["label"] in ("PER", "ORG", "LOC", "MISC")
+                assert r["text"][m["start"]:m["end"]].strip()
+            for a, b in r["ignore"]:
+                assert not any(m["start"] < b and a < m["end"] for m in r["mentions"])
+            for x in r["relations"]:
+                assert x["head"] != x["tail"]
+                n_rel += x["label"] != "NA"
+    assert n_rel == sum(v for k, v in stats["relations"].items() if k != "NA") > 20
+    # every step of the recipe is counted
+    assert {"links_typed", "dropped_unlabelled_capitalised", "ignored_spans"} <= set(
+        stats["steps"])
+
+
+def test_distant_supervision_finds_a_known_fact(sample_corpus: Path) -> None:
+    rows = [r for s in ("train", "dev", "test") for r in read_split(sample_corpus / f"{s}.jsonl")]
+    hits = [(r["mentions"][x["head"]]["entity"], x["label"], r["mentions"][x["tail"]]["entity"])
+            for r in rows for x in r["relations"] if x["label"] != "NA"]
+    assert ("Albert Einstein", "birthPlace", "Ulm") in hits
+
+
+def test_label_alignment(tiny_bert: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    text = "Lincoln visited Hodgenville yesterday"
+    tk = tokenize(tok, [text])[0]
+    labels = bio_labels(tk, [{"start": 0, "end": 7, "label": "PER"},
+                             {"start": 16, "end": 27, "label": "LOC"}], [[28, 37]],
+                        {"O": 0, "B-PER": 1, "I-PER": 2, "B-LOC": 3, "I-LOC": 4})
+    by_piece = list(zip(tok.convert_ids_to_tokens(tk.ids), labels, strict=True))
+    assert by_piece[0] == ("lincoln", 1)
+    assert by_piece[1] == ("visited", 0)
+    loc = [lab for t, lab in by_piece[2:-1]]
+    assert loc[0] == 3 and all(lab == -100 for lab in loc[1:])  # continuation pieces
+    assert by_piece[-1][1] == -100  # inside an ignore span
+
+
+def test_windows_cover_everything() -> None:
+    for n in (1, 126, 127, 500, 1000):
+        ws = windows_for(n, 126, 32)
+        covered = set()
+        for a, b in ws:
+            assert b - a <= 126
+            covered.update(range(a, b))
+        assert covered == set(range(n))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_bert: Path, sample_corpus: Path, tmp_path_factory) -> tuple[Path, object]:
+    out = tmp_path_factory.mktemp("model")
+    res = train(sample_corpus, out, TrainOptions(
+        base_model=str(tiny_bert), epochs=4, patience=10, max_train_sentences=300,
+        max_eval_sentences=60, learning_rate=1e-3, batch_size=16), log=lambda m: None)
+    return out, res
+
+
+def test_training_lowers_the_loss_and_saves_hf_layout(tiny_model) -> None:
+    out, res = tiny_model
+    losses = [h["loss"] for h in res.history]
+    assert losses[-1] < losses[0]
+    for f in ("config.json", "model.safetensors", "tokenizer.json", "kgx.json", "README.md"):
+        assert (out / f).exists(), f
+    meta = json.loads((out / "kgx.json").read_text())
+    assert meta["ontology_version"] and meta["corpus_stats"]["sentences"]
+    assert meta["relation_labels"][0] == "NA" and "dev" in meta and "test" in meta
+    assert meta["relation_wikidata"].get("birthPlace") == "P19"
+    # transformers loads encoder + tagger from the directory as it is
+    from transformers import AutoModelForTokenClassification
+
+    hf = AutoModelForTokenClassification.from_pretrained(out)
+    assert hf.config.id2label[0] == "O" and hf.num_labels == len(meta["entity_labels"]) * 2 + 1
+
+
+def test_save_load_round_trip_predicts_the_same(tiny_model) -> None:
+    out, _ = tiny_model
+    p1 = Predictor.load(out, device="cpu")
+    p2 = Predictor.load(out, device="cpu")
+    texts = ["Albert Einstein was born in Ulm.", "Ayn Rand wrote Atlas Shrugged in New York."]
+    assert p1.predict(texts) == p2.predict(texts)
+    hf_logits = p1.model.classifier.weight.detach().clone()
+    assert torch.equal(hf_logits, p2.model.classifier.weight)
+
+
+def test_predict_long_text_is_windowed_not_truncated(tiny_model) -> None:
+    out, _ = tiny_model
+    p = Predictor.load(out, device="cpu", max_length=32)
+    text = " ".join(["Lincoln was born in Kentucky ."] * 60)
+    tk = tokenize(p.tokenizer, [text])[0]
+    assert len(tk.ids) > 300
+    seen = []
+    real = p._decode
+
+    def spy(t, tok, parts):
+        seen.append(sum(1 for _ in parts))
+        covered = set()
+        for w, logits in parts:
+            covered.update(range(w.tok_start, w.tok_start + logits.shape[0]))
+        assert covered == set(range(len(tok.ids)))  # every token was read
+        return real(t, tok, parts)
+
+    p._decode = spy
+    pred = p.predict([text])[0]
+    assert seen[0] > 10
+    for m in pred.mentions:
+        assert text[m.start:m.end] == m.text and 0 <= m.score <= 1
+    for r in pred.relations:
+        assert r.head != r.tail and r.label != "NA"
+
+
+def test_predict_batch_order_and_empty(tiny_model) -> None:
+    out, _ = tiny_model
+    p = Predictor.load(out, device="cpu")
+    texts = ["Short.", "A much longer sentence about Abraham Lincoln and Kentucky and more.", ""]
+    batch = p.predict(texts)
+    single = [p.predict([t])[0] for t in texts]
+    assert batch == single
+    assert p.predict([]) == []
+
+
+def test_evaluate_on_corpus_conll_and_docred(tiny_model, sample_corpus: Path,
+                                             tmp_path: Path) -> None:
+    out, _ = tiny_model
+    res = evaluate(out, sample_corpus / "test.jsonl", limit=40)
+    assert res["format"] == "corpus" and "micro" in res["entities"]
+    conll = tmp_path / "x.conll"
+    conll.write_text("-DOCSTART- O\n\nAlbert B-PER\nEinstein I-PER\nwas O\nborn O\nin O\n"
+                     "Ulm B-LOC\n. O\n\nIt O\nrained O\n. O\n", encoding="utf-8")
+    res = evaluate(out, conll)
+    assert res["format"] == "conll" and res["entities"]["micro"]["support"] == 2
+    docred = SHARED / "redocred" / "dev_revised.json"
+    if docred.exists():
+        res = evaluate(out, docred, limit=3)
+        assert res["format"] == "docred" and "P19" in res["covered_properties"]
+        assert res["gold_relations"] >= res["gold_relations_covered"] > 0
+
+
+def test_conll_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.conll"
+    bad.write_text("Albert B-PER\nEinstein\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad\.conll:2: expected 'TOKEN \.\.\. TAG'"):
+        read_conll(bad)
+    bad.write_text("Albert B-PER\nEinstein X-PER\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r":2: tag 'X-PER' is not IOB"):
+        read_conll(bad)
+    bad.write_bytes("Zoë B-PER\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8"):
+        read_conll(bad)
+    empty = tmp_path / "empty.conll"
+    empty.write_text("-DOCSTART- O\n\n", encoding="utf-8")
+    with pytest.raises(DataError, match="no sentences"):
+        read_conll(empty)
+    with pytest.raises(DataError, match="not JSON"):
+        p = tmp_path / "d.json"
+        p.write_text("[{")
+        read_docred(p)
+
+
+def test_training_errors(tmp_path: Path, tiny_bert: Path) -> None:
+    (tmp_path / "c").mkdir()
+    with pytest.raises(DataError, match="no train.jsonl"):
+        train(tmp_path / "c", tmp_path / "m", TrainOptions(base_model=str(tiny_bert)))
+    for s in ("train", "dev"):
+        (tmp_path / "c" / f"{s}.jsonl").write_text(
+            json.dumps({"text": "no entities here", "mentions": []}) + "\n")
+    with pytest.raises(DataError, match="no labelled mentions"):
+        train(tmp_path / "c", tmp_path / "m", TrainOptions(base_model=str(tiny_bert)))
+
+
+def test_conll_training(tiny_bert: Path, tmp_path: Path) -> None:
+    lines = []
+    for i in range(30):
+        lines += [f"Person{i} B-PER", "visited O", f"Town{i} B-LOC", ". O", ""]
+    f = tmp_path / "train.conll"
+    f.write_text("\n".join(lines), encoding="utf-8")
+    res = train(f, tmp_path / "m", TrainOptions(base_model=str(tiny_bert), epochs=1),
+                log=lambda m: None)
+    assert res.train_sentences == 27
+    meta = json.loads((tmp_path / "m" / "kgx.json").read_text())
+    assert meta["entity_labels"] == ["LOC", "PER"] and meta["relation_labels"] == ["NA"]
+
+
+def test_evaluate_unknown_gold_types_are_flagged(tiny_model, tmp_path: Path) -> None:
+    out, _ = tiny_model
+    f = tmp_path / "x.conll"
+    f.write_text("Paris B-CITY\nis O\nbig O\n", encoding="utf-8")
+    res = evaluate(out, f)
+    assert res["unknown_gold_types"] == ["CITY"] and "not in the model's label set" in res["note"]
+
+
+@pytest.mark.slow
+def test_real_encoder_loss_falls(sample_corpus: Path, tmp_path: Path) -> None:
+    """Fine-tunes the packaged MiniLM for a few steps (slow: run with -m slow)."""
+    res = train(sample_corpus, tmp_path / "m", TrainOptions(
+        epochs=3, patience=10, max_train_sentences=96, max_eval_sentences=32, batch_size=16),
+        log=lambda m: None)
+    losses = [h["loss"] for h in res.history]
+    assert losses[-1] < losses[0]
