@@ -39,7 +39,15 @@ _COARSE_OF = {"Person": "PER", "Deity": "PER", "Organisation": "ORG", "Place": "
 _CAPITALISED = re.compile(r"\b[A-Z][\w'’-]*")
 _WORD = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]", re.U)
 # Capitalised words that are not names (English); other languages rely on the link rule alone.
-_NOT_NAMES = frozenset(["I", "A", "An", "The", "This", "That", "These", "Those", "He", "She", "It", "They", "We", "You", "His", "Her", "Its", "Their", "Our", "Your", "My", "In", "On", "At", "Of", "For", "From", "By", "With", "As", "To", "And", "But", "Or", "Nor", "If", "When", "While", "After", "Before", "Since", "Although", "Though", "Because", "During", "Between", "Among", "Under", "Over", "About", "Into", "Through", "Also", "However", "Many", "Some", "Most", "Other", "Such", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine", "Ten", "First", "Second", "Third", "There", "Here", "Who", "What", "Which", "Where", "Why", "How", "All", "Both", "Each", "Every", "No", "Not", "Yet", "So", "Then", "Thus", "Later", "Early", "Late", "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "Mr", "Mrs", "Ms", "Dr", "St", "Sir", "Lord", "Lady"])
+_NOT_NAMES = frozenset((
+    "I A An The This That These Those He She It They We You His Her Its Their Our Your My In On "
+    "At Of For From By With As To And But Or Nor If When While After Before Since Although "
+    "Though Because During Between Among Under Over About Into Through Also However Many Some "
+    "Most Other Such One Two Three Four Five Six Seven Eight Nine Ten First Second Third There "
+    "Here Who What Which Where Why How All Both Each Every No Not Yet So Then Thus Later Early "
+    "Late January February March April May June July August September October November December "
+    "Monday Tuesday Wednesday Thursday Friday Saturday Sunday Mr Mrs Ms Dr St Sir Lord Lady"
+).split())
 
 
 @dataclass(slots=True)
