@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,8 +45,9 @@ class AliasStore:
     def add_redirect(self, source: str, target: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO redirects VALUES (?, ?)", (source, target))
 
-    def add_anchors(self, pairs: Iterable[tuple[str, str]]) -> None:
-        self._anchors.update(pairs)
+    def add_anchors(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Add (anchor text, target title) link counts."""
+        self._anchors.update(counts)
         if len(self._anchors) > 200_000:
             self.flush()
 

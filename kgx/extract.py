@@ -45,7 +45,8 @@ from kgx.workers import (
     Limits,
     OrderedPool,
     PageResult,
-    StreamResult,
+    TaskResult,
+    part_name,
     run_pages,
     run_stream,
 )
@@ -57,7 +58,8 @@ ALIASES_FILE = "aliases.sqlite"
 DOCUMENTS_FILE = "documents.jsonl"
 PAGE_KINDS = ("read", "article", "disambiguation", "redirect", "other-namespace", "skipped",
               "lost")
-MAX_LISTED = 1000  # skipped/lost pages listed by name in the report (all are counted)
+MAX_LISTED = 1000
+LOAD_CHUNK_BYTES = 64 << 20  # skipped/lost pages listed by name in the report (all are counted)
 
 
 @dataclass(slots=True)
@@ -148,63 +150,62 @@ def write_atomic(path: Path, data: str) -> None:
 
 
 def _batches(reader: DumpReader, limit: int | None, max_pages: int = 64,
-             max_chars: int = 4_000_000) -> Iterator[tuple[list[Page]]]:
+             max_chars: int = 4_000_000) -> Iterator[tuple[int, list[Page]]]:
     batch: list[Page] = []
     chars = 0
+    task = 0
     try:
         for n, page in enumerate(reader, 1):
             batch.append(page)
             chars += len(page.text)
             if len(batch) >= max_pages or chars >= max_chars:
-                yield (batch,)
+                yield (task, batch)
+                task += 1
                 batch, chars = [], 0
             if limit is not None and n >= limit:
                 break
     except DumpError:
         if batch:  # pages read before the fault are kept
-            yield (batch,)
+            yield (task, batch)
         raise
     if batch:
-        yield (batch,)
-
-
-def _split_pages(task: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    return [([p],) for p in task[0]]
+        yield (task, batch)
 
 
 # --------------------------------------------------------------------------- the run
 
 
 class _Writer:
-    """Consumes page results: facts to the work file, the alias table, counts, documents."""
+    """Consumes task results: the alias table, counts, lost pages. Facts are in part files."""
 
-    def __init__(self, work: Path, report: Report, keep_documents: bool) -> None:
-        self.facts_path = work / "facts.nq"
-        self.facts = open(self.facts_path, "w", encoding="utf-8")  # noqa: SIM115
+    def __init__(self, work: Path, report: Report) -> None:
+        self.parts = work / "parts"
+        self.parts.mkdir()
         self.aliases = AliasStore(work / ALIASES_FILE)
         self.report = report
-        self.docs = (open(work / DOCUMENTS_FILE, "w", encoding="utf-8")  # noqa: SIM115
-                     if keep_documents else None)
 
-    def add(self, r: PageResult) -> None:
+    def add(self, res: TaskResult) -> None:
         rep = self.report
-        rep.pages["read"] += 1
-        rep.pages[r.kind] += 1
-        if r.kind == "skipped":
-            if len(rep.skipped) < MAX_LISTED:
-                rep.skipped.append({"id": r.page_id, "title": r.title, "reason": r.reason})
-            return
-        if r.kind == "other-namespace":
-            return
-        self.facts.writelines(r.lines)
-        rep.triples.update(r.counts)
-        self.aliases.add_title(r.title, r.page_id, r.kind)
-        if r.redirect_target is not None:
-            self.aliases.add_redirect(r.title, r.redirect_target)
-        if r.anchors:
-            self.aliases.add_anchors(r.anchors)
-        if self.docs is not None and r.document is not None:
-            self.docs.write(json.dumps(document_json(r.document), ensure_ascii=False) + "\n")
+        for r in res.results:
+            rep.pages["read"] += 1
+            rep.pages[r.kind] += 1
+            if r.kind == "skipped":
+                if len(rep.skipped) < MAX_LISTED:
+                    rep.skipped.append({"id": r.page_id, "title": r.title, "reason": r.reason})
+                continue
+            if r.kind == "other-namespace":
+                continue
+            rep.triples.update(r.counts)
+            self.aliases.add_title(r.title, r.page_id, r.kind)
+            if r.redirect_target is not None:
+                self.aliases.add_redirect(r.title, r.redirect_target)
+        if res.anchors:
+            self.aliases.add_anchors(res.anchors)
+        if res.error:
+            rep.stream_errors.append(res.error)
+        if res.missing:
+            self.lose(res.missing, res.error or "page listed in the index but not found in "
+                      "its stream")
 
     def lose(self, pages: list[tuple[int, str]], reason: str) -> None:
         self.report.pages["lost"] += len(pages)
@@ -212,20 +213,11 @@ class _Writer:
             if len(self.report.lost) < MAX_LISTED:
                 self.report.lost.append({"id": pid, "title": title, "reason": reason})
 
+    def part_files(self, suffix: str) -> list[Path]:
+        return sorted(self.parts.glob("*" + suffix))
+
     def close(self) -> None:
-        self.facts.close()
         self.aliases.finish()
-        if self.docs is not None:
-            self.docs.close()
-
-
-def document_json(doc: Any) -> dict[str, Any]:
-    """A document as JSON (text, link spans, sections) for the corpus stage."""
-    return {"page_id": doc.page_id, "revision_id": doc.revision_id, "title": doc.title,
-            "text": doc.text, "lead_end": doc.lead_end, "aliases": list(doc.aliases),
-            "links": [[ln.start, ln.end, ln.target] for ln in doc.links],
-            "sections": [[s.title, s.level, s.start] for s in doc.sections],
-            "categories": list(doc.categories)}
 
 
 def extract(dump: str | os.PathLike[str], out: str | os.PathLike[str],
@@ -267,8 +259,8 @@ def extract(dump: str | os.PathLike[str], out: str | os.PathLike[str],
     report.site = {"sitename": info.sitename, "dbname": info.dbname, "base": info.base,
                    "lang": info.lang, "namespace": site.base}
     mappings = load_mappings()
-    ctx = Context(site, mappings, opts.limits, opts.keep_documents)
-    writer = _Writer(work, report, opts.keep_documents)
+    writer = _Writer(work, report)
+    ctx = Context(site, mappings, opts.limits, opts.keep_documents, str(writer.parts))
     pool = OrderedPool(ctx, opts.workers)
     try:
         if streams is not None:
@@ -297,15 +289,23 @@ def _progress(opts: ExtractOptions, total: int | None, unit: str) -> Progress:
 
 def _run_sequential(reader: DumpReader, pool: OrderedPool, writer: _Writer,
                     opts: ExtractOptions) -> None:
+    def split(task: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Retry a batch whose worker died page by page, dropping its partial output."""
+        task_id, pages = task
+        for f in writer.parts.glob(f"{part_name(task_id)}.*"):
+            f.unlink()
+        return [(task_id, [p], k) for k, p in enumerate(pages)]
+
     with _progress(opts, reader.size, "B") as bar:
         n = 0
-        for results in pool.map(run_pages, _batches(reader, opts.limit), split=_split_pages):
-            if isinstance(results, Crashed):  # a one-page retry that killed its worker again
-                page = results.task[0][0]
-                results = [PageResult(page.id, page.title, "skipped", "worker process died")]
-            for r in results:
-                writer.add(r)
-                n += 1
+        for res in pool.map(run_pages, _batches(reader, opts.limit), split=split):
+            if isinstance(res, Crashed):  # a one-page retry that killed its worker again
+                task_id, pages, _ = res.task
+                page = pages[0]
+                res = TaskResult(task_id, [PageResult(page.id, page.title, "skipped",
+                                                      "worker process died")])
+            writer.add(res)
+            n += len(res.results)
             bar.update_to(reader.compressed_pos, pages=n)
 
 
@@ -321,33 +321,27 @@ def _run_multistream(path: Path, streams: list[Stream], pool: OrderedPool, write
             n += len(s.page_ids)
         streams = kept
         total = min(total, opts.limit)
-    rep = writer.report
     with _progress(opts, total, "pages") as bar:
         n = 0
-        tasks = ((str(path), s) for s in streams)
+        tasks = ((s.index, str(path), s) for s in streams)
         for res in pool.map(run_stream, tasks):
             if isinstance(res, Crashed):
-                s = res.task[1]
-                res = StreamResult(s, [], f"worker process died reading stream at byte {s.offset}",
-                                   list(zip(s.page_ids, s.titles, strict=False)))
-            if res.error:
-                rep.stream_errors.append(res.error)
-            if res.missing:
-                why = res.error or "page listed in the index but not found in its stream"
-                writer.lose(res.missing, why)
-            for r in res.results:
-                if opts.limit is not None and n >= opts.limit:
-                    break
-                writer.add(r)
-                n += 1
-            bar.update(len(res.stream.page_ids), pages=n)
+                _, _, s = res.task
+                res = TaskResult(s.index, [], Counter(),
+                                 f"{path} at byte {s.offset:,}: worker process died reading "
+                                 "this stream", list(zip(s.page_ids, s.titles, strict=False)))
+            if opts.limit is not None and n + len(res.results) > opts.limit:
+                res.results = res.results[: max(0, opts.limit - n)]
+            writer.add(res)
+            n += len(res.results)
+            bar.update(len(res.results) + len(res.missing), pages=n)
 
 
 def _finish(out: Path, work: Path, site: Site, writer: _Writer, report: Report,
             opts: ExtractOptions) -> None:
     t = time.monotonic()
     graph_tmp = out / (GRAPH_FILE + ".tmp")
-    _resolve_redirects(writer.facts_path, graph_tmp, site, writer.aliases)
+    _resolve_redirects(writer.part_files(".nq"), graph_tmp, site, writer.aliases)
     with open(graph_tmp, "a", encoding="utf-8") as f:
         n = _append_ontology(f)
     report.triples["ontology"] += n
@@ -355,7 +349,12 @@ def _finish(out: Path, work: Path, site: Site, writer: _Writer, report: Report,
     os.replace(graph_tmp, out / GRAPH_FILE)
     os.replace(work / ALIASES_FILE, out / ALIASES_FILE)
     if opts.keep_documents:
-        os.replace(work / DOCUMENTS_FILE, out / DOCUMENTS_FILE)
+        docs_tmp = out / (DOCUMENTS_FILE + ".tmp")
+        with open(docs_tmp, "wb") as fout:
+            for part in writer.part_files(".jsonl"):
+                with open(part, "rb") as fin:
+                    shutil.copyfileobj(fin, fout)
+        os.replace(docs_tmp, out / DOCUMENTS_FILE)
     report.seconds["resolve"] = round(time.monotonic() - t, 3)
     if opts.load_store:
         t = time.monotonic()
@@ -365,8 +364,8 @@ def _finish(out: Path, work: Path, site: Site, writer: _Writer, report: Report,
     write_atomic(out / REPORT_FILE, json.dumps(report.to_json(), indent=2, ensure_ascii=False))
 
 
-def _resolve_redirects(src: Path, dst: Path, site: Site, aliases: AliasStore) -> None:
-    """Copy the facts, pointing every entity that is a redirect at the redirect's target."""
+def _resolve_redirects(parts: list[Path], dst: Path, site: Site, aliases: AliasStore) -> None:
+    """Concatenate the facts, pointing every entity that is a redirect at its target."""
     prefix = "<" + site.resource
     plen = len(prefix)
     redirect_pred = f"<{KGX}redirectsTo>"
@@ -383,17 +382,19 @@ def _resolve_redirects(src: Path, dst: Path, site: Site, aliases: AliasStore) ->
             cache[iri_term] = new
         return new
 
-    with open(src, encoding="utf-8") as fin, open(dst, "w", encoding="utf-8") as fout:
-        for line in fin:
-            if prefix in line:
-                s, p, rest = line.split(" ", 2)
-                if s.startswith(prefix) and p != redirect_pred:
-                    s = fix(s)
-                if rest.startswith(prefix):
-                    end = rest.index(">") + 1
-                    rest = fix(rest[:end]) + rest[end:]
-                line = f"{s} {p} {rest}"
-            fout.write(line)
+    with open(dst, "w", encoding="utf-8") as fout:
+        for part in parts:
+            with open(part, encoding="utf-8") as fin:
+                for line in fin:
+                    if prefix in line:
+                        s, p, rest = line.split(" ", 2)
+                        if s.startswith(prefix) and p != redirect_pred:
+                            s = fix(s)
+                        if rest.startswith(prefix):
+                            end = rest.index(">") + 1
+                            rest = fix(rest[:end]) + rest[end:]
+                        line = f"{s} {p} {rest}"
+                    fout.write(line)
 
 
 def _append_ontology(f: Any) -> int:
@@ -415,7 +416,13 @@ def load_store(graph: Path, store_dir: Path) -> None:
     if tmp.exists():
         shutil.rmtree(tmp)
     store = ox.Store(str(tmp))
-    store.bulk_load(path=str(graph), format=ox.RdfFormat.N_QUADS)
+    # In chunks: one bulk load of a whole dump's graph holds memory in proportion to it.
+    with open(graph, "rb") as f:
+        while True:
+            chunk = f.readlines(LOAD_CHUNK_BYTES)
+            if not chunk:
+                break
+            store.bulk_load(input=b"".join(chunk), format=ox.RdfFormat.N_QUADS)
     store.optimize()
     del store
     old = store_dir.with_name(store_dir.name + ".old")

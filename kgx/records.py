@@ -144,6 +144,14 @@ class Document:
         """The lead section's text."""
         return self.text[: self.lead_end].strip()
 
+    def to_json(self) -> dict[str, object]:
+        """The document as JSON (text, link spans, sections) for the corpus stage."""
+        return {"page_id": self.page_id, "revision_id": self.revision_id, "title": self.title,
+                "text": self.text, "lead_end": self.lead_end, "aliases": list(self.aliases),
+                "links": [[ln.start, ln.end, ln.target] for ln in self.links],
+                "sections": [[s.title, s.level, s.start] for s in self.sections],
+                "categories": list(self.categories)}
+
 
 @dataclass(frozen=True, slots=True)
 class Sentence:

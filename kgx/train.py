@@ -55,6 +55,7 @@ class TrainOptions:
     seed: int = 13
     patience: int = 1
     max_train_sentences: int | None = None
+    max_empty_share: float = 0.3
     max_eval_sentences: int | None = 2000
     max_minutes: float | None = None
     device: str | None = None
@@ -116,6 +117,32 @@ def load_training_data(data: Path, dev_path: Path | None = None
     if not train or not any(r["mentions"] for r in train):
         raise DataError(f"{data}: the training set has no labelled mentions; nothing to learn")
     return train, dev, test, stats
+
+
+def sample_training_rows(rows: list[dict], limit: int | None, max_empty_share: float,
+                         rng: random.Random) -> list[dict]:
+    """Sentences with a relation first, then with mentions, then a capped share without any.
+
+    Most silver sentences hold no entity at all; trained on them as they come, the tagger
+    learns to say "O" everywhere. Capping the mention-free share (30% by default) keeps the
+    negatives without letting them dominate.
+    """
+    def has_rel(r: dict) -> bool:
+        return any(x["label"] != NA for x in r.get("relations", []))
+
+    rel = [r for r in rows if has_rel(r)]
+    ment = [r for r in rows if r["mentions"] and not has_rel(r)]
+    empty = [r for r in rows if not r["mentions"]]
+    rng.shuffle(ment)
+    rng.shuffle(empty)
+    full = rel + ment
+    n_empty = int(len(full) * max_empty_share / max(1e-9, 1 - max_empty_share))
+    chosen = full + empty[:n_empty]
+    if limit is not None and len(chosen) > limit:
+        keep_full = min(len(full), max(len(rel), int(limit * (1 - max_empty_share))))
+        chosen = full[:keep_full] + empty[: limit - keep_full]
+    rng.shuffle(chosen)
+    return chosen
 
 
 def label_sets(rows: list[dict]) -> tuple[list[str], list[str]]:
@@ -218,14 +245,8 @@ def train(data: str | Path, out: str | Path, options: TrainOptions | None = None
         data_p, Path(opts.dev_path) if opts.dev_path else None)
     set_seed(opts.seed)
     rng = random.Random(opts.seed)
-    if opts.max_train_sentences and len(train_rows) > opts.max_train_sentences:
-        # Keep every sentence with a relation, then sample the rest.
-        with_rel = [r for r in train_rows if any(x["label"] != NA for x in
-                                                 r.get("relations", []))]
-        rest = [r for r in train_rows if r not in with_rel] if len(with_rel) < len(
-            train_rows) else []
-        rng.shuffle(rest)
-        train_rows = (with_rel + rest)[: opts.max_train_sentences]
+    train_rows = sample_training_rows(train_rows, opts.max_train_sentences,
+                                      opts.max_empty_share, rng)
     if opts.max_eval_sentences:
         dev_rows = dev_rows[: opts.max_eval_sentences]
         test_rows = test_rows[: opts.max_eval_sentences]

@@ -12,12 +12,13 @@ task are retried one by one so that only the culprit is lost.
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing as mp
 import os
 import resource
 import signal
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -58,11 +59,16 @@ class PageResult:
 
 
 @dataclass(slots=True)
-class StreamResult:
-    """The pages of one multistream stream, or why they were lost."""
+class TaskResult:
+    """What one task (a batch of pages, or one multistream stream) gave.
 
-    stream: Stream
+    The task's N-Quads and documents are in ``part`` files the worker wrote itself, so that
+    page text and facts never pass through the parent process; what comes back is small.
+    """
+
+    task_id: int
     results: list[PageResult]
+    anchors: Counter[tuple[str, str]] = field(default_factory=Counter)
     error: str | None = None
     missing: list[tuple[int, str]] = field(default_factory=list)
 
@@ -90,6 +96,7 @@ class Context:
     mappings: Mappings
     limits: Limits
     keep_documents: bool = False
+    parts: str | None = None  # directory for per-task N-Quads and documents
     _extractor: StructureExtractor | None = None
 
     @property
@@ -159,12 +166,6 @@ def process_page(page: Page, ctx: Context) -> PageResult:
                       counts, None, anchors, doc if ctx.keep_documents else None)
 
 
-def run_pages(pages: list[Page]) -> list[PageResult]:
-    """Worker task: process a batch of pages."""
-    assert _CTX is not None, "worker not initialised"
-    return [_guarded(p, _CTX) for p in pages]
-
-
 def _guarded(page: Page, ctx: Context) -> PageResult:
     try:
         return process_page(page, ctx)
@@ -172,18 +173,52 @@ def _guarded(page: Page, ctx: Context) -> PageResult:
         return PageResult(page.id, page.title, "skipped", f"{type(exc).__name__}: {exc}")
 
 
-def run_stream(path: str, stream: Stream) -> StreamResult:
+def part_name(task_id: int, sub: int | None = None) -> str:
+    """File stem of a task's part; retries of one page of a task sort right after it."""
+    return f"{task_id:09d}" if sub is None else f"{task_id:09d}-{sub:05d}"
+
+
+def _run(task_id: int, pages: list[Page], stem: str, ctx: Context) -> TaskResult:
+    results = [_guarded(p, ctx) for p in pages]
+    anchors: Counter[tuple[str, str]] = Counter()
+    for r in results:
+        anchors.update(r.anchors)
+        r.anchors = []
+    if ctx.parts is not None:
+        with open(os.path.join(ctx.parts, stem + ".nq"), "w", encoding="utf-8") as f:
+            for r in results:
+                f.writelines(r.lines)
+                r.lines = []
+        if ctx.keep_documents:
+            with open(os.path.join(ctx.parts, stem + ".jsonl"), "w", encoding="utf-8") as f:
+                for r in results:
+                    if r.document is not None:
+                        f.write(json.dumps(r.document.to_json(), ensure_ascii=False))
+                        f.write("\n")
+                    r.document = None
+    return TaskResult(task_id, results, anchors)
+
+
+def run_pages(task_id: int, pages: list[Page], sub: int | None = None) -> TaskResult:
+    """Worker task: process a batch of pages (``sub``: a one-page retry of a batch)."""
+    assert _CTX is not None, "worker not initialised"
+    return _run(task_id, pages, part_name(task_id, sub), _CTX)
+
+
+def run_stream(task_id: int, path: str, stream: Stream) -> TaskResult:
     """Worker task: read one stream of a multistream dump and process its pages."""
     assert _CTX is not None, "worker not initialised"
     try:
         pages = iter_stream_pages(path, stream)
     except DumpError as exc:
         lost = list(zip(stream.page_ids, stream.titles, strict=False))
-        return StreamResult(stream, [], str(exc), lost)
+        return TaskResult(task_id, [], Counter(), str(exc), lost)
     found = {p.id for p in pages}
     missing = [(i, t) for i, t in zip(stream.page_ids, stream.titles, strict=False)
                if i not in found]
-    return StreamResult(stream, [_guarded(p, _CTX) for p in pages], None, missing)
+    res = _run(task_id, pages, part_name(task_id), _CTX)
+    res.missing = missing
+    return res
 
 
 # --------------------------------------------------------------------------- the pool
