@@ -38,6 +38,19 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version,
 def extract(
     dump: Annotated[Path, typer.Argument(help="Dump: .xml, .xml.bz2 (multistream too), .xml.gz")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output directory.")],
+    model: Annotated[Path | None, typer.Option(
+        help="A trained model directory (default: train one on this dump's corpus).")] = None,
+    no_model: Annotated[bool, typer.Option(
+        "--no-model", help="The structure pass alone: no corpus, model, reading or index.")
+    ] = False,
+    base_model: Annotated[str, typer.Option(help="Encoder to fine-tune when training.")
+                          ] = "minilm",
+    train_sentences: Annotated[int, typer.Option(help="Training sentences at most.")] = 1500,
+    train_epochs: Annotated[int, typer.Option(help="Training epochs at most.")] = 2,
+    read_sentences: Annotated[int | None, typer.Option(
+        help="Read at most N sentences (default: every sentence of every article).")] = None,
+    relation_threshold: Annotated[float, typer.Option(help="Lowest model-fact confidence.")
+                                  ] = 0.5,
     workers: Annotated[int, typer.Option(help="Worker processes (0: none). Default: all cores."
                                          )] = os.cpu_count() or 1,
     limit: Annotated[int | None, typer.Option(help="Stop after N pages.")] = None,
@@ -49,29 +62,71 @@ def extract(
     page_memory_mb: Annotated[int, typer.Option(help="Memory a worker may add per page.")] = 4096,
     max_page_bytes: Annotated[int, typer.Option(help="Larger pages are skipped.")] = 16_000_000,
     documents: Annotated[bool, typer.Option(
-        help="Also write documents.jsonl (text with link spans).")] = False,
+        help="With --no-model: also write documents.jsonl (text with link spans).")] = False,
+    reasoning: Annotated[bool, typer.Option(help="Materialise RDFS/OWL-RL entailments.")
+                         ] = True,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda (default: auto).")] = None,
     progress: Annotated[bool | None, typer.Option(
-        help="Progress bar (default: on a terminal).")] = None,
+        help="Progress bars (default: on a terminal).")] = None,
 ) -> None:
-    """Turn a dump into a knowledge graph of its structured facts in OUT."""
+    """Turn a dump into a knowledge graph in OUT: structure, model facts, linked entities."""
     from kgx.dump import DumpError
     from kgx.extract import ExtractOptions
-    from kgx.extract import extract as run
     from kgx.ontology import MappingError
+    from kgx.pipeline import PipelineOptions, run
     from kgx.workers import Limits
 
-    opts = ExtractOptions(workers=workers, limit=limit, namespace=namespace,
-                          limits=Limits(page_timeout, page_memory_mb, max_page_bytes),
-                          index=str(index) if index else None, keep_documents=documents,
-                          progress=progress)
+    ex = ExtractOptions(workers=workers, limit=limit, namespace=namespace,
+                        limits=Limits(page_timeout, page_memory_mb, max_page_bytes),
+                        index=str(index) if index else None, keep_documents=documents,
+                        progress=progress)
+    if no_model:
+        from kgx.extract import extract as structure
+
+        try:
+            report = structure(dump, out, ex)
+        except (DumpError, MappingError) as exc:
+            _fail(str(exc))
+            return
+        typer.echo(report.summary(), err=True)
+        if reasoning:
+            from kgx.pipeline import merge
+
+            (out / "graph.nq").replace(out / "structure.nq")
+            n = merge(out, ["structure.nq"], True)
+            typer.echo(f"inferred {n:,} triples into graph/inferred", err=True)
+        if not report.finished or report.pages.get("lost"):
+            raise typer.Exit(1)
+        return
+    opts = PipelineOptions(extract=ex, model=str(model) if model else None,
+                           base_model=base_model, train_sentences=train_sentences,
+                           train_epochs=train_epochs, read_sentences=read_sentences,
+                           relation_threshold=relation_threshold, reasoning=reasoning,
+                           device=device, progress=progress)
     try:
-        report = run(dump, out, opts)
-    except (DumpError, MappingError) as exc:
+        rep = run(dump, out, opts, log=lambda m: typer.echo(m, err=True))
+    except (DumpError, MappingError, FileNotFoundError) as exc:
         _fail(str(exc))
         return
-    typer.echo(report.summary(), err=True)
-    if not report.finished:
+    secs = rep["pipeline"]["stages_seconds"]
+    typer.echo("stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items()), err=True)
+    typer.echo("triples: " + ", ".join(f"{k} {v:,}" for k, v in sorted(rep["triples"].items()))
+               + f" (total {rep['triples_total']:,})", err=True)
+    if not rep.get("finished") or rep.get("pages", {}).get("lost"):
         raise typer.Exit(1)
+
+
+@app.command(name="index")
+def build_index(out: Annotated[Path, typer.Argument(help="Output directory.")]) -> None:
+    """(Re)build the alias table and the FAISS entity index of OUT."""
+    from kgx.encoder import shared_encoder
+    from kgx.linking import build_entity_table, build_vector_index
+
+    if not (out / "store").is_dir():
+        _fail(f"{out}: no kgx graph here; run `kgx extract` first")
+    n = build_entity_table(out)
+    meta = build_vector_index(out, shared_encoder())
+    typer.echo(f"{n:,} entities indexed ({meta['index']}, {meta['dim']} dimensions)")
 
 
 @app.command()

@@ -78,6 +78,8 @@ class KnowledgeGraph:
         self.report = report
         self.namespace: str | None = report.get("site", {}).get("namespace")
         self.prefixes = base_prefixes(self.namespace)
+        self._linker: Any = None
+        self._nx: Any = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> KnowledgeGraph:
@@ -107,6 +109,8 @@ class KnowledgeGraph:
             QueryError: The query does not parse or fails.
         """
         try:
+            if "lookup" in query and "custom_functions" not in kwargs:
+                kwargs["custom_functions"] = self._functions()
             return self.store.query(query, prefixes=self.prefixes,
                                     use_default_graph_as_union=True, **kwargs)
         except SyntaxError as exc:
@@ -150,6 +154,153 @@ class KnowledgeGraph:
 
     def close(self) -> None:
         self.store = None
+
+    # ------------------------------------------------------------ entities
+
+    @property
+    def linker(self) -> Any:
+        """The entity linker (alias table + FAISS index), loaded on first use.
+
+        Raises:
+            LinkingIndexError: No index in this directory (``kgx index OUT`` builds one).
+        """
+        if self._linker is None:
+            from kgx.linking import Linker
+
+            self._linker = Linker(self.path, self.namespace or "")
+        return self._linker
+
+    def _functions(self) -> dict[Any, Any]:
+        import pyoxigraph as ox
+
+        def lookup(term: Any) -> Any:
+            text = getattr(term, "value", None)
+            if not isinstance(text, str) or not text.strip():
+                return None
+            try:
+                best = self.lookup(text, k=1)
+            except ValueError:
+                return None
+            return ox.NamedNode(best[0].iri) if best else None
+
+        return {ox.NamedNode(KGX + "lookup"): lookup}
+
+    def lookup(self, text: str, k: int = 10) -> list[Any]:
+        """Entities a name may refer to, best first.
+
+        Each :class:`~kgx.linking.Candidate` has the IRI, title, label, types, a score and the
+        signals that matched (alias prior, vector similarity, name similarity).
+
+        Raises:
+            ValueError: Empty text, or a text too long to be a name.
+        """
+        return self.linker.lookup(text, k=k)
+
+    def link(self, text: str) -> list[dict[str, Any]]:
+        """Find and link the entity mentions in free text (needs a model in ``OUT/model``).
+
+        Returns:
+            One dict per mention: ``start``, ``end``, ``text``, ``type``, ``score`` and
+            ``entity`` (a :class:`~kgx.linking.Candidate`, or None for NIL).
+        """
+        from kgx.model import Predictor
+
+        model_dir = Path(self.report.get("pipeline", {}).get("model") or self.path / "model")
+        if not hasattr(self, "_predictor"):
+            self._predictor = Predictor.load(model_dir)
+        pred = self._predictor.predict([text], relations=False)[0]
+        if not pred.mentions:
+            return []
+        ctx = self.linker.encoder.encode([text])[0]
+        linked = self.linker.link_many([(m.text, m.label, ctx) for m in pred.mentions])
+        return [{"start": m.start, "end": m.end, "text": m.text, "type": m.label,
+                 "score": m.score, "entity": c} for m, c in zip(pred.mentions, linked,
+                                                                  strict=True)]
+
+    def entity(self, iri: str) -> dict[str, Any]:
+        """Labels, types and facts of an entity, each fact with its provenance.
+
+        Returns:
+            ``{"iri", "labels", "types", "facts": [{"predicate", "object", "graph",
+            "extractor", "page_id", "revision_id", "confidence"}...]}``.
+        """
+        iri = self._expand(iri)
+        labels = [r["l"] for r in self.sparql(f"SELECT DISTINCT ?l WHERE {{ <{iri}> "
+                                              "rdfs:label|kgx:alias ?l }")]
+        types = [r["t"] for r in self.sparql(f"SELECT DISTINCT ?t WHERE {{ <{iri}> a ?t }}")]
+        facts = self.sparql(f"""SELECT ?p ?o ?g ?ex ?page ?rev ?conf WHERE {{
+            GRAPH ?g {{ <{iri}> ?p ?o }}
+            OPTIONAL {{ ?g kgx:extractor ?ex }} OPTIONAL {{ ?g kgx:pageId ?page }}
+            OPTIONAL {{ ?g kgx:revisionId ?rev }} OPTIONAL {{ ?g kgx:confidence ?conf }}
+        }} ORDER BY ?p ?o""")
+        return {"iri": iri, "labels": labels, "types": types, "facts": [
+            {"predicate": f["p"], "object": f["o"], "graph": f["g"],
+             "extractor": f.get("ex"), "page_id": f.get("page"), "revision_id": f.get("rev"),
+             "confidence": f.get("conf")} for f in facts]}
+
+    def _expand(self, iri: str) -> str:
+        if ":" in iri and not iri.startswith(("http://", "https://", "urn:")):
+            prefix, local = iri.split(":", 1)
+            if prefix in self.prefixes:
+                return self.prefixes[prefix] + local
+        return iri
+
+    def entity_graph(self, include_links: bool = False) -> Any:
+        """A networkx MultiDiGraph of entity-to-entity facts (infobox, model, inferred;
+        ``kgx:wikiLink`` too when asked), edges keyed by predicate."""
+        import networkx as nx
+
+        if self._nx is not None and self._nx[0] == include_links:
+            return self._nx[1]
+        res = (self.namespace or "") + "resource/"
+        skip = "" if include_links else "FILTER(?p != kgx:wikiLink)"
+        g = nx.MultiDiGraph()
+        q = (f"SELECT ?s ?p ?o WHERE {{ ?s ?p ?o FILTER(isIRI(?o) && STRSTARTS(STR(?s), "
+             f"\"{res}\") && STRSTARTS(STR(?o), \"{res}\")) "
+             f"FILTER(?p NOT IN (kgx:redirectsTo, kgx:category, kgx:disambiguates)) {skip} }}")
+        for sol in self.query(q):
+            g.add_edge(sol["s"].value, sol["o"].value, key=sol["p"].value)
+        self._nx = (include_links, g)
+        return g
+
+    def neighbors(self, iri: str, include_links: bool = False) -> list[dict[str, str]]:
+        """Entities one fact away, in either direction, with the predicate and direction."""
+        g = self.entity_graph(include_links)
+        iri = self._expand(iri)
+        if iri not in g:
+            return []
+        out = [{"entity": o, "predicate": k, "direction": "out"}
+               for _, o, k in g.out_edges(iri, keys=True)]
+        out += [{"entity": s, "predicate": k, "direction": "in"}
+                for s, _, k in g.in_edges(iri, keys=True)]
+        return sorted(out, key=lambda d: (d["predicate"], d["entity"]))
+
+    def path(self, a: str, b: str, include_links: bool = False, max_hops: int = 4
+             ) -> list[dict[str, str]] | None:
+        """The shortest chain of facts between two entities (either direction), or None.
+
+        Returns:
+            Steps ``{"from", "predicate", "to"}`` as the facts are stated.
+        """
+        import networkx as nx
+
+        g = self.entity_graph(include_links)
+        a, b = self._expand(a), self._expand(b)
+        if a not in g or b not in g:
+            return None
+        try:
+            nodes = nx.shortest_path(g.to_undirected(as_view=True), a, b)
+        except nx.NetworkXNoPath:
+            return None
+        if len(nodes) - 1 > max_hops:
+            return None
+        steps = []
+        for x, y in zip(nodes, nodes[1:], strict=False):
+            if g.has_edge(x, y):
+                steps.append({"from": x, "predicate": sorted(g[x][y])[0], "to": y})
+            else:
+                steps.append({"from": y, "predicate": sorted(g[y][x])[0], "to": x})
+        return steps
 
 
 # --------------------------------------------------------------------------- formatting

@@ -1,0 +1,483 @@
+"""Entity linking: an alias table with priors, a FAISS index of entity embeddings, a scorer.
+
+Takes the structure pass's output (titles, redirects, anchor texts with link counts, types and
+abstracts in the graph); gives, for a mention, ranked candidate entities with the signals that
+matched, or NIL. Split as relik splits it:
+
+* :class:`AliasTable` -- candidates by exact (case-folded) alias, with the prior
+  P(entity | mention) from link counts; titles and redirects count as one link each.
+* :class:`VectorIndex` -- FAISS over "label: description" embeddings (MiniLM), for what the
+  alias table misses: typos, paraphrases, unseen aliases. Exact inner-product search up to
+  100,000 entities, HNSW above.
+* :class:`Linker` -- scores candidates from both by prior, context similarity, type
+  compatibility and name similarity; below ``nil_threshold`` the answer is NIL.
+
+Files in the output directory: ``aliases.sqlite`` (tables ``entities`` and ``alias_index``
+added here), ``entities.faiss`` and ``entities.json`` (what built the index).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+import sqlite3
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INDEX_FILE = "entities.faiss"
+INDEX_META = "entities.json"
+EXACT_LIMIT = 100_000
+MAX_QUERY_CHARS = 1000
+_SPACE = re.compile(r"\s+")
+_QUALIFIER = re.compile(r"\s*\([^)]*\)\s*$")
+
+
+class LinkingIndexError(RuntimeError):
+    """A missing, corrupted or mismatched entity index; says how to rebuild it."""
+
+
+def alias_key(text: str) -> str:
+    """The lookup key of an alias: NFKC, case-folded, spaces folded."""
+    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip().casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A candidate entity for a mention, with the signals that scored it."""
+
+    iri: str
+    title: str
+    label: str
+    types: tuple[str, ...]
+    score: float
+    signals: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None) -> int:
+    """Add ``entities`` and ``alias_index`` to ``out/aliases.sqlite``.
+
+    Entities are the dump's articles and every page they link to (resolved through
+    redirects); disambiguation pages and redirects are not entities.
+
+    Returns:
+        The number of entities.
+    """
+    from kgx.aliases import AliasStore
+    from kgx.corpus import load_entities
+    from kgx.graph import KnowledgeGraph
+
+    info = entities_info if entities_info is not None else load_entities(out)
+    kg = KnowledgeGraph.open(out)
+    ns = kg.namespace or ""
+    abstracts: dict[str, str] = {}
+    res = ns + "resource/"
+    from urllib.parse import unquote
+
+    for sol in kg.query("SELECT ?s ?a WHERE { ?s kgx:abstract ?a }"):
+        t = unquote(sol["s"].value[len(res):]).replace("_", " ")
+        abstracts[t] = _first_sentence(sol["a"].value)
+    store = AliasStore(out / "aliases.sqlite")
+    db = store.db
+    db.executescript("""
+        DROP TABLE IF EXISTS entities; DROP TABLE IF EXISTS alias_index;
+        CREATE TABLE entities (id INTEGER PRIMARY KEY, title TEXT UNIQUE NOT NULL,
+                               coarse TEXT, fine TEXT, description TEXT);
+        CREATE TABLE alias_index (key TEXT NOT NULL, entity INTEGER NOT NULL, n REAL NOT NULL,
+                                  PRIMARY KEY (key, entity));
+    """)
+    ids: dict[str, int] = {}
+
+    def entity(title: str) -> int | None:
+        t = store.resolve(title)
+        eid = ids.get(t)
+        if eid is None:
+            kind = db.execute("SELECT kind FROM titles WHERE title = ?", (t,)).fetchone()
+            if kind is not None and kind[0] != "article":
+                return None  # disambiguation pages and leftover redirects
+            inf = info.get(t)
+            eid = len(ids) + 1
+            ids[t] = eid
+            db.execute("INSERT INTO entities VALUES (?, ?, ?, ?, ?)",
+                       (eid, t, inf.coarse if inf else None,
+                        inf.fine if inf else None, abstracts.get(t, "")))
+        return eid
+
+    counts: dict[tuple[str, int], float] = {}
+
+    def add(alias: str, eid: int | None, n: float) -> None:
+        if eid is None or not alias.strip():
+            return
+        k = (alias_key(alias), eid)
+        counts[k] = counts.get(k, 0.0) + n
+        if len(counts) > 500_000:
+            flush()
+
+    def flush() -> None:
+        db.executemany("INSERT INTO alias_index VALUES (?, ?, ?) ON CONFLICT(key, entity) "
+                       "DO UPDATE SET n = n + excluded.n",
+                       [(k, e, n) for (k, e), n in counts.items()])
+        counts.clear()
+
+    for (title,) in db.execute("SELECT title FROM titles WHERE kind = 'article'").fetchall():
+        eid = entity(title)
+        add(title, eid, 1.0)
+        short = _QUALIFIER.sub("", title)
+        if short != title:
+            add(short, eid, 1.0)
+    for source, target in db.execute("SELECT source, target FROM redirects").fetchall():
+        add(source, entity(target), 1.0)
+    for anchor, target, n in db.execute("SELECT anchor, target, n FROM anchors").fetchall():
+        eid = entity(target)
+        add(anchor, eid, float(n))
+        add(target, eid, 0.0)  # the target's own title is an alias, even unseen as anchor
+    flush()
+    db.execute("CREATE INDEX IF NOT EXISTS alias_by_key ON alias_index(key)")
+    # Character trigrams of every alias: candidates for misspelt names.
+    db.execute("DROP TABLE IF EXISTS alias_trigrams")
+    db.execute("CREATE VIRTUAL TABLE alias_trigrams USING fts5(key, tokenize='trigram')")
+    db.execute("INSERT INTO alias_trigrams(key) SELECT DISTINCT key FROM alias_index")
+    db.commit()
+    n = len(ids)
+    store.close()
+    return n
+
+
+def _first_sentence(text: str, limit: int = 300) -> str:
+    text = text.split("\n", 1)[0]
+    m = re.search(r"(?<=[a-z0-9)\]][.!?])\s+(?=[A-Z])", text)
+    return (text[: m.start()] if m else text)[:limit]
+
+
+def entity_text(title: str, description: str) -> str:
+    """What is embedded for an entity: its label and the first sentence of its abstract."""
+    label = _QUALIFIER.sub("", title)
+    return f"{label}: {description}" if description else label
+
+
+def build_vector_index(out: Path, encoder: Any, batch_size: int = 256) -> dict[str, Any]:
+    """Embed every entity and write ``entities.faiss`` and ``entities.json``."""
+    import faiss
+
+    db = sqlite3.connect(out / "aliases.sqlite")
+    rows = db.execute("SELECT id, title, description FROM entities ORDER BY id").fetchall()
+    db.close()
+    if rows and [r[0] for r in rows] != list(range(1, len(rows) + 1)):
+        raise LinkingIndexError(f"{out}: entity ids are not contiguous; rebuild the table")
+    vecs = encoder.encode([entity_text(t, d) for _, t, d in rows], batch_size=batch_size) \
+        if rows else np.zeros((0, encoder.dim), dtype=np.float32)
+    index = make_index(encoder.dim, len(rows))
+    if len(rows):
+        index.add(vecs)
+    tmp = out / (INDEX_FILE + ".tmp")
+    faiss.write_index(index, str(tmp))
+    tmp.replace(out / INDEX_FILE)
+    meta = {"entities": len(rows), "dim": encoder.dim, "encoder": encoder.name,
+            "index": type(index).__name__, "text": "label: first sentence of abstract"}
+    (out / INDEX_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return meta
+
+
+def make_index(dim: int, n: int) -> Any:
+    """Exact inner product up to ``EXACT_LIMIT`` vectors, HNSW (M=32) above."""
+    import faiss
+
+    if n <= EXACT_LIMIT:
+        return faiss.IndexFlatIP(dim)
+    index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 80
+    index.hnsw.efSearch = 64
+    return index
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class AliasTable:
+    """Candidates by alias with their prior P(entity | alias)."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise LinkingIndexError(f"{path}: missing alias table; run `kgx extract` again")
+        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            self.db.execute("SELECT 1 FROM alias_index LIMIT 1")
+        except sqlite3.DatabaseError as exc:
+            raise LinkingIndexError(f"{path}: no entity tables ({exc}); rebuild with "
+                                    "`kgx index OUT`") from exc
+
+    def candidates(self, text: str, k: int = 20) -> list[tuple[int, float]]:
+        """(entity id, prior) for an alias, best first."""
+        rows = self.db.execute("SELECT entity, n FROM alias_index WHERE key = ? "
+                               "ORDER BY n DESC LIMIT ?", (alias_key(text), k)).fetchall()
+        total = sum(n for _, n in rows) + 1e-9
+        # Smoothed: an alias seen once as a title still has a prior below certainty.
+        return [(e, (n + 0.1) / (total + 0.1 * len(rows))) for e, n in rows]
+
+    def fuzzy(self, text: str, k: int = 10) -> list[tuple[int, float]]:
+        """(entity id, prior of the matched alias) for aliases sharing character trigrams."""
+        key = alias_key(text)
+        grams = {key[i:i + 3] for i in range(len(key) - 2)}
+        grams = {g for g in grams if '"' not in g}
+        if not grams:
+            return []
+        query = " OR ".join(f'"{g}"' for g in sorted(grams))
+        try:
+            keys = [r[0] for r in self.db.execute(
+                "SELECT key FROM alias_trigrams WHERE alias_trigrams MATCH ? "
+                "ORDER BY bm25(alias_trigrams) LIMIT ?", (query, k * 3))]
+        except sqlite3.OperationalError:
+            return []  # an index built before trigrams existed
+        scored = sorted(keys, key=lambda a: -difflib.SequenceMatcher(None, key, a).ratio())
+        out: dict[int, float] = {}
+        for a in scored[:k]:
+            for eid, prior in self.candidates(a, k=3):
+                out.setdefault(eid, prior)
+        return list(out.items())
+
+    def entity(self, eid: int) -> tuple[str, str | None, str | None, str]:
+        row = self.db.execute("SELECT title, coarse, fine, description FROM entities "
+                              "WHERE id = ?", (eid,)).fetchone()
+        if row is None:
+            raise LinkingIndexError(f"entity id {eid} is not in the entity table; the index "
+                                    "and the table disagree: rebuild with `kgx index OUT`")
+        return row
+
+    def entity_id(self, title: str) -> int | None:
+        row = self.db.execute("SELECT id FROM entities WHERE title = ?", (title,)).fetchone()
+        return row[0] if row else None
+
+    def count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM entities").fetchone()[0]
+
+
+class VectorIndex:
+    """The FAISS index of entity embeddings, checked against its metadata on load."""
+
+    def __init__(self, out: Path, n_entities: int) -> None:
+        import faiss
+
+        path, meta_path = out / INDEX_FILE, out / INDEX_META
+        if not path.exists() or not meta_path.exists():
+            raise LinkingIndexError(f"{path}: missing entity index; rebuild with "
+                                    f"`kgx index {out}`")
+        try:
+            self.index = faiss.read_index(str(path))
+            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise LinkingIndexError(f"{path}: unreadable entity index ({exc}); rebuild with "
+                                    f"`kgx index {out}`") from exc
+        if self.index.ntotal != self.meta.get("entities") or self.index.ntotal != n_entities:
+            raise LinkingIndexError(
+                f"{path}: holds {self.index.ntotal} vectors but the entity table has "
+                f"{n_entities}; rebuild with `kgx index {out}`")
+        self.dim = self.index.d
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, entity ids) of the ``k`` nearest entities; ids are 1-based, 0 = none.
+
+        Raises:
+            ValueError: Wrong dimension, or NaN/inf in the query (FAISS would silently
+                return id -1 for them).
+        """
+        v = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+        if v.ndim == 1:
+            v = v[None, :]
+        if v.ndim != 2 or v.shape[1] != self.dim:
+            raise ValueError(f"query vectors have shape {tuple(v.shape)}; the entity index "
+                             f"expects (n, {self.dim})")
+        if not np.isfinite(v).all():
+            raise ValueError("query vector holds NaN or infinite values")
+        if self.index.ntotal == 0:
+            return np.zeros((len(v), 0), np.float32), np.zeros((len(v), 0), np.int64)
+        scores, ids = self.index.search(v, min(k, self.index.ntotal))
+        return scores, ids + 1  # faiss row i is entity id i + 1; -1 becomes 0
+
+
+# --------------------------------------------------------------------------- linking
+
+
+_TYPE_OK = {None: 0.5}
+
+
+class Linker:
+    """Alias table + vector index + scorer.
+
+    Args:
+        out: An output directory with the entity tables and index.
+        namespace: Resource namespace for IRIs.
+        encoder: A :class:`~kgx.encoder.SentenceEncoder` (loaded lazily when omitted).
+        nil_threshold: Best scores below this link to NIL.
+    """
+
+    WEIGHTS = {"prior": 0.45, "context": 0.25, "type": 0.15, "name": 0.15}
+    LOOKUP_WEIGHTS = {"prior": 0.6, "vector": 0.25, "name": 0.15}
+
+    def __init__(self, out: Path, namespace: str, encoder: Any = None,
+                 nil_threshold: float = 0.35) -> None:
+        from kgx.site import iri_escape
+
+        self.out = Path(out)
+        self.aliases = AliasTable(self.out / "aliases.sqlite")
+        self.vectors = VectorIndex(self.out, self.aliases.count())
+        self.resource = namespace + "resource/"
+        self._escape = iri_escape
+        self._encoder = encoder
+        self.nil_threshold = nil_threshold
+        self._vec_cache: dict[int, np.ndarray] = {}
+
+    @property
+    def encoder(self) -> Any:
+        if self._encoder is None:
+            from kgx.encoder import shared_encoder
+
+            self._encoder = shared_encoder(self.vectors.meta.get("encoder", "minilm"))
+        if self._encoder.dim != self.vectors.dim:
+            raise LinkingIndexError(f"the encoder gives {self._encoder.dim}-d vectors, the index "
+                                    f"holds {self.vectors.dim}-d ones; rebuild with `kgx index`")
+        return self._encoder
+
+    def iri(self, title: str) -> str:
+        return self.resource + self._escape(title.replace(" ", "_"))
+
+    def _candidate(self, eid: int, score: float, signals: dict[str, float]) -> Candidate:
+        title, coarse, fine, _ = self.aliases.entity(eid)
+        types = tuple(t for t in (fine, coarse) if t)
+        label = _QUALIFIER.sub("", title)
+        return Candidate(self.iri(title), title, label, types, round(score, 4),
+                         {k: round(v, 4) for k, v in signals.items()})
+
+    def entity_vector(self, eid: int) -> np.ndarray:
+        v = self._vec_cache.get(eid)
+        if v is None:
+            v = self.vectors.index.reconstruct(eid - 1)
+            if len(self._vec_cache) < 100_000:
+                self._vec_cache[eid] = v
+        return v
+
+    def lookup(self, text: str, k: int = 10, use_vectors: bool = True) -> list[Candidate]:
+        """Ranked candidates for a name (no context).
+
+        Raises:
+            ValueError: Empty text, or longer than 1,000 characters.
+        """
+        text = (text or "").strip()
+        if not text:
+            raise ValueError("lookup needs a non-empty name")
+        if len(text) > MAX_QUERY_CHARS:
+            raise ValueError(f"lookup text is {len(text):,} characters; names longer than "
+                             f"{MAX_QUERY_CHARS:,} are not looked up")
+        prior = dict(self.aliases.candidates(text, k=max(k, 20)))
+        fuzzy = {} if prior else dict(self.aliases.fuzzy(text, k))
+        vec: dict[int, float] = {}
+        if use_vectors:
+            q = self.encoder.encode([text])
+            scores, ids = self.vectors.search(q, max(k, 10))
+            vec = {int(i): float(s) for s, i in zip(scores[0], ids[0], strict=True) if i > 0}
+        out = []
+        for eid in set(prior) | set(vec) | set(fuzzy):
+            title = self.aliases.entity(eid)[0]
+            sig = {"prior": prior.get(eid, 0.0), "name": name_similarity(text, title)}
+            if use_vectors:
+                sig["vector"] = vec.get(eid, float(self.entity_vector(eid) @ q[0]))
+            w = self.LOOKUP_WEIGHTS
+            score = sum(w[s] * max(0.0, v) for s, v in sig.items())
+            sig["alias_match"] = 1.0 if eid in prior else 0.0
+            out.append(self._candidate(eid, score, sig))
+        out.sort(key=lambda c: (-c.score, c.title))
+        return out[:k]
+
+    def link(self, mention: str, context: np.ndarray | None = None,
+             mention_type: str | None = None, k: int = 10) -> Candidate | None:
+        """The best entity for a mention in context, or None (NIL).
+
+        Args:
+            mention: The mention's text.
+            context: A unit vector of the mention's context (sentence, page), if any.
+            mention_type: Coarse type the reader gave it (PER/ORG/LOC/MISC).
+        """
+        ranked = self.rank(mention, context, mention_type, k)
+        return ranked[0] if ranked and ranked[0].score >= self.nil_threshold else None
+
+    def link_many(self, mentions: Sequence[tuple[str, str | None, np.ndarray | None]],
+                  k: int = 10) -> list[Candidate | None]:
+        """:meth:`link` for many (text, type, context) mentions, with one batched encoding
+        of the mentions that the alias table does not know."""
+        need = [i for i, (t, _, _) in enumerate(mentions)
+                if t.strip() and not self.aliases.candidates(t, k=1)]
+        vec_ids: dict[int, set[int]] = {}
+        if need:
+            q = self.encoder.encode([mentions[i][0] for i in need])
+            _, ids = self.vectors.search(q, k)
+            vec_ids = {i: {int(x) for x in row if x > 0} for i, row in zip(need, ids, strict=True)}
+        out: list[Candidate | None] = []
+        for i, (text, typ, ctx) in enumerate(mentions):
+            ranked = self.rank(text, ctx, typ, k, vector_candidates=vec_ids.get(i, set()))
+            out.append(ranked[0] if ranked and ranked[0].score >= self.nil_threshold else None)
+        return out
+
+    def rank(self, mention: str, context: np.ndarray | None = None,
+             mention_type: str | None = None, k: int = 10, use_vectors: bool = True,
+             vector_candidates: set[int] | None = None) -> list[Candidate]:
+        """Candidates for a mention in context, scored (see :attr:`WEIGHTS`)."""
+        mention = mention.strip()
+        if not mention or len(mention) > MAX_QUERY_CHARS:
+            return []
+        prior = dict(self.aliases.candidates(mention, k=max(k, 20)))
+        cands = set(prior)
+        if not prior:
+            cands |= {e for e, _ in self.aliases.fuzzy(mention, k)}
+        if vector_candidates is not None:
+            cands |= vector_candidates
+        elif use_vectors and len(prior) < k:
+            q = self.encoder.encode([mention])
+            _, ids = self.vectors.search(q, k)
+            cands |= {int(i) for i in ids[0] if i > 0}
+        out = []
+        for eid in cands:
+            title, coarse, _, _ = self.aliases.entity(eid)
+            sig = {"prior": prior.get(eid, 0.0), "name": name_similarity(mention, title),
+                   "type": _type_score(mention_type, coarse)}
+            sig["context"] = float(self.entity_vector(eid) @ context) if context is not None \
+                else 0.0
+            score = sum(self.WEIGHTS[s] * max(0.0, v) for s, v in sig.items())
+            out.append(self._candidate(eid, score, sig))
+        out.sort(key=lambda c: (-c.score, c.title))
+        return out[:k]
+
+
+def _type_score(mention_type: str | None, entity_type: str | None) -> float:
+    if mention_type is None or entity_type is None:
+        return 0.5
+    return 1.0 if mention_type == entity_type else 0.0
+
+
+def name_similarity(mention: str, title: str) -> float:
+    """Character similarity of a mention and an entity label, case-insensitive."""
+    a, b = alias_key(mention), alias_key(_QUALIFIER.sub("", title))
+    if a == b:
+        return 1.0
+    whole = difflib.SequenceMatcher(None, a, b).ratio()
+    if " " in a or " " not in b:
+        return whole
+    # A one-word mention against a longer name ("Einstien" / "Albert Einstein"): best word,
+    # discounted so that the full name still wins over a partial match.
+    part = max(difflib.SequenceMatcher(None, a, w).ratio() for w in b.split())
+    return max(whole, 0.9 * part)
+
+
+def rank_percentiles(values: Sequence[float], qs: Sequence[float]) -> list[float]:
+    """Percentiles (0-100) of a sample, nearest rank."""
+    s = sorted(values)
+    if not s:
+        return [math.nan for _ in qs]
+    return [s[min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))] for q in qs]
