@@ -292,6 +292,30 @@ def format_scores(res: dict) -> str:
 
 
 @app.command()
+def serve(
+    out: Annotated[Path, typer.Argument(help="Output directory of `kgx extract`.")],
+    host: Annotated[str, typer.Option(help="Address to bind (default: this machine only).")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 7878,
+    workers: Annotated[int, typer.Option(help="Queries run at once.")] = 2,
+    timeout: Annotated[float, typer.Option(help="Seconds a query may run.")] = 10.0,
+    max_rows: Annotated[int, typer.Option(help="Rows (or triples) per answer.")] = 10_000,
+    memory_mb: Annotated[int, typer.Option(help="Memory per query worker.")] = 2048,
+    cors: Annotated[str | None, typer.Option(help="Allow this origin (e.g. '*').")] = None,
+) -> None:
+    """Serve OUT over HTTP: SPARQL 1.1 Protocol at /sparql, entity lookup at /lookup."""
+    from kgx.graph import GraphNotFound
+    from kgx.server import ServeOptions
+    from kgx.server import serve as run
+
+    try:
+        run(out, ServeOptions(host=host, port=port, workers=workers, timeout=timeout,
+                              max_rows=max_rows, memory_mb=memory_mb, cors=cors))
+    except (GraphNotFound, OSError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
 def report(out: Annotated[Path, typer.Argument(help="Output directory.")]) -> None:
     """Print the JSON report of the last run in OUT."""
     p = out / "report.json"

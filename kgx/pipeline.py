@@ -327,7 +327,8 @@ def read_dump(out: Path, model_dir: Path, opts: PipelineOptions,
              "linked_by_wikilink": 0, "linked_by_page": 0, "linked_by_linker": 0,
              "relations_predicted": 0, "relations_between_linked": 0, "mention_triples": 0}
     docs_path = out / "documents.jsonl"
-    total_docs = sum(1 for _ in open(docs_path, encoding="utf-8"))
+    with open(docs_path, encoding="utf-8") as f:
+        total_docs = sum(1 for _ in f)
     batch: list[tuple[dict[str, Any], int, int]] = []
 
     def flush() -> None:
@@ -335,7 +336,7 @@ def read_dump(out: Path, model_dir: Path, opts: PipelineOptions,
             return
         preds = predictor.predict([d["text"][a:b] for d, a, b in batch])
         pending = []
-        for (doc, a, b), pred in zip(batch, preds, strict=True):
+        for (doc, a, _), pred in zip(batch, preds, strict=True):
             ctx = _page_context(linker, doc)
             for m in pred.mentions:
                 pending.append((doc, a, m, ctx))
