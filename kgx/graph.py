@@ -73,7 +73,7 @@ class KnowledgeGraph:
     """
 
     def __init__(self, path: Path, store: Any, report: dict[str, Any]) -> None:
-        self.path = path
+        self.root = path
         self.store = store
         self.report = report
         self.namespace: str | None = report.get("site", {}).get("namespace")
@@ -167,7 +167,7 @@ class KnowledgeGraph:
         if self._linker is None:
             from kgx.linking import Linker
 
-            self._linker = Linker(self.path, self.namespace or "")
+            self._linker = Linker(self.root, self.namespace or "")
         return self._linker
 
     def _functions(self) -> dict[Any, Any]:
@@ -205,7 +205,7 @@ class KnowledgeGraph:
         """
         from kgx.model import Predictor
 
-        model_dir = Path(self.report.get("pipeline", {}).get("model") or self.path / "model")
+        model_dir = Path(self.report.get("pipeline", {}).get("model") or self.root / "model")
         if not hasattr(self, "_predictor"):
             self._predictor = Predictor.load(model_dir)
         pred = self._predictor.predict([text], relations=False)[0]

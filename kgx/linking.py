@@ -86,6 +86,9 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None) -
     for sol in kg.query("SELECT ?s ?a WHERE { ?s kgx:abstract ?a }"):
         t = unquote(sol["s"].value[len(res):]).replace("_", " ")
         abstracts[t] = _first_sentence(sol["a"].value)
+    bold_aliases = [(unquote(sol["s"].value[len(res):]).replace("_", " "), sol["a"].value)
+                    for sol in kg.query('SELECT ?s ?a WHERE { GRAPH ?g { ?s kgx:alias ?a } '
+                                        '?g kgx:extractor "label" }')]
     store = AliasStore(out / "aliases.sqlite")
     db = store.db
     db.executescript("""
@@ -136,6 +139,8 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None) -
             add(short, eid, 1.0)
     for source, target in db.execute("SELECT source, target FROM redirects").fetchall():
         add(source, entity(target), 1.0)
+    for title, alias in bold_aliases:  # names in bold in an article's lead
+        add(alias, entity(title), 1.0)
     for anchor, target, n in db.execute("SELECT anchor, target, n FROM anchors").fetchall():
         eid = entity(target)
         add(anchor, eid, float(n))

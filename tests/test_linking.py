@@ -1,0 +1,149 @@
+"""Entity linking and the Python API on a small hand-made wiki with the real MiniLM encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("faiss")
+pytest.importorskip("torch")
+
+from kgx.extract import ExtractOptions, extract  # noqa: E402
+from kgx.graph import KnowledgeGraph  # noqa: E402
+from kgx.linking import (LinkingIndexError, Linker, VectorIndex, alias_key,  # noqa: E402
+                         build_entity_table, build_vector_index, make_index, name_similarity)
+
+PAGES = [
+    ("Abraham Lincoln", "{{Infobox officeholder|name=Abraham Lincoln|birth_place=[[Hodgenville, "
+     "Kentucky]]|spouse=[[Mary Todd Lincoln]]}}'''Abraham Lincoln''' was the 16th president of "
+     "the [[United States]]. He was born in [[Hodgenville, Kentucky|Hodgenville]]. Lincoln "
+     "led the [[Union (American Civil War)|Union]]."),
+    ("Lincoln, Nebraska", "'''Lincoln''' is the capital of [[Nebraska]] in the [[United States]]."),
+    ("Albert Einstein", "{{Infobox scientist|birth_place=[[Ulm]]}}'''Albert Einstein''' was a "
+     "physicist born in [[Ulm]]. [[Albert Einstein|Einstein]] developed relativity."),
+    ("Ulm", "'''Ulm''' is a city in [[Germany]]."),
+    ("Mary Todd Lincoln", "'''Mary Todd Lincoln''' was the wife of [[Abraham Lincoln|Lincoln]]."),
+    ("Honest Abe", "", {"redirect": "Abraham Lincoln"}),
+    ("Lincoln (disambiguation)", "'''Lincoln''' may refer to:\n* [[Abraham Lincoln]]\n"
+     "* [[Lincoln, Nebraska]]\n{{disambiguation}}"),
+    ("United States", "The '''United States''' is a country. Its capital is [[Washington, D.C.]]"),
+]
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from kgx.encoder import shared_encoder
+    from tests.conftest import dump_xml, page_xml
+
+    d = tmp_path_factory.mktemp("linking")
+    dump = d / "wiki.xml"
+    dump.write_text(dump_xml([page_xml(i, p[0], p[1], **(p[2] if len(p) > 2 else {}))
+                              for i, p in enumerate(PAGES, 1)]), encoding="utf-8")
+    o = d / "out"
+    extract(dump, o, ExtractOptions(workers=0, progress=False))
+    build_entity_table(o)
+    build_vector_index(o, shared_encoder())
+    return o
+
+
+def test_alias_priors_from_titles_redirects_and_anchors(out: Path) -> None:
+    kg = KnowledgeGraph.open(out)
+    best = kg.lookup("Abraham Lincoln", k=3)[0]
+    assert best.title == "Abraham Lincoln" and best.signals["alias_match"] == 1.0
+    assert best.iri == "https://kgx.dev/enwiki/resource/Abraham_Lincoln"
+    assert "https://kgx.dev/ontology/OfficeHolder" in best.types and "PER" in best.types
+    assert kg.lookup("Honest Abe", k=1)[0].title == "Abraham Lincoln"  # a redirect
+    assert kg.lookup("Einstein", k=1)[0].title == "Albert Einstein"  # an anchor text
+    titles = [c.title for c in kg.lookup("Lincoln", k=5)]
+    assert {"Abraham Lincoln", "Lincoln, Nebraska"} <= set(titles[:3])
+    assert "Lincoln (disambiguation)" not in titles  # disambiguation pages are not entities
+
+
+def test_typos_and_paraphrases_found_without_an_alias(out: Path) -> None:
+    kg = KnowledgeGraph.open(out)
+    typo = kg.lookup("Albert Einstien", k=3)
+    assert typo[0].title == "Albert Einstein" and typo[0].signals["alias_match"] == 0.0
+    assert kg.lookup("abraham lincon", k=1)[0].title == "Abraham Lincoln"
+
+
+def test_context_and_type_pick_the_right_entity(out: Path) -> None:
+    kg = KnowledgeGraph.open(out)
+    linker = kg.linker
+    enc = linker.encoder
+    ctx = enc.encode(["The capital of Nebraska is a city in the Great Plains."])[0]
+    city = linker.link("Lincoln", ctx, "LOC")
+    ctx2 = enc.encode(["The president who led the Union in the American Civil War."])[0]
+    person = linker.link("Lincoln", ctx2, "PER")
+    assert city is not None and city.title == "Lincoln, Nebraska"
+    assert person is not None and person.title == "Abraham Lincoln"
+    assert linker.link("zzqx vrrp", None, None) is None  # NIL
+
+
+def test_lookup_bad_input(out: Path) -> None:
+    kg = KnowledgeGraph.open(out)
+    with pytest.raises(ValueError, match="non-empty"):
+        kg.lookup("   ")
+    with pytest.raises(ValueError, match="not looked up"):
+        kg.lookup("x" * 5000)
+
+
+def test_vector_index_checks_queries(out: Path) -> None:
+    kg = KnowledgeGraph.open(out)
+    vi = kg.linker.vectors
+    with pytest.raises(ValueError, match=r"expects \(n, 384\)"):
+        vi.search(np.zeros((1, 12), np.float32), 3)
+    bad = np.zeros((1, 384), np.float32)
+    bad[0, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        vi.search(bad, 3)
+
+
+def test_missing_or_corrupted_index(out: Path, tmp_path: Path) -> None:
+    import shutil
+
+    o = tmp_path / "o"
+    shutil.copytree(out, o)
+    (o / "entities.faiss").write_bytes(b"not a faiss index")
+    with pytest.raises(LinkingIndexError, match="unreadable entity index.*kgx index"):
+        VectorIndex(o, 10)
+    (o / "entities.faiss").unlink()
+    with pytest.raises(LinkingIndexError, match="missing entity index.*kgx index"):
+        Linker(o, "https://kgx.dev/enwiki/")
+
+
+def test_index_type_follows_size() -> None:
+    assert type(make_index(8, 1000)).__name__ == "IndexFlatIP"
+    assert type(make_index(8, 2_000_000)).__name__ == "IndexHNSWFlat"
+
+
+def test_sparql_lookup_function_and_entity_api(out: Path) -> None:
+    kg = KnowledgeGraph.open(out)
+    rows = kg.sparql('SELECT ?place WHERE { BIND(kgx:lookup("Abraham Lincoln") AS ?e) '
+                     "?e kgx:birthPlace ?place }")
+    assert rows == [{"place": "https://kgx.dev/enwiki/resource/Hodgenville,_Kentucky"}]
+    ent = kg.entity("res:Abraham_Lincoln")
+    assert "Abraham Lincoln" in ent["labels"] and "Honest Abe" in ent["labels"]
+    facts = {(f["predicate"].rsplit("/", 1)[-1], f["extractor"]) for f in ent["facts"]}
+    assert ("birthPlace", "infobox") in facts and ("wikiLink", "link") in facts
+    assert all(f["page_id"] == 1 for f in ent["facts"] if f["extractor"] == "infobox")
+
+
+def test_neighbors_and_path(out: Path) -> None:
+    kg = KnowledgeGraph.open(out)
+    nb = kg.neighbors("res:Abraham_Lincoln")
+    assert {"entity": "https://kgx.dev/enwiki/resource/Mary_Todd_Lincoln",
+            "predicate": "https://kgx.dev/ontology/spouse", "direction": "out"} in nb
+    path = kg.path("res:Mary_Todd_Lincoln", "res:Hodgenville,_Kentucky")
+    assert [s["predicate"].rsplit("/", 1)[-1] for s in path] == ["spouse", "birthPlace"]
+    # Joined only through wikilinks: no path among facts, two hops with links.
+    assert kg.path("res:Mary_Todd_Lincoln", "res:United_States") is None
+    steps = kg.path("res:Mary_Todd_Lincoln", "res:United_States", include_links=True)
+    assert [s["to"].rsplit("/", 1)[-1] for s in steps] == ["Abraham_Lincoln", "United_States"]
+
+
+def test_name_similarity_and_keys() -> None:
+    assert alias_key("  Saint   PETERSBURG ") == "saint petersburg"
+    assert name_similarity("Einstien", "Albert Einstein") > 0.7
+    assert name_similarity("Paris", "Paris (Texas)") == 1.0
