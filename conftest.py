@@ -10,12 +10,39 @@ SAMPLE = Path(__file__).resolve().parent / "data" / "enwiki-2016-excerpt.xml.bz2
 
 
 @pytest.fixture(scope="session")
-def readme_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample extracted into ``.../out`` (the README's examples read ``out/``)."""
-    from kgx.extract import ExtractOptions, extract
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer BERT with the bundled MiniLM's tokenizer (no download)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from kgx.model import resolve_base_model
+
+    d = tmp_path_factory.mktemp("tiny-bert")
+    tok = AutoTokenizer.from_pretrained(resolve_base_model("minilm"))
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=64)
+    BertModel(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def readme_out(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
+    """The whole pipeline over the sample into ``.../out`` (the README reads ``out/``).
+
+    The reader is fine-tuned from a tiny random BERT on few sentences and reads a few hundred
+    sentences, so that the suite stays fast: the machinery is the README's, the model's
+    quality is not (benchmarks measure that).
+    """
+    from kgx.extract import ExtractOptions
+    from kgx.pipeline import PipelineOptions, run
 
     out = tmp_path_factory.mktemp("readme") / "out"
-    extract(SAMPLE, out, ExtractOptions(workers=2, progress=False))
+    run(SAMPLE, out, PipelineOptions(
+        extract=ExtractOptions(workers=2, progress=False), base_model=str(tiny_bert),
+        train_sentences=200, train_epochs=1, read_sentences=300, progress=False),
+        log=lambda m: None)
     return out
 
 

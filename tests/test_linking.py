@@ -12,8 +12,16 @@ pytest.importorskip("torch")
 
 from kgx.extract import ExtractOptions, extract  # noqa: E402
 from kgx.graph import KnowledgeGraph  # noqa: E402
-from kgx.linking import (LinkingIndexError, Linker, VectorIndex, alias_key,  # noqa: E402
-                         build_entity_table, build_vector_index, make_index, name_similarity)
+from kgx.linking import (  # noqa: E402
+    Linker,
+    LinkingIndexError,
+    VectorIndex,
+    alias_key,
+    build_entity_table,
+    build_vector_index,
+    make_index,
+    name_similarity,
+)
 
 PAGES = [
     ("Abraham Lincoln", "{{Infobox officeholder|name=Abraham Lincoln|birth_place=[[Hodgenville, "

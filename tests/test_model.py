@@ -14,25 +14,10 @@ from kgx.corpus import build_corpus, read_split, split_of  # noqa: E402
 from kgx.datasets import DataError, read_conll, read_docred  # noqa: E402
 from kgx.evaluate import evaluate  # noqa: E402
 from kgx.extract import ExtractOptions, extract  # noqa: E402
-from kgx.model import Predictor, bio_labels, resolve_base_model, tokenize, windows_for  # noqa: E402
+from kgx.model import Predictor, bio_labels, tokenize, windows_for  # noqa: E402
 from kgx.train import TrainOptions, train  # noqa: E402
 
 from .conftest import SAMPLE, SHARED  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised 2-layer BERT with the bundled MiniLM's tokenizer (no download)."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    d = tmp_path_factory.mktemp("tiny-bert")
-    tok = AutoTokenizer.from_pretrained(resolve_base_model("minilm"))
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
-                     num_attention_heads=2, intermediate_size=64)
-    BertModel(cfg).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 from SPARQLWrapper import JSON, POST, SPARQLWrapper

@@ -1,0 +1,111 @@
+"""kgx extract end to end: stages, caching, model facts, mentions, reasoning."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from kgx.graph import KnowledgeGraph  # noqa: E402
+from kgx.pipeline import _write_model_facts  # noqa: E402
+
+
+def test_every_stage_ran_and_was_recorded(readme_out: Path) -> None:
+    stages = json.loads((readme_out / "stages.json").read_text())
+    assert set(stages) == {"structure", "corpus", "model", "entities", "read"}
+    for f in ("graph.nq", "structure.nq", "model.nq", "mentions.nq", "inferred.nq",
+              "entities.faiss", "model/model.safetensors", "corpus/train.jsonl"):
+        assert (readme_out / f).exists(), f
+    rep = json.loads((readme_out / "report.json").read_text())
+    assert rep["finished"] and rep["pipeline"]["read"]["sentences"] == 300
+    assert rep["triples"]["mentions"] > 0 and rep["triples"]["inferred"] > 0
+    assert set(rep["pipeline"]["stages_seconds"]) >= {"structure", "model", "read", "merge"}
+
+
+def test_rerun_reuses_finished_stages(readme_out: Path, tiny_bert: Path) -> None:
+    from kgx.extract import ExtractOptions
+    from kgx.pipeline import PipelineOptions, run
+
+    from .conftest import SAMPLE
+
+    log: list[str] = []
+    before = (readme_out / "model" / "model.safetensors").stat().st_mtime_ns
+    run(SAMPLE, readme_out, PipelineOptions(
+        extract=ExtractOptions(workers=2, progress=False), base_model=str(tiny_bert),
+        train_sentences=200, train_epochs=1, read_sentences=300, progress=False),
+        log=log.append)
+    reused = [m for m in log if "unchanged inputs" in m]
+    assert len(reused) == 5, log
+    assert (readme_out / "model" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_linked_mentions_are_in_the_graph(readme_out: Path) -> None:
+    kg = KnowledgeGraph.open(readme_out)
+    rows = kg.sparql("""SELECT ?e ?how WHERE { ?m kgx:mentionOf ?e ; kgx:linkedBy ?how ;
+        kgx:inPage res:Anarchism ; kgx:anchor ?a ; kgx:start ?s ; kgx:end ?end }""")
+    assert rows and {r["how"] for r in rows} <= {"wikilink", "page", "linker"}
+
+
+def test_reasoning_materialises_into_its_own_graph(readme_out: Path) -> None:
+    kg = KnowledgeGraph.open(readme_out)
+    g = "<https://kgx.dev/enwiki/graph/inferred>"
+    # Writer -> Person (subclass), and the Wikidata class and property (equivalence).
+    assert kg.sparql(f"ASK {{ GRAPH {g} {{ res:Ayn_Rand a kgx:Person , wd:Q5 }} }}")
+    assert kg.sparql(f"ASK {{ GRAPH {g} {{ res:Ayn_Rand wdt:P19 res:Saint_Petersburg }} }}")
+    assert not kg.sparql(f"ASK {{ GRAPH {g} {{ res:Ayn_Rand a kgx:Writer }} }}")  # stated
+    # property paths work
+    assert kg.sparql("ASK { kgx:Writer rdfs:subClassOf+ kgx:Agent }")
+
+
+def test_inverse_symmetric_and_transitive_rules(tmp_path: Path) -> None:
+    import pyoxigraph as ox
+
+    from kgx.reasoning import materialise
+
+    store = ox.Store()
+    K = "https://kgx.dev/ontology/"
+    r = "http://x/"
+    g = ox.NamedNode("http://x/g")
+    for s, p, o in [("a", "child", "b"), ("a", "spouse", "c"), ("t1", "locatedIn", "t2"),
+                    ("t2", "locatedIn", "t3"), ("t3", "locatedIn", "t4")]:
+        store.add(ox.Quad(ox.NamedNode(r + s), ox.NamedNode(K + p), ox.NamedNode(r + o), g))
+    lines = list(materialise(store, "http://x/inferred"))
+    text = "".join(lines)
+    assert f"<{r}b> <{K}parent> <{r}a>" in text  # inverseOf
+    assert f"<{r}c> <{K}spouse> <{r}a>" in text  # symmetric
+    assert f"<{r}t1> <{K}locatedIn> <{r}t4>" in text  # transitive
+    assert f"<{r}a> <http://www.wikidata.org/prop/direct/P40> <{r}b>" in text
+    assert len(lines) == len(set(lines))
+
+
+def test_model_facts_aggregate_their_evidence(tmp_path: Path) -> None:
+    from kgx.corpus import EntityInfo
+
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE f (h, p, t, page, rev, s0, s1, e0, e1, sentence, conf)")
+    rows = [("A", "birthPlace", "B", 1, 10, 0, 20, 0, 15, "A was born in B.", 0.6),
+            ("A", "birthPlace", "B", 2, 20, 5, 30, 5, 25, "B is where A was born.", 0.5),
+            ("A", "author", "C", 1, 10, 40, 60, 40, 55, "A wrote C.", 0.9)]
+    db.executemany("INSERT INTO f VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+    info = {"A": EntityInfo(facts=[("birthPlace", "B")])}
+    stats = _write_model_facts(tmp_path, db, "http://x/", "test-model",
+                               info, lambda t: f"<http://x/resource/{t}>")
+    assert stats["model_facts"] == 2 and stats["agreeing_with_infobox"] == 1
+    import pyoxigraph as ox
+
+    store = ox.Store()
+    store.load(path=str(tmp_path / "model.nq"), format=ox.RdfFormat.N_QUADS)
+    res = list(store.query("""PREFIX kgx: <https://kgx.dev/ontology/>
+        SELECT ?conf ?n ?agree (COUNT(?e) AS ?ev) WHERE {
+          GRAPH ?g { <http://x/resource/A> kgx:birthPlace <http://x/resource/B> }
+          ?g kgx:confidence ?conf ; kgx:supportCount ?n ; kgx:agreesWithInfobox ?agree ;
+             kgx:evidence ?e . ?e kgx:sentence ?s ; kgx:evidenceStart ?es ; kgx:pageId ?p }
+        GROUP BY ?conf ?n ?agree""", use_default_graph_as_union=True))
+    assert len(res) == 1
+    assert float(res[0]["conf"].value) == pytest.approx(1 - 0.4 * 0.5)  # noisy-or
+    assert res[0]["n"].value == "2" and res[0]["agree"].value == "true"
+    assert res[0]["ev"].value == "2"
