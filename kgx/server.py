@@ -24,7 +24,6 @@ import json
 import multiprocessing as mp
 import os
 import re
-import resource
 import signal
 import threading
 import time
@@ -207,10 +206,9 @@ def serialize_ask(value: bool, fmt: str) -> bytes:
 def _worker_main(out: str, conn: Any, max_rows: int, memory_mb: int) -> None:
     """A query worker: opens the store read-only and answers jobs until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if memory_mb > 0:
-        cap = memory_mb << 20
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    from kgx.workers import limit_address_space
+
+    limit_address_space(memory_mb)
     from kgx.graph import KnowledgeGraph, QueryError
 
     kg = KnowledgeGraph.open(out)
@@ -297,7 +295,9 @@ class QueryPool:
     def __init__(self, out: str, opts: ServeOptions) -> None:
         self.out = out
         self.opts = opts
-        self.ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        # spawn: a fresh interpreter per worker, whatever threads and libraries the server
+        # process holds (forking a process with torch's thread pools can hang the child).
+        self.ctx = mp.get_context("spawn")
         self.idle: list[_Worker] = [_Worker(self.ctx, out, opts) for _ in range(opts.workers)]
         self.lock = threading.Lock()
         self.free = threading.Semaphore(opts.workers)

@@ -56,6 +56,7 @@ class TrainOptions:
     patience: int = 1
     max_train_sentences: int | None = None
     max_empty_share: float = 0.3
+    freeze_encoder: bool = False
     max_eval_sentences: int | None = 2000
     max_minutes: float | None = None
     device: str | None = None
@@ -257,9 +258,13 @@ def train(data: str | Path, out: str | Path, options: TrainOptions | None = None
     feats = featurize(train_rows, tok, ner_labels, rel_labels, opts.max_length)
     heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
     enc_params = [p for n, p in model.named_parameters() if n.startswith("encoder.")]
-    optim = torch.optim.AdamW([
-        {"params": enc_params, "lr": opts.learning_rate},
-        {"params": heads, "lr": opts.head_learning_rate}], weight_decay=opts.weight_decay)
+    groups = [{"params": heads, "lr": opts.head_learning_rate}]
+    if opts.freeze_encoder:  # a baseline: only the heads learn
+        for p in enc_params:
+            p.requires_grad_(False)
+    else:
+        groups.append({"params": enc_params, "lr": opts.learning_rate})
+    optim = torch.optim.AdamW(groups, weight_decay=opts.weight_decay)
     steps_per_epoch = math.ceil(len(feats) / opts.batch_size)
     total = max(1, steps_per_epoch * opts.epochs)
     warm = int(total * opts.warmup)

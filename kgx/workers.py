@@ -115,13 +115,24 @@ def init_worker(ctx: Context, limit_memory: bool = True) -> None:
     _CTX = ctx
     signal.signal(signal.SIGALRM, _alarm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if limit_memory and ctx.limits.page_memory_mb > 0:
-        with open("/proc/self/statm") as f:
-            vm_pages = int(f.read().split()[0])
-        base = vm_pages * os.sysconf("SC_PAGE_SIZE")
-        cap = base + ctx.limits.page_memory_mb * (1 << 20)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    if limit_memory:
+        limit_address_space(ctx.limits.page_memory_mb)
+
+
+def limit_address_space(extra_mb: int) -> None:
+    """Cap this process's address space at what it uses now plus ``extra_mb``.
+
+    Relative, not absolute: a process forked from one that already maps gigabytes (torch,
+    a model) would die at once under an absolute cap. Past the cap, allocations raise
+    MemoryError, which callers turn into a skipped page or a refused query.
+    """
+    if extra_mb <= 0:
+        return
+    with open("/proc/self/statm") as f:
+        vm_pages = int(f.read().split()[0])
+    cap = vm_pages * os.sysconf("SC_PAGE_SIZE") + extra_mb * (1 << 20)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
 def process_page(page: Page, ctx: Context) -> PageResult:

@@ -22,7 +22,8 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     o = tmp_path_factory.mktemp("cli")
-    res = runner.invoke(app, ["extract", str(SAMPLE), "-o", str(o), "--workers", "1"])
+    res = runner.invoke(app, ["extract", str(SAMPLE), "-o", str(o), "--workers", "1",
+                              "--no-model"])
     assert res.exit_code == 0, res.output
     assert "pages read 206" in res.output
     return o
@@ -69,10 +70,13 @@ def test_bad_query_and_missing_graph(out: Path, tmp_path: Path) -> None:
 
 
 def test_extract_errors(tmp_path: Path) -> None:
-    res = runner.invoke(app, ["extract", str(tmp_path / "nope.xml.bz2"), "-o", str(tmp_path)])
+    res = runner.invoke(app, ["extract", str(tmp_path / "nope.xml.bz2"), "-o", str(tmp_path),
+                              "--no-model"])
     assert res.exit_code == 2 and "no such file" in res.output
     bad = tmp_path / "bad.txt"
     bad.write_text("hello")
+    res = runner.invoke(app, ["extract", str(bad), "-o", str(tmp_path / "o"), "--no-model"])
+    assert res.exit_code == 2 and "unknown format" in res.output
     res = runner.invoke(app, ["extract", str(bad), "-o", str(tmp_path / "o")])
     assert res.exit_code == 2 and "unknown format" in res.output
 
@@ -81,7 +85,8 @@ def test_truncated_dump_exits_nonzero(tmp_path: Path) -> None:
     data = SAMPLE.read_bytes()
     dump = tmp_path / "t.xml.bz2"
     dump.write_bytes(data[: len(data) // 3])
-    res = runner.invoke(app, ["extract", str(dump), "-o", str(tmp_path / "o"), "--workers", "0"])
+    res = runner.invoke(app, ["extract", str(dump), "-o", str(tmp_path / "o"), "--workers", "0",
+                              "--no-model"])
     assert res.exit_code == 1 and "NOT FINISHED" in res.output and "truncated" in res.output
 
 
