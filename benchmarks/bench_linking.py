@@ -91,7 +91,8 @@ def linking_quality(out: Path, work: Path) -> dict[str, Any]:
         kgx_rec += gold in [r.title for r in ranked]
     n = max(1, len(links))
     return {"held_out_links": len(links),
-            "alias_prior": {"accuracy@1": round(base_hit / n, 4), "recall@10": round(base_rec / n, 4)},
+            "alias_prior": {"accuracy@1": round(base_hit / n, 4),
+                            "recall@10": round(base_rec / n, 4)},
             "kgx": {"accuracy@1": round(kgx_hit / n, 4), "recall@10": round(kgx_rec / n, 4)}}
 
 

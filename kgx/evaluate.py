@@ -133,7 +133,7 @@ def evaluate_docred(predictor: Any, rows: list[dict[str, Any]],
                      if ms[i]["entity"] != ms[j]["entity"]]
             for i, j in pairs:
                 intra_gold.add((di, ms[i]["entity"], ms[j]["entity"]))
-            if pairs:
+            if pairs and covered:
                 scored = predictor.classify_pairs(text, [(m["start"], m["end"]) for m in local],
                                                   pairs)
                 for (i, j), (lab, _sc) in zip(pairs, scored, strict=True):

@@ -344,9 +344,10 @@ class Prediction:
 class Predictor:
     """Loads a model directory and reads texts.
 
-    Example:
-        >>> p = Predictor.load("model/")                              # doctest: +SKIP
-        >>> p.predict(["Ayn Rand was born in Saint Petersburg."])[0].mentions  # doctest: +SKIP
+    Example::
+
+        p = Predictor.load("model/")
+        p.predict(["Ayn Rand was born in Saint Petersburg."])[0].mentions
 
     Args:
         model, tokenizer, metadata: From :func:`load_model`.

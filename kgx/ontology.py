@@ -54,6 +54,7 @@ class PropertyInfo:
     range: str | None = None
     wikidata: str | None = None
     label: str = ""
+    domain: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +117,9 @@ def load_ontology(path: str | None = None) -> Ontology:
             wd = next((e for e in po.get(OWL + "equivalentProperty", []) if e.startswith(WDT)),
                       None)
             rng = (po.get(RDFS + "range") or [None])[0]
+            dom = (po.get(RDFS + "domain") or [None])[0]
             props[local] = PropertyInfo(s, OWL + "ObjectProperty" in types, rng,
-                                        wd[len(WDT):] if wd else None, label)
+                                        wd[len(WDT):] if wd else None, label, dom)
     return Ontology(str(p), version, props, classes, supers, class_wd)
 
 

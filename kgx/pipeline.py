@@ -204,7 +204,7 @@ def run(dump: str | os.PathLike[str], out: str | os.PathLike[str],
     if opts.use_model and model_dir is not None:
         t = time.monotonic()
         k_read = _key(k_struct, k_model, k_ent, opts.read_sentences, opts.relation_threshold,
-                      opts.mentions)
+                      opts.mentions, "read-2")
         outputs = [MODEL_FACTS_FILE] + ([MENTIONS_FILE] if opts.mentions else [])
         if not stages.done("read", k_read, outputs):
             _ensure_store(out_p, [STRUCTURE_FILE])
@@ -325,7 +325,9 @@ def read_dump(out: Path, model_dir: Path, opts: PipelineOptions,
     mf = open(mentions_tmp, "w", encoding="utf-8") if opts.mentions else None  # noqa: SIM115
     stats = {"documents": 0, "sentences": 0, "mentions": 0, "linked_mentions": 0,
              "linked_by_wikilink": 0, "linked_by_page": 0, "linked_by_linker": 0,
-             "relations_predicted": 0, "relations_between_linked": 0, "mention_triples": 0}
+             "relations_predicted": 0, "relations_between_linked": 0,
+             "relations_against_domain_or_range": 0, "mention_triples": 0}
+    signature = Signatures()
     docs_path = out / "documents.jsonl"
     with open(docs_path, encoding="utf-8") as f:
         total_docs = sum(1 for _ in f)
@@ -355,6 +357,9 @@ def read_dump(out: Path, model_dir: Path, opts: PipelineOptions,
                     continue
                 stats["relations_between_linked"] += 1
                 mh, mt = pred.mentions[r.head], pred.mentions[r.tail]
+                if not signature.fits(r.label, mh.label, mt.label):
+                    stats["relations_against_domain_or_range"] += 1
+                    continue
                 e0, e1 = a + min(mh.start, mt.start), a + max(mh.end, mt.end)
                 facts_db.execute("INSERT INTO f VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                                  (h[0], r.label, tl[0], doc["page_id"], doc.get("revision_id"),
@@ -389,6 +394,32 @@ def read_dump(out: Path, model_dir: Path, opts: PipelineOptions,
         f"({stats['linked_mentions']:,} linked), {stats['model_facts']:,} model facts "
         f"({stats['agreeing_with_infobox']:,} restate an infobox fact)")
     return stats
+
+
+class Signatures:
+    """Domain and range of each ontology property as coarse types (PER/ORG/LOC/MISC).
+
+    A predicted relation whose head or tail mention has a coarse type other than the one its
+    property's domain or range declares (a person as ``kgx:notableWork``) is not kept.
+    """
+
+    def __init__(self) -> None:
+        from kgx.corpus import coarse_type
+        from kgx.ontology import load_ontology
+
+        onto = load_ontology()
+        self.sig: dict[str, tuple[str | None, str | None]] = {}
+        for local, p in onto.properties.items():
+            dom = (onto.classes.get(p.domain[len(KGX):]) if p.domain and p.domain.startswith(KGX)
+                   else None)
+            rng = p.range if p.range and p.range.startswith(KGX) else None
+            self.sig[local] = (coarse_type(onto, dom) if dom else None,
+                               coarse_type(onto, rng) if rng and rng[len(KGX):] in onto.classes
+                               else None)
+
+    def fits(self, prop: str, head_type: str, tail_type: str) -> bool:
+        dom, rng = self.sig.get(prop, (None, None))
+        return (dom is None or dom == head_type) and (rng is None or rng == tail_type)
 
 
 def _page_context(linker: Any, doc: dict[str, Any]) -> Any:

@@ -232,6 +232,16 @@ def _worker_main(out: str, conn: Any, max_rows: int, memory_mb: int) -> None:
                        .encode(), False))
 
 
+def take(results: Any, limit: int) -> tuple[list[Any], bool]:
+    """The first ``limit`` results, and whether there were more."""
+    out = []
+    for r in results:
+        if len(out) >= limit:
+            return out, True
+        out.append(r)
+    return out, False
+
+
 def run_query(kg: Any, query: str, accept: str, max_rows: int, extra: dict[str, Any]
               ) -> tuple[int, str, bytes, bool]:
     """Run and serialise one query: (status, content type, body, truncated)."""
@@ -243,13 +253,7 @@ def run_query(kg: Any, query: str, accept: str, max_rows: int, extra: dict[str, 
         if fmt is None:
             return 406, "text/plain", b"CONSTRUCT/DESCRIBE results are available as " \
                 b"text/turtle, application/n-triples, application/n-quads\n", False
-        triples = []
-        truncated = False
-        for t in res:
-            if len(triples) >= max_rows:
-                truncated = True
-                break
-            triples.append(t)
+        triples, truncated = take(res, max_rows)
         rdf = {"turtle": ox.RdfFormat.TURTLE, "ntriples": ox.RdfFormat.N_TRIPLES,
                "nquads": ox.RdfFormat.N_QUADS}[fmt]
         kwargs = {"prefixes": kg.prefixes} if fmt == "turtle" else {}
@@ -263,13 +267,8 @@ def run_query(kg: Any, query: str, accept: str, max_rows: int, extra: dict[str, 
     if isinstance(res, ox.QueryBoolean):
         return 200, CONTENT_TYPE[fmt], serialize_ask(bool(res), fmt), False
     names = [v.value for v in res.variables]
-    rows = []
-    truncated = False
-    for sol in res:
-        if len(rows) >= max_rows:
-            truncated = True
-            break
-        rows.append([sol[n] for n in names])
+    sols, truncated = take(res, max_rows)
+    rows = [[sol[n] for n in names] for sol in sols]
     return 200, CONTENT_TYPE[fmt], serialize_select(names, rows, fmt, truncated), truncated
 
 

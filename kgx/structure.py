@@ -17,7 +17,6 @@ from kgx import __version__
 from kgx.ontology import (
     FOAF_PRIMARY_TOPIC_OF,
     KGX,
-    RDF_LANGSTRING,
     RDF_TYPE,
     RDFS_LABEL,
     XSD,
@@ -223,6 +222,3 @@ class StructureExtractor:
                     if isinstance(v, Literal) and v.lang and v.datatype is None and not v.value:
                         continue
                     yield Fact(e, pred, v, prov)
-
-
-LANGSTRING = RDF_LANGSTRING

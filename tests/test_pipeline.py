@@ -109,3 +109,23 @@ def test_model_facts_aggregate_their_evidence(tmp_path: Path) -> None:
     assert float(res[0]["conf"].value) == pytest.approx(1 - 0.4 * 0.5)  # noisy-or
     assert res[0]["n"].value == "2" and res[0]["agree"].value == "true"
     assert res[0]["ev"].value == "2"
+
+
+def test_link_free_text(readme_out: Path) -> None:
+    kg = KnowledgeGraph.open(readme_out)
+    text = "Ayn Rand was born in Saint Petersburg and wrote Atlas Shrugged."
+    found = kg.link(text)
+    for m in found:
+        assert text[m["start"]:m["end"]] == m["text"] and m["type"] in ("PER", "ORG", "LOC",
+                                                                         "MISC")
+        assert m["entity"] is None or m["entity"].iri.startswith("https://kgx.dev/enwiki/")
+    assert kg.link("") == []
+
+
+def test_sparql_rows_and_dataframe(readme_out: Path) -> None:
+    kg = KnowledgeGraph.open(readme_out)
+    rows = kg.sparql("SELECT ?c WHERE { res:Afghanistan kgx:capital ?c }")
+    assert {"c": "https://kgx.dev/enwiki/resource/Kabul"} in rows
+    pd = pytest.importorskip("pandas")
+    df = kg.sparql("SELECT ?c WHERE { res:Afghanistan kgx:capital ?c }", dataframe=True)
+    assert isinstance(df, pd.DataFrame) and list(df.columns) == ["c"]

@@ -45,3 +45,52 @@ def test_readme_commands_are_what_ci_runs() -> None:
     assert len(sh) == 2
     test_cmd = sh[1].split("&& ", 3)[-1]  # after venv creation and activation
     assert test_cmd in ci
+
+
+def blocks(kind: str) -> list[str]:
+    return re.findall(rf"```{kind}\n(.*?)```", README.read_text("utf-8"), re.S)
+
+
+def test_readme_model_fact_query_runs(readme_out: Path, monkeypatch) -> None:
+    """Rows depend on the trained model: the command must run and print the same columns."""
+    monkeypatch.chdir(readme_out.parent)
+    runner = CliRunner()
+    (block,) = blocks("shell-session")
+    lines = block.splitlines()
+    res = runner.invoke(app, shlex.split(lines[0][2:])[1:])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[0].split() == lines[1].split()
+
+
+def test_readme_serve_session(readme_out: Path) -> None:
+    """The serve session, on a free port: the server as a process, each command through bash."""
+    import socket
+    import subprocess
+    import sys
+
+    (block,) = blocks("serve-session")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    block = block.replace("7878", port)
+    cmds: list[tuple[str, list[str]]] = []
+    for line in block.splitlines():
+        if line.startswith("$ "):
+            cmds.append((line[2:], []))
+        else:
+            cmds[-1][1].append(line)
+    serve_cmd, serve_out = cmds[0]
+    argv = shlex.split(serve_cmd.rstrip("&").strip())
+    assert argv[:2] == ["kgx", "serve"]
+    proc = subprocess.Popen([sys.executable, "-m", "kgx.cli", *argv[1:]],
+                            cwd=readme_out.parent, stdout=subprocess.PIPE, text=True)
+    try:
+        banner = proc.stdout.readline().rstrip("\n")
+        assert banner == serve_out[0]
+        for cmd, expected in cmds[1:]:
+            res = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True,
+                                 timeout=60)
+            assert res.stdout.splitlines() == expected, cmd
+    finally:
+        proc.terminate()
+        proc.wait(10)
