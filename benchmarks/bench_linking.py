@@ -7,7 +7,7 @@ alone (argmax P(entity | anchor)) and for kgx's linker (prior + trigram + FAISS 
 scored with context, type and name similarity).
 
 Latency: ``KnowledgeGraph.lookup`` p50 / p99 over names drawn from the sample, and over a
-synthetic index of ``--synthetic`` entities (random unit vectors in an HNSW index, as
+synthetic index of ``--synthetic`` entities (random unit vectors in an IVF index, as
 ``make_index`` builds above 100,000 entities, and as many synthetic aliases), the query
 embedding included.
 
@@ -110,10 +110,10 @@ def latency(fn: Any, queries: list[str]) -> dict[str, float]:
 
 
 def synthetic(n: int, work: Path, dim: int = 384) -> dict[str, Any]:
-    """An entity table and HNSW index of ``n`` synthetic entities; lookup latency over it."""
+    """An entity table and IVF index of ``n`` synthetic entities; lookup latency over it."""
     import faiss
 
-    from kgx.linking import INDEX_FILE, INDEX_META, Linker, make_index
+    from kgx.linking import INDEX_FILE, INDEX_META, Linker, make_index, train_index
 
     d = work / f"synthetic-{n}"
     shutil.rmtree(d, ignore_errors=True)
@@ -141,9 +141,11 @@ def synthetic(n: int, work: Path, dim: int = 384) -> dict[str, Any]:
     db.close()
     t = time.perf_counter()
     index = make_index(dim, n)
-    for a in range(0, n, 100_000):
-        v = rng.standard_normal((min(100_000, n - a), dim)).astype(np.float32)
+    for a in range(0, n, 200_000):
+        v = rng.standard_normal((min(200_000, n - a), dim)).astype(np.float32)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
+        if a == 0:
+            train_index(index, v)
         index.add(v)
     build_s = time.perf_counter() - t
     faiss.write_index(index, str(d / INDEX_FILE))

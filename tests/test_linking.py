@@ -123,7 +123,8 @@ def test_missing_or_corrupted_index(out: Path, tmp_path: Path) -> None:
 
 def test_index_type_follows_size() -> None:
     assert type(make_index(8, 1000)).__name__ == "IndexFlatIP"
-    assert type(make_index(8, 2_000_000)).__name__ == "IndexHNSWFlat"
+    big = make_index(8, 2_000_000)
+    assert type(big).__name__ == "IndexIVFFlat" and big.nprobe == 32 and not big.is_trained
 
 
 def test_sparql_lookup_function_and_entity_api(out: Path) -> None:
