@@ -293,12 +293,15 @@ class KnowledgeGraph:
             return None
         if len(nodes) - 1 > max_hops:
             return None
+        def best(preds: Any) -> str:  # kgx's own property before its inferred Wikidata twin
+            return min(preds, key=lambda p: (not p.startswith(KGX), p))
+
         steps = []
         for x, y in zip(nodes, nodes[1:], strict=False):
             if g.has_edge(x, y):
-                steps.append({"from": x, "predicate": sorted(g[x][y])[0], "to": y})
+                steps.append({"from": x, "predicate": best(g[x][y]), "to": y})
             else:
-                steps.append({"from": y, "predicate": sorted(g[y][x])[0], "to": x})
+                steps.append({"from": y, "predicate": best(g[y][x]), "to": x})
         return steps
 
 

@@ -210,6 +210,8 @@ def make_index(dim: int, n: int) -> Any:
     nlist = int(min(4 * math.sqrt(n), n / 39))
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
     index.nprobe = 32
+    # Entity vectors are read back by id (context scoring): keep the id -> list map.
+    index.set_direct_map_type(faiss.DirectMap.Array)
     return index
 
 
@@ -301,6 +303,8 @@ class VectorIndex:
                 f"{path}: holds {self.index.ntotal} vectors but the entity table has "
                 f"{n_entities}; rebuild with `kgx index {out}`")
         self.dim = self.index.d
+        if hasattr(self.index, "make_direct_map") and self.index.direct_map.type == 0:
+            self.index.make_direct_map()  # an IVF index written without its id map
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, entity ids) of the ``k`` nearest entities; ids are 1-based, 0 = none.
@@ -406,7 +410,9 @@ class Linker:
         out = []
         for eid in set(prior) | set(vec) | set(fuzzy):
             title = self.aliases.entity(eid)[0]
-            sig = {"prior": prior.get(eid, 0.0), "name": name_similarity(text, title)}
+            # A misspelt name keeps half the prior of the alias it resembles.
+            sig = {"prior": prior.get(eid, 0.5 * fuzzy.get(eid, 0.0)),
+                   "name": name_similarity(text, title)}
             if use_vectors:
                 sig["vector"] = vec.get(eid, float(self.entity_vector(eid) @ q[0]))
             w = self.LOOKUP_WEIGHTS
@@ -455,7 +461,9 @@ class Linker:
         prior = dict(self.aliases.candidates(mention, k=max(k, 20)))
         cands = set(prior)
         if not prior:
-            cands |= {e for e, _ in self.aliases.fuzzy(mention, k)}
+            fuzzy = dict(self.aliases.fuzzy(mention, k))
+            cands |= set(fuzzy)
+            prior = {e: 0.5 * p for e, p in fuzzy.items()}
         if vector_candidates is not None:
             cands |= vector_candidates
         elif use_vectors and len(prior) < k:

@@ -471,7 +471,12 @@ def make_server(out: str | Path, opts: ServeOptions | None = None) -> ThreadingH
                  "score": c.score, "signals": c.signals} for c in cands]}, ensure_ascii=False)
             self._send(200, "application/json; charset=utf-8", body.encode("utf-8"))
 
-    server = ThreadingHTTPServer((opts.host, opts.port), Handler)
+    class Server(ThreadingHTTPServer):
+        # The default backlog of 5 drops connections under 20 concurrent clients, and each
+        # dropped SYN costs the client a one-second retransmit: p99 went from 10 ms to 1 s.
+        request_queue_size = 256
+
+    server = Server((opts.host, opts.port), Handler)
     server.daemon_threads = True
     server.pool = pool  # type: ignore[attr-defined]
     return server

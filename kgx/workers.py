@@ -17,7 +17,6 @@ import multiprocessing as mp
 import os
 import resource
 import signal
-import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -275,7 +274,7 @@ class OrderedPool:
                 yield fn(*t)
             return
         self._pool = self._new_pool()
-        pending: deque[tuple[tuple[Any, ...], Future[Any], float]] = deque()
+        pending: deque[tuple[tuple[Any, ...], Future[Any]]] = deque()
         it = iter(tasks)
         failure: BaseException | None = None
         try:
@@ -291,12 +290,12 @@ class OrderedPool:
                         failure = exc
                         exhausted = True
                         break
-                    pending.append((t, self._pool.submit(fn, *t), time.monotonic()))
+                    pending.append((t, self._pool.submit(fn, *t)))
                 if not pending:
                     if failure is not None:
                         raise failure
                     return
-                task, fut, _ = pending.popleft()
+                task, fut = pending.popleft()
                 try:
                     yield fut.result()
                 except BrokenProcessPool:
@@ -307,7 +306,7 @@ class OrderedPool:
                     self._pool = self._new_pool()
                     yield from self._retry(fn, retry[0], split)
                     for t in retry[1:]:
-                        pending.append((t, self._pool.submit(fn, *t), time.monotonic()))
+                        pending.append((t, self._pool.submit(fn, *t)))
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
