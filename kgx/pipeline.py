@@ -29,6 +29,7 @@ import os
 import shutil
 import sqlite3
 import time
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -436,11 +437,7 @@ def _link_mentions(linker: Any, pending: list[Any], stats: dict[str, int],
     for i, (doc, a, m, _ctx) in enumerate(pending):
         stats["mentions"] += 1
         s, e = a + m.start, a + m.end
-        target = None
-        for ls, le, t in doc["links"]:
-            if ls <= s and e <= le or s <= ls and le <= e:
-                target = t
-                break
+        target = _covering_link(doc, s, e)
         if target is not None:
             out[i] = (target, "wikilink", 1.0)
             stats["linked_by_wikilink"] += 1
@@ -461,6 +458,26 @@ def _link_mentions(linker: Any, pending: list[Any], stats: dict[str, int],
                 stats["linked_by_linker"] += 1
     stats["linked_mentions"] += sum(1 for x in out if x is not None)
     return out
+
+
+def _covering_link(doc: dict[str, Any], s: int, e: int) -> str | None:
+    """The target of the page's link that contains ``[s, e)`` or lies inside it, if any.
+
+    Links are sorted and never overlap, so a bisection finds the candidates.
+    """
+    links = doc["links"]
+    starts = doc.get("_starts")
+    if starts is None:
+        starts = doc["_starts"] = [ln[0] for ln in links]
+    i = bisect_right(starts, s)
+    if i and links[i - 1][0] <= s and e <= links[i - 1][1]:
+        return links[i - 1][2]
+    i = bisect_left(starts, s)
+    while i < len(links) and links[i][0] < e:
+        if s <= links[i][0] and links[i][1] <= e:
+            return links[i][2]
+        i += 1
+    return None
 
 
 def _write_mention(f: Any, ns: str, doc: dict[str, Any], a: int, m: Any,

@@ -129,3 +129,28 @@ def test_sparql_rows_and_dataframe(readme_out: Path) -> None:
     pd = pytest.importorskip("pandas")
     df = kg.sparql("SELECT ?c WHERE { res:Afghanistan kgx:capital ?c }", dataframe=True)
     assert isinstance(df, pd.DataFrame) and list(df.columns) == ["c"]
+
+
+def test_covering_link_matches_a_linear_scan() -> None:
+    """Bisection over sorted, non-overlapping links gives the scan's answer on every span."""
+    import random
+
+    from kgx.pipeline import _covering_link
+
+    def scan(doc: dict, s: int, e: int) -> str | None:
+        for ls, le, t in doc["links"]:
+            if ls <= s and e <= le or s <= ls and le <= e:
+                return t
+        return None
+
+    rng = random.Random(0)
+    for _ in range(200):
+        pos, links = 0, []
+        for k in range(rng.randint(0, 6)):
+            a = pos + rng.randint(0, 4)
+            pos = a + rng.randint(1, 5)
+            links.append([a, pos, f"T{k}"])
+        doc = {"links": links}
+        for s in range(pos + 2):
+            for e in range(s + 1, pos + 3):
+                assert _covering_link(doc, s, e) == scan(doc, s, e)
