@@ -8,12 +8,29 @@ Both are plain picklable values so worker processes get them once.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-ONTOLOGY_DIR = Path(__file__).resolve().parent.parent / "ontologies"
+
+def _ontology_dir() -> Path:
+    """``$KGX_ONTOLOGY_DIR``, else the checkout's ``ontologies/``, else the installed copy."""
+    env = os.environ.get("KGX_ONTOLOGY_DIR")
+    candidates = [Path(env)] if env else []
+    candidates += [Path(__file__).resolve().parent.parent / "ontologies",
+                   Path(sys.prefix) / "share" / "kgx" / "ontologies"]
+    for c in candidates:
+        if (c / "kgx.ttl").exists():
+            return c
+    raise FileNotFoundError("kgx's ontology (kgx.ttl) is not found in "
+                            + ", ".join(str(c) for c in candidates)
+                            + "; set KGX_ONTOLOGY_DIR to the directory that holds it")
+
+
+ONTOLOGY_DIR = _ontology_dir()
 KGX = "https://kgx.dev/ontology/"
 ONTOLOGY_GRAPH = "https://kgx.dev/ontology/"
 WDT = "http://www.wikidata.org/prop/direct/"
