@@ -2,7 +2,7 @@
 
 Takes the store after extraction; gives ``{ns}graph/inferred``: the quads the ontology entails
 that the data does not state. The TBox (the ontology itself) is closed with owlrl's OWL-RL
-engine; the ABox (a dump's facts, millions of them) is then closed with SPARQL CONSTRUCTs run
+engine; the ABox (a dump's facts, far more numerous) is then closed with SPARQL CONSTRUCTs run
 inside Oxigraph, one per rule family:
 
 * ``rdfs:subClassOf`` (and ``owl:equivalentClass``, Wikidata classes included): types;
