@@ -313,27 +313,27 @@ def _run_sequential(reader: DumpReader, pool: OrderedPool, writer: _Writer,
 
 def _run_multistream(path: Path, streams: list[Stream], pool: OrderedPool, writer: _Writer,
                      opts: ExtractOptions) -> None:
-    total = sum(len(s.page_ids) for s in streams)
-    if opts.limit is not None:
-        kept, n = [], 0
-        for s in streams:
-            if n >= opts.limit:
-                break
-            kept.append(s)
-            n += len(s.page_ids)
-        streams = kept
-        total = min(total, opts.limit)
+    # (stream, pages of it to process): --limit may end inside a stream, and the worker,
+    # which writes the facts itself, must stop there too.
+    plan: list[tuple[Stream, int | None]] = []
+    left = opts.limit
+    for s in streams:
+        if left is not None and left <= 0:
+            break
+        keep = None if left is None or left >= len(s.page_ids) else left
+        plan.append((s, keep))
+        if left is not None:
+            left -= len(s.page_ids)
+    total = sum(len(s.page_ids) if k is None else k for s, k in plan)
     with _progress(opts, total, "pages") as bar:
         n = 0
-        tasks = ((s.index, str(path), s) for s in streams)
+        tasks = ((s.index, str(path), s, k) for s, k in plan)
         for res in pool.map(run_stream, tasks):
             if isinstance(res, Crashed):
-                _, _, s = res.task
+                _, _, s, k = res.task
                 res = TaskResult(s.index, [], Counter(),
                                  f"{path} at byte {s.offset:,}: worker process died reading "
-                                 "this stream", list(zip(s.page_ids, s.titles, strict=False)))
-            if opts.limit is not None and n + len(res.results) > opts.limit:
-                res.results = res.results[: max(0, opts.limit - n)]
+                                 "this stream", list(zip(s.page_ids, s.titles, strict=False))[:k])
             writer.add(res)
             n += len(res.results)
             bar.update(len(res.results) + len(res.missing), pages=n)

@@ -215,17 +215,20 @@ def run_pages(task_id: int, pages: list[Page], sub: int | None = None) -> TaskRe
     return _run(task_id, pages, part_name(task_id, sub), _CTX)
 
 
-def run_stream(task_id: int, path: str, stream: Stream) -> TaskResult:
-    """Worker task: read one stream of a multistream dump and process its pages."""
+def run_stream(task_id: int, path: str, stream: Stream, keep: int | None = None) -> TaskResult:
+    """Worker task: read one stream of a multistream dump and process its pages.
+
+    Args:
+        keep: Process only the stream's first ``keep`` pages (``--limit`` ends in this stream).
+    """
     assert _CTX is not None, "worker not initialised"
+    expected = list(zip(stream.page_ids, stream.titles, strict=False))[:keep]
     try:
-        pages = iter_stream_pages(path, stream)
+        pages = iter_stream_pages(path, stream)[:keep]
     except DumpError as exc:
-        lost = list(zip(stream.page_ids, stream.titles, strict=False))
-        return TaskResult(task_id, [], Counter(), str(exc), lost)
+        return TaskResult(task_id, [], Counter(), str(exc), expected)
     found = {p.id for p in pages}
-    missing = [(i, t) for i, t in zip(stream.page_ids, stream.titles, strict=False)
-               if i not in found]
+    missing = [(i, t) for i, t in expected if i not in found]
     res = _run(task_id, pages, part_name(task_id), _CTX)
     res.missing = missing
     return res

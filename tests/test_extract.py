@@ -58,6 +58,15 @@ def q(kg: KnowledgeGraph, sparql: str) -> list[dict]:
     return kg.sparql(sparql)
 
 
+def test_limit_is_the_same_for_multistream_and_sequential(tmp_path: Path) -> None:
+    """--limit ending inside a stream: the worker stops there, the graph holds no later page."""
+    multi = shared_dump("enwiki-2016-excerpt-multistream.xml.bz2")
+    rep_m = run(multi, tmp_path / "m", workers=2, limit=150)
+    rep_s = run(SAMPLE, tmp_path / "s", workers=1, limit=150)
+    assert rep_m["pages"]["read"] == rep_s["pages"]["read"] == 150
+    assert (tmp_path / "m" / "graph.nq").read_bytes() == (tmp_path / "s" / "graph.nq").read_bytes()
+
+
 def test_wikidata_aligned_infobox_facts(sample_out: Path) -> None:
     kg = KnowledgeGraph.open(sample_out)
     rows = q(kg, """SELECT ?place ?date WHERE {
