@@ -136,6 +136,9 @@ def query(
     format: Annotated[str, typer.Option(
         "--format", "-f", help="table, json, csv, tsv, xml; turtle, ntriples, nquads for "
         "CONSTRUCT/DESCRIBE.")] = "table",
+    allow_service: Annotated[bool, typer.Option(
+        "--allow-service", help="Let SERVICE send HTTP requests to the endpoints it names "
+        "(refused by default).")] = False,
 ) -> None:
     """Run a SPARQL query over a graph."""
     from kgx.graph import GraphNotFound, KnowledgeGraph, QueryError, format_result
@@ -149,7 +152,7 @@ def query(
             _fail(f"cannot read query file: {exc}")
     try:
         kg = KnowledgeGraph.open(out)
-        text = format_result(kg, sparql, format)
+        text = format_result(kg, sparql, format, allow_service=allow_service)
     except (GraphNotFound, QueryError) as exc:
         _fail(str(exc))
         return
@@ -302,6 +305,10 @@ def serve(
     max_rows: Annotated[int, typer.Option(help="Rows (or triples) per answer.")] = 10_000,
     memory_mb: Annotated[int, typer.Option(help="Memory per query worker.")] = 2048,
     cors: Annotated[str | None, typer.Option(help="Allow this origin (e.g. '*').")] = None,
+    max_response_mb: Annotated[int, typer.Option(help="Largest answer, in MB.")] = 32,
+    allow_host: Annotated[list[str] | None, typer.Option(
+        help="Also answer requests whose Host header names this (repeatable); by default a "
+             "server bound to 127.0.0.1 answers only loopback names.")] = None,
 ) -> None:
     """Serve OUT over HTTP: SPARQL 1.1 Protocol at /sparql, entity lookup at /lookup."""
     from kgx.graph import GraphNotFound
@@ -310,7 +317,9 @@ def serve(
 
     try:
         run(out, ServeOptions(host=host, port=port, workers=workers, timeout=timeout,
-                              max_rows=max_rows, memory_mb=memory_mb, cors=cors))
+                              max_rows=max_rows, memory_mb=memory_mb, cors=cors,
+                              max_response_bytes=max_response_mb << 20,
+                              allowed_hosts=tuple(allow_host or ())))
     except (GraphNotFound, OSError) as exc:
         _fail(str(exc))
 

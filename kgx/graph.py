@@ -22,7 +22,11 @@ GRAPH_FORMATS = ("turtle", "ntriples", "nquads")
 
 
 class QueryError(ValueError):
-    """A query that could not be parsed or run; the message is the parser's."""
+    """A query that could not be parsed or run; the message says where and why."""
+
+
+class ServiceRefused(QueryError):
+    """A query that names ``SERVICE``, which would make the store send HTTP requests."""
 
 
 class GraphNotFound(FileNotFoundError):
@@ -79,6 +83,9 @@ class KnowledgeGraph:
         self.prefixes = base_prefixes(self.namespace)
         self._linker: Any = None
         self._nx: Any = None
+        # Where kgx:lookup() inside a query looks names up: this graph's own linker unless
+        # set (the endpoint's query workers ask the server process, which holds the index).
+        self.lookup_function: Any = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> KnowledgeGraph:
@@ -101,21 +108,43 @@ class KnowledgeGraph:
 
     # ------------------------------------------------------------ querying
 
-    def query(self, query: str, **kwargs: Any) -> Any:
+    def query(self, query: str, *, allow_service: bool = False, **kwargs: Any) -> Any:
         """Run SPARQL and return pyoxigraph's result object.
 
+        The default graph is the union of all graphs unless the query has ``FROM`` /
+        ``FROM NAMED`` clauses or ``default_graph`` / ``named_graphs`` are given: then the
+        dataset is what they name, as SPARQL 1.1 says.
+
+        Args:
+            query: The query text.
+            allow_service: Let ``SERVICE`` send HTTP requests to the IRIs it names (off: a
+                query that names SERVICE is refused before it runs).
+            **kwargs: Passed to ``pyoxigraph.Store.query`` (``default_graph``,
+                ``named_graphs``...).
+
         Raises:
-            QueryError: The query does not parse or fails.
+            ServiceRefused: The query names SERVICE and ``allow_service`` is False.
+            QueryError: The query does not parse or fails; the message gives line and column.
         """
+        from kgx.sparql import explain_syntax_error, inspect_query
+
+        shape = inspect_query(query, self.prefixes)
+        if shape.names_service and not allow_service:
+            raise ServiceRefused("SERVICE is refused: kgx makes no outbound requests for a "
+                                 "query (kgx query --allow-service lets a trusted query do so)")
+        if "default_graph" in kwargs and "named_graphs" not in kwargs:
+            kwargs["named_graphs"] = []  # the protocol's dataset replaces the query's whole
+        union = not shape.has_dataset and "default_graph" not in kwargs \
+            and "named_graphs" not in kwargs
         try:
             if "lookup" in query and "custom_functions" not in kwargs:
                 kwargs["custom_functions"] = self._functions()
             return self.store.query(query, prefixes=self.prefixes,
-                                    use_default_graph_as_union=True, **kwargs)
+                                    use_default_graph_as_union=union, **kwargs)
         except SyntaxError as exc:
-            raise QueryError(str(exc)) from exc
+            raise QueryError(explain_syntax_error(query, str(exc), self.prefixes)) from exc
         except (OSError, RuntimeError, ValueError) as exc:
-            raise QueryError(str(exc)) from exc
+            raise QueryError(f"SPARQL error: {exc}") from exc
 
     def sparql(self, query: str, *, dataframe: bool = False) -> Any:
         """Run a SPARQL query.
@@ -176,6 +205,9 @@ class KnowledgeGraph:
             text = getattr(term, "value", None)
             if not isinstance(text, str) or not text.strip():
                 return None
+            if self.lookup_function is not None:
+                iri = self.lookup_function(text)
+                return ox.NamedNode(iri) if iri else None
             try:
                 best = self.lookup(text, k=1)
             except ValueError:
@@ -308,15 +340,16 @@ class KnowledgeGraph:
 # --------------------------------------------------------------------------- formatting
 
 
-def format_result(kg: KnowledgeGraph, query: str, fmt: str) -> str:
+def format_result(kg: KnowledgeGraph, query: str, fmt: str, *, allow_service: bool = False
+                  ) -> str:
     """Run ``query`` and render it as text in ``fmt`` (see SELECT_FORMATS, GRAPH_FORMATS).
 
     Raises:
-        QueryError: Bad query, or a format that does not fit the query form.
+        QueryError: Bad query, a refused SERVICE, or a format that does not fit the query form.
     """
     import pyoxigraph as ox
 
-    res = kg.query(query)
+    res = kg.query(query, allow_service=allow_service)
     if isinstance(res, ox.QueryTriples):
         rdf = {"turtle": ox.RdfFormat.TURTLE, "ntriples": ox.RdfFormat.N_TRIPLES,
                "nquads": ox.RdfFormat.N_QUADS, "table": ox.RdfFormat.TURTLE}.get(fmt)

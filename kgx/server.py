@@ -2,19 +2,27 @@
 
 * Binds to 127.0.0.1 unless told otherwise; read-only: updates (``update=``,
   ``application/sparql-update``) and ``LOAD`` get 403.
-* No outbound requests: ``SERVICE`` and ``FROM``/``FROM NAMED``/``default-graph-uri`` naming a
-  graph the store does not hold are refused (403), since both rdflib and pyoxigraph would
-  fetch them (server-side request forgery).
+* No outbound requests: a query that names ``SERVICE`` anywhere is refused (403), decided on
+  the query's SPARQL tokens (:mod:`kgx.sparql`), not on a text search; ``FROM``/``FROM NAMED``
+  and ``default-graph-uri``/``named-graph-uri`` select graphs of the store as SPARQL 1.1 says,
+  and naming a graph the store does not hold is refused (403).
+* Requests: ``Content-Length`` must be a number within the body cap (else 400/413; chunked
+  bodies 411); a connection idle for ``idle_timeout`` seconds is closed; at most
+  ``max_connections`` are open at once (503 past that); the ``Host`` header must name the bound
+  address when it is a loopback one, or one of ``allowed_hosts`` (DNS rebinding: 403).
 * Each query runs in a worker process with an address-space limit; one that runs past the
   timeout is killed (a signal cannot stop pyoxigraph's Rust loop, a process kill can) and
   answered 504, while the other workers go on serving. At most ``workers`` queries run at once;
   a request that finds none free within ``queue_wait`` seconds gets 503.
-* Results are capped at ``max_rows`` (flagged by the ``X-KGX-Truncated`` header, and a
-  ``"kgx": {"truncated": true}`` member in SPARQL JSON); queries over ``max_query_bytes`` get 413.
+* Results are capped at ``max_rows`` and ``max_response_bytes`` (flagged by the
+  ``X-KGX-Truncated`` header, and a ``"kgx": {"truncated": true}`` member in SPARQL JSON);
+  queries over ``max_query_bytes`` get 413.
 * Results by content negotiation: SPARQL JSON, XML, CSV, TSV; Turtle or N-Triples for
   CONSTRUCT/DESCRIBE; 406 for anything else. CORS headers only with ``--cors ORIGIN``.
 
-``GET /lookup?q=NAME&k=10`` answers ranked candidate entities as JSON.
+``GET /lookup?q=NAME&k=10`` answers ranked candidate entities as JSON. The entity index is
+loaded once, in the server process, before the server answers; ``kgx:lookup("name")`` inside a
+query asks the server process for its answer, so query workers stay small.
 """
 
 from __future__ import annotations
@@ -23,10 +31,10 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import re
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -44,9 +52,7 @@ CONTENT_TYPE = {"json": "application/sparql-results+json", "xml": "application/s
                 "csv": "text/csv; charset=utf-8", "tsv": "text/tab-separated-values; charset=utf-8",
                 "turtle": "text/turtle; charset=utf-8", "ntriples": "application/n-triples",
                 "nquads": "application/n-quads"}
-_STRIP = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"(?:[^"\\\n]|\\.)*"|'
-                    r"'(?:[^'\\\n]|\\.)*'|<[^<>\s]*>|#[^\n]*")
-_FROM = re.compile(r"\bFROM\s+(?:NAMED\s+)?<([^>]*)>", re.I)
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
 @dataclass(slots=True)
@@ -62,6 +68,10 @@ class ServeOptions:
     queue_wait: float = 2.0
     memory_mb: int = 2048
     cors: str | None = None
+    max_response_bytes: int = 32 << 20
+    idle_timeout: float = 20.0
+    max_connections: int = 64
+    allowed_hosts: tuple[str, ...] = ()
 
 
 class Refused(Exception):
@@ -72,24 +82,30 @@ class Refused(Exception):
         self.status = status
 
 
-def check_query(query: str, known_graphs: set[str], max_bytes: int) -> None:
-    """Refuse what must not run: oversize, updates, SERVICE, remote FROM graphs.
+def check_query(query: str, prefixes: dict[str, str], has_graph: Any, max_bytes: int) -> None:
+    """Refuse what must not run: oversize, updates, SERVICE, graphs the store does not hold.
+
+    Args:
+        query: The query text.
+        prefixes: The predeclared prefixes (to resolve ``FROM pfx:name``).
+        has_graph: ``has_graph(iri) -> bool``, whether the store holds that named graph.
+        max_bytes: Largest query accepted.
 
     Raises:
         Refused: With the HTTP status to answer.
     """
-    if len(query.encode("utf-8")) > max_bytes:
-        raise Refused(413, f"query is {len(query.encode()):,} bytes; the limit is {max_bytes:,}")
-    bare = _STRIP.sub(lambda m: m.group() if m.group().startswith("<") else " ", query)
-    words = re.sub(r"<[^<>\s]*>", " ", bare)
-    if re.search(r"\b(INSERT|DELETE|LOAD|CLEAR|DROP|CREATE|COPY|MOVE|ADD)\b\s",
-                 words, re.I) and not re.search(r"\b(SELECT|ASK|CONSTRUCT|DESCRIBE)\b", words,
-                                                 re.I):
-        raise Refused(403, "this endpoint is read-only: SPARQL Update is not accepted")
-    if re.search(r"\bSERVICE\b", words, re.I):
+    from kgx.sparql import inspect_query
+
+    size = len(query.encode("utf-8"))
+    if size > max_bytes:
+        raise Refused(413, f"query is {size:,} bytes; the limit is {max_bytes:,}")
+    shape = inspect_query(query, prefixes)
+    if shape.names_service:
         raise Refused(403, "SERVICE is refused: this endpoint makes no outbound requests")
-    for iri in _FROM.findall(bare):
-        if iri not in known_graphs:
+    if shape.form == "UPDATE":
+        raise Refused(403, "this endpoint is read-only: SPARQL Update is not accepted")
+    for iri in shape.from_graphs + shape.from_named:
+        if not has_graph(iri):
             raise Refused(403, f"FROM <{iri}> names no graph of this store; remote graphs are "
                           "never fetched")
 
@@ -141,54 +157,84 @@ def _xml_escape(s: str) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
-def serialize_select(names: list[str], rows: list[list[Any]], fmt: str, truncated: bool
-                     ) -> bytes:
-    """SPARQL SELECT results as JSON, XML, CSV or TSV (W3C formats)."""
+def _row_json(names: list[str], row: list[Any]) -> str:
+    return json.dumps({n: _term_json(v) for n, v in zip(names, row, strict=True)
+                       if v is not None}, ensure_ascii=False)
+
+
+def _row_xml(names: list[str], row: list[Any]) -> str:
+    out = ["<result>"]
+    for n, v in zip(names, row, strict=True):
+        if v is None:
+            continue
+        j = _term_json(v)
+        if j["type"] == "uri":
+            inner = f"<uri>{_xml_escape(j['value'])}</uri>"
+        elif j["type"] == "bnode":
+            inner = f"<bnode>{_xml_escape(j['value'])}</bnode>"
+        else:
+            attr = (f' xml:lang="{_xml_escape(j["xml:lang"])}"' if "xml:lang" in j else
+                    f' datatype="{_xml_escape(j["datatype"])}"' if "datatype" in j else "")
+            inner = f"<literal{attr}>{_xml_escape(j['value'])}</literal>"
+        out.append(f'<binding name="{n}">{inner}</binding>')
+    out.append("</result>")
+    return "".join(out)
+
+
+def _row_csv(names: list[str], row: list[Any]) -> str:
+    import csv
+    import io
+
     import pyoxigraph as ox
 
-    if fmt == "json":
-        doc: dict[str, Any] = {"head": {"vars": names}, "results": {"bindings": [
-            {n: _term_json(v) for n, v in zip(names, r, strict=True) if v is not None}
-            for r in rows]}}
-        if truncated:
-            doc["kgx"] = {"truncated": True}
-        return json.dumps(doc, ensure_ascii=False).encode("utf-8")
-    if fmt == "xml":
-        out = ['<?xml version="1.0"?>\n<sparql xmlns="http://www.w3.org/2005/sparql-results#">',
-               "<head>" + "".join(f'<variable name="{n}"/>' for n in names) + "</head><results>"]
-        for r in rows:
-            out.append("<result>")
-            for n, v in zip(names, r, strict=True):
-                if v is None:
-                    continue
-                j = _term_json(v)
-                if j["type"] == "uri":
-                    inner = f"<uri>{_xml_escape(j['value'])}</uri>"
-                elif j["type"] == "bnode":
-                    inner = f"<bnode>{_xml_escape(j['value'])}</bnode>"
-                else:
-                    attr = (f' xml:lang="{j["xml:lang"]}"' if "xml:lang" in j else
-                            f' datatype="{j["datatype"]}"' if "datatype" in j else "")
-                    inner = f"<literal{attr}>{_xml_escape(j['value'])}</literal>"
-                out.append(f'<binding name="{n}">{inner}</binding>')
-            out.append("</result>")
-        out.append("</results></sparql>\n")
-        return "".join(out).encode("utf-8")
-    if fmt == "csv":
-        import csv
-        import io
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerow(
+        ["" if v is None else ("_:" + v.value if isinstance(v, ox.BlankNode) else v.value)
+         for v in row])
+    return buf.getvalue()
 
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\r\n")
-        w.writerow(names)
-        for r in rows:
-            w.writerow(["" if v is None else ("_:" + v.value if isinstance(v, ox.BlankNode)
-                                              else v.value) for v in r])
-        return buf.getvalue().encode("utf-8")
-    lines = ["\t".join("?" + n for n in names)]
+
+def _row_tsv(names: list[str], row: list[Any]) -> str:
+    return "\t".join("" if v is None else str(v) for v in row) + "\n"
+
+
+_ROW = {"json": _row_json, "xml": _row_xml, "csv": _row_csv, "tsv": _row_tsv}
+
+
+def serialize_select(names: list[str], rows: Iterable[list[Any]], fmt: str,
+                     max_rows: int | None = None, max_bytes: int | None = None
+                     ) -> tuple[bytes, bool]:
+    """SPARQL SELECT results as JSON, XML, CSV or TSV (W3C formats), within a row and byte cap.
+
+    Returns:
+        The body, and whether rows were left out to keep within ``max_rows`` or ``max_bytes``.
+    """
+    pieces: list[str] = []
+    size = 0
+    truncated = False
     for r in rows:
-        lines.append("\t".join("" if v is None else str(v) for v in r))
-    return ("\n".join(lines) + "\n").encode("utf-8")
+        if max_rows is not None and len(pieces) >= max_rows:
+            truncated = True
+            break
+        piece = _ROW[fmt](names, r)
+        size += len(piece.encode("utf-8")) if max_bytes is not None else 0
+        if max_bytes is not None and size > max_bytes:
+            truncated = True
+            break
+        pieces.append(piece)
+    if fmt == "json":
+        head = json.dumps({"vars": names}, ensure_ascii=False)
+        tail = ', "kgx": {"truncated": true}}' if truncated else "}"
+        body = f'{{"head": {head}, "results": {{"bindings": [{", ".join(pieces)}]}}{tail}'
+    elif fmt == "xml":
+        body = ('<?xml version="1.0"?>\n<sparql xmlns="http://www.w3.org/2005/sparql-results#">'
+                "<head>" + "".join(f'<variable name="{n}"/>' for n in names)
+                + "</head><results>" + "".join(pieces) + "</results></sparql>\n")
+    elif fmt == "csv":
+        body = ",".join(names) + "\r\n" + "".join(pieces)
+    else:
+        body = "\t".join("?" + n for n in names) + "\n" + "".join(pieces)
+    return body.encode("utf-8"), truncated
 
 
 def serialize_ask(value: bool, fmt: str) -> bytes:
@@ -203,15 +249,27 @@ def serialize_ask(value: bool, fmt: str) -> bytes:
 # --------------------------------------------------------------------------- workers
 
 
-def _worker_main(out: str, conn: Any, max_rows: int, memory_mb: int) -> None:
-    """A query worker: opens the store read-only and answers jobs until told to stop."""
+def _worker_main(out: str, conn: Any, opts: ServeOptions) -> None:
+    """A query worker: opens the store read-only and answers jobs until told to stop.
+
+    Messages to the server are tagged: ``("result", status, ctype, body, truncated)`` ends a
+    job; ``("lookup", name)`` asks the server process to resolve ``kgx:lookup(name)`` (it holds
+    the entity index, so no worker loads it) and waits for the IRI or None.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from kgx.workers import limit_address_space
 
-    limit_address_space(memory_mb)
-    from kgx.graph import KnowledgeGraph, QueryError
+    limit_address_space(opts.memory_mb)
+    from kgx.graph import KnowledgeGraph, QueryError, ServiceRefused
 
     kg = KnowledgeGraph.open(out)
+
+    def lookup(name: str) -> str | None:
+        conn.send(("lookup", name))
+        return conn.recv()
+
+    kg.lookup_function = lookup
+    text = "text/plain; charset=utf-8"
     while True:
         try:
             job = conn.recv()
@@ -221,39 +279,45 @@ def _worker_main(out: str, conn: Any, max_rows: int, memory_mb: int) -> None:
             return
         query, accept, extra = job
         try:
-            conn.send(run_query(kg, query, accept, max_rows, extra))
+            conn.send(("result", *run_query(kg, query, accept, opts, extra)))
+        except ServiceRefused as exc:
+            conn.send(("result", 403, text, f"{exc}\n".encode(), False))
         except QueryError as exc:
-            conn.send((400, "text/plain; charset=utf-8", f"SPARQL error: {exc}\n".encode(), False))
+            conn.send(("result", 400, text, f"{exc}\n".encode(), False))
         except MemoryError:
-            conn.send((503, "text/plain; charset=utf-8",
-                       f"query stopped: over the {memory_mb} MB memory limit\n".encode(), False))
+            conn.send(("result", 503, text,
+                       f"query stopped: over the {opts.memory_mb} MB memory limit\n".encode(),
+                       False))
         except Exception as exc:  # a worker answers every job
-            conn.send((500, "text/plain; charset=utf-8", f"{type(exc).__name__}: {exc}\n"
-                       .encode(), False))
+            conn.send(("result", 500, text, f"{type(exc).__name__}: {exc}\n".encode(), False))
 
 
-def take(results: Any, limit: int) -> tuple[list[Any], bool]:
-    """The first ``limit`` results, and whether there were more."""
-    out = []
-    for r in results:
-        if len(out) >= limit:
+def take_triples(results: Iterable[Any], max_rows: int, max_bytes: int) -> tuple[list[Any], bool]:
+    """The first triples within ``max_rows`` and (as N-Triples) ``max_bytes``; whether more."""
+    out: list[Any] = []
+    size = 0
+    for t in results:
+        size += len(str(t)) + 3
+        if len(out) >= max_rows or size > max_bytes:
             return out, True
-        out.append(r)
+        out.append(t)
     return out, False
 
 
-def run_query(kg: Any, query: str, accept: str, max_rows: int, extra: dict[str, Any]
+def run_query(kg: Any, query: str, accept: str, opts: ServeOptions, extra: dict[str, Any]
               ) -> tuple[int, str, bytes, bool]:
     """Run and serialise one query: (status, content type, body, truncated)."""
     import pyoxigraph as ox
 
+    if "default_graph" in extra or "named_graphs" in extra:
+        extra = {k: [ox.NamedNode(g) for g in v] for k, v in extra.items()}
     res = kg.query(query, **extra)
     if isinstance(res, ox.QueryTriples):
         fmt = negotiate(accept, True)
         if fmt is None:
             return 406, "text/plain", b"CONSTRUCT/DESCRIBE results are available as " \
                 b"text/turtle, application/n-triples, application/n-quads\n", False
-        triples, truncated = take(res, max_rows)
+        triples, truncated = take_triples(res, opts.max_rows, opts.max_response_bytes)
         rdf = {"turtle": ox.RdfFormat.TURTLE, "ntriples": ox.RdfFormat.N_TRIPLES,
                "nquads": ox.RdfFormat.N_QUADS}[fmt]
         kwargs = {"prefixes": kg.prefixes} if fmt == "turtle" else {}
@@ -267,16 +331,15 @@ def run_query(kg: Any, query: str, accept: str, max_rows: int, extra: dict[str, 
     if isinstance(res, ox.QueryBoolean):
         return 200, CONTENT_TYPE[fmt], serialize_ask(bool(res), fmt), False
     names = [v.value for v in res.variables]
-    sols, truncated = take(res, max_rows)
-    rows = [[sol[n] for n in names] for sol in sols]
-    return 200, CONTENT_TYPE[fmt], serialize_select(names, rows, fmt, truncated), truncated
+    rows = ([sol[n] for n in names] for sol in res)
+    body, truncated = serialize_select(names, rows, fmt, opts.max_rows, opts.max_response_bytes)
+    return 200, CONTENT_TYPE[fmt], body, truncated
 
 
 class _Worker:
     def __init__(self, ctx: Any, out: str, opts: ServeOptions) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(out, child, opts.max_rows,
-                                                           opts.memory_mb), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(out, child, opts), daemon=True)
         self.proc.start()
         child.close()
 
@@ -291,9 +354,11 @@ class _Worker:
 class QueryPool:
     """``workers`` query processes; a job past its timeout kills its process."""
 
-    def __init__(self, out: str, opts: ServeOptions) -> None:
+    def __init__(self, out: str, opts: ServeOptions,
+                 lookup: Callable[[str], str | None] | None = None) -> None:
         self.out = out
         self.opts = opts
+        self.lookup = lookup
         # spawn: a fresh interpreter per worker, whatever threads and libraries the server
         # process holds (forking a process with torch's thread pools can hang the child).
         self.ctx = mp.get_context("spawn")
@@ -309,8 +374,12 @@ class QueryPool:
             w = self.idle.pop()
         try:
             w.conn.send((query, accept, extra))
-            if w.conn.poll(self.opts.timeout):
-                return w.conn.recv()
+            deadline = time.monotonic() + self.opts.timeout
+            while w.conn.poll(max(0.0, deadline - time.monotonic())):
+                msg = w.conn.recv()
+                if msg[0] == "result":
+                    return msg[1:]
+                w.conn.send(self._lookup(msg[1]))  # ("lookup", name) from kgx:lookup()
             self.timeouts += 1
             w.kill()
             w = _Worker(self.ctx, self.out, self.opts)
@@ -325,6 +394,14 @@ class QueryPool:
                 self.idle.append(w)
             self.free.release()
 
+    def _lookup(self, name: Any) -> str | None:
+        if self.lookup is None or not isinstance(name, str) or not name.strip():
+            return None
+        try:
+            return self.lookup(name)
+        except (ValueError, RuntimeError, OSError):
+            return None
+
     def close(self) -> None:
         for w in self.idle:
             with contextlib.suppress(OSError, BrokenPipeError):
@@ -335,20 +412,79 @@ class QueryPool:
 # --------------------------------------------------------------------------- HTTP
 
 
-def make_server(out: str | Path, opts: ServeOptions | None = None) -> ThreadingHTTPServer:
-    """A ready (not yet serving) HTTP server over an output directory."""
+def host_allowed(host_header: str | None, bound: str, allowed: tuple[str, ...]) -> bool:
+    """Whether a request's ``Host`` header may reach this server (DNS rebinding defence).
+
+    A server bound to a loopback address answers only Host names that are loopback
+    (``localhost``, ``127.0.0.1``, ``[::1]``) or listed in ``allowed``; one bound to a specific
+    address answers that address or ``allowed``; one bound to every address (``0.0.0.0``, ``::``)
+    answers any Host unless ``allowed`` lists some.
+    """
+    if not host_header:
+        return False
+    h = host_header.strip().lower()
+    if h.startswith("["):  # [::1]:7878
+        name = h[: h.index("]") + 1] if "]" in h else h
+    else:  # name:port or name
+        name = h.split(":", 1)[0] if h.count(":") <= 1 else h
+    if name in {a.lower() for a in allowed}:
+        return True
+    if bound in ("0.0.0.0", "::", ""):
+        return not allowed
+    if bound in _LOOPBACK_NAMES or bound.startswith("127."):
+        return name in _LOOPBACK_NAMES or name.startswith("127.")
+    return name in (bound.lower(), f"[{bound.lower()}]")
+
+
+def _warm_linker(kg: Any) -> Callable[[str], str | None] | None:
+    """Load the entity index once, now, and answer one lookup, so no caller waits for it."""
+    from kgx.linking import LinkingIndexError
+
+    try:
+        kg.lookup("warm up", k=1)
+    except (LinkingIndexError, FileNotFoundError, ImportError):
+        return None
+    lock = threading.Lock()
+
+    def lookup(name: str) -> str | None:
+        with lock:
+            best = kg.lookup(name, k=1)
+        return best[0].iri if best else None
+
+    return lookup
+
+
+def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Callable[[str], None]
+                = lambda m: None) -> ThreadingHTTPServer:
+    """A ready (not yet serving) HTTP server over an output directory.
+
+    The entity index, if the directory has one, is loaded here, before the server answers.
+    """
+    import pyoxigraph as ox
+
     from kgx.graph import KnowledgeGraph
 
     opts = opts or ServeOptions()
     out = str(out)
     kg = KnowledgeGraph.open(out)  # fails early, in the caller, if there is no graph
-    graphs = {g.value for g in kg.store.named_graphs()}
-    pool = QueryPool(out, opts)
+    log("kgx: loading the entity index for /lookup and kgx:lookup()...")
+    lookup = _warm_linker(kg)
     lookup_lock = threading.Lock()
+
+    def has_graph(iri: str) -> bool:
+        try:
+            return kg.store.contains_named_graph(ox.NamedNode(iri))
+        except ValueError:
+            return False
+
+    pool = QueryPool(out, opts, lookup)
+    connections = threading.BoundedSemaphore(opts.max_connections)
+    body_cap = opts.max_query_bytes * 4
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "kgx"
         protocol_version = "HTTP/1.1"
+        timeout = opts.idle_timeout  # a socket timeout: idle or half-sent requests are dropped
 
         def log_message(self, fmt: str, *args: Any) -> None:  # quiet unless asked
             if os.environ.get("KGX_SERVE_LOG"):
@@ -364,14 +500,27 @@ def make_server(out: str | Path, opts: ServeOptions | None = None) -> ThreadingH
                 self.send_header("Vary", "Origin")
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def _error(self, status: int, msg: str) -> None:
+        def _error(self, status: int, msg: str, close: bool = False) -> None:
+            if close:
+                self.close_connection = True
             self._send(status, "text/plain; charset=utf-8", (msg + "\n").encode())
 
+        def _host_ok(self) -> bool:
+            if host_allowed(self.headers.get("Host"), opts.host, opts.allowed_hosts):
+                return True
+            self._error(403, f"Host {self.headers.get('Host')!r} is not this server's address "
+                        "(kgx serve --allow-host NAME to accept it)", close=True)
+            return False
+
         def do_OPTIONS(self) -> None:  # noqa: N802
+            if not self._host_ok():
+                return
             if not opts.cors:
                 self._error(405, "CORS is not enabled on this endpoint (kgx serve --cors)")
                 return
@@ -383,6 +532,8 @@ def make_server(out: str | Path, opts: ServeOptions | None = None) -> ThreadingH
             self.end_headers()
 
         def do_GET(self) -> None:  # noqa: N802
+            if not self._host_ok():
+                return
             url = urlsplit(self.path)
             params = parse_qs(url.query)
             if url.path in ("/sparql", "/query"):
@@ -397,23 +548,46 @@ def make_server(out: str | Path, opts: ServeOptions | None = None) -> ThreadingH
             else:
                 self._error(404, f"no such endpoint: {url.path}")
 
+        def _read_body(self) -> bytes | None:
+            """The request body, or None after answering 400/411/413 (and closing)."""
+            if self.headers.get("Transfer-Encoding"):
+                self._error(411, "send the body with a Content-Length (chunked bodies are not "
+                            "accepted)", close=True)
+                return None
+            raw = (self.headers.get("Content-Length") or "0").strip()
+            if not raw.isascii() or not raw.isdigit():
+                self._error(400, f"Content-Length must be a non-negative integer, not {raw!r}",
+                            close=True)
+                return None
+            length = int(raw)
+            if length > body_cap:
+                self._error(413, f"request body is {length:,} bytes; the limit is "
+                            f"{body_cap:,}", close=True)
+                return None
+            body = self.rfile.read(length)
+            if len(body) < length:
+                self.close_connection = True
+                return None  # the client went away or idled past the timeout
+            return body
+
         def do_POST(self) -> None:  # noqa: N802
+            if not self._host_ok():
+                return
             url = urlsplit(self.path)
             if url.path not in ("/sparql", "/query", "/update"):
-                self._error(404, f"no such endpoint: {url.path}")
+                self._error(404, f"no such endpoint: {url.path}", close=True)
                 return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > opts.max_query_bytes * 4:
-                self._error(413, f"request body is {length:,} bytes")
+            raw = self._read_body()
+            if raw is None:
                 return
-            body = self.rfile.read(length).decode("utf-8", "replace")
+            body: str | None = raw.decode("utf-8", "replace")
             ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
             if url.path == "/update" or ctype == "application/sparql-update":
                 self._error(403, "this endpoint is read-only: SPARQL Update is not accepted")
                 return
             params = parse_qs(url.query)
             if ctype == "application/x-www-form-urlencoded":
-                params.update(parse_qs(body))
+                params.update(parse_qs(body or ""))
                 body = None
             elif ctype != "application/sparql-query":
                 self._error(415, "POST a query as application/sparql-query or "
@@ -430,18 +604,16 @@ def make_server(out: str | Path, opts: ServeOptions | None = None) -> ThreadingH
                 self._error(400, "missing query (GET ?query=..., or POST it)")
                 return
             try:
-                check_query(query, graphs, opts.max_query_bytes)
+                check_query(query, kg.prefixes, has_graph, opts.max_query_bytes)
                 extra: dict[str, Any] = {}
                 for key, arg in (("default-graph-uri", "default_graph"),
                                  ("named-graph-uri", "named_graphs")):
                     if key in params:
                         for g in params[key]:
-                            if g not in graphs:
+                            if not has_graph(g):
                                 raise Refused(403, f"{key} <{g}> names no graph of this store; "
                                               "remote graphs are never fetched")
-                        import pyoxigraph as ox
-
-                        extra[arg] = [ox.NamedNode(g) for g in params[key]]
+                        extra[arg] = list(params[key])
                 status, ctype, out_body, truncated = pool.run(
                     query, self.headers.get("Accept", ""), extra)
             except Refused as exc:
@@ -456,6 +628,9 @@ def make_server(out: str | Path, opts: ServeOptions | None = None) -> ThreadingH
                 k = int((params.get("k") or ["10"])[0])
             except ValueError:
                 self._error(400, "k must be an integer")
+                return
+            if lookup is None:
+                self._error(503, "this graph has no entity index (kgx index OUT builds one)")
                 return
             try:
                 with lookup_lock:
@@ -475,9 +650,30 @@ def make_server(out: str | Path, opts: ServeOptions | None = None) -> ThreadingH
         # The default backlog of 5 drops connections under 20 concurrent clients, and each
         # dropped SYN costs the client a one-second retransmit: p99 went from 10 ms to 1 s.
         request_queue_size = 256
+        daemon_threads = True
+
+        def process_request(self, request: Any, client_address: Any) -> None:
+            # Each connection holds a thread: past max_connections, answer 503 and close
+            # instead of starting another (200 half-sent requests once held 205 threads).
+            if not connections.acquire(blocking=False):
+                with contextlib.suppress(OSError):
+                    request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                                    b"Content-Length: 0\r\nRetry-After: 1\r\n\r\n")
+                self.shutdown_request(request)
+                return
+            try:
+                super().process_request(request, client_address)
+            except Exception:
+                connections.release()
+                raise
+
+        def process_request_thread(self, request: Any, client_address: Any) -> None:
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                connections.release()
 
     server = Server((opts.host, opts.port), Handler)
-    server.daemon_threads = True
     server.pool = pool  # type: ignore[attr-defined]
     return server
 
@@ -485,7 +681,7 @@ def make_server(out: str | Path, opts: ServeOptions | None = None) -> ThreadingH
 def serve(out: str | Path, opts: ServeOptions | None = None) -> None:
     """Serve until interrupted."""
     opts = opts or ServeOptions()
-    server = make_server(out, opts)
+    server = make_server(out, opts, log=lambda m: print(m, flush=True))
     host, port = server.server_address[:2]
     print(f"kgx: serving {out} at http://{host}:{port}/sparql (lookup: /lookup?q=NAME); "
           f"{opts.workers} query workers, {opts.timeout:g} s timeout, {opts.max_rows:,} rows "

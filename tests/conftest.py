@@ -72,3 +72,44 @@ def write_dump(tmp_path: Path):
 
     return write
 
+
+
+class ConnectionCounter:
+    """A TCP listener on loopback that counts the connections made to it (and answers none)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.count = 0
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.count += 1
+            conn.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/sparql"
+
+    def close(self) -> None:
+        self._stop = True
+        self.sock.close()
+
+
+@pytest.fixture
+def listener():
+    """A :class:`ConnectionCounter`: what kgx must never connect to."""
+    c = ConnectionCounter()
+    yield c
+    c.close()
