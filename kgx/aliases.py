@@ -13,12 +13,18 @@ from collections import Counter
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS titles (title TEXT PRIMARY KEY, page_id INTEGER, kind TEXT);
 CREATE TABLE IF NOT EXISTS redirects (source TEXT PRIMARY KEY, target TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS anchors (anchor TEXT NOT NULL, target TEXT NOT NULL,
                                     n INTEGER NOT NULL, PRIMARY KEY (anchor, target));
+"""
+# Where each page's facts are, so that a page id seen twice keeps one page (structure pass only).
+_PAGES = """
+CREATE TABLE IF NOT EXISTS pages (id INTEGER PRIMARY KEY, rev INTEGER, title TEXT, part TEXT,
+                                  first INTEGER, n INTEGER);
 """
 MAX_REDIRECT_HOPS = 5
 
@@ -38,6 +44,33 @@ class AliasStore:
         self._resolve = lru_cache(maxsize=1 << 18)(self._resolve_uncached)
 
     # ------------------------------------------------------------ writing
+
+    def add_pages(self, rows: list[tuple[int, int | None, str, str, int, int]]
+                  ) -> list[tuple[tuple[Any, ...], tuple[Any, ...]]]:
+        """Record where pages' facts are: ``(id, revision, title, part, first line, lines)``.
+
+        Returns:
+            For each page id already recorded, ``(kept, dropped)``: MediaWiki keeps the later
+            revision (on a tie, the page read later), and the dropped page's lines must go.
+        """
+        self.db.execute(_PAGES)
+        ids = [r[0] for r in rows]
+        old = {r[0]: r for r in self.db.execute(
+            f"SELECT * FROM pages WHERE id IN ({','.join('?' * len(ids))})", ids)} if ids else {}
+        clashes = []
+        final: dict[int, tuple[Any, ...]] = {}
+        for r in rows:
+            prev = final.get(r[0]) or old.get(r[0])
+            if prev is None:
+                final[r[0]] = r
+            elif (r[1] or 0) >= (prev[1] or 0):
+                clashes.append((r, prev))
+                final[r[0]] = r
+            else:
+                clashes.append((prev, r))
+        self.db.executemany("INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?, ?)",
+                            list(final.values()))
+        return clashes
 
     def add_title(self, title: str, page_id: int, kind: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO titles VALUES (?, ?, ?)", (title, page_id, kind))

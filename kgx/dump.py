@@ -195,7 +195,12 @@ def parse_siteinfo(elem: etree._Element, lang: str | None) -> SiteInfo:
         name = _local(child.tag)
         if name == "namespaces":
             for ns in child:
-                namespaces.append(Namespace(int(ns.get("key", "0")), (ns.text or "").strip(),
+                try:
+                    key = _int_field(ns.get("key", "0"), "namespace key", -(1 << 31),
+                                     (1 << 31) - 1)
+                except ValueError:
+                    continue  # a declaration kgx cannot use; pages name it by prefix only
+                namespaces.append(Namespace(key, (ns.text or "").strip(),
                                             ns.get("case", "first-letter")))
         else:
             values[name] = (child.text or "").strip()
@@ -208,34 +213,66 @@ def parse_siteinfo(elem: etree._Element, lang: str | None) -> SiteInfo:
                     case=values.get("case", "first-letter"), namespaces=tuple(namespaces))
 
 
-def page_from_element(elem: etree._Element) -> Page:
-    """Build a :class:`Page` from a ``<page>`` element (its last revision)."""
+MAX_ID = (1 << 63) - 1  # MediaWiki's ids are unsigned 64-bit at most; SQLite's are signed
+
+
+def _int_field(text: str | None, what: str, lo: int, hi: int) -> int:
+    raw = (text or "").strip()
+    if not raw or not (raw.isascii() and raw.lstrip("-").isdigit()) or raw.count("-") > 1:
+        raise ValueError(f"{what} is {raw[:40]!r}, expected an integer")
+    value = int(raw[:40]) if len(raw) <= 40 else hi + 1
+    if not lo <= value <= hi:
+        raise ValueError(f"{what} {raw[:40]} is out of range ({lo} to {hi})")
+    return value
+
+
+def page_from_element(elem: etree._Element, where: str = "") -> Page:
+    """Build a :class:`Page` from a ``<page>`` element (its last revision).
+
+    A field that is not what the export schema says (a non-integer ``<id>``, ``<ns>`` or
+    revision id, an id out of range) does not raise: the page comes back with ``problem`` set,
+    naming the field and ``where`` (its position), so that the run skips and reports it.
+    """
     title, ns, pid, redirect = "", 0, 0, None
     rev = None
+    problems: list[str] = []
     for child in elem:
         name = _local(child.tag)
-        if name == "title":
-            title = child.text or ""
-        elif name == "ns":
-            ns = int(child.text or 0)
-        elif name == "id":
-            pid = int(child.text or 0)
-        elif name == "redirect":
-            redirect = child.get("title") or ""
-        elif name == "revision":
-            rev = child
+        try:
+            if name == "title":
+                title = child.text or ""
+            elif name == "ns":
+                ns = _int_field(child.text, "<ns>", -(1 << 31), (1 << 31) - 1)
+            elif name == "id":
+                pid = _int_field(child.text, "page <id>", 0, MAX_ID)
+            elif name == "redirect":
+                redirect = child.get("title") or ""
+            elif name == "revision":
+                rev = child
+        except ValueError as exc:
+            problems.append(str(exc))
     rev_id, ts, text = None, None, ""
     if rev is not None:
         for child in rev:
             name = _local(child.tag)
             if name == "id":
-                rev_id = int(child.text or 0)
+                try:
+                    rev_id = _int_field(child.text, "revision <id>", 0, MAX_ID)
+                except ValueError as exc:
+                    problems.append(str(exc))
             elif name == "timestamp":
                 ts = child.text
             elif name == "text":
                 text = child.text or ""
+    if not title.strip():
+        problems.append("empty <title>")
+    problem = None
+    if problems:
+        line = getattr(elem, "sourceline", None)
+        at = ", ".join(x for x in (where, f"line {line}" if line else "") if x)
+        problem = "; ".join(problems) + (f" (at {at} of the XML)" if at else "")
     return Page(id=pid, ns=ns, title=title, text=text, revision_id=rev_id, timestamp=ts,
-                redirect=redirect)
+                redirect=redirect, problem=problem)
 
 
 class DumpReader:
@@ -477,4 +514,5 @@ def iter_stream_pages(path: str | os.PathLike[str], stream: Stream) -> list[Page
                                 etree.XMLParser(huge_tree=True, resolve_entities=False))
     except etree.XMLSyntaxError as exc:
         raise DumpError(path, f"broken XML in stream: {exc}", offset=stream.offset) from exc
-    return [page_from_element(e) for e in root if _local(e.tag) == "page"]
+    where = f"the bz2 stream at byte {stream.offset:,}"
+    return [page_from_element(e, where) for e in root if _local(e.tag) == "page"]

@@ -38,7 +38,7 @@ from kgx.dump import (
 from kgx.ontology import KGX, ONTOLOGY_DIR, ONTOLOGY_GRAPH, load_mappings
 from kgx.progress import Progress
 from kgx.records import Page
-from kgx.site import Site
+from kgx.site import Site, check_namespace
 from kgx.workers import (
     Context,
     Crashed,
@@ -57,7 +57,7 @@ REPORT_FILE = "report.json"
 ALIASES_FILE = "aliases.sqlite"
 DOCUMENTS_FILE = "documents.jsonl"
 PAGE_KINDS = ("read", "article", "disambiguation", "redirect", "other-namespace", "skipped",
-              "lost")
+              "lost", "duplicate-id")
 MAX_LISTED = 1000  # skipped/lost pages listed by name in the report (all are counted)
 # Oxigraph's bulk loader holds about 8x its input: loading a 170 MB graph.nq in 16 MB chunks
 # peaked at 182 MB, in 64 MB chunks at 513 MB (measured on the 2-core development machine).
@@ -104,6 +104,9 @@ class Report:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     lost: list[dict[str, Any]] = field(default_factory=list)
     stream_errors: list[str] = field(default_factory=list)
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
+    refused_quads: int = 0
+    refused: list[str] = field(default_factory=list)
     triples: Counter[str] = field(default_factory=Counter)
     seconds: dict[str, float] = field(default_factory=dict)
     worker_crashes: int = 0
@@ -121,7 +124,8 @@ class Report:
     def summary(self) -> str:
         p = self.pages
         lines = [
-            f"{'finished' if self.finished else 'NOT FINISHED'}: {self.dump} -> {self.out}",
+            f"structure pass {'finished' if self.finished else 'NOT FINISHED'}: {self.dump} -> "
+            f"{self.out}",
             f"pages read {p.get('read', 0):,}: articles {p.get('article', 0):,}, "
             f"disambiguations {p.get('disambiguation', 0):,}, redirects {p.get('redirect', 0):,},"
             f" other namespaces {p.get('other-namespace', 0):,}, skipped {p.get('skipped', 0):,}"
@@ -134,8 +138,14 @@ class Report:
             lines.append(f"  skipped page {s['id']} {s['title']!r}: {s['reason']}")
         if len(self.skipped) > 10:
             lines.append(f"  ... {p.get('skipped', 0) - 10} more skipped pages in the report")
+        if p.get("duplicate-id"):
+            lines.append(f"  {p['duplicate-id']:,} page ids seen twice: the later revision "
+                         "was kept (see duplicates in the report)")
         for e in self.stream_errors[:10]:
             lines.append(f"  stream error: {e}")
+        if self.refused_quads:
+            lines.append(f"  {self.refused_quads:,} quads refused by the store, e.g. "
+                         f"{self.refused[0]}")
         if self.error:
             lines.append(f"error: {self.error}")
         return "\n".join(lines)
@@ -185,9 +195,20 @@ class _Writer:
         self.parts.mkdir()
         self.aliases = AliasStore(work / ALIASES_FILE)
         self.report = report
+        # part stem -> (first line, lines) of pages whose id came again with a later revision
+        self.dropped: dict[str, list[tuple[int, int]]] = {}
 
     def add(self, res: TaskResult) -> None:
         rep = self.report
+        rows = [(r.page_id, r.revision_id, r.title, res.part, r.first_line, r.n_lines)
+                for r in res.results if r.kind in ("article", "disambiguation", "redirect")]
+        for kept, dropped in self.aliases.add_pages(rows):
+            self.dropped.setdefault(dropped[3], []).append((dropped[4], dropped[5]))
+            rep.pages["duplicate-id"] += 1
+            if len(rep.duplicates) < MAX_LISTED:
+                rep.duplicates.append({"id": kept[0], "kept": {"title": kept[2],
+                                                               "revision": kept[1]},
+                                       "dropped": {"title": dropped[2], "revision": dropped[1]}})
         for r in res.results:
             rep.pages["read"] += 1
             rep.pages[r.kind] += 1
@@ -236,6 +257,8 @@ def extract(dump: str | os.PathLike[str], out: str | os.PathLike[str],
     opts = options or ExtractOptions()
     dump_p, out_p = Path(dump), Path(out)
     detect_format(dump_p)
+    if opts.namespace:
+        check_namespace(opts.namespace)
     out_p.mkdir(parents=True, exist_ok=True)
     work = out_p / ".work"
     if work.exists():
@@ -281,7 +304,17 @@ def extract(dump: str | os.PathLike[str], out: str | os.PathLike[str],
         report.seconds["pages"] = round(time.monotonic() - t0, 3)
         writer.close()
         if report.error != "interrupted":
-            _finish(out_p, work, site, writer, report, opts)
+            try:
+                _finish(out_p, work, site, writer, report, opts)
+            except Exception as exc:
+                # The report must not claim what did not happen; the part files are gone
+                # with .work, graph.nq (if it was renamed into place) stays.
+                report.finished = False
+                report.error = f"while writing the outputs: {type(exc).__name__}: {exc}"
+                shutil.rmtree(work, ignore_errors=True)
+                write_atomic(out_p / REPORT_FILE,
+                             json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+                raise
     return report
 
 
@@ -343,7 +376,8 @@ def _finish(out: Path, work: Path, site: Site, writer: _Writer, report: Report,
             opts: ExtractOptions) -> None:
     t = time.monotonic()
     graph_tmp = out / (GRAPH_FILE + ".tmp")
-    _resolve_redirects(writer.part_files(".nq"), graph_tmp, site, writer.aliases)
+    _resolve_redirects(writer.part_files(".nq"), graph_tmp, site, writer.aliases,
+                       writer.dropped)
     with open(graph_tmp, "a", encoding="utf-8") as f:
         n = _append_ontology(f)
     report.triples["ontology"] += n
@@ -360,14 +394,26 @@ def _finish(out: Path, work: Path, site: Site, writer: _Writer, report: Report,
     report.seconds["resolve"] = round(time.monotonic() - t, 3)
     if opts.load_store:
         t = time.monotonic()
-        load_store(out / GRAPH_FILE, out / STORE_DIR)
+        loaded = load_store(out / GRAPH_FILE, out / STORE_DIR)
+        report.refused_quads = loaded.refused
+        report.refused = loaded.examples
         report.seconds["store"] = round(time.monotonic() - t, 3)
     shutil.rmtree(work, ignore_errors=True)
     write_atomic(out / REPORT_FILE, json.dumps(report.to_json(), indent=2, ensure_ascii=False))
 
 
-def _resolve_redirects(parts: list[Path], dst: Path, site: Site, aliases: AliasStore) -> None:
-    """Concatenate the facts, pointing every entity that is a redirect at its target."""
+def _skip_lines(lines: Any, ranges: list[tuple[int, int]]) -> Iterator[str]:
+    """The lines of a part file outside ``(first, count)`` ranges (pages dropped as duplicates)."""
+    drop = {k for first, n in ranges for k in range(first, first + n)}
+    return (line for k, line in enumerate(lines) if k not in drop)
+
+
+def _resolve_redirects(parts: list[Path], dst: Path, site: Site, aliases: AliasStore,
+                       dropped: dict[str, list[tuple[int, int]]] | None = None) -> None:
+    """Concatenate the facts, pointing every entity that is a redirect at its target.
+
+    Lines of pages in ``dropped`` (part stem -> line ranges) are left out.
+    """
     prefix = "<" + site.resource
     plen = len(prefix)
     redirect_pred = f"<{KGX}redirectsTo>"
@@ -387,7 +433,8 @@ def _resolve_redirects(parts: list[Path], dst: Path, site: Site, aliases: AliasS
     with open(dst, "w", encoding="utf-8") as fout:
         for part in parts:
             with open(part, encoding="utf-8") as fin:
-                for line in fin:
+                ranges = (dropped or {}).get(part.name[: -len(".nq")])
+                for line in (_skip_lines(fin, ranges) if ranges else fin):
                     if prefix in line:
                         s, p, rest = line.split(" ", 2)
                         if s.startswith(prefix) and p != redirect_pred:
@@ -410,28 +457,73 @@ def _append_ontology(f: Any) -> int:
     return n
 
 
-def load_store(graph: Path, store_dir: Path) -> None:
-    """Bulk-load ``graph`` into a fresh Oxigraph store at ``store_dir`` (replaced atomically)."""
+@dataclass(slots=True)
+class StoreLoad:
+    """What loading N-Quads into a store refused: a count and the first reasons."""
+
+    refused: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, where: str, error: Exception) -> None:
+        self.refused += 1
+        if len(self.examples) < MAX_LISTED:
+            self.examples.append(f"{where}: {error}")
+
+
+def load_store(graph: Path, store_dir: Path) -> StoreLoad:
+    """Bulk-load ``graph`` into a fresh Oxigraph store at ``store_dir`` (replaced atomically).
+
+    A line the store refuses (kgx mints valid IRIs, but a graph file may come from elsewhere)
+    costs that line, never the load: a chunk that fails is loaded again line by line.
+
+    Returns:
+        What was refused, with the line numbers in ``graph``.
+    """
     import pyoxigraph as ox
 
     tmp = store_dir.with_name(store_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    store = ox.Store(str(tmp))
-    # In chunks: one bulk load of a whole graph holds memory in proportion to it.
-    with open(graph, "rb") as f:
-        while True:
-            chunk = f.readlines(LOAD_CHUNK_BYTES)
-            if not chunk:
-                break
-            store.bulk_load(input=b"".join(chunk), format=ox.RdfFormat.N_QUADS)
-    store.optimize()
-    del store
+    result = StoreLoad()
+    try:
+        store = ox.Store(str(tmp))
+        # In chunks: one bulk load of a whole graph holds memory in proportion to it.
+        first_line = 1
+        with open(graph, "rb") as f:
+            while True:
+                chunk = f.readlines(LOAD_CHUNK_BYTES)
+                if not chunk:
+                    break
+                try:
+                    store.bulk_load(input=b"".join(chunk), format=ox.RdfFormat.N_QUADS)
+                except SyntaxError:
+                    _load_lines(store, chunk, first_line, graph, result)
+                first_line += len(chunk)
+        store.optimize()
+        del store
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = store_dir.with_name(store_dir.name + ".old")
     if store_dir.exists():
         os.replace(store_dir, old)
     os.replace(tmp, store_dir)
     shutil.rmtree(old, ignore_errors=True)
+    return result
+
+
+def _load_lines(store: Any, lines: list[bytes], first_line: int, graph: Path,
+                result: StoreLoad) -> None:
+    """Load a chunk line by line, skipping (and counting) the lines the store refuses."""
+    import pyoxigraph as ox
+
+    good = []
+    for k, line in enumerate(lines):
+        try:
+            good.extend(ox.parse(input=line, format=ox.RdfFormat.N_QUADS))
+        except SyntaxError as exc:
+            result.add(f"{graph.name} line {first_line + k}", exc)
+    store.bulk_extend(good)
 
 
 def print_summary(report: Report) -> None:

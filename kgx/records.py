@@ -54,6 +54,7 @@ class Page:
     revision_id: int | None = None
     timestamp: str | None = None
     redirect: str | None = None
+    problem: str | None = None  # why the page cannot be read (a field of the wrong type...)
 
 
 # --------------------------------------------------------------------------- text level

@@ -32,6 +32,7 @@ import json
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -681,7 +682,7 @@ def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Calla
 def serve(out: str | Path, opts: ServeOptions | None = None) -> None:
     """Serve until interrupted."""
     opts = opts or ServeOptions()
-    server = make_server(out, opts, log=lambda m: print(m, flush=True))
+    server = make_server(out, opts, log=lambda m: print(m, file=sys.stderr, flush=True))
     host, port = server.server_address[:2]
     print(f"kgx: serving {out} at http://{host}:{port}/sparql (lookup: /lookup?q=NAME); "
           f"{opts.workers} query workers, {opts.timeout:g} s timeout, {opts.max_rows:,} rows "

@@ -28,14 +28,29 @@ _INTERWIKI = {
     "wikidata", "mw", "mediawikiwiki", "phab", "w", "wikipedia", "foundation", "wmf", "outreach",
     "incubator", "doi", "google", "imdbname", "imdbtitle",
 }
+# Characters MediaWiki never allows in a title ($wgLegalTitleChars leaves them out).
+_ILLEGAL_TITLE = re.compile(r"[<>\[\]{}|\x00-\x1f\x7f]")
 _LANGCODE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})*\Z")
 _SPACES = re.compile(r"[\s_\u00a0\u200e\u200f]+")
-# Characters that may not stand raw in an IRI path segment (RFC 3987), plus '?' and '#'.
-_IRI_UNSAFE = {c: f"%{c:02X}" for c in b'<>"{}|\\^`%?# '}
-_IRI_UNSAFE.update({c: f"%{c:02X}" for c in range(0x21)})
-_IRI_TABLE = str.maketrans({chr(k): v for k, v in _IRI_UNSAFE.items()})
-# URL path of an article: like the IRI, but MediaWiki's own percent-encoding of a few more.
-_URL_TABLE = str.maketrans({**{chr(k): v for k, v in _IRI_UNSAFE.items()}, "&": "%26", "+": "%2B"})
+# Characters that may not stand raw in an IRI path (RFC 3987 ``ipchar``), plus '?' and '#',
+# which would end the path: ASCII controls, space and ``"%<>[\\]^`{|}``, DEL and the C1 controls,
+# surrogates, private use (U+E000-F8FF, planes 15-16), the noncharacters (U+FDD0-FDEF,
+# U+FFF0-FFFF, the last two code points of every plane) and U+E0000-E0FFF. This is exactly the
+# set Oxigraph refuses in an IRI (every code point was tried; tests/test_fuzz.py keeps checking).
+_IRI_FORBIDDEN = re.compile(
+    "[\x00-\x20\"#%<>?\\[\\\\\\]^`{|}\x7f-\x9f\ud800-\udfff\ue000-\uf8ff\ufdd0-\ufdef\ufff0-\uffff"
+    + "".join(f"\\U{p:04x}fffe-\\U{p:04x}ffff" for p in range(1, 14))
+    + "\\U000dfffe-\\U000e0fff\\U000efffe-\\U0010ffff]")
+# The URL of a page on the wiki: MediaWiki also percent-encodes '&' and '+' there.
+_URL_FORBIDDEN = re.compile(_IRI_FORBIDDEN.pattern[:-1] + "&+]")
+
+
+def _percent(m: re.Match[str]) -> str:
+    c = m.group()
+    if "\ud800" <= c <= "\udfff":
+        c = "\ufffd"  # a lone surrogate (undecodable input) has no UTF-8 form
+    return "".join(f"%{b:02X}" for b in c.encode("utf-8"))
+
 
 KGX_BASE = "https://kgx.dev/"
 
@@ -51,12 +66,29 @@ def _host_label(base: str) -> str:
     return host.replace(".", "-")
 
 
-_IRI_NEEDS_ESCAPE = re.compile(r'[<>"{}|\\^`%?#\x00-\x20]')
-
-
 def iri_escape(text: str) -> str:
-    """Percent-encode what may not stand raw in an IRI path segment (unicode stays)."""
-    return text.translate(_IRI_TABLE) if _IRI_NEEDS_ESCAPE.search(text) else text
+    """Percent-encode what may not stand raw in an IRI path (RFC 3987); other unicode stays.
+
+    >>> iri_escape("Foo bar?#%")
+    'Foo%20bar%3F%23%25'
+    >>> iri_escape("Zürich\ufffd\x85")
+    'Zürich%EF%BF%BD%C2%85'
+    """
+    return _IRI_FORBIDDEN.sub(_percent, text)
+
+
+def check_namespace(namespace: str) -> str:
+    """A namespace IRI as given by a user, checked.
+
+    Raises:
+        ValueError: It is not an absolute http(s) IRI, or holds a character an IRI may not.
+    """
+    m = _IRI_FORBIDDEN.search(namespace.replace("#", "").replace("%", ""))
+    if not re.match(r"https?://[^/]", namespace) or m:
+        bad = f" (character {m.group()!r} at {m.start()})" if m else ""
+        raise ValueError(f"namespace {namespace!r} is not an absolute http(s) IRI{bad}; "
+                         "expected e.g. https://example.org/wiki/")
+    return namespace
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +112,7 @@ class Site:
 
     def __init__(self, info: SiteInfo, namespace: str | None = None) -> None:
         self.info = info
-        base = namespace or default_namespace(info)
+        base = check_namespace(namespace) if namespace else default_namespace(info)
         if not base.endswith(("/", "#")):
             base += "/"
         self.base = base
@@ -125,7 +157,8 @@ class Site:
         and applies the namespace's case rule.
 
         Returns:
-            The parsed title, or ``None`` for an empty target or a same-page fragment.
+            The parsed title, or ``None`` for an empty target, a same-page fragment, or a
+            title with a character MediaWiki forbids (``<>[]{}|``, ASCII controls, DEL).
         """
         t = raw
         if "&" in t:
@@ -133,6 +166,8 @@ class Site:
         if "%" in t:
             t = unquote(t)
         t = t.split("#", 1)[0]
+        if _ILLEGAL_TITLE.search(t):
+            return None  # [[a<b]], [[foo[[bar]]]]: MediaWiki makes no link of these either
         t = _SPACES.sub(" ", t).strip()
         colon = t.startswith(":")
         if colon:
@@ -171,4 +206,4 @@ class Site:
 
     def page_url(self, title: str) -> str:
         """The URL of the source page on the wiki."""
-        return self.page_url_prefix + title.replace(" ", "_").translate(_URL_TABLE)
+        return self.page_url_prefix + _URL_FORBIDDEN.sub(_percent, title.replace(" ", "_"))

@@ -55,6 +55,9 @@ class PageResult:
     redirect_target: str | None = None
     anchors: list[tuple[str, str]] = field(default_factory=list)
     document: Document | None = None
+    revision_id: int | None = None
+    first_line: int = 0  # where this page's lines start in its task's part file
+    n_lines: int = 0
 
 
 @dataclass(slots=True)
@@ -70,6 +73,7 @@ class TaskResult:
     anchors: Counter[tuple[str, str]] = field(default_factory=Counter)
     error: str | None = None
     missing: list[tuple[int, str]] = field(default_factory=list)
+    part: str = ""  # stem of the part files the task wrote
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +141,12 @@ def limit_address_space(extra_mb: int) -> None:
 def process_page(page: Page, ctx: Context) -> PageResult:
     """Turn one page into facts, within the context's time limit."""
     site = ctx.site
+    if page.problem is not None:
+        return PageResult(page.id, page.title, "skipped", page.problem)
     title = site.normalize(page.title) or page.title
+    if page.ns == 0 and site.normalize(page.title) is None:
+        return PageResult(page.id, page.title, "skipped",
+                          f"title {page.title[:80]!r} is not one MediaWiki allows")
     if page.ns != 0:
         return PageResult(page.id, page.title, "other-namespace")
     if page.redirect is not None:
@@ -191,9 +200,13 @@ def part_name(task_id: int, sub: int | None = None) -> str:
 def _run(task_id: int, pages: list[Page], stem: str, ctx: Context) -> TaskResult:
     results = [_guarded(p, ctx) for p in pages]
     anchors: Counter[tuple[str, str]] = Counter()
-    for r in results:
+    line = 0
+    for p, r in zip(pages, results, strict=True):
         anchors.update(r.anchors)
         r.anchors = []
+        r.revision_id = p.revision_id
+        r.first_line, r.n_lines = line, len(r.lines)
+        line += len(r.lines)
     if ctx.parts is not None:
         with open(os.path.join(ctx.parts, stem + ".nq"), "w", encoding="utf-8") as f:
             for r in results:
@@ -206,7 +219,7 @@ def _run(task_id: int, pages: list[Page], stem: str, ctx: Context) -> TaskResult
                         f.write(json.dumps(r.document.to_json(), ensure_ascii=False))
                         f.write("\n")
                     r.document = None
-    return TaskResult(task_id, results, anchors)
+    return TaskResult(task_id, results, anchors, part=stem)
 
 
 def run_pages(task_id: int, pages: list[Page], sub: int | None = None) -> TaskResult:

@@ -14,7 +14,7 @@ from SPARQLWrapper import JSON, POST, SPARQLWrapper
 from kgx.extract import ExtractOptions, extract
 from kgx.server import ServeOptions, check_query, make_server, negotiate
 
-from .conftest import SAMPLE, ConnectionCounter
+from .conftest import SAMPLE
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,185 @@
+"""Hostile dumps: odd characters, fields of the wrong type, duplicate ids, quadratic shapes.
+
+Each test here failed on kgx 0.1 (the hardening issue lists what was seen); none may stop a run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import pytest
+
+from kgx.extract import ExtractOptions, extract, load_store
+from kgx.graph import KnowledgeGraph
+from kgx.ontology import load_mappings
+from kgx.records import Page, SiteInfo
+from kgx.site import Site, iri_escape
+from kgx.workers import Context, Limits, process_page
+
+from .conftest import SITEINFO
+
+ODD = ["\ufffd", "\ue000", "\x7f", "\x85", "\ufdd0", "\U0010fffd", "\U0001fffe"]
+
+
+def raw_dump(tmp_path: Path, pages: list[str], siteinfo: str = SITEINFO) -> Path:
+    path = tmp_path / "hostile.xml"
+    path.write_text('<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" '
+                    'version="0.10" xml:lang="en">\n' + siteinfo + "".join(pages)
+                    + "</mediawiki>\n", encoding="utf-8")
+    return path
+
+
+def page(pid: str, title: str, text: str = "Text.", ns: str = "0", rev: str | None = None
+         ) -> str:
+    return (f"<page><title>{escape(title)}</title><ns>{ns}</ns><id>{pid}</id><revision>"
+            f"<id>{rev if rev is not None else pid + '0'}</id>"
+            f"<text>{escape(text)}</text></revision></page>\n")
+
+
+def extract_report(dump: Path, out: Path) -> dict:
+    extract(dump, out, ExtractOptions(workers=0, progress=False))
+    assert not (out / ".work").exists() and not (out / "store.tmp").exists()
+    return json.loads((out / "report.json").read_text())
+
+
+def test_odd_characters_in_titles_links_and_parameters_cost_nothing(tmp_path: Path) -> None:
+    text = "".join(f"[[Target {c}]] " for c in ODD)
+    box = "{{Infobox person\n" + "".join(f"| para{c}meter = x{c}\n" for c in ODD) + "}}\n"
+    pages = [page(str(10 + k), f"Title {c}", "Lead.") for k, c in enumerate(ODD)]
+    dump = raw_dump(tmp_path, [page("1", "Main", box + "Main links " + text), *pages])
+    rep = extract_report(dump, tmp_path / "out")
+    assert rep["finished"] is True and rep["error"] is None and rep["refused_quads"] == 0
+    # MediaWiki allows every non-ASCII character in a title, but not DEL: that page is skipped
+    # and that link is text, as MediaWiki has it.
+    legal = [c for c in ODD if c != "\x7f"]
+    assert rep["pages"]["article"] == 1 + len(legal) and rep["pages"]["skipped"] == 1
+    assert "not one MediaWiki allows" in rep["skipped"][0]["reason"]
+    kg = KnowledgeGraph.open(tmp_path / "out")
+    titles = {r["l"] for r in kg.sparql("SELECT ?l WHERE { ?e rdfs:label ?l }")}
+    site = Site(SiteInfo())
+    assert {site.normalize(f"Title {c}") for c in legal} <= titles
+    targets = {t["t"] for t in kg.sparql("SELECT ?t WHERE { res:Main kgx:wikiLink ?t }")}
+    # A noncharacter in wikitext reads as U+FFFD (the scanner uses them internally).
+    assert targets == {kg.namespace + "resource/" + iri_escape(site.normalize(
+        "Target " + ("\ufffd" if c == "\ufdd0" else c)).replace(" ", "_")) for c in legal}
+    assert all(t.startswith(kg.namespace + "resource/Target") for t in targets)
+
+
+def test_every_code_point_escapes_to_an_iri_the_store_accepts() -> None:
+    import pyoxigraph as ox
+
+    refused = []
+    for cp in range(0x110000):
+        try:
+            ox.NamedNode("http://x/a" + iri_escape(chr(cp)))
+        except ValueError:
+            refused.append(hex(cp))
+    assert refused == []
+
+
+def test_a_line_the_store_refuses_costs_that_line(tmp_path: Path) -> None:
+    graph = tmp_path / "graph.nq"
+    graph.write_text('<http://x/a> <http://x/p> "1" <http://x/g> .\n'
+                     '<http://x/b\ufffe> <http://x/p> "2" <http://x/g> .\n'
+                     '<http://x/c> <http://x/p> "3" <http://x/g> .\n', encoding="utf-8")
+    loaded = load_store(graph, tmp_path / "store")
+    assert loaded.refused == 1 and "graph.nq line 2" in loaded.examples[0]
+    import pyoxigraph as ox
+
+    assert len(ox.Store.read_only(str(tmp_path / "store"))) == 2
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (page("abc", "A"), "page <id> is 'abc', expected an integer"),
+    (page("5", "A", ns="main"), "<ns> is 'main', expected an integer"),
+    (page("5", "A", rev="1.5"), "revision <id> is '1.5', expected an integer"),
+    (page(str(1 << 63), "A"), f"page <id> {1 << 63} is out of range"),
+    (page("-3", "A"), "page <id> -3 is out of range"),
+    (page("5", "   "), "empty <title>"),
+])
+def test_fields_of_the_wrong_type_skip_their_page(tmp_path: Path, bad: str, reason: str) -> None:
+    site = SITEINFO.replace('<namespace key="6"', '<namespace key="six"')
+    dump = raw_dump(tmp_path, [page("1", "Before"), bad, page("2", "After")], site)
+    rep = extract_report(dump, tmp_path / "out")
+    assert rep["finished"] is True and rep["error"] is None
+    assert rep["pages"]["article"] == 2 and rep["pages"]["skipped"] == 1
+    skipped = rep["skipped"][0]["reason"]
+    assert reason in skipped and "line " in skipped, skipped
+
+
+def test_bad_fields_in_a_multistream_dump_name_the_stream(tmp_path: Path) -> None:
+    import bz2
+
+    from kgx.dump import Stream, iter_stream_pages
+
+    data = bz2.compress(page("x1", "A").encode() + page("2", "B").encode())
+    path = tmp_path / "d.xml.bz2"
+    path.write_bytes(b"\0" * 10 + data)
+    pages = iter_stream_pages(path, Stream(0, 10, None, (0, 2), ("A", "B")))
+    assert "the bz2 stream at byte 10" in (pages[0].problem or "")
+    assert pages[1].problem is None and pages[1].id == 2
+
+
+def test_a_number_of_thousands_of_digits_keeps_its_article() -> None:
+    ctx = Context(Site(SiteInfo()), load_mappings(), Limits(page_timeout=0))
+    text = "{{Infobox country\n| population_estimate = " + "9" * 5000 + "\n| capital = [[X]]\n}}"
+    res = process_page(Page(1, 0, "Land", text, 1), ctx)
+    assert res.kind == "article" and res.reason is None
+    assert not any("9" * 200 in line for line in res.lines)
+
+
+def test_duplicate_page_ids_keep_the_later_revision(tmp_path: Path) -> None:
+    dump = raw_dump(tmp_path, [page("7", "Newer", "New.", rev="900"),
+                               page("8", "Other", "Other."),
+                               page("7", "Older", "Old.", rev="100")])
+    rep = extract_report(dump, tmp_path / "out")
+    assert rep["pages"]["duplicate-id"] == 1
+    assert rep["duplicates"] == [{"id": 7, "kept": {"title": "Newer", "revision": 900},
+                                  "dropped": {"title": "Older", "revision": 100}}]
+    kg = KnowledgeGraph.open(tmp_path / "out")
+    labels = {r["l"] for r in kg.sparql(
+        "SELECT ?l WHERE { GRAPH ?g { ?e rdfs:label ?l } ?g kgx:pageId 7 }")}
+    assert labels == {"Newer"}
+    assert kg.sparql("ASK { res:Other rdfs:label ?l }")
+
+
+def test_an_invalid_namespace_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    dump = raw_dump(tmp_path, [page("1", "A")])
+    with pytest.raises(ValueError, match="not an absolute http"):
+        extract(dump, tmp_path / "out", ExtractOptions(workers=0, namespace="https://x/a b/"))
+    assert not (tmp_path / "out").exists()
+
+
+# Each shape made the scanner quadratic in kgx 0.1 (seconds at 1x, minutes at 8x).
+SHAPES = {
+    "unclosed external link": lambda n: "[http://x" + " " * n,
+    "unclosed heading": lambda n: "=a" + " " * n + "b",
+    "link target of spaces": lambda n: "[[" + " " * n + "a|]]",
+    "link target of parentheses": lambda n: "[[" + "(" * n + "|]]",
+    "one long word in an infobox": lambda n: "{{Infobox company\n| website = " + "x" * n
+                                             + "\n| founded = " + "1" * n + "\n}}",
+}
+
+
+def _seconds(text: str, ctx: Context) -> float:
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        process_page(Page(1, 0, "P", text, 1), ctx)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_scanner_time_is_linear_in_the_input(shape: str) -> None:
+    """Benchmark-style: 8x the input must cost far less than the 64x a quadratic step costs.
+
+    The bound (24x) is generous for noise; absolute times are not asserted.
+    """
+    ctx = Context(Site(SiteInfo()), load_mappings(), Limits(page_timeout=0))
+    make = SHAPES[shape]
+    small, large = _seconds(make(5_000), ctx), _seconds(make(40_000), ctx)
+    assert large < 24 * max(small, 1e-4), (shape, small, large)
