@@ -9,11 +9,22 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import typer.core
 
 from kgx import __version__
 
 app = typer.Typer(help="kgx: a knowledge graph from a MediaWiki dump.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+                  add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+def _usage_name(self: typer.core.TyperArgument) -> str:
+    """``DUMP`` rather than typer 0.29's ``{DUMP}`` on the usage line (POSIX/click style)."""
+    name = self.display_name_raw + ("..." if self.nargs != 1 else "")
+    return name if self.required else f"[{name}]"
+
+
+if hasattr(typer.core.TyperArgument, "_usage_display_name"):
+    typer.core.TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -36,7 +47,8 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version,
 
 @app.command()
 def extract(
-    dump: Annotated[Path, typer.Argument(help="Dump: .xml, .xml.bz2 (multistream too), .xml.gz")],
+    dump: Annotated[Path, typer.Argument(metavar="DUMP",
+        help="Dump: .xml, .xml.bz2 (multistream too), .xml.gz")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output directory.")],
     model: Annotated[Path | None, typer.Option(
         help="A trained model directory (default: train one on this dump's corpus).")] = None,
@@ -70,31 +82,45 @@ def extract(
         help="Progress bars (default: on a terminal).")] = None,
 ) -> None:
     """Turn a dump into a knowledge graph in OUT: structure, model facts, linked entities."""
-    from kgx.dump import DumpError
+    from kgx import logs
+    from kgx.dump import DumpError, detect_format
     from kgx.extract import ExtractOptions
     from kgx.ontology import MappingError
     from kgx.pipeline import PipelineOptions, run
+    from kgx.site import check_namespace
     from kgx.workers import Limits
 
+    try:  # refuse bad input before OUT is created
+        detect_format(dump)
+        if namespace:
+            check_namespace(namespace)
+    except (DumpError, ValueError) as exc:
+        _fail(str(exc))
+    log_file = logs.setup(out)
     ex = ExtractOptions(workers=workers, limit=limit, namespace=namespace,
                         limits=Limits(page_timeout, page_memory_mb, max_page_bytes),
                         index=str(index) if index else None, keep_documents=documents,
                         progress=progress)
     if no_model:
         from kgx.extract import extract as structure
+        from kgx.progress import stage
 
         try:
-            report = structure(dump, out, ex)
+            with stage("structure", progress):
+                report = structure(dump, out, ex)
         except (DumpError, MappingError) as exc:
             _fail(str(exc))
             return
-        typer.echo(report.summary(), err=True)
+        logs.info(report.summary())
         if reasoning:
             from kgx.pipeline import merge
 
+            logs.info("[merge] RDFS/OWL-RL entailments")
             (out / "graph.nq").replace(out / "structure.nq")
-            n = merge(out, ["structure.nq"], True)
-            typer.echo(f"inferred {n:,} triples into graph/inferred", err=True)
+            with stage("merge", progress):
+                n = merge(out, ["structure.nq"], True)
+            logs.info(f"[merge] inferred {n:,} triples into graph/inferred")
+        _next_steps(out, log_file)
         if not report.finished or report.pages.get("lost"):
             raise typer.Exit(1)
         return
@@ -104,20 +130,31 @@ def extract(
                            relation_threshold=relation_threshold, reasoning=reasoning,
                            device=device, progress=progress)
     try:
-        rep = run(dump, out, opts, log=lambda m: typer.echo(m, err=True))
+        rep = run(dump, out, opts, log=logs.info)
     except (DumpError, MappingError, FileNotFoundError) as exc:
         _fail(str(exc))
         return
     secs = rep["pipeline"]["stages_seconds"]
-    typer.echo("stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items()), err=True)
-    typer.echo("triples: " + ", ".join(f"{k} {v:,}" for k, v in sorted(rep["triples"].items()))
-               + f" (total {rep['triples_total']:,})", err=True)
+    logs.info("stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items()))
+    logs.info("triples: " + ", ".join(f"{k} {v:,}" for k, v in sorted(rep["triples"].items()))
+              + f" (total {rep['triples_total']:,})")
+    _next_steps(out, log_file)
     if not rep.get("finished") or rep.get("pages", {}).get("lost"):
         raise typer.Exit(1)
 
 
+def _next_steps(out: Path, log_file: Path | None) -> None:
+    from kgx import logs
+
+    logs.info(f"graph: {out / 'graph.nq'} (N-Quads) and {out / 'store'} (Oxigraph); report: "
+              f"{out / 'report.json'}" + (f"; log: {log_file}" if log_file else ""))
+    logs.info(f"next: kgx query {out} 'SELECT ?s ?p ?o WHERE {{ ?s ?p ?o }} LIMIT 10'   or   "
+              f"kgx serve {out}")
+
+
 @app.command(name="index")
-def build_index(out: Annotated[Path, typer.Argument(help="Output directory.")]) -> None:
+def build_index(out: Annotated[Path, typer.Argument(metavar="OUT",
+    help="Output directory.")]) -> None:
     """(Re)build the alias table and the FAISS entity index of OUT."""
     from kgx.encoder import shared_encoder
     from kgx.linking import build_entity_table, build_vector_index
@@ -131,8 +168,9 @@ def build_index(out: Annotated[Path, typer.Argument(help="Output directory.")]) 
 
 @app.command()
 def query(
-    out: Annotated[Path, typer.Argument(help="Output directory of `kgx extract`.")],
-    sparql: Annotated[str, typer.Argument(help="SPARQL query, or @FILE, or - for stdin.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output directory of `kgx extract`.")],
+    sparql: Annotated[str, typer.Argument(metavar="SPARQL",
+        help="SPARQL query, or @FILE, or - for stdin.")],
     format: Annotated[str, typer.Option(
         "--format", "-f", help="table, json, csv, tsv, xml; turtle, ntriples, nquads for "
         "CONSTRUCT/DESCRIBE.")] = "table",
@@ -161,7 +199,8 @@ def query(
 
 @app.command()
 def corpus(
-    dump: Annotated[Path, typer.Argument(help="Dump, or an output directory of `kgx extract "
+    dump: Annotated[Path, typer.Argument(metavar="DUMP",
+        help="Dump, or an output directory of `kgx extract "
                                                 "--documents`.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Corpus directory.")],
     workers: Annotated[int, typer.Option(help="Worker processes for the structure pass."
@@ -190,13 +229,16 @@ def corpus(
     except (DumpError, FileNotFoundError) as exc:
         _fail(str(exc))
         return
+    typer.echo(f"corpus written to {out}/: train.jsonl, dev.jsonl, test.jsonl; every count in "
+               f"{out / 'stats.json'}. Headline counts:", err=True)
     typer.echo(json.dumps({k: stats[k] for k in ("sentences", "mentions", "relations",
                                                  "kept_share")}, indent=2))
 
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="Corpus directory (kgx corpus) or CoNLL file.")],
+    data: Annotated[Path, typer.Argument(metavar="DATA",
+        help="Corpus directory (kgx corpus) or CoNLL file.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Model directory.")],
     base_model: Annotated[str, typer.Option(
         help="Encoder: 'minilm' (bundled all-MiniLM-L6-v2), a local Hugging Face directory, "
@@ -214,7 +256,12 @@ def train(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")
                       ] = None,
 ) -> None:
-    """Fine-tune the encoder for entities and relations; save a Hugging Face model directory."""
+    """Fine-tune the encoder for entities and relations; save a Hugging Face model directory.
+
+    The defaults train on every sentence for up to 3 epochs, which is what a gold set or a GPU
+    wants. `kgx extract` trains a quicker model (1,500 sentences x 2 epochs, to fit the sample
+    into 10 minutes on 2 cores): `--max-train-sentences 1500 --epochs 2` gives the same.
+    """
     from kgx.datasets import DataError
     from kgx.train import TrainOptions
     from kgx.train import train as run
@@ -224,7 +271,10 @@ def train(
                         max_train_sentences=max_train_sentences, max_minutes=max_minutes,
                         device=device, dev_path=str(dev) if dev else None)
     try:
-        res = run(data, out, opts, log=lambda m: typer.echo(m, err=True))
+        from kgx import logs
+
+        logs.setup(None)
+        res = run(data, out, opts, log=logs.info)
     except (DataError, OSError, RuntimeError) as exc:
         _fail(str(exc))
         return
@@ -244,8 +294,9 @@ def _headline(scores: dict) -> dict:
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="Model directory.")],
-    data: Annotated[Path, typer.Argument(help="Corpus split .jsonl, CoNLL file, or DocRED "
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Model directory.")],
+    data: Annotated[Path, typer.Argument(metavar="DATA",
+        help="Corpus split .jsonl, CoNLL file, or DocRED "
                                               "JSON.")],
     format: Annotated[str | None, typer.Option(
         "--format", help="corpus, conll or docred (default: sniffed).")] = None,
@@ -296,7 +347,7 @@ def format_scores(res: dict) -> str:
 
 @app.command()
 def serve(
-    out: Annotated[Path, typer.Argument(help="Output directory of `kgx extract`.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output directory of `kgx extract`.")],
     host: Annotated[str, typer.Option(help="Address to bind (default: this machine only).")
                     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 7878,
@@ -325,7 +376,7 @@ def serve(
 
 
 @app.command()
-def report(out: Annotated[Path, typer.Argument(help="Output directory.")]) -> None:
+def report(out: Annotated[Path, typer.Argument(metavar="OUT", help="Output directory.")]) -> None:
     """Print the JSON report of the last run in OUT."""
     p = out / "report.json"
     if not p.exists():

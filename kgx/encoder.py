@@ -27,11 +27,11 @@ class SentenceEncoder:
                  max_length: int = 64) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
+        from kgx.logs import quiet_transformers
         from kgx.model import pick_device, resolve_base_model
 
-        hf_logging.set_verbosity_error()
+        quiet_transformers()
         path = resolve_base_model(model)
         self.name = model
         self.tokenizer = AutoTokenizer.from_pretrained(path)

@@ -156,9 +156,10 @@ def build_model(base: str, ner_labels: Sequence[str], relation_labels: Sequence[
                 ) -> tuple[KgxModel, Any]:
     """A fresh model on a pretrained encoder (local directory or hub id) and its tokenizer."""
     from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()  # the load report lists the unused pooler: expected
+    from kgx.logs import quiet_transformers
+
+    quiet_transformers()  # the load report lists the unused pooler: expected
     path = resolve_base_model(base)
     tok = AutoTokenizer.from_pretrained(path)
     if not tok.is_fast:
@@ -185,6 +186,9 @@ def load_model(path: str | Path, device: torch.device | None = None) -> tuple[Kg
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+    from kgx.logs import quiet_transformers
+
+    quiet_transformers()
     p = Path(path)
     if not (p / WEIGHTS).exists() or not (p / "config.json").exists():
         raise FileNotFoundError(f"{p}: not a kgx model directory (expected config.json and "

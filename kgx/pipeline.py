@@ -38,6 +38,7 @@ from typing import Any
 from kgx import __version__
 from kgx.extract import GRAPH_FILE, REPORT_FILE, ExtractOptions, load_store, write_atomic
 from kgx.ontology import KGX, XSD
+from kgx.progress import Progress, stage
 from kgx.rdf import literal
 
 STAGES_FILE = "stages.json"
@@ -140,7 +141,8 @@ def run(dump: str | os.PathLike[str], out: str | os.PathLike[str],
     if not stages.done("structure", k_struct, [STRUCTURE_FILE, "documents.jsonl",
                                                "aliases.sqlite", REPORT_FILE]):
         log("[structure] reading the dump")
-        rep = extract(dump_p, out_p, ex)
+        with stage("structure", opts.progress):
+            rep = extract(dump_p, out_p, ex)
         log(rep.summary())
         os.replace(out_p / GRAPH_FILE, out_p / STRUCTURE_FILE)
         if not rep.finished:
@@ -158,7 +160,8 @@ def run(dump: str | os.PathLike[str], out: str | os.PathLike[str],
             from kgx.corpus import build_corpus
 
             log("[corpus] labelling sentences from links and infoboxes")
-            st = build_corpus(out_p, out_p / "corpus")
+            with stage("corpus", opts.progress):
+                st = build_corpus(out_p, out_p / "corpus")
             log(f"[corpus] sentences {st['sentences']}, mentions {st['mentions']}")
             stages.finish("corpus", k_corpus, time.monotonic() - t)
         times["corpus"] = time.monotonic() - t
@@ -177,11 +180,12 @@ def run(dump: str | os.PathLike[str], out: str | os.PathLike[str],
 
                 log(f"[model] fine-tuning {opts.base_model} on at most "
                     f"{opts.train_sentences:,} sentences")
-                res = train(out_p / "corpus", model_dir, TrainOptions(
-                    base_model=opts.base_model, epochs=opts.train_epochs,
-                    max_train_sentences=opts.train_sentences, max_eval_sentences=400,
-                    device=opts.device), log=lambda m: log(f"[model] {m}"),
-                    progress=opts.progress)
+                with stage("model", opts.progress):
+                    res = train(out_p / "corpus", model_dir, TrainOptions(
+                        base_model=opts.base_model, epochs=opts.train_epochs,
+                        max_train_sentences=opts.train_sentences, max_eval_sentences=400,
+                        device=opts.device), log=lambda m: log(f"[model] {m}"),
+                        progress=opts.progress)
                 stages.finish("model", k_model, time.monotonic() - t,
                               sentences_per_second=res.sentences_per_second)
         times["model"] = time.monotonic() - t
@@ -194,9 +198,10 @@ def run(dump: str | os.PathLike[str], out: str | os.PathLike[str],
         from kgx.encoder import shared_encoder
         from kgx.linking import build_entity_table, build_vector_index
 
-        n = build_entity_table(out_p)
-        log(f"[entities] {n:,} entities; embedding labels and abstracts")
-        meta = build_vector_index(out_p, shared_encoder("minilm", opts.device))
+        with stage("entities", opts.progress):
+            n = build_entity_table(out_p)
+            log(f"[entities] {n:,} entities; embedding labels and abstracts")
+            meta = build_vector_index(out_p, shared_encoder("minilm", opts.device))
         stages.finish("entities", k_ent, time.monotonic() - t, **meta)
     times["entities"] = time.monotonic() - t
 
@@ -209,7 +214,8 @@ def run(dump: str | os.PathLike[str], out: str | os.PathLike[str],
         outputs = [MODEL_FACTS_FILE] + ([MENTIONS_FILE] if opts.mentions else [])
         if not stages.done("read", k_read, outputs):
             _ensure_store(out_p, [STRUCTURE_FILE])
-            read_info = read_dump(out_p, model_dir, opts, log)
+            with stage("read", opts.progress):
+                read_info = read_dump(out_p, model_dir, opts, log)
             stages.finish("read", k_read, time.monotonic() - t, **read_info)
         else:
             read_info = {k: v for k, v in stages.data["read"].items()
@@ -218,7 +224,10 @@ def run(dump: str | os.PathLike[str], out: str | os.PathLike[str],
         parts += outputs
 
     t = time.monotonic()
-    inferred = merge(out_p, parts, opts.reasoning)
+    log("[merge] one graph.nq and store" + (", RDFS/OWL-RL entailments" if opts.reasoning
+                                             else ""))
+    with stage("merge", opts.progress):
+        inferred = merge(out_p, parts, opts.reasoning)
     times["merge"] = time.monotonic() - t
     report = json.loads((out_p / REPORT_FILE).read_text("utf-8"))
     report["pipeline"] = {"stages_seconds": {k: round(v, 2) for k, v in times.items()},
@@ -292,7 +301,6 @@ def read_dump(out: Path, model_dir: Path, opts: PipelineOptions,
               log: Callable[[str], None]) -> dict[str, Any]:
     """Predict, link and aggregate over every sentence of every article."""
     import spacy
-    from tqdm import tqdm
 
     from kgx.corpus import iter_documents, load_entities
     from kgx.linking import Linker, alias_key
@@ -368,9 +376,7 @@ def read_dump(out: Path, model_dir: Path, opts: PipelineOptions,
         batch.clear()
 
     limit = opts.read_sentences
-    with tqdm(total=total_docs, unit="doc", desc="read", disable=not (
-            opts.progress if opts.progress is not None else __import__("sys").stderr.isatty())
-              ) as bar:
+    with Progress(total=total_docs, unit="documents", enabled=opts.progress, desc="read") as bar:
         for doc in iter_documents(docs_path):
             stats["documents"] += 1
             for a, b in iter_sentences(nlp, doc["text"]):
@@ -380,7 +386,7 @@ def read_dump(out: Path, model_dir: Path, opts: PipelineOptions,
                 stats["sentences"] += 1
                 if len(batch) >= 256:
                     flush()
-            bar.update(1)
+            bar.update(1, sentences=stats["sentences"], mentions=stats["mentions"])
             if limit is not None and stats["sentences"] >= limit:
                 break
         flush()

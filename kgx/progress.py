@@ -1,49 +1,157 @@
-"""A progress bar with pages/s and ETA, quiet when stderr is not a terminal."""
+"""Progress of a long stage: a bar on a terminal, a line every 20 s in logs.
+
+On a terminal, a tqdm bar on stderr. In every case (unless switched off), a progress line
+through :mod:`kgx.logs` every ``KGX_PROGRESS_SECONDS`` (20) seconds, from a timer thread, so
+that a log file, CI or ``nohup`` shows items done, rate and ETA even while one item is slow;
+the lines reach stderr only when it is not a terminal.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
 from types import TracebackType
 
 from tqdm import tqdm
 
+from kgx.logs import progress_line
+
+_ACTIVE: list[Progress] = []  # open Progress objects with items, innermost last
+
+
+def _interval() -> float:
+    try:
+        return max(0.05, float(os.environ.get("KGX_PROGRESS_SECONDS", "20")))
+    except ValueError:
+        return 20.0
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else \
+        f"{s // 60}:{s % 60:02d}"
+
 
 class Progress:
-    """tqdm over bytes or pages, with a pages/s figure whatever the unit.
+    """Progress over bytes, pages, sentences, batches..., with rate and ETA.
 
     Args:
-        total: Total units (bytes of the file, or pages), if known.
-        unit: ``"B"`` or ``"pages"``.
-        enabled: Force on or off; ``None`` shows it only on a terminal.
-        desc: Label.
+        total: Total units (bytes of the file, pages, ...), if known.
+        unit: ``"B"`` (shown as MB), ``"pages"``, ``"sentences"``...
+        enabled: False: silent. True or None: a bar on a terminal, periodic lines always.
+        desc: The stage's name, first on every line.
     """
 
     def __init__(self, total: int | None, unit: str, enabled: bool | None = None,
                  desc: str = "") -> None:
-        if enabled is None:
-            enabled = sys.stderr.isatty()
+        self.total, self.unit, self.desc = total, unit, desc
+        self.enabled = enabled is not False
+        self.n = 0
+        self.pages: int | None = None
+        self.counts: dict[str, int] = {}
         self._t0 = time.monotonic()
         self._bar = tqdm(total=total, unit=unit, unit_scale=unit == "B", desc=desc,
-                         disable=not enabled, dynamic_ncols=True, mininterval=0.5,
-                         file=sys.stderr)
+                         disable=not (self.enabled and sys.stderr.isatty()),
+                         dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if self.enabled:
+            _ACTIVE.append(self)
+            self._thread = threading.Thread(target=self._beat, daemon=True,
+                                            name=f"progress-{desc}")
+            self._thread.start()
 
-    def update(self, n: int, pages: int | None = None) -> None:
+    def update(self, n: int, pages: int | None = None, **counts: int) -> None:
+        """``n`` more units done; ``counts`` (``sentences=...``) are shown as they are."""
+        self.n += n
+        self.counts.update(counts)
         self._bar.update(n)
         self._postfix(pages)
 
     def update_to(self, value: int, pages: int | None = None) -> None:
-        self._bar.update(max(0, value - self._bar.n))
+        step = max(0, value - self.n)
+        self.n += step
+        self._bar.update(step)
         self._postfix(pages)
 
     def _postfix(self, pages: int | None) -> None:
-        if pages is not None and not self._bar.disable:
+        if pages is None:
+            return
+        self.pages = pages
+        if not self._bar.disable:
             rate = pages / max(1e-9, time.monotonic() - self._t0)
             self._bar.set_postfix_str(f"{pages:,} pages, {rate:,.0f} pages/s", refresh=False)
+
+    def line(self, final: bool = False) -> str:
+        """The progress line: items done, rate and ETA (``final``: the closing summary)."""
+        elapsed = max(1e-9, time.monotonic() - self._t0)
+        scale, unit = (1e6, "MB") if self.unit == "B" else (1, self.unit)
+        done = self.n / scale
+        rate = done / elapsed
+        head = f"[{self.desc}] " if self.desc else ""
+        if final:
+            return (f"{head}done: {done:,.0f} {unit} in {_duration(elapsed)} "
+                    f"({rate:,.1f} {unit}/s)")
+        parts = [f"{done:,.0f}" + (f"/{self.total / scale:,.0f}" if self.total else "")
+                 + f" {unit}"]
+        if self.total:
+            parts[0] += f" ({100 * self.n / self.total:.0f}%)"
+        parts.append(f"{rate:,.1f} {unit}/s")
+        if self.pages is not None and unit != "pages":
+            parts.append(f"{self.pages:,} pages")
+        parts += [f"{v:,} {k}" for k, v in self.counts.items()]
+        if self.total and rate > 0:
+            parts.append(f"ETA {_duration(max(0.0, (self.total - self.n) / scale / rate))}")
+        parts.append(f"elapsed {_duration(elapsed)}")
+        return head + ", ".join(parts)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(_interval()):
+            progress_line(self.line())
+
+    def close(self) -> None:
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(5)
+            self._thread = None
+            progress_line(self.line(final=True))
+        self._bar.close()
 
     def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self._bar.close()
+        self.close()
+
+
+class stage:  # noqa: N801 - used as a context manager, like a function
+    """A heartbeat for a stage without an item count: ``[name] working, elapsed 1:20``.
+
+    Silent while a :class:`Progress` inside it reports, so lines are never doubled.
+    """
+
+    def __init__(self, name: str, enabled: bool | None = None) -> None:
+        self.name = name
+        self.enabled = enabled is not False
+        self._stop = threading.Event()
+        self._t0 = time.monotonic()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(_interval()):
+            if not _ACTIVE:
+                progress_line(f"[{self.name}] working, elapsed "
+                              f"{_duration(time.monotonic() - self._t0)}")
+
+    def __enter__(self) -> stage:
+        if self.enabled:
+            threading.Thread(target=self._beat, daemon=True, name=f"stage-{self.name}").start()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()

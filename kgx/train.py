@@ -235,10 +235,9 @@ def train(data: str | Path, out: str | Path, options: TrainOptions | None = None
     Raises:
         DataError: Bad or empty training data.
     """
-    from tqdm import tqdm
-
     from kgx.evaluate import evaluate_rows
     from kgx.ontology import load_ontology
+    from kgx.progress import Progress
 
     opts = options or TrainOptions()
     data_p, out_p = Path(data), Path(out)
@@ -285,10 +284,10 @@ def train(data: str | Path, out: str | Path, options: TrainOptions | None = None
         model.train()
         losses = []
         groups = batches_by_length(feats, opts.batch_size, rng)
-        bar = tqdm(groups, desc=f"epoch {epoch}", unit="batch", disable=not (
-            progress if progress is not None else __import__("sys").stderr.isatty()))
+        bar = Progress(total=len(groups), unit="batches", enabled=progress,
+                       desc=f"model, epoch {epoch}")
         stopped = False
-        for g in bar:
+        for g in groups:
             batch = collate([feats[i] for i in g], tok, device)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 loss = model(batch)["loss"]
@@ -306,7 +305,7 @@ def train(data: str | Path, out: str | Path, options: TrainOptions | None = None
             sched.step()
             losses.append(loss.item())
             trained += len(g)
-            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+            bar.update(1, sentences=trained)
             if deadline and time.monotonic() > deadline:
                 stopped = True
                 break
