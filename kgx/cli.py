@@ -79,7 +79,8 @@ def extract(
                          ] = True,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: auto).")] = None,
     progress: Annotated[bool | None, typer.Option(
-        help="Progress bars (default: on a terminal).")] = None,
+        help="A bar on a terminal and a line every 20 s in logs (--no-progress: neither).")
+    ] = None,
 ) -> None:
     """Turn a dump into a knowledge graph in OUT: structure, model facts, linked entities."""
     from kgx import logs

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("KGX_SHARED_DATA", ROOT.parent / "shared" / "data"))
-DUMPS = SHARED / "dumps"
+TEST_DATA = ROOT / "tests" / "data"
 SAMPLE = ROOT / "data" / "enwiki-2016-excerpt.xml.bz2"
 
 SITEINFO = """  <siteinfo>
@@ -29,11 +27,19 @@ SITEINFO = """  <siteinfo>
 """
 
 
-def shared_dump(name: str) -> Path:
-    p = DUMPS / name
-    if not p.exists():
-        pytest.skip(f"shared data not found: {p} (set KGX_SHARED_DATA)")
-    return p
+def real_dump(name: str) -> Path:
+    """A small real dump the repository carries (``tests/data/``, or the bundled sample)."""
+    return SAMPLE if name == SAMPLE.name else TEST_DATA / name
+
+
+@pytest.fixture(scope="session")
+def multistream_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled sample in Wikimedia's multistream layout (3 streams of pages + index)."""
+    from kgx.multistream import repack
+
+    dump = tmp_path_factory.mktemp("multistream") / "enwiki-2016-excerpt-multistream.xml.bz2"
+    repack(SAMPLE, dump)
+    return dump
 
 
 def page_xml(pid: int, title: str, text: str, ns: int = 0, redirect: str | None = None) -> str:

@@ -98,3 +98,76 @@ def test_console_script_runs_without_torch(out: Path) -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "true"
+
+
+# --------------------------------------------------------------------------- what a new user meets
+
+
+def test_help_reads_as_usage_not_types() -> None:
+    res = runner.invoke(app, ["extract", "--help"], prog_name="kgx")
+    assert "Usage: kgx extract [OPTIONS] DUMP" in res.output
+    assert "<bool>" not in res.output and "{dump}" not in res.output
+    assert "--no-model" in res.output
+
+
+def test_a_failed_extract_leaves_no_output_folder(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["extract", str(tmp_path / "missing.xml.bz2"), "-o",
+                              str(tmp_path / "out"), "--no-model"])
+    assert res.exit_code == 2 and "missing.xml.bz2" in res.output
+    assert not (tmp_path / "out").exists()
+    res = runner.invoke(app, ["extract", str(SAMPLE), "-o", str(tmp_path / "out"),
+                              "--namespace", "not an iri"])
+    assert res.exit_code == 2 and "namespace" in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_extract_says_where_the_graph_is_and_what_next(out: Path) -> None:
+    log = (out / "kgx.log").read_text(encoding="utf-8")
+    assert "structure pass finished" in log and f"next: kgx query {out}" in log
+
+
+def test_a_run_into_a_file_prints_progress_lines(tmp_path: Path) -> None:
+    """stderr is a file (CI, nohup): periodic progress lines, there and in OUT/kgx.log."""
+    err = tmp_path / "stderr.txt"
+    env = {**__import__("os").environ, "KGX_PROGRESS_SECONDS": "0.05"}
+    with open(err, "w") as f:
+        subprocess.run([sys.executable, "-m", "kgx.cli", "extract", str(SAMPLE), "-o",
+                        str(tmp_path / "out"), "--no-model", "--workers", "1"], stderr=f,
+                       stdout=subprocess.DEVNULL, env=env, check=True, timeout=300)
+    lines = err.read_text(encoding="utf-8").splitlines()
+    progress = [ln for ln in lines if ln.startswith("[structure] ") and "elapsed" in ln
+                or ln.startswith("pages ") or "MB/s" in ln]
+    assert len(progress) >= 2, lines[:20]
+    assert any("[merge] working" in ln or "[merge] done" in ln or "inferred" in ln
+               for ln in lines)
+    log = (tmp_path / "out" / "kgx.log").read_text(encoding="utf-8")
+    assert "MB/s" in log and "next: kgx query" in log
+
+
+def test_structure_pass_and_query_never_import_torch(out: Path, tmp_path: Path) -> None:
+    code = ("import sys; from typer.testing import CliRunner; from kgx.cli import app; r = "
+            f"CliRunner(); a = r.invoke(app, ['extract', {str(SAMPLE)!r}, '-o', "
+            f"{str(tmp_path / 'o')!r}, '--no-model', '--limit', '20', '--workers', '0']); "
+            f"b = r.invoke(app, ['query', {str(out)!r}, 'ASK {{ ?s ?p ?o }}']); "
+            "assert a.exit_code == 0 and b.exit_code == 0, (a.output, b.output); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'transformers', 'faiss', 'spacy')))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
+def test_sparql_errors_say_where_and_what(out: Path) -> None:
+    res = runner.invoke(app, ["query", str(out), "SELECT ?s WHERE {\n  ?s foo:bar ?o }"])
+    assert res.exit_code == 2
+    assert "SPARQL syntax error at line 2, column 6: undeclared prefix 'foo:'" in res.output
+    assert "kgx:, " in res.output and "PREFIX foo: <...>" in res.output
+    assert "  ?s foo:bar ?o }\n       ^" in res.output
+    res = runner.invoke(app, ["query", str(out), "SELEC ?s WHERE { ?s ?p ?o }"])
+    assert "line 1, column 1" in res.output and "not 'SELEC'" in res.output
+    assert "\\u{" not in res.output
+    from kgx.graph import KnowledgeGraph, QueryError
+
+    with pytest.raises(QueryError, match=r"line 1, column \d+: expected one of ABS, AVG"):
+        KnowledgeGraph.open(out).query("SELECT * WHERE { FILTER(?x = ) }")

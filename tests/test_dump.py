@@ -10,7 +10,7 @@ import pytest
 
 from kgx.dump import DumpError, DumpReader, find_index, iter_stream_pages, read_index
 
-from .conftest import SAMPLE, shared_dump
+from .conftest import SAMPLE, real_dump
 
 
 @pytest.mark.parametrize("name,pages,dbname,lang,first", [
@@ -20,7 +20,7 @@ from .conftest import SAMPLE, shared_dump
     ("tinywiki.xml", 8, "tmp-wp", "ltg", "Hello"),
 ])
 def test_real_dumps(name: str, pages: int, dbname: str, lang: str, first: str) -> None:
-    reader = DumpReader(shared_dump(name))
+    reader = DumpReader(real_dump(name))
     got = list(reader)
     assert len(got) == pages
     assert got[0].title == first
@@ -29,8 +29,8 @@ def test_real_dumps(name: str, pages: int, dbname: str, lang: str, first: str) -
     assert all(p.revision_id for p in got)
 
 
-def test_multistream_index_matches_stream_contents() -> None:
-    path = shared_dump("enwiki-2016-excerpt-multistream.xml.bz2")
+def test_multistream_index_matches_stream_contents(multistream_sample: Path) -> None:
+    path = multistream_sample
     streams = read_index(find_index(path))
     assert len(streams) == 3
     pages = [p for s in streams for p in iter_stream_pages(path, s)]
@@ -97,9 +97,9 @@ def corrupt_middle_stream(src: Path, dst_dir: Path) -> tuple[Path, int]:
     return dst, off
 
 
-def test_corrupted_stream_is_not_a_silent_end(tmp_path: Path) -> None:
+def test_corrupted_stream_is_not_a_silent_end(tmp_path: Path, multistream_sample: Path) -> None:
     """Python's bz2 module would stop quietly here; kgx names the offset."""
-    src = shared_dump("enwiki-2016-excerpt-multistream.xml.bz2")
+    src = multistream_sample
     dst, off = corrupt_middle_stream(src, tmp_path)
     reader = DumpReader(dst)
     with pytest.raises(DumpError, match=f"at byte {off:,}.*corrupted bz2 stream"):

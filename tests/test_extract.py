@@ -15,7 +15,7 @@ from kgx.extract import ExtractOptions, extract
 from kgx.graph import KnowledgeGraph
 from kgx.workers import Limits
 
-from .conftest import SAMPLE, shared_dump
+from .conftest import SAMPLE, real_dump
 from .test_dump import corrupt_middle_stream
 
 
@@ -44,11 +44,11 @@ def test_sample_report(sample_out: Path) -> None:
 
 
 def test_parallel_multistream_and_sequential_outputs_are_identical(
-        sample_out: Path, tmp_path: Path) -> None:
+        sample_out: Path, tmp_path: Path, multistream_sample: Path) -> None:
     expected = (sample_out / "graph.nq").read_bytes()
     run(SAMPLE, tmp_path / "w0", workers=0)
     assert (tmp_path / "w0" / "graph.nq").read_bytes() == expected
-    multi = shared_dump("enwiki-2016-excerpt-multistream.xml.bz2")
+    multi = multistream_sample
     for w in (1, 2):
         run(multi, tmp_path / f"m{w}", workers=w)
         assert (tmp_path / f"m{w}" / "graph.nq").read_bytes() == expected
@@ -58,9 +58,10 @@ def q(kg: KnowledgeGraph, sparql: str) -> list[dict]:
     return kg.sparql(sparql)
 
 
-def test_limit_is_the_same_for_multistream_and_sequential(tmp_path: Path) -> None:
+def test_limit_is_the_same_for_multistream_and_sequential(tmp_path: Path,
+                                                         multistream_sample: Path) -> None:
     """--limit ending inside a stream: the worker stops there, the graph holds no later page."""
-    multi = shared_dump("enwiki-2016-excerpt-multistream.xml.bz2")
+    multi = multistream_sample
     rep_m = run(multi, tmp_path / "m", workers=2, limit=150)
     rep_s = run(SAMPLE, tmp_path / "s", workers=1, limit=150)
     assert rep_m["pages"]["read"] == rep_s["pages"]["read"] == 150
@@ -132,7 +133,7 @@ def test_every_sample_infobox_family_is_typed(sample_out: Path) -> None:
 @pytest.mark.parametrize("name", ["enwiki-tables-excerpt.xml.bz2",
                                   "bgwiki-utf16-excerpt.xml.bz2", "tinywiki.xml"])
 def test_other_real_dumps(name: str, tmp_path: Path) -> None:
-    rep = run(shared_dump(name), tmp_path, workers=1)
+    rep = run(real_dump(name), tmp_path, workers=1)
     assert rep["finished"] and rep["pages"]["skipped"] == 0
     kg = KnowledgeGraph.open(tmp_path)
     n = q(kg, "SELECT (COUNT(*) AS ?n) WHERE { ?s rdfs:label ?l }")[0]["n"]
@@ -153,8 +154,8 @@ def test_truncated_dump_keeps_what_was_read(tmp_path: Path) -> None:
     assert q(kg, "ASK { res:Anarchism rdfs:label ?l }")
 
 
-def test_corrupted_stream_with_index_goes_on(tmp_path: Path) -> None:
-    src = shared_dump("enwiki-2016-excerpt-multistream.xml.bz2")
+def test_corrupted_stream_with_index_goes_on(tmp_path: Path, multistream_sample: Path) -> None:
+    src = multistream_sample
     dump, off = corrupt_middle_stream(src, tmp_path)
     rep = run(dump, tmp_path / "out", workers=2)
     assert rep["pages"]["lost"] == 100

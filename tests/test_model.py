@@ -17,7 +17,7 @@ from kgx.extract import ExtractOptions, extract  # noqa: E402
 from kgx.model import Predictor, bio_labels, tokenize, windows_for  # noqa: E402
 from kgx.train import TrainOptions, train  # noqa: E402
 
-from .conftest import SAMPLE, SHARED  # noqa: E402
+from .conftest import SAMPLE  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -170,7 +170,7 @@ def test_evaluate_on_corpus_conll_and_docred(tiny_model, sample_corpus: Path,
                      "Ulm B-LOC\n. O\n\nIt O\nrained O\n. O\n", encoding="utf-8")
     res = evaluate(out, conll)
     assert res["format"] == "conll" and res["entities"]["micro"]["support"] == 2
-    docred = SHARED / "redocred" / "dev_revised.json"
+    docred = SAMPLE.parent.parent.parent / "shared" / "data" / "redocred" / "dev_revised.json"
     if docred.exists():
         res = evaluate(out, docred, limit=3)
         assert res["format"] == "docred" and "P19" in res["covered_properties"]
