@@ -153,6 +153,26 @@ def _next_steps(out: Path, log_file: Path | None) -> None:
               f"kgx serve {out}")
 
 
+@app.command()
+def repack(
+    dump: Annotated[Path, typer.Argument(metavar="DUMP", help="A dump kgx reads.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="NAME-multistream.xml.bz2 to write "
+                                      "(its index is written beside it).")],
+    pages_per_stream: Annotated[int, typer.Option(help="Pages per bz2 stream.")] = 100,
+) -> None:
+    """Repack a dump into Wikimedia's multistream layout, so every worker reads its own part."""
+    from kgx.dump import DumpError
+    from kgx.multistream import repack as run
+
+    try:
+        index, n = run(dump, out, pages_per_stream)
+    except (DumpError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"{n:,} pages in {out} (index {index}); kgx extract {out} now splits the work "
+               "between workers by stream", err=True)
+
+
 @app.command(name="index")
 def build_index(out: Annotated[Path, typer.Argument(metavar="OUT",
     help="Output directory.")]) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +58,9 @@ def pick_device(device: str | None = None) -> torch.device:
         return torch.device(device)
     if torch.cuda.is_available():
         return torch.device("cuda")
-    torch.set_num_threads(os.cpu_count() or 1)
+    from kgx.cpu import usable_cores
+
+    torch.set_num_threads(usable_cores())  # the loops' ThreadTuner adapts it to the load
     return torch.device("cpu")
 
 

@@ -111,10 +111,13 @@ def repack(src: str | os.PathLike[str], dump: str | os.PathLike[str],
     """Repack any dump kgx reads into the multistream layout (see the module docstring).
 
     Raises:
+        ValueError: ``dump`` is not named ``...-multistream.xml.bz2``.
         DumpError: ``src`` cannot be read, or holds a page without a title or integer id.
     """
     import io
 
+    if not Path(dump).name.endswith("-multistream.xml.bz2"):
+        raise ValueError(f"{dump}: a multistream dump's name ends in -multistream.xml.bz2")
     detect_format(src)
     raw = open_raw(src)
     text = io.TextIOWrapper(raw, encoding="utf-8", newline="")

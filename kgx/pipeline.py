@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from kgx import __version__
+from kgx.cpu import ThreadTuner
 from kgx.extract import GRAPH_FILE, REPORT_FILE, ExtractOptions, load_store, write_atomic
 from kgx.ontology import KGX, XSD
 from kgx.progress import Progress, stage
@@ -317,6 +318,7 @@ def read_dump(out: Path, model_dir: Path, opts: PipelineOptions,
     nlp.add_pipe("sentencizer")
     predictor = Predictor.load(model_dir, device=opts.device,
                                relation_threshold=opts.relation_threshold)
+    tuner = ThreadTuner(enabled=predictor.device.type == "cpu", period=8, trial=2)
     linker = Linker(out, ns)
     entities = load_entities(out)
     model_name = f"kgx-reader {predictor.metadata.get('kgx_version', __version__)} " \
@@ -345,7 +347,9 @@ def read_dump(out: Path, model_dir: Path, opts: PipelineOptions,
     def flush() -> None:
         if not batch:
             return
+        t_batch = time.perf_counter()
         preds = predictor.predict([d["text"][a:b] for d, a, b in batch])
+        tuner.step(time.perf_counter() - t_batch, len(batch))
         pending = []
         for (doc, a, _), pred in zip(batch, preds, strict=True):
             ctx = _page_context(linker, doc)

@@ -24,6 +24,7 @@ import torch
 
 from kgx import __version__
 from kgx.corpus import NA, read_split
+from kgx.cpu import ThreadTuner
 from kgx.datasets import DataError, read_conll, sniff_format
 from kgx.model import (
     DEFAULT_BASE,
@@ -252,6 +253,7 @@ def train(data: str | Path, out: str | Path, options: TrainOptions | None = None
         test_rows = test_rows[: opts.max_eval_sentences]
     ner_labels, rel_labels = label_sets(train_rows)
     device = pick_device(opts.device)
+    tuner = ThreadTuner(enabled=device.type == "cpu")
     model, tok = build_model(opts.base_model, ner_labels, rel_labels)
     model.to(device)
     feats = featurize(train_rows, tok, ner_labels, rel_labels, opts.max_length)
@@ -288,6 +290,7 @@ def train(data: str | Path, out: str | Path, options: TrainOptions | None = None
                        desc=f"model, epoch {epoch}")
         stopped = False
         for g in groups:
+            t_batch = time.perf_counter()
             batch = collate([feats[i] for i in g], tok, device)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 loss = model(batch)["loss"]
@@ -305,6 +308,7 @@ def train(data: str | Path, out: str | Path, options: TrainOptions | None = None
             sched.step()
             losses.append(loss.item())
             trained += len(g)
+            tuner.step(time.perf_counter() - t_batch, len(g))
             bar.update(1, sentences=trained)
             if deadline and time.monotonic() > deadline:
                 stopped = True
