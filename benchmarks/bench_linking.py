@@ -3,7 +3,7 @@
 Quality: the wikilinks of the sample's test pages (the corpus's page-hash split) are held out:
 their anchor counts are removed from a copy of the alias table, then each anchor text is linked
 in its sentence. Reported: accuracy@1 (NIL counts as wrong) and recall@10, for the alias prior
-alone (argmax P(entity | anchor)) and for kgx's linker (prior + trigram + FAISS candidates,
+alone (argmax P(entity | anchor)) and for kgx's linker (prior + fuzzy + FAISS candidates,
 scored with context, type and name similarity).
 
 Latency: ``KnowledgeGraph.lookup`` p50 / p99 over names drawn from the sample, and over a
@@ -135,9 +135,10 @@ def synthetic(n: int, work: Path, dim: int = 384) -> dict[str, Any]:
     db.executemany("INSERT OR IGNORE INTO alias_index VALUES (?, ?, 1)",
                    ((nm.lower(), i + 1) for i, nm in enumerate(names)))
     db.execute("CREATE INDEX alias_by_key ON alias_index(key)")
-    db.execute("CREATE VIRTUAL TABLE alias_trigrams USING fts5(key, tokenize='trigram')")
-    db.execute("INSERT INTO alias_trigrams(key) SELECT DISTINCT key FROM alias_index")
     db.commit()
+    from kgx import fuzzy
+
+    fuzzy.build(db, fuzzy.iter_keys(db))  # the misspelt-name index kgx builds
     db.close()
     t = time.perf_counter()
     index = make_index(dim, n)

@@ -85,7 +85,7 @@ def extract(
     """Turn a dump into a knowledge graph in OUT: structure, model facts, linked entities."""
     from kgx import logs
     from kgx.dump import DumpError, detect_format
-    from kgx.extract import ExtractOptions
+    from kgx.extract import ExtractOptions, OutputInUse, output_lock
     from kgx.ontology import MappingError
     from kgx.pipeline import PipelineOptions, run
     from kgx.site import check_namespace
@@ -107,20 +107,21 @@ def extract(
         from kgx.progress import stage
 
         try:
-            with stage("structure", progress):
-                report = structure(dump, out, ex)
-        except (DumpError, MappingError) as exc:
+            with output_lock(out):
+                with stage("structure", progress):
+                    report = structure(dump, out, ex)
+                logs.info(report.summary())
+                if reasoning:
+                    from kgx.pipeline import merge
+
+                    logs.info("[merge] RDFS/OWL-RL entailments")
+                    (out / "graph.nq").replace(out / "structure.nq")
+                    with stage("merge", progress):
+                        n = merge(out, ["structure.nq"], True)
+                    logs.info(f"[merge] inferred {n:,} triples into graph/inferred")
+        except (DumpError, MappingError, OutputInUse) as exc:
             _fail(str(exc))
             return
-        logs.info(report.summary())
-        if reasoning:
-            from kgx.pipeline import merge
-
-            logs.info("[merge] RDFS/OWL-RL entailments")
-            (out / "graph.nq").replace(out / "structure.nq")
-            with stage("merge", progress):
-                n = merge(out, ["structure.nq"], True)
-            logs.info(f"[merge] inferred {n:,} triples into graph/inferred")
         _next_steps(out, log_file)
         if not report.finished or report.pages.get("lost"):
             raise typer.Exit(1)
@@ -132,7 +133,7 @@ def extract(
                            device=device, progress=progress)
     try:
         rep = run(dump, out, opts, log=logs.info)
-    except (DumpError, MappingError, FileNotFoundError) as exc:
+    except (DumpError, MappingError, FileNotFoundError, OutputInUse) as exc:
         _fail(str(exc))
         return
     secs = rep["pipeline"]["stages_seconds"]

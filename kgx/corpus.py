@@ -382,12 +382,20 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
 
 
 def read_split(path: Path) -> list[dict[str, Any]]:
-    """Read a corpus split.
+    """Read a corpus split whole (see :func:`iter_split` to stream one).
 
     Raises:
         ValueError: A line is not a JSON object with ``text`` and ``mentions``.
     """
-    rows = []
+    return list(iter_split(path))
+
+
+def iter_split(path: Path) -> Iterator[dict[str, Any]]:
+    """Stream the rows of a corpus split, one JSON object a line.
+
+    Raises:
+        ValueError: A line is not a JSON object with ``text`` and ``mentions``.
+    """
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -398,8 +406,7 @@ def read_split(path: Path) -> list[dict[str, Any]]:
                 raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from exc
             if not isinstance(row, dict) or "text" not in row or "mentions" not in row:
                 raise ValueError(f"{path}:{n}: expected an object with 'text' and 'mentions'")
-            rows.append(row)
-    return rows
+            yield row
 
 
 def words(text: str) -> list[tuple[int, int]]:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from kgx.corpus import NA, read_split, words
+from kgx.corpus import NA, iter_split, words
 from kgx.datasets import DataError, read_conll, read_docred, sniff_format
 
 
@@ -191,7 +192,7 @@ def evaluate(model_dir: str | Path, data: str | Path, fmt: str | None = None,
             rows = read_conll(path)
         elif fmt == "corpus":
             try:
-                rows = read_split(path)
+                rows = list(islice(iter_split(path), limit))
             except ValueError as exc:
                 raise DataError(str(exc)) from exc
         else:

@@ -12,6 +12,7 @@ everything read before the fault, and the report says where it stopped and why.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -151,6 +152,59 @@ class Report:
         return "\n".join(lines)
 
 
+class OutputInUse(RuntimeError):
+    """Another kgx process is writing the same output directory."""
+
+
+_LOCKS: dict[str, tuple[Any, int]] = {}  # output dir -> (open lock file, depth) in this process
+LOCK_FILE = ".kgx.lock"
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold ``OUT/.kgx.lock`` while writing OUT, so that two runs never write one folder.
+
+    An ``flock`` dies with its process, so a killed run leaves no stale lock. Re-entrant within
+    one process (the pipeline holds it while the structure pass takes it again).
+
+    Raises:
+        OutputInUse: Another process holds it.
+    """
+    import fcntl
+
+    key = str(out.resolve())
+    held = _LOCKS.get(key)
+    if held is not None:
+        _LOCKS[key] = (held[0], held[1] + 1)
+        try:
+            yield
+        finally:
+            f, depth = _LOCKS[key]
+            _LOCKS[key] = (f, depth - 1)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    f = open(out / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held across the yield
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        who = f.read().strip() or "another process"
+        f.close()
+        raise OutputInUse(f"{out} is being written by {who}; wait for it to finish, or choose "
+                          "another output directory") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"kgx (pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+    f.flush()
+    _LOCKS[key] = (f, 1)
+    try:
+        yield
+    finally:
+        _LOCKS.pop(key, None)
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
 def write_atomic(path: Path, data: str) -> None:
     """Write a text file under a temporary name, then rename it into place."""
     tmp = path.with_name(path.name + ".tmp")
@@ -253,12 +307,18 @@ def extract(dump: str | os.PathLike[str], out: str | os.PathLike[str],
 
     Raises:
         DumpError: The dump cannot be opened at all (missing, unknown format, no siteinfo).
+        ValueError: The namespace is not an absolute http(s) IRI.
+        OutputInUse: Another kgx process is writing ``out``.
     """
     opts = options or ExtractOptions()
-    dump_p, out_p = Path(dump), Path(out)
-    detect_format(dump_p)
+    detect_format(dump)
     if opts.namespace:
         check_namespace(opts.namespace)
+    with output_lock(Path(out)):
+        return _extract(Path(dump), Path(out), opts)
+
+
+def _extract(dump_p: Path, out_p: Path, opts: ExtractOptions) -> Report:
     out_p.mkdir(parents=True, exist_ok=True)
     work = out_p / ".work"
     if work.exists():

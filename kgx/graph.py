@@ -277,8 +277,12 @@ class KnowledgeGraph:
         return iri
 
     def entity_graph(self, include_links: bool = False) -> Any:
-        """A networkx MultiDiGraph of entity-to-entity facts (infobox, model, inferred;
-        ``kgx:wikiLink`` too when asked), edges keyed by predicate."""
+        """A networkx MultiDiGraph of every entity-to-entity fact (infobox, model, inferred;
+        ``kgx:wikiLink`` too when asked), edges keyed by predicate.
+
+        It holds the whole graph in memory: for analysis of a small wiki. :meth:`neighbors`
+        and :meth:`path` read the store instead and work at any size.
+        """
         import networkx as nx
 
         if self._nx is not None and self._nx[0] == include_links:
@@ -294,47 +298,106 @@ class KnowledgeGraph:
         self._nx = (include_links, g)
         return g
 
-    def neighbors(self, iri: str, include_links: bool = False) -> list[dict[str, str]]:
-        """Entities one fact away, in either direction, with the predicate and direction."""
-        g = self.entity_graph(include_links)
+    def _edges(self, iri: str, include_links: bool, limit: int) -> list[tuple[str, str, str]]:
+        """Entity-to-entity facts at ``iri``, either direction, as ``(from, predicate, to)``.
+
+        At most ``limit`` each way, kgx's own property first where a pair has several (an
+        inferred Wikidata twin says the same), in a fixed order.
+        """
+        res = (self.namespace or "") + "resource/"
+        keep = (f'FILTER(isIRI(?x) && STRSTARTS(STR(?x), "{res}")) FILTER(?p NOT IN '
+                "(kgx:redirectsTo, kgx:category, kgx:disambiguates"
+                + (")" if include_links else ", kgx:wikiLink)") + ")")
+        best: dict[tuple[str, str], str] = {}
+        for direction in ("out", "in"):
+            pattern = f"<{iri}> ?p ?x" if direction == "out" else f"?x ?p <{iri}>"
+            for sol in self.query(f"SELECT ?p ?x WHERE {{ {pattern} {keep} }} "
+                                  f"ORDER BY ?x ?p LIMIT {int(limit)}"):
+                x, p = sol["x"].value, sol["p"].value
+                pair = (iri, x) if direction == "out" else (x, iri)
+                if pair not in best or _prefer(p) < _prefer(best[pair]):
+                    best[pair] = p
+        return [(f, p, t) for (f, t), p in sorted(best.items())]
+
+    def neighbors(self, iri: str, include_links: bool = False, limit: int = 1000
+                  ) -> list[dict[str, str]]:
+        """Entities one fact away, in either direction, with the predicate and direction.
+
+        Read from the store around ``iri`` (at most ``limit`` facts each way), so memory does
+        not grow with the graph.
+        """
         iri = self._expand(iri)
-        if iri not in g:
-            return []
-        out = [{"entity": o, "predicate": k, "direction": "out"}
-               for _, o, k in g.out_edges(iri, keys=True)]
-        out += [{"entity": s, "predicate": k, "direction": "in"}
-                for s, _, k in g.in_edges(iri, keys=True)]
+        out = [{"entity": t if f == iri else f, "predicate": p,
+                "direction": "out" if f == iri else "in"}
+               for f, p, t in self._edges(iri, include_links, limit)]
         return sorted(out, key=lambda d: (d["predicate"], d["entity"]))
 
-    def path(self, a: str, b: str, include_links: bool = False, max_hops: int = 4
-             ) -> list[dict[str, str]] | None:
+    def path(self, a: str, b: str, include_links: bool = False, max_hops: int = 4,
+             fan_out: int = 500) -> list[dict[str, str]] | None:
         """The shortest chain of facts between two entities (either direction), or None.
+
+        A breadth-first search from both ends through the store, at most ``max_hops`` facts
+        long and following at most ``fan_out`` facts each way from any one entity, so that it
+        stays bounded on a graph of any size (a hub's facts beyond ``fan_out`` are not tried).
 
         Returns:
             Steps ``{"from", "predicate", "to"}`` as the facts are stated.
         """
-        import networkx as nx
-
-        g = self.entity_graph(include_links)
         a, b = self._expand(a), self._expand(b)
-        if a not in g or b not in g:
-            return None
-        try:
-            nodes = nx.shortest_path(g.to_undirected(as_view=True), a, b)
-        except nx.NetworkXNoPath:
-            return None
-        if len(nodes) - 1 > max_hops:
-            return None
-        def best(preds: Any) -> str:  # kgx's own property before its inferred Wikidata twin
-            return min(preds, key=lambda p: (not p.startswith(KGX), p))
+        if a == b:
+            return []
+        # node -> (parent node, the fact joining them) for each side; depth of each node
+        seen: tuple[dict[str, Any], dict[str, Any]] = ({a: None}, {b: None})
+        depth: tuple[dict[str, int], dict[str, int]] = ({a: 0}, {b: 0})
+        frontiers: tuple[list[str], list[str]] = ([a], [b])
+        for _ in range(max_hops):
+            side = 0 if len(frontiers[0]) <= len(frontiers[1]) else 1
+            here, there = seen[side], seen[1 - side]
+            nxt: list[str] = []
+            meets: list[str] = []
+            for node in frontiers[side]:
+                # One fact per neighbour: the one that reads in the path's direction (from a
+                # towards b) where both directions are stated, as a symmetric property is.
+                step: dict[str, tuple[str, str, str]] = {}
+                for fact in self._edges(node, include_links, fan_out):
+                    other = fact[2] if fact[0] == node else fact[0]
+                    if other not in step or _reads_forward(fact, node, side) and \
+                            not _reads_forward(step[other], node, side):
+                        step[other] = fact
+                for other, fact in step.items():
+                    if other in here:
+                        continue
+                    here[other] = (node, fact)
+                    depth[side][other] = depth[side][node] + 1
+                    (meets if other in there else nxt).append(other)
+            if meets:  # the whole level is read: the shortest of its meetings wins
+                return self._join(seen, min(meets, key=lambda m: depth[1 - side][m]))
+            if not nxt:
+                return None
+            frontiers = (nxt, frontiers[1]) if side == 0 else (frontiers[0], nxt)
+        return None
 
-        steps = []
-        for x, y in zip(nodes, nodes[1:], strict=False):
-            if g.has_edge(x, y):
-                steps.append({"from": x, "predicate": best(g[x][y]), "to": y})
-            else:
-                steps.append({"from": y, "predicate": best(g[y][x]), "to": x})
-        return steps
+    @staticmethod
+    def _join(seen: tuple[dict[str, Any], dict[str, Any]], meet: str) -> list[dict[str, str]]:
+        left, node = [], meet
+        while seen[0][node] is not None:
+            node, fact = seen[0][node]
+            left.append(fact)
+        right, node = [], meet
+        while seen[1][node] is not None:
+            node, fact = seen[1][node]
+            right.append(fact)
+        return [{"from": f, "predicate": p, "to": t} for f, p, t in left[::-1] + right]
+
+
+def _reads_forward(fact: tuple[str, str, str], node: str, side: int) -> bool:
+    """Whether a fact met at ``node`` is stated in the path's direction (from a towards b)."""
+    return (fact[0] == node) == (side == 0)
+
+
+def _prefer(predicate: str) -> tuple[bool, str]:
+    """Sort key: kgx's own property before its inferred Wikidata twin."""
+    return (not predicate.startswith(KGX), predicate)
 
 
 # --------------------------------------------------------------------------- formatting

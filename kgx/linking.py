@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from kgx import fuzzy
+
 INDEX_FILE = "entities.faiss"
 INDEX_META = "entities.json"
 EXACT_LIMIT = 100_000
@@ -79,41 +81,54 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None) -
     info = entities_info if entities_info is not None else load_entities(out)
     kg = KnowledgeGraph.open(out)
     ns = kg.namespace or ""
-    abstracts: dict[str, str] = {}
     res = ns + "resource/"
+    from functools import lru_cache
     from urllib.parse import unquote
 
-    for sol in kg.query("SELECT ?s ?a WHERE { ?s kgx:abstract ?a }"):
-        t = unquote(sol["s"].value[len(res):]).replace("_", " ")
-        abstracts[t] = _first_sentence(sol["a"].value)
-    bold_aliases = [(unquote(sol["s"].value[len(res):]).replace("_", " "), sol["a"].value)
-                    for sol in kg.query('SELECT ?s ?a WHERE { GRAPH ?g { ?s kgx:alias ?a } '
-                                        '?g kgx:extractor "label" }')]
+    def title_of(iri: str) -> str:
+        return unquote(iri[len(res):]).replace("_", " ")
+
     store = AliasStore(out / "aliases.sqlite")
     db = store.db
+    # Every table here lives in SQLite and every read streams: nothing is held per entity,
+    # anchor or abstract, so memory does not grow with the dump.
     db.executescript("""
         DROP TABLE IF EXISTS entities; DROP TABLE IF EXISTS alias_index;
         CREATE TABLE entities (id INTEGER PRIMARY KEY, title TEXT UNIQUE NOT NULL,
                                coarse TEXT, fine TEXT, description TEXT);
         CREATE TABLE alias_index (key TEXT NOT NULL, entity INTEGER NOT NULL, n REAL NOT NULL,
                                   PRIMARY KEY (key, entity));
+        CREATE TEMP TABLE abstracts (title TEXT PRIMARY KEY, text TEXT);
     """)
-    ids: dict[str, int] = {}
+    rows: list[tuple[str, str]] = []
+    for sol in kg.query("SELECT ?s ?a WHERE { ?s kgx:abstract ?a }"):
+        rows.append((title_of(sol["s"].value), _first_sentence(sol["a"].value)))
+        if len(rows) >= 50_000:
+            db.executemany("INSERT OR REPLACE INTO abstracts VALUES (?, ?)", rows)
+            rows.clear()
+    db.executemany("INSERT OR REPLACE INTO abstracts VALUES (?, ?)", rows)
+    n_entities = 0
+
+    @lru_cache(maxsize=1 << 20)
+    def entity_id(t: str) -> int | None:
+        """The entity id of a resolved title, made on first sight; None for non-entities."""
+        nonlocal n_entities
+        row = db.execute("SELECT id FROM entities WHERE title = ?", (t,)).fetchone()
+        if row is not None:
+            return row[0]
+        kind = db.execute("SELECT kind FROM titles WHERE title = ?", (t,)).fetchone()
+        if kind is not None and kind[0] != "article":
+            return None  # disambiguation pages and leftover redirects
+        inf = info.get(t)
+        abstract = db.execute("SELECT text FROM abstracts WHERE title = ?", (t,)).fetchone()
+        n_entities += 1
+        db.execute("INSERT INTO entities VALUES (?, ?, ?, ?, ?)",
+                   (n_entities, t, inf.coarse if inf else None, inf.fine if inf else None,
+                    abstract[0] if abstract else ""))
+        return n_entities
 
     def entity(title: str) -> int | None:
-        t = store.resolve(title)
-        eid = ids.get(t)
-        if eid is None:
-            kind = db.execute("SELECT kind FROM titles WHERE title = ?", (t,)).fetchone()
-            if kind is not None and kind[0] != "article":
-                return None  # disambiguation pages and leftover redirects
-            inf = info.get(t)
-            eid = len(ids) + 1
-            ids[t] = eid
-            db.execute("INSERT INTO entities VALUES (?, ?, ?, ?, ?)",
-                       (eid, t, inf.coarse if inf else None,
-                        inf.fine if inf else None, abstracts.get(t, "")))
-        return eid
+        return entity_id(store.resolve(title))
 
     counts: dict[tuple[str, int], float] = {}
 
@@ -131,28 +146,29 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None) -
                        [(k, e, n) for (k, e), n in counts.items()])
         counts.clear()
 
-    for (title,) in db.execute("SELECT title FROM titles WHERE kind = 'article'").fetchall():
+    # Each read has a cursor of its own, streamed while other statements write other tables.
+    for (title,) in db.cursor().execute("SELECT title FROM titles WHERE kind = 'article'"):
         eid = entity(title)
         add(title, eid, 1.0)
         short = _QUALIFIER.sub("", title)
         if short != title:
             add(short, eid, 1.0)
-    for source, target in db.execute("SELECT source, target FROM redirects").fetchall():
+    for source, target in db.cursor().execute("SELECT source, target FROM redirects"):
         add(source, entity(target), 1.0)
-    for title, alias in bold_aliases:  # names in bold in an article's lead
-        add(alias, entity(title), 1.0)
-    for anchor, target, n in db.execute("SELECT anchor, target, n FROM anchors").fetchall():
+    for sol in kg.query('SELECT ?s ?a WHERE { GRAPH ?g { ?s kgx:alias ?a } '
+                        '?g kgx:extractor "label" }'):  # names in bold in an article's lead
+        add(sol["a"].value, entity(title_of(sol["s"].value)), 1.0)
+    for anchor, target, n in db.cursor().execute("SELECT anchor, target, n FROM anchors"):
         eid = entity(target)
         add(anchor, eid, float(n))
         add(target, eid, 0.0)  # the target's own title is an alias, even unseen as anchor
     flush()
     db.execute("CREATE INDEX IF NOT EXISTS alias_by_key ON alias_index(key)")
-    # Character trigrams of every alias: candidates for misspelt names.
-    db.execute("DROP TABLE IF EXISTS alias_trigrams")
-    db.execute("CREATE VIRTUAL TABLE alias_trigrams USING fts5(key, tokenize='trigram')")
-    db.execute("INSERT INTO alias_trigrams(key) SELECT DISTINCT key FROM alias_index")
     db.commit()
-    n = len(ids)
+    # Misspelt names: a symmetric-delete index over every alias key (kgx.fuzzy).
+    db.execute("DROP TABLE IF EXISTS alias_trigrams")
+    fuzzy.build(db, fuzzy.iter_keys(db))
+    n = n_entities
     store.close()
     return n
 
@@ -174,22 +190,24 @@ def build_vector_index(out: Path, encoder: Any, batch_size: int = 256) -> dict[s
     import faiss
 
     db = sqlite3.connect(out / "aliases.sqlite")
-    rows = db.execute("SELECT id, title, description FROM entities ORDER BY id").fetchall()
-    db.close()
-    if rows and [r[0] for r in rows] != list(range(1, len(rows) + 1)):
+    n, first, last = db.execute("SELECT count(*), min(id), max(id) FROM entities").fetchone()
+    if n and (first, last) != (1, n):
         raise LinkingIndexError(f"{out}: entity ids are not contiguous; rebuild the table")
-    index = make_index(encoder.dim, len(rows))
-    chunk = 200_000  # encoded and added chunk by chunk: memory stays bounded
-    for a in range(0, len(rows), chunk):
-        part = rows[a: a + chunk]
+    index = make_index(encoder.dim, n)
+    chunk = 200_000  # read, encoded and added chunk by chunk: memory stays bounded
+    cursor = db.execute("SELECT id, title, description FROM entities ORDER BY id")
+    first_chunk = True
+    while part := cursor.fetchmany(chunk):
         vecs = encoder.encode([entity_text(t, d) for _, t, d in part], batch_size=batch_size)
-        if a == 0:
+        if first_chunk:
             train_index(index, vecs)
+            first_chunk = False
         index.add(vecs)
+    db.close()
     tmp = out / (INDEX_FILE + ".tmp")
     faiss.write_index(index, str(tmp))
     tmp.replace(out / INDEX_FILE)
-    meta = {"entities": len(rows), "dim": encoder.dim, "encoder": encoder.name,
+    meta = {"entities": n, "dim": encoder.dim, "encoder": encoder.name,
             "index": type(index).__name__, "text": "label: first sentence of abstract"}
     (out / INDEX_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return meta
@@ -246,22 +264,17 @@ class AliasTable:
         return [(e, (n + 0.1) / (total + 0.1 * len(rows))) for e, n in rows]
 
     def fuzzy(self, text: str, k: int = 10) -> list[tuple[int, float]]:
-        """(entity id, prior of the matched alias) for aliases sharing character trigrams."""
-        key = alias_key(text)
-        grams = {key[i:i + 3] for i in range(len(key) - 2)}
-        grams = {g for g in grams if '"' not in g}
-        if not grams:
-            return []
-        query = " OR ".join(f'"{g}"' for g in sorted(grams))
+        """(entity id, prior of the matched alias) for aliases within two edits of ``text``.
+
+        A symmetric-delete lookup (:mod:`kgx.fuzzy`): a handful of indexed reads, whatever
+        the number of aliases.
+        """
         try:
-            keys = [r[0] for r in self.db.execute(
-                "SELECT key FROM alias_trigrams WHERE alias_trigrams MATCH ? "
-                "ORDER BY bm25(alias_trigrams) LIMIT ?", (query, k * 3))]
+            near = fuzzy.search(self.db, alias_key(text), k=k)
         except sqlite3.OperationalError:
-            return []  # an index built before trigrams existed
-        scored = sorted(keys, key=lambda a: -difflib.SequenceMatcher(None, key, a).ratio())
+            return []  # an index built before kgx.fuzzy: `kgx index OUT` rebuilds it
         out: dict[int, float] = {}
-        for a in scored[:k]:
+        for a, _ in near:
             for eid, prior in self.candidates(a, k=3):
                 out.setdefault(eid, prior)
         return list(out.items())

@@ -124,11 +124,18 @@ def run(dump: str | os.PathLike[str], out: str | os.PathLike[str],
 
     Raises:
         DumpError: The dump cannot be opened at all.
+        OutputInUse: Another kgx process is writing ``out``.
     """
+    from kgx.extract import output_lock
+
+    with output_lock(Path(out)):
+        return _run(Path(dump), Path(out), opts or PipelineOptions(), log)
+
+
+def _run(dump_p: Path, out_p: Path, opts: PipelineOptions, log: Callable[[str], None]
+         ) -> dict[str, Any]:
     from kgx.extract import extract
 
-    opts = opts or PipelineOptions()
-    dump_p, out_p = Path(dump), Path(out)
     out_p.mkdir(parents=True, exist_ok=True)
     stages = Stages(out_p, log)
     ex = opts.extract
@@ -318,7 +325,7 @@ def read_dump(out: Path, model_dir: Path, opts: PipelineOptions,
     nlp.add_pipe("sentencizer")
     predictor = Predictor.load(model_dir, device=opts.device,
                                relation_threshold=opts.relation_threshold)
-    tuner = ThreadTuner(enabled=predictor.device.type == "cpu", period=8, trial=2)
+    tuner = ThreadTuner(enabled=predictor.device.type == "cpu", period=16, trial=2)
     linker = Linker(out, ns)
     entities = load_entities(out)
     model_name = f"kgx-reader {predictor.metadata.get('kgx_version', __version__)} " \

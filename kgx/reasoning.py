@@ -67,11 +67,18 @@ def _values(pairs: list[tuple[str, str]], a: str, b: str) -> str:
     return f"VALUES (?{a} ?{b}) {{ {rows} }}"
 
 
-def materialise(store: Any, graph: str, tbox: Any | None = None) -> Iterator[str]:
+BATCH = 50_000  # inferred triples added to the store at a time: memory stays flat
+
+
+def materialise(store: Any, graph: str, tbox: Any | None = None, batch: int = BATCH
+                ) -> Iterator[str]:
     """Add to ``store`` (in ``graph``) everything entailed and not stated; yield it as N-Quads.
 
     Rules run until nothing new comes (types and properties can feed each other: the inverse
-    of a sub-property, say), at most 6 rounds. Each CONSTRUCT skips what is already known.
+    of a sub-property, say), at most 6 rounds. Each CONSTRUCT skips what is already known, and
+    its results go into the store ``batch`` triples at a time; the store removes repeats. What
+    is yielded at the end is read back from the store's inferred graph, so no step holds the
+    inferred triples in memory (on a full dump, every category and alias infers a copy).
     """
     import pyoxigraph as ox
 
@@ -94,13 +101,20 @@ def materialise(store: Any, graph: str, tbox: Any | None = None) -> Iterator[str
     for p in r["transitive"]:
         queries.append(f"CONSTRUCT {{ ?s <{p}> ?z }} WHERE {{ ?s <{p}> ?o . ?o <{p}>+ ?z . "
                        f"FILTER(?s != ?z) FILTER NOT EXISTS {{ ?s <{p}> ?z }} }}")
+    count = f"SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH <{graph}> {{ ?s ?p ?o }} }}"
+    known = int(next(iter(store.query(count)))["n"].value)
     for _ in range(6):
-        new = []
         for q in queries:
-            new.extend(store.query(q, use_default_graph_as_union=True))
-        if not new:
+            pending: list[Any] = []
+            for x in store.query(q, use_default_graph_as_union=True):
+                pending.append(ox.Quad(x.subject, x.predicate, x.object, g))
+                if len(pending) >= batch:
+                    store.extend(pending)
+                    pending = []
+            store.extend(pending)
+        now = int(next(iter(store.query(count)))["n"].value)
+        if now == known:
             break
-        added = {(x.subject, x.predicate, x.object) for x in new}
-        store.extend([ox.Quad(s_, p_, o_, g) for s_, p_, o_ in added])
-        for s_, p_, o_ in sorted(added, key=str):
-            yield f"{s_} {p_} {o_} <{graph}> .\n"
+        known = now
+    for quad in store.quads_for_pattern(None, None, None, g):
+        yield f"{quad.subject} {quad.predicate} {quad.object} <{graph}> .\n"

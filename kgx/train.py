@@ -15,15 +15,16 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from kgx import __version__
-from kgx.corpus import NA, read_split
+from kgx.corpus import NA, iter_split
 from kgx.cpu import ThreadTuner
 from kgx.datasets import DataError, read_conll, sniff_format
 from kgx.model import (
@@ -86,9 +87,15 @@ def set_seed(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def load_training_data(data: Path, dev_path: Path | None = None
+def load_training_data(data: Path, dev_path: Path | None = None, *,
+                       sample: Callable[[Iterable[dict]], list[dict]] | None = None,
+                       max_eval: int | None = None
                        ) -> tuple[list[dict], list[dict], list[dict], dict[str, Any]]:
     """(train, dev, test, corpus stats) from a corpus directory or a CoNLL file.
+
+    A corpus directory is streamed: ``sample`` picks the training rows as they are read
+    (see :func:`sample_training_rows`), and dev and test stop at ``max_eval`` rows, so memory
+    holds what training uses, not the corpus.
 
     Raises:
         DataError: Missing splits, or an empty training set.
@@ -98,9 +105,11 @@ def load_training_data(data: Path, dev_path: Path | None = None
             if not (data / f"{s}.jsonl").exists():
                 raise DataError(f"{data}: no {s}.jsonl; build a corpus with `kgx corpus`")
         try:
-            train = read_split(data / "train.jsonl")
-            dev = read_split(data / "dev.jsonl")
-            test = read_split(data / "test.jsonl") if (data / "test.jsonl").exists() else []
+            rows = iter_split(data / "train.jsonl")
+            train = sample(rows) if sample is not None else list(rows)
+            dev = list(islice(iter_split(data / "dev.jsonl"), max_eval))
+            test = list(islice(iter_split(data / "test.jsonl"), max_eval)) \
+                if (data / "test.jsonl").exists() else []
         except ValueError as exc:
             raise DataError(str(exc)) from exc
         stats_path = data / "stats.json"
@@ -116,33 +125,51 @@ def load_training_data(data: Path, dev_path: Path | None = None
             k = max(1, len(train) // 10)
             dev, train = train[-k:], train[:-k]
         test, stats = [], {"source": str(data)}
+        train = sample(train) if sample is not None else train
+        dev, test = dev[:max_eval], test[:max_eval]
     if not train or not any(r["mentions"] for r in train):
         raise DataError(f"{data}: the training set has no labelled mentions; nothing to learn")
     return train, dev, test, stats
 
 
-def sample_training_rows(rows: list[dict], limit: int | None, max_empty_share: float,
+def sample_training_rows(rows: Iterable[dict], limit: int | None, max_empty_share: float,
                          rng: random.Random) -> list[dict]:
     """Sentences with a relation first, then with mentions, then a capped share without any.
 
     Most silver sentences hold no entity at all; trained on them as they come, the tagger
     learns to say "O" everywhere. Capping the mention-free share (30% by default) keeps the
-    negatives without letting them dominate.
+    negatives without letting them dominate. Under a ``limit``, rows are streamed into one
+    reservoir sample of ``limit`` rows per kind (with a relation, with mentions, without), so
+    memory holds at most three times the limit whatever the corpus size.
     """
-    def has_rel(r: dict) -> bool:
-        return any(x["label"] != NA for x in r.get("relations", []))
+    def kind(r: dict) -> int:
+        if any(x["label"] != NA for x in r.get("relations", [])):
+            return 0
+        return 1 if r["mentions"] else 2
 
-    rel = [r for r in rows if has_rel(r)]
-    ment = [r for r in rows if r["mentions"] and not has_rel(r)]
-    empty = [r for r in rows if not r["mentions"]]
+    pools: tuple[list[dict], list[dict], list[dict]] = ([], [], [])
+    seen = [0, 0, 0]
+    for r in rows:
+        k = kind(r)
+        seen[k] += 1
+        pool = pools[k]
+        if limit is None or len(pool) < limit:
+            pool.append(r)
+        else:  # reservoir sampling (Algorithm R): each row is kept with probability limit/seen
+            j = rng.randrange(seen[k])
+            if j < limit:
+                pool[j] = r
+    rel, ment, empty = pools
     rng.shuffle(ment)
     rng.shuffle(empty)
     full = rel + ment
-    n_empty = int(len(full) * max_empty_share / max(1e-9, 1 - max_empty_share))
-    chosen = full + empty[:n_empty]
-    if limit is not None and len(chosen) > limit:
-        keep_full = min(len(full), max(len(rel), int(limit * (1 - max_empty_share))))
-        chosen = full[:keep_full] + empty[: limit - keep_full]
+    n_full = seen[0] + seen[1]
+    n_empty = int(n_full * max_empty_share / max(1e-9, 1 - max_empty_share))
+    if limit is None or n_full + min(n_empty, seen[2]) <= limit:
+        chosen = full + empty[:n_empty]
+    else:
+        keep_full = min(len(full), limit, max(len(rel), int(limit * (1 - max_empty_share))))
+        chosen = full[:keep_full] + empty[: max(0, limit - keep_full)]
     rng.shuffle(chosen)
     return chosen
 
@@ -242,15 +269,13 @@ def train(data: str | Path, out: str | Path, options: TrainOptions | None = None
 
     opts = options or TrainOptions()
     data_p, out_p = Path(data), Path(out)
-    train_rows, dev_rows, test_rows, corpus_stats = load_training_data(
-        data_p, Path(opts.dev_path) if opts.dev_path else None)
     set_seed(opts.seed)
     rng = random.Random(opts.seed)
-    train_rows = sample_training_rows(train_rows, opts.max_train_sentences,
-                                      opts.max_empty_share, rng)
-    if opts.max_eval_sentences:
-        dev_rows = dev_rows[: opts.max_eval_sentences]
-        test_rows = test_rows[: opts.max_eval_sentences]
+    train_rows, dev_rows, test_rows, corpus_stats = load_training_data(
+        data_p, Path(opts.dev_path) if opts.dev_path else None,
+        sample=lambda rows: sample_training_rows(rows, opts.max_train_sentences,
+                                                 opts.max_empty_share, rng),
+        max_eval=opts.max_eval_sentences or None)
     ner_labels, rel_labels = label_sets(train_rows)
     device = pick_device(opts.device)
     tuner = ThreadTuner(enabled=device.type == "cpu")

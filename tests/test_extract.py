@@ -245,3 +245,31 @@ def test_output_dir_rerun_replaces_store(sample_out: Path, tmp_path: Path,
     kg = KnowledgeGraph.open(out)
     assert q(kg, "ASK { res:Anarchism ?p ?o }") is False
     assert q(kg, "ASK { res:Only rdfs:label ?l }") is True
+
+
+def test_a_second_run_on_the_same_output_refuses(tmp_path: Path) -> None:
+    """Two runs must never write one folder; a killed run's lock dies with it."""
+    import subprocess
+    import sys
+    import time
+
+    from kgx.extract import LOCK_FILE, OutputInUse, output_lock
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from pathlib import Path; from kgx.extract import output_lock\n"
+        f"with output_lock(Path({str(out)!r})):\n    print('held', flush=True); "
+        "time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputInUse, match=f"pid {holder.pid}"):
+            extract(SAMPLE, out, ExtractOptions(workers=0, progress=False, limit=5))
+        holder.kill()  # kill -9: the lock goes with the process
+        holder.wait(10)
+        time.sleep(0.1)
+        rep = run(SAMPLE, out, workers=0, limit=5)
+        assert rep["finished"] is True and (out / LOCK_FILE).exists()
+        with output_lock(out), output_lock(out):  # re-entrant in one process
+            pass
+    finally:
+        holder.kill()
