@@ -41,6 +41,7 @@ class AliasStore:
         self.db = sqlite3.connect(self.path, check_same_thread=False)
         self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
         self._anchors: Counter[tuple[str, str]] = Counter()
+        self._pages_table = False
         self._resolve = lru_cache(maxsize=1 << 18)(self._resolve_uncached)
 
     # ------------------------------------------------------------ writing
@@ -53,7 +54,9 @@ class AliasStore:
             For each page id already recorded, ``(kept, dropped)``: MediaWiki keeps the later
             revision (on a tie, the page read later), and the dropped page's lines must go.
         """
-        self.db.execute(_PAGES)
+        if not self._pages_table:
+            self.db.execute(_PAGES)
+            self._pages_table = True
         ids = [r[0] for r in rows]
         old = {r[0]: r for r in self.db.execute(
             f"SELECT * FROM pages WHERE id IN ({','.join('?' * len(ids))})", ids)} if ids else {}
@@ -94,8 +97,9 @@ class AliasStore:
         self.db.commit()
 
     def finish(self) -> None:
-        """Flush and index for lookups."""
+        """Flush, drop the structure pass's page table (it served duplicate ids), index."""
         self.flush()
+        self.db.execute("DROP TABLE IF EXISTS pages")
         self.db.execute("CREATE INDEX IF NOT EXISTS anchors_by_target ON anchors(target)")
         self.db.commit()
 

@@ -1,15 +1,19 @@
 """Misspelt names: a symmetric-delete index over the alias keys, sublinear in their number.
 
-Takes the alias keys of the alias table; gives, for a misspelt name, the keys within a small
-edit distance of it. The method is SymSpell's (Wolf Garbe): each key is indexed under every
-string one deletion away from its first ``PREFIX`` characters; a query looks up the same
-deletions of its own prefix, so a lookup is a handful of indexed reads whatever the number of
-keys, and candidates are then verified by Levenshtein distance (rapidfuzz). Deletions are
-stored as 64-bit hashes (a collision only adds a candidate that verification drops), in SQLite
-beside the alias table, so memory does not grow with the wiki.
+Takes the alias keys of the alias table; gives, for a misspelt name, the keys within two edits
+of it. The method is SymSpell's (Wolf Garbe): each key is indexed under every string one
+deletion away from its first ``PREFIX`` characters; a query looks up the deletions (up to two)
+of its own prefix, so a lookup is one indexed read of a few dozen hashes whatever the number
+of keys, and the candidates are verified by Levenshtein distance (rapidfuzz). Every key one
+edit away is found, and most two edits away (two substitutions, or two deletions from the
+key, are not: that would take two deletions on both sides, about eight times the index).
+Deletions are stored as 64-bit hashes (a collision only adds a candidate that verification
+drops), in SQLite beside the alias table, so memory does not grow with the wiki.
 
 FTS5 trigram search, used before, grows with the table: common trigrams have posting lists of
 millions (0.3 s per misspelt name at 1 million aliases, measured on the development machine).
+A prefix of 7 characters, SymSpell's default, made names that share a first word (common in
+titles) share candidates by the thousand; 16 keeps them apart.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator
 
-PREFIX = 7  # characters of a key whose deletions are indexed (SymSpell's prefix length)
+PREFIX = 16  # characters of a key whose deletions are indexed (SymSpell's prefix length)
 MAX_CANDIDATES = 2000  # keys verified per query at most (a very common prefix)
 
 SCHEMA = """
@@ -34,10 +38,14 @@ def variant_hash(text: str) -> int:
                           "little", signed=True)
 
 
-def deletions(key: str, prefix: int = PREFIX) -> set[str]:
-    """The key's prefix and every string one deletion away from it."""
-    p = key[:prefix]
-    return {p} | {p[:i] + p[i + 1:] for i in range(len(p))}
+def deletions(key: str, prefix: int = PREFIX, depth: int = 1) -> set[str]:
+    """The key's prefix and every string up to ``depth`` deletions away from it."""
+    out = {key[:prefix]}
+    frontier = out
+    for _ in range(depth):
+        frontier = {v[:i] + v[i + 1:] for v in frontier for i in range(len(v))}
+        out |= frontier
+    return out
 
 
 def build(db: sqlite3.Connection, keys: Iterable[str], batch: int = 200_000) -> int:
@@ -81,7 +89,7 @@ def search(db: sqlite3.Connection, key: str, k: int = 10, max_distance: int = 2
     """
     from rapidfuzz.distance import Levenshtein
 
-    variants = [variant_hash(v) for v in deletions(key)]
+    variants = [variant_hash(v) for v in deletions(key, depth=2)]
     marks = ",".join("?" * len(variants))
     rows = db.execute(
         f"SELECT k.key FROM alias_keys k WHERE k.id IN (SELECT key FROM alias_deletes "

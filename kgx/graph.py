@@ -301,23 +301,20 @@ class KnowledgeGraph:
     def _edges(self, iri: str, include_links: bool, limit: int) -> list[tuple[str, str, str]]:
         """Entity-to-entity facts at ``iri``, either direction, as ``(from, predicate, to)``.
 
-        At most ``limit`` each way, kgx's own property first where a pair has several (an
-        inferred Wikidata twin says the same), in a fixed order.
+        At most ``limit`` each way, in a fixed order.
         """
         res = (self.namespace or "") + "resource/"
         keep = (f'FILTER(isIRI(?x) && STRSTARTS(STR(?x), "{res}")) FILTER(?p NOT IN '
                 "(kgx:redirectsTo, kgx:category, kgx:disambiguates"
                 + (")" if include_links else ", kgx:wikiLink)") + ")")
-        best: dict[tuple[str, str], str] = {}
+        facts: set[tuple[str, str, str]] = set()
         for direction in ("out", "in"):
             pattern = f"<{iri}> ?p ?x" if direction == "out" else f"?x ?p <{iri}>"
             for sol in self.query(f"SELECT ?p ?x WHERE {{ {pattern} {keep} }} "
                                   f"ORDER BY ?x ?p LIMIT {int(limit)}"):
                 x, p = sol["x"].value, sol["p"].value
-                pair = (iri, x) if direction == "out" else (x, iri)
-                if pair not in best or _prefer(p) < _prefer(best[pair]):
-                    best[pair] = p
-        return [(f, p, t) for (f, t), p in sorted(best.items())]
+                facts.add((iri, p, x) if direction == "out" else (x, p, iri))
+        return sorted(facts)
 
     def neighbors(self, iri: str, include_links: bool = False, limit: int = 1000
                   ) -> list[dict[str, str]]:
@@ -358,11 +355,13 @@ class KnowledgeGraph:
             for node in frontiers[side]:
                 # One fact per neighbour: the one that reads in the path's direction (from a
                 # towards b) where both directions are stated, as a symmetric property is.
+                # kgx's own property before its inferred Wikidata twin.
                 step: dict[str, tuple[str, str, str]] = {}
                 for fact in self._edges(node, include_links, fan_out):
                     other = fact[2] if fact[0] == node else fact[0]
-                    if other not in step or _reads_forward(fact, node, side) and \
-                            not _reads_forward(step[other], node, side):
+                    rank = (not _reads_forward(fact, node, side), _prefer(fact[1]))
+                    if other not in step or rank < (
+                            not _reads_forward(step[other], node, side), _prefer(step[other][1])):
                         step[other] = fact
                 for other, fact in step.items():
                     if other in here:

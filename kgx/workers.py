@@ -143,10 +143,11 @@ def process_page(page: Page, ctx: Context) -> PageResult:
     site = ctx.site
     if page.problem is not None:
         return PageResult(page.id, page.title, "skipped", page.problem)
-    title = site.normalize(page.title) or page.title
-    if page.ns == 0 and site.normalize(page.title) is None:
+    normalized = site.normalize(page.title)
+    if page.ns == 0 and normalized is None:
         return PageResult(page.id, page.title, "skipped",
                           f"title {page.title[:80]!r} is not one MediaWiki allows")
+    title = normalized or page.title
     if page.ns != 0:
         return PageResult(page.id, page.title, "other-namespace")
     if page.redirect is not None:

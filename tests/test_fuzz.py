@@ -31,7 +31,7 @@ from kgx.records import Page, SiteInfo
 from kgx.site import Site
 from kgx.workers import Context, Limits, process_page
 
-from .conftest import SAMPLE, SITEINFO, ConnectionCounter
+from .conftest import SAMPLE, SITEINFO, ConnectionCounter, best_page_seconds
 
 settings.register_profile("default", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow,
@@ -90,15 +90,6 @@ def test_generated_spans_are_consistent(text: str) -> None:
         assert 0 <= s.start <= len(doc.text)
 
 
-def _best_seconds(text: str) -> float:
-    best = float("inf")
-    for _ in range(3):
-        t = time.perf_counter()
-        process_page(Page(1, 0, "P", text, 1), CTX)
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 @settings(max_examples=12 if os.environ.get("KGX_FUZZ_PROFILE", "default") == "default"
           else 300)
 @given(st.lists(UNIT, min_size=1, max_size=6).map("".join).filter(lambda u: len(u) >= 2))
@@ -106,7 +97,7 @@ def test_time_is_linear_in_the_input(unit: str) -> None:
     """8x the input within 24x the time (quadratic: 64x); absolute times are not asserted."""
     small = unit * max(1, 4_000 // len(unit))
     large = unit * (8 * max(1, 4_000 // len(unit)))
-    t_small, t_large = _best_seconds(small), _best_seconds(large)
+    t_small, t_large = best_page_seconds(small, CTX), best_page_seconds(large, CTX)
     assert t_large < 24 * max(t_small, 2e-3), (unit, t_small, t_large)
 
 

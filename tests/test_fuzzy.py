@@ -42,9 +42,12 @@ def test_nearest_first_and_bounded_distance(db) -> None:
 
 
 def test_a_lookup_reads_a_bounded_number_of_variants() -> None:
-    # The prefix's deletions: at most PREFIX + 1 indexed reads, whatever the key's length.
-    assert len(fuzzy.deletions("x" * 500)) <= fuzzy.PREFIX + 1
+    # Deletions of the prefix only: bounded whatever the key's length.
+    n = fuzzy.PREFIX
+    assert len(fuzzy.deletions("abcdefghijklmnopqrstuvwxyz" * 20, depth=2)) <= \
+        1 + n + n * (n - 1) // 2
     assert fuzzy.deletions("abc") == {"abc", "bc", "ac", "ab"}
+    assert fuzzy.deletions("abc", depth=2) == {"abc", "bc", "ac", "ab", "a", "b", "c"}
 
 
 def test_no_index_is_an_operational_error() -> None:

@@ -6,7 +6,6 @@ Each test here failed on kgx 0.1 (the hardening issue lists what was seen); none
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -19,7 +18,7 @@ from kgx.records import Page, SiteInfo
 from kgx.site import Site, iri_escape
 from kgx.workers import Context, Limits, process_page
 
-from .conftest import SITEINFO
+from .conftest import SITEINFO, best_page_seconds
 
 ODD = ["\ufffd", "\ue000", "\x7f", "\x85", "\ufdd0", "\U0010fffd", "\U0001fffe"]
 
@@ -164,15 +163,6 @@ SHAPES = {
 }
 
 
-def _seconds(text: str, ctx: Context) -> float:
-    best = float("inf")
-    for _ in range(3):
-        t = time.perf_counter()
-        process_page(Page(1, 0, "P", text, 1), ctx)
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 @pytest.mark.parametrize("shape", SHAPES)
 def test_scanner_time_is_linear_in_the_input(shape: str) -> None:
     """Benchmark-style: 8x the input must cost far less than the 64x a quadratic step costs.
@@ -181,5 +171,5 @@ def test_scanner_time_is_linear_in_the_input(shape: str) -> None:
     """
     ctx = Context(Site(SiteInfo()), load_mappings(), Limits(page_timeout=0))
     make = SHAPES[shape]
-    small, large = _seconds(make(5_000), ctx), _seconds(make(40_000), ctx)
+    small, large = best_page_seconds(make(5_000), ctx), best_page_seconds(make(40_000), ctx)
     assert large < 24 * max(small, 1e-4), (shape, small, large)
