@@ -88,8 +88,13 @@ class KnowledgeGraph:
         self.lookup_function: Any = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> KnowledgeGraph:
+    def open(cls, path: str | os.PathLike[str], *, warm_up: bool = False) -> KnowledgeGraph:
         """Open an output directory written by ``kgx extract``.
+
+        Args:
+            path: The output directory.
+            warm_up: Load the entity index and its encoder now (seconds), so that the first
+                :meth:`lookup` answers at once; otherwise the first lookup loads them.
 
         Raises:
             GraphNotFound: ``path`` holds no kgx store.
@@ -104,7 +109,10 @@ class KnowledgeGraph:
         report_path = p / "report.json"
         report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() \
             else {}
-        return cls(p, ox.Store.read_only(str(store_dir)), report)
+        kg = cls(p, ox.Store.read_only(str(store_dir)), report)
+        if warm_up:
+            kg.lookup("warm up", k=1)
+        return kg
 
     # ------------------------------------------------------------ querying
 
@@ -194,7 +202,10 @@ class KnowledgeGraph:
         """
         if self._linker is None:
             from kgx.linking import Linker
+            from kgx.logs import info
 
+            info(f"kgx: loading the entity index of {self.root} (once; "
+                 "KnowledgeGraph.open(..., warm_up=True) does it up front)")
             self._linker = Linker(self.root, self.namespace or "")
         return self._linker
 

@@ -16,15 +16,29 @@ LOGGER = logging.getLogger("kgx")
 LOG_FILE = "kgx.log"
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler on whatever ``sys.stderr`` is when a line is written (test runners swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 class _NotProgressOnTerminal(logging.Filter):
     """Drops progress lines from a handler whose stream is a terminal (a bar shows them)."""
 
-    def __init__(self, stream: object) -> None:
+    def __init__(self, stream: object | None) -> None:
         super().__init__()
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.fixed = stream
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (self.tty and getattr(record, "progress", False))
+        stream = self.fixed if self.fixed is not None else sys.stderr
+        tty = bool(getattr(stream, "isatty", lambda: False)())
+        return not (tty and getattr(record, "progress", False))
 
 
 def setup(out: str | Path | None = None, *, stream: object = None) -> Path | None:
@@ -41,8 +55,7 @@ def setup(out: str | Path | None = None, *, stream: object = None) -> Path | Non
             h.close()
     LOGGER.setLevel(logging.INFO)
     LOGGER.propagate = False
-    stream = stream or sys.stderr
-    console = logging.StreamHandler(stream)  # type: ignore[arg-type]
+    console = logging.StreamHandler(stream) if stream is not None else _Stderr()  # type: ignore[arg-type]
     console.setFormatter(logging.Formatter("%(message)s"))
     console.addFilter(_NotProgressOnTerminal(stream))
     console._kgx = True  # type: ignore[attr-defined]
