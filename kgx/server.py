@@ -437,15 +437,19 @@ def host_allowed(host_header: str | None, bound: str, allowed: tuple[str, ...]) 
     return name in (bound.lower(), f"[{bound.lower()}]")
 
 
-def _warm_linker(kg: Any) -> Callable[[str], str | None] | None:
-    """Load the entity index once, now, and answer one lookup, so no caller waits for it."""
+def _warm_linker(kg: Any, lock: threading.Lock) -> Callable[[str], str | None] | None:
+    """Load the entity index once, now, and answer one lookup, so no caller waits for it.
+
+    Returns:
+        ``lookup(name) -> IRI or None`` for ``kgx:lookup()``, under ``lock``: the same lock
+        ``/lookup`` holds, since both use the one linker. None without an entity index.
+    """
     from kgx.linking import LinkingIndexError
 
     try:
         kg.lookup("warm up", k=1)
     except (LinkingIndexError, FileNotFoundError, ImportError):
         return None
-    lock = threading.Lock()
 
     def lookup(name: str) -> str | None:
         with lock:
@@ -469,8 +473,8 @@ def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Calla
     out = str(out)
     kg = KnowledgeGraph.open(out)  # fails early, in the caller, if there is no graph
     log("kgx: loading the entity index for /lookup and kgx:lookup()...")
-    lookup = _warm_linker(kg)
-    lookup_lock = threading.Lock()
+    lookup_lock = threading.Lock()  # the linker serves one caller at a time
+    lookup = _warm_linker(kg, lookup_lock)
 
     def has_graph(iri: str) -> bool:
         try:
