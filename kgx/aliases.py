@@ -21,6 +21,12 @@ CREATE TABLE IF NOT EXISTS redirects (source TEXT PRIMARY KEY, target TEXT NOT N
 CREATE TABLE IF NOT EXISTS anchors (anchor TEXT NOT NULL, target TEXT NOT NULL,
                                     n INTEGER NOT NULL, PRIMARY KEY (anchor, target));
 """
+# Link anchors as the structure pass sees them, one row per (chunk, anchor, target): appended
+# without an index (cheap in the parent), summed into ``anchors`` once, sorted, at the end.
+_ANCHOR_ROWS = """
+CREATE TABLE IF NOT EXISTS anchor_rows (anchor TEXT NOT NULL, target TEXT NOT NULL,
+                                        n INTEGER NOT NULL);
+"""
 # Where each page's facts are, so that a page id seen twice keeps one page (structure pass only).
 _PAGES = """
 CREATE TABLE IF NOT EXISTS pages (id INTEGER PRIMARY KEY, rev INTEGER, title TEXT, part TEXT,
@@ -36,10 +42,14 @@ class AliasStore:
         path: Database file; created if missing.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
         self.path = Path(path)
-        self.db = sqlite3.connect(self.path, check_same_thread=False)
-        self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
+        if read_only:
+            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                      check_same_thread=False)
+        else:
+            self.db = sqlite3.connect(self.path, check_same_thread=False)
+            self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
         self._anchors: Counter[tuple[str, str]] = Counter()
         self._pages_table = False
         self._resolve = lru_cache(maxsize=1 << 18)(self._resolve_uncached)
@@ -75,6 +85,20 @@ class AliasStore:
                             list(final.values()))
         return clashes
 
+    def add_titles(self, rows: list[tuple[str, int, str]]) -> None:
+        """``(title, page id, kind)`` rows; no commit (the caller's transaction)."""
+        self.db.executemany("INSERT OR REPLACE INTO titles VALUES (?, ?, ?)", rows)
+
+    def add_redirects(self, rows: list[tuple[str, str]]) -> None:
+        """``(source, target)`` rows; no commit (the caller's transaction)."""
+        self.db.executemany("INSERT OR REPLACE INTO redirects VALUES (?, ?)", rows)
+
+    def add_anchor_rows(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """One chunk's anchor counts, appended unsummed; :meth:`finish` sums them."""
+        self.db.execute(_ANCHOR_ROWS)
+        self.db.executemany("INSERT INTO anchor_rows VALUES (?, ?, ?)",
+                            [(a, t, n) for (a, t), n in counts.items()])
+
     def add_title(self, title: str, page_id: int, kind: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO titles VALUES (?, ?, ?)", (title, page_id, kind))
 
@@ -97,11 +121,29 @@ class AliasStore:
         self.db.commit()
 
     def finish(self) -> None:
-        """Flush, drop the structure pass's page table (it served duplicate ids), index."""
+        """Flush; sum the anchor rows into ``anchors`` in one sorted pass; drop the structure
+        pass's page table (it served duplicate ids); index; leave one self-contained file.
+
+        Idempotent: a run killed during it does it again, from the same rows.
+        """
         self.flush()
-        self.db.execute("DROP TABLE IF EXISTS pages")
-        self.db.execute("CREATE INDEX IF NOT EXISTS anchors_by_target ON anchors(target)")
-        self.db.commit()
+        done = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'anchors_summed'"
+                               ).fetchone()
+        if not done:
+            with self.db:
+                self.db.execute(_ANCHOR_ROWS)
+                # GROUP BY sorts on disk when it must (SQLite's external sorter), so memory
+                # stays flat however many anchors a dump has.
+                self.db.execute(
+                    "INSERT INTO anchors SELECT anchor, target, sum(n) FROM anchor_rows "
+                    "WHERE true GROUP BY anchor, target ON CONFLICT(anchor, target) "
+                    "DO UPDATE SET n = n + excluded.n")
+                self.db.execute("DROP TABLE anchor_rows")
+                self.db.execute("DROP TABLE IF EXISTS pages")
+                self.db.execute("CREATE INDEX IF NOT EXISTS anchors_by_target ON "
+                                "anchors(target)")
+                self.db.execute("CREATE TABLE anchors_summed (at TEXT)")
+        self.db.execute("PRAGMA journal_mode=DELETE")  # folds a WAL back into the file
 
     # ------------------------------------------------------------ reading
 

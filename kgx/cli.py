@@ -78,6 +78,9 @@ def extract(
     reasoning: Annotated[bool, typer.Option(help="Materialise RDFS/OWL-RL entailments.")
                          ] = True,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: auto).")] = None,
+    keep_intermediate: Annotated[bool, typer.Option(
+        help="Keep model.nq and mentions.nq (and write inferred.nq) once graph.nq holds them."
+    )] = False,
     progress: Annotated[bool | None, typer.Option(
         help="A bar on a terminal and a line every 20 s in logs (--no-progress: neither).")
     ] = None,
@@ -85,10 +88,11 @@ def extract(
     """Turn a dump into a knowledge graph in OUT: structure, model facts, linked entities."""
     from kgx import logs
     from kgx.dump import DumpError, detect_format
-    from kgx.extract import ExtractOptions, OutputInUse, output_lock
+    from kgx.extract import ExtractOptions, OutputInUse
     from kgx.ontology import MappingError
     from kgx.pipeline import PipelineOptions, run
     from kgx.site import check_namespace
+    from kgx.stages.runner import DiskFull
     from kgx.workers import Limits
 
     try:  # refuse bad input before OUT is created
@@ -102,38 +106,28 @@ def extract(
                         limits=Limits(page_timeout, page_memory_mb, max_page_bytes),
                         index=str(index) if index else None, keep_documents=documents,
                         progress=progress)
-    if no_model:
-        from kgx.extract import extract as structure
-        from kgx.progress import stage
-
+    if no_model:  # the structure graph alone (no torch needed), with its entailments
+        opts = PipelineOptions(extract=ex, use_model=False, index=False, reasoning=reasoning,
+                               progress=progress, keep_intermediate=keep_intermediate)
         try:
-            with output_lock(out):
-                with stage("structure", progress):
-                    report = structure(dump, out, ex)
-                logs.info(report.summary())
-                if reasoning:
-                    from kgx.pipeline import merge
-
-                    logs.info("[merge] RDFS/OWL-RL entailments")
-                    (out / "graph.nq").replace(out / "structure.nq")
-                    with stage("merge", progress):
-                        n = merge(out, ["structure.nq"], True)
-                    logs.info(f"[merge] inferred {n:,} triples into graph/inferred")
-        except (DumpError, MappingError, OutputInUse) as exc:
+            rep = run(dump, out, opts, log=logs.info)
+        except (DumpError, MappingError, OutputInUse, DiskFull) as exc:
             _fail(str(exc))
             return
+        logs.info(f"[merge] inferred {rep['triples']['inferred']:,} triples into graph/inferred")
         _next_steps(out, log_file)
-        if not report.finished or report.pages.get("lost"):
+        if not rep.get("finished") or rep.get("pages", {}).get("lost"):
             raise typer.Exit(1)
         return
     opts = PipelineOptions(extract=ex, model=str(model) if model else None,
                            base_model=base_model, train_sentences=train_sentences,
                            train_epochs=train_epochs, read_sentences=read_sentences,
                            relation_threshold=relation_threshold, reasoning=reasoning,
-                           device=device, progress=progress)
+                           device=device, progress=progress,
+                           keep_intermediate=keep_intermediate)
     try:
         rep = run(dump, out, opts, log=logs.info)
-    except (DumpError, MappingError, FileNotFoundError, OutputInUse) as exc:
+    except (DumpError, MappingError, FileNotFoundError, OutputInUse, DiskFull) as exc:
         _fail(str(exc))
         return
     secs = rep["pipeline"]["stages_seconds"]

@@ -25,17 +25,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kgx.ontology import KGX, RDF_TYPE, Ontology, load_ontology
+from kgx.entities import EntityInfo, EntityTypes, coarse_type, load_entities
+from kgx.ontology import KGX
+
+__all__ = ["CorpusBuilder", "EntityInfo", "build_corpus", "coarse_type", "iter_split", "words"]
 
 COARSE = ("PER", "ORG", "LOC", "MISC")
 NA = "NA"
-_COARSE_OF = {"Person": "PER", "Deity": "PER", "Organisation": "ORG", "Place": "LOC"}
 _CAPITALISED = re.compile(r"\b[A-Z][\w'’-]*")
 _WORD = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]", re.U)
 # Capitalised words that are not names (English); other languages rely on the link rule alone.
@@ -48,79 +50,6 @@ _NOT_NAMES = frozenset((
     "Late January February March April May June July August September October November December "
     "Monday Tuesday Wednesday Thursday Friday Saturday Sunday Mr Mrs Ms Dr St Sir Lord Lady"
 ).split())
-
-
-@dataclass(slots=True)
-class EntityInfo:
-    """What the graph says of one entity: coarse and fine type, facts with it as subject."""
-
-    coarse: str | None = None
-    fine: str | None = None
-    facts: list[tuple[str, str]] = field(default_factory=list)  # (property local, object title)
-    source: str = "class"  # "class" (the page's own type) or "range" (object of a typed fact)
-
-
-def coarse_type(onto: Ontology, cls_iri: str) -> str:
-    """PER / ORG / LOC / MISC for an ontology class, through its superclasses."""
-    for c in onto.ancestors(cls_iri):
-        name = c[len(KGX):] if c.startswith(KGX) else ""
-        if name in _COARSE_OF:
-            return _COARSE_OF[name]
-    return "MISC"
-
-
-def _depth(onto: Ontology, cls: str) -> int:
-    return len(onto.ancestors(cls))
-
-
-def load_entities(graph_dir: Path, onto: Ontology | None = None) -> dict[str, EntityInfo]:
-    """Types and infobox object facts of every entity in a structure-pass output, by title."""
-    import pyoxigraph as ox
-
-    from kgx.graph import KnowledgeGraph
-
-    onto = onto or load_ontology()
-    kg = KnowledgeGraph.open(graph_dir)
-    ns = kg.namespace or ""
-    res = ns + "resource/"
-    out: dict[str, EntityInfo] = defaultdict(EntityInfo)
-
-    def title(iri: str) -> str | None:
-        if not iri.startswith(res):
-            return None
-        from urllib.parse import unquote
-
-        return unquote(iri[len(res):]).replace("_", " ")
-
-    for sol in kg.query(f"SELECT ?s ?c WHERE {{ ?s <{RDF_TYPE}> ?c }}"):
-        t = title(sol["s"].value)
-        c = sol["c"].value
-        if t is None or not c.startswith(KGX) or c[len(KGX):] not in onto.classes:
-            continue
-        info = out[t]
-        if info.fine is None or _depth(onto, c) > _depth(onto, info.fine):
-            info.fine = c
-            info.coarse = coarse_type(onto, c)
-    wd_props = {p.iri: local for local, p in onto.properties.items() if p.object and p.wikidata}
-    q = "SELECT ?s ?p ?o WHERE { GRAPH ?g { ?s ?p ?o } ?g kgx:extractor \"infobox\" }"
-    ranged: list[tuple[str, str]] = []
-    for sol in kg.query(q):
-        p = sol["p"].value
-        if p in wd_props and isinstance(sol["o"], ox.NamedNode):
-            s, o = title(sol["s"].value), title(sol["o"].value)
-            if s and o:
-                out[s].facts.append((wd_props[p], o))
-                rng = onto.properties[wd_props[p]].range
-                if rng and rng.startswith(KGX) and rng[len(KGX):] in onto.classes:
-                    ranged.append((o, rng))
-    # rdfs:range entailment: the object of kgx:birthPlace is a kgx:Place, even when its own
-    # page is not in the dump. A type the page itself states wins.
-    for o, rng in ranged:
-        info = out[o]
-        if info.fine is None:
-            info.fine, info.coarse = rng, coarse_type(onto, rng)
-            info.source = "range"
-    return dict(out)
 
 
 @dataclass(slots=True)
@@ -160,7 +89,7 @@ class CorpusBuilder:
         max_na_per_sentence: Cap on NA relation examples per sentence.
     """
 
-    def __init__(self, entities: dict[str, EntityInfo], lang: str = "en",
+    def __init__(self, entities: EntityTypes | Mapping[str, EntityInfo], lang: str = "en",
                  drop_unlabelled_caps: bool = True, max_na_per_sentence: int = 4) -> None:
         import spacy
 

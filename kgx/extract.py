@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from kgx import __version__
 from kgx.aliases import AliasStore
@@ -36,10 +35,11 @@ from kgx.dump import (
     read_index,
     read_multistream_site,
 )
-from kgx.ontology import KGX, ONTOLOGY_DIR, ONTOLOGY_GRAPH, load_mappings
+from kgx.ontology import ONTOLOGY_DIR, ONTOLOGY_GRAPH, load_mappings
 from kgx.progress import Progress
 from kgx.records import Page
 from kgx.site import Site, check_namespace
+from kgx.stages.runner import Journal, dump_fingerprint, prepare_work, stage_key, write_atomic
 from kgx.workers import (
     Context,
     Crashed,
@@ -48,6 +48,7 @@ from kgx.workers import (
     PageResult,
     TaskResult,
     part_name,
+    resolve_part,
     run_pages,
     run_stream,
 )
@@ -108,6 +109,7 @@ class Report:
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     refused_quads: int = 0
     refused: list[str] = field(default_factory=list)
+    resumed_chunks: int = 0
     triples: Counter[str] = field(default_factory=Counter)
     seconds: dict[str, float] = field(default_factory=dict)
     worker_crashes: int = 0
@@ -205,13 +207,6 @@ def output_lock(out: Path) -> Iterator[None]:
         f.close()
 
 
-def write_atomic(path: Path, data: str) -> None:
-    """Write a text file under a temporary name, then rename it into place."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(data, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 # --------------------------------------------------------------------------- page sources
 
 
@@ -240,66 +235,113 @@ def _batches(reader: DumpReader, limit: int | None, max_pages: int = 64,
 
 # --------------------------------------------------------------------------- the run
 
+WORK_NAME = "structure"  # OUT/.work/structure: a run's part files and alias table
+
+
+def _delta() -> dict[str, Any]:
+    """What one chunk adds to the report (kept in its journal row, so a resumed run's report
+    counts every chunk, committed before the kill or after)."""
+    return {"pages": Counter(), "triples": Counter(), "skipped": [], "lost": [],
+            "stream_errors": [], "duplicates": [], "dropped": []}
+
 
 class _Writer:
-    """Consumes task results: the alias table, counts, lost pages. Facts are in part files."""
+    """Commits task results chunk by chunk: the alias-table rows, the chunk's counts and its
+    journal row in one SQLite transaction. Facts are in part files the workers wrote."""
 
     def __init__(self, work: Path, report: Report) -> None:
         self.parts = work / "parts"
-        self.parts.mkdir()
+        self.parts.mkdir(exist_ok=True)
         self.aliases = AliasStore(work / ALIASES_FILE)
+        self.journal = Journal(self.aliases.db)
         self.report = report
-        # part stem -> (first line, lines) of pages whose id came again with a later revision
-        self.dropped: dict[str, list[tuple[int, int]]] = {}
+        self.committed = self.journal.done()
+        self.dropped: dict[str, list[tuple[int, int]]] = {}  # part stem -> (first line, lines)
+        for _, info in self.journal.infos():
+            self._apply(info)
 
-    def add(self, res: TaskResult) -> None:
+    def drop_uncommitted(self) -> int:
+        """Delete the part files of chunks that a killed run did not commit."""
+        n = 0
+        for f in self.parts.iterdir():
+            if int(f.name[:9]) not in self.committed:
+                f.unlink()
+                n += 1
+        return n
+
+    def commit(self, task_id: int, results: list[TaskResult]) -> None:
+        """Record one chunk (a task, or the one-page retries of a task whose worker died)."""
+        d = _delta()
+        pages, titles, redirects = [], [], []
+        anchors: Counter[tuple[str, str]] = Counter()
+        for res in results:
+            pages += [(r.page_id, r.revision_id, r.title, res.part, r.first_line, r.n_lines)
+                      for r in res.results if r.kind in ("article", "disambiguation", "redirect")]
+            for r in res.results:
+                d["pages"]["read"] += 1
+                d["pages"][r.kind] += 1
+                if r.kind == "skipped":
+                    d["skipped"].append({"id": r.page_id, "title": r.title, "reason": r.reason})
+                elif r.kind != "other-namespace":
+                    d["triples"].update(r.counts)
+                    titles.append((r.title, r.page_id, r.kind))
+                    if r.redirect_target is not None:
+                        redirects.append((r.title, r.redirect_target))
+            anchors.update(res.anchors)
+            if res.error:
+                d["stream_errors"].append(res.error)
+            if res.missing:
+                reason = res.error or "page listed in the index but not found in its stream"
+                d["pages"]["lost"] += len(res.missing)
+                d["lost"] += [{"id": pid, "title": t, "reason": reason} for pid, t in res.missing]
+        for k in ("skipped", "lost"):
+            del d[k][MAX_LISTED:]
+
+        def write(db: Any) -> None:
+            for kept, dropped in self.aliases.add_pages(pages):
+                d["dropped"].append([dropped[3], dropped[4], dropped[5]])
+                d["pages"]["duplicate-id"] += 1
+                if len(d["duplicates"]) < MAX_LISTED:
+                    d["duplicates"].append({
+                        "id": kept[0], "kept": {"title": kept[2], "revision": kept[1]},
+                        "dropped": {"title": dropped[2], "revision": dropped[1]}})
+            self.aliases.add_titles(titles)
+            self.aliases.add_redirects(redirects)
+            self.aliases.add_anchor_rows(anchors)
+
+        self.journal.commit(task_id, d, write)
+        self.committed.add(task_id)
+        self._apply(d)
+
+    def _apply(self, d: dict[str, Any]) -> None:
         rep = self.report
-        rows = [(r.page_id, r.revision_id, r.title, res.part, r.first_line, r.n_lines)
-                for r in res.results if r.kind in ("article", "disambiguation", "redirect")]
-        for kept, dropped in self.aliases.add_pages(rows):
-            self.dropped.setdefault(dropped[3], []).append((dropped[4], dropped[5]))
-            rep.pages["duplicate-id"] += 1
-            if len(rep.duplicates) < MAX_LISTED:
-                rep.duplicates.append({"id": kept[0], "kept": {"title": kept[2],
-                                                               "revision": kept[1]},
-                                       "dropped": {"title": dropped[2], "revision": dropped[1]}})
-        for r in res.results:
-            rep.pages["read"] += 1
-            rep.pages[r.kind] += 1
-            if r.kind == "skipped":
-                if len(rep.skipped) < MAX_LISTED:
-                    rep.skipped.append({"id": r.page_id, "title": r.title, "reason": r.reason})
-                continue
-            if r.kind == "other-namespace":
-                continue
-            rep.triples.update(r.counts)
-            self.aliases.add_title(r.title, r.page_id, r.kind)
-            if r.redirect_target is not None:
-                self.aliases.add_redirect(r.title, r.redirect_target)
-        if res.anchors:
-            self.aliases.add_anchors(res.anchors)
-        if res.error:
-            rep.stream_errors.append(res.error)
-        if res.missing:
-            self.lose(res.missing, res.error or "page listed in the index but not found in "
-                      "its stream")
+        rep.pages.update(d["pages"])
+        rep.triples.update(d["triples"])
+        for k in ("skipped", "lost", "duplicates"):
+            lst = getattr(rep, k)
+            lst += d[k][: max(0, MAX_LISTED - len(lst))]
+        rep.stream_errors += d["stream_errors"]
+        for stem, first, n in d["dropped"]:
+            self.dropped.setdefault(stem, []).append((first, n))
 
-    def lose(self, pages: list[tuple[int, str]], reason: str) -> None:
-        self.report.pages["lost"] += len(pages)
-        for pid, title in pages:
-            if len(self.report.lost) < MAX_LISTED:
-                self.report.lost.append({"id": pid, "title": title, "reason": reason})
-
-    def part_files(self, suffix: str) -> list[Path]:
-        return sorted(self.parts.glob("*" + suffix))
+    def stems(self) -> list[str]:
+        """Part files of facts, in dump order."""
+        return sorted(f.name[: -len(".nq")] for f in self.parts.glob("*.nq")
+                      if not f.name.endswith(RESOLVED))
 
     def close(self) -> None:
         self.aliases.finish()
 
 
+RESOLVED = ".resolved.nq"
+
+
 def extract(dump: str | os.PathLike[str], out: str | os.PathLike[str],
             options: ExtractOptions | None = None) -> Report:
     """Run the structure pass over ``dump`` into directory ``out``.
+
+    Resumes: the chunks (multistream streams, or batches of pages) that an interrupted run with
+    the same dump and settings committed are not read again.
 
     Returns:
         The report (also saved as ``out/report.json``); ``report.finished`` is False when the
@@ -318,20 +360,26 @@ def extract(dump: str | os.PathLike[str], out: str | os.PathLike[str],
         return _extract(Path(dump), Path(out), opts)
 
 
+def structure_key(dump: Path, opts: ExtractOptions, index: str | None) -> str:
+    """What a structure pass's output depends on: the dump (a changed file starts over) and
+    every setting that changes what is written."""
+    return stage_key(__version__, dump_fingerprint(dump), opts.limit, opts.namespace,
+                     asdict(opts.limits), opts.keep_documents, index)
+
+
 def _extract(dump_p: Path, out_p: Path, opts: ExtractOptions) -> Report:
+    from kgx.logs import info as log
+
     out_p.mkdir(parents=True, exist_ok=True)
-    work = out_p / ".work"
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir()
+    index_path = opts.index or find_index(dump_p)
+    work = out_p / ".work" / WORK_NAME
+    resumed = prepare_work(work, structure_key(dump_p, opts, str(index_path or "")))
     report = Report(dump=str(dump_p), out=str(out_p))
     report.settings = {"workers": opts.workers, "limit": opts.limit,
                        "namespace": opts.namespace, "limits": asdict(opts.limits),
                        "index": opts.index}
-    write_atomic(out_p / REPORT_FILE, json.dumps(report.to_json(), indent=2))
     t0 = time.monotonic()
 
-    index_path = opts.index or find_index(dump_p)
     streams: list[Stream] | None = read_index(index_path) if index_path else None
     reader: DumpReader | None = None
     if streams:
@@ -345,7 +393,15 @@ def _extract(dump_p: Path, out_p: Path, opts: ExtractOptions) -> Report:
                    "lang": info.lang, "namespace": site.base}
     mappings = load_mappings()
     writer = _Writer(work, report)
-    ctx = Context(site, mappings, opts.limits, opts.keep_documents, str(writer.parts))
+    if resumed:
+        stale = writer.drop_uncommitted()
+        log(f"[structure] resuming: {len(writer.committed):,} chunks committed before "
+            f"({report.pages.get('read', 0):,} pages); {stale} part files of unfinished "
+            "chunks dropped")
+    report.resumed_chunks = len(writer.committed)
+    write_atomic(out_p / REPORT_FILE, json.dumps(report.to_json(), indent=2))
+    ctx = Context(site, mappings, opts.limits, opts.keep_documents, str(writer.parts),
+                  str(work / ALIASES_FILE))
     pool = OrderedPool(ctx, opts.workers)
     try:
         if streams is not None:
@@ -362,16 +418,15 @@ def _extract(dump_p: Path, out_p: Path, opts: ExtractOptions) -> Report:
     finally:
         report.worker_crashes = pool.crashes
         report.seconds["pages"] = round(time.monotonic() - t0, 3)
-        writer.close()
         if report.error != "interrupted":
+            writer.close()
             try:
-                _finish(out_p, work, site, writer, report, opts)
+                _finish(out_p, work, pool, writer, report, opts)
             except Exception as exc:
-                # The report must not claim what did not happen; the part files are gone
-                # with .work, graph.nq (if it was renamed into place) stays.
+                # The report must not claim what did not happen. The committed chunks stay
+                # in .work: the same command continues from them.
                 report.finished = False
                 report.error = f"while writing the outputs: {type(exc).__name__}: {exc}"
-                shutil.rmtree(work, ignore_errors=True)
                 write_atomic(out_p / REPORT_FILE,
                              json.dumps(report.to_json(), indent=2, ensure_ascii=False))
                 raise
@@ -384,24 +439,37 @@ def _progress(opts: ExtractOptions, total: int | None, unit: str) -> Progress:
 
 def _run_sequential(reader: DumpReader, pool: OrderedPool, writer: _Writer,
                     opts: ExtractOptions) -> None:
+    retries: dict[int, tuple[int, list[TaskResult]]] = {}  # task -> (pages, results so far)
+
     def split(task: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Retry a batch whose worker died page by page, dropping its partial output."""
         task_id, pages = task
         for f in writer.parts.glob(f"{part_name(task_id)}.*"):
             f.unlink()
+        retries[task_id] = (len(pages), [])
         return [(task_id, [p], k) for k, p in enumerate(pages)]
 
+    done = writer.committed
+    tasks = (t for t in _batches(reader, opts.limit) if t[0] not in done)
     with _progress(opts, reader.size, "B") as bar:
-        n = 0
-        for res in pool.map(run_pages, _batches(reader, opts.limit), split=split):
+        n = writer.report.pages.get("read", 0)
+        for res in pool.map(run_pages, tasks, split=split):
             if isinstance(res, Crashed):  # a one-page retry that killed its worker again
                 task_id, pages, _ = res.task
                 page = pages[0]
                 res = TaskResult(task_id, [PageResult(page.id, page.title, "skipped",
                                                       "worker process died")])
-            writer.add(res)
             n += len(res.results)
             bar.update_to(reader.compressed_pos, pages=n)
+            if res.task_id in retries:  # one page of a split task: commit when all are in
+                want, got = retries[res.task_id]
+                got.append(res)
+                if len(got) < want:
+                    continue
+                del retries[res.task_id]
+                writer.commit(res.task_id, got)
+            else:
+                writer.commit(res.task_id, [res])
 
 
 def _run_multistream(path: Path, streams: list[Stream], pool: OrderedPool, writer: _Writer,
@@ -418,26 +486,35 @@ def _run_multistream(path: Path, streams: list[Stream], pool: OrderedPool, write
         if left is not None:
             left -= len(s.page_ids)
     total = sum(len(s.page_ids) if k is None else k for s, k in plan)
+    done = writer.committed
     with _progress(opts, total, "pages") as bar:
-        n = 0
-        tasks = ((s.index, str(path), s, k) for s, k in plan)
+        bar.update(sum(len(s.page_ids) if k is None else k for s, k in plan if s.index in done))
+        n = writer.report.pages.get("read", 0)
+        tasks = ((s.index, str(path), s, k) for s, k in plan if s.index not in done)
         for res in pool.map(run_stream, tasks):
             if isinstance(res, Crashed):
                 _, _, s, k = res.task
                 res = TaskResult(s.index, [], Counter(),
                                  f"{path} at byte {s.offset:,}: worker process died reading "
                                  "this stream", list(zip(s.page_ids, s.titles, strict=False))[:k])
-            writer.add(res)
+            writer.commit(res.task_id, [res])
             n += len(res.results)
             bar.update(len(res.results) + len(res.missing), pages=n)
 
 
-def _finish(out: Path, work: Path, site: Site, writer: _Writer, report: Report,
+def _finish(out: Path, work: Path, pool: OrderedPool, writer: _Writer, report: Report,
             opts: ExtractOptions) -> None:
+    """Redirects resolved part by part in the workers, then one graph.nq, one store."""
     t = time.monotonic()
+    todo = [(stem, writer.dropped.get(stem, [])) for stem in writer.stems()
+            if not (writer.parts / (stem + RESOLVED)).exists()]
+    for _ in pool.map(resolve_part, todo):
+        pass
     graph_tmp = out / (GRAPH_FILE + ".tmp")
-    _resolve_redirects(writer.part_files(".nq"), graph_tmp, site, writer.aliases,
-                       writer.dropped)
+    with open(graph_tmp, "wb") as f:
+        for part in sorted(writer.parts.glob("*" + RESOLVED)):
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
     with open(graph_tmp, "a", encoding="utf-8") as f:
         n = _append_ontology(f)
     report.triples["ontology"] += n
@@ -447,9 +524,9 @@ def _finish(out: Path, work: Path, site: Site, writer: _Writer, report: Report,
     if opts.keep_documents:
         docs_tmp = out / (DOCUMENTS_FILE + ".tmp")
         with open(docs_tmp, "wb") as fout:
-            for part in writer.part_files(".jsonl"):
+            for part in sorted(writer.parts.glob("*.jsonl")):
                 with open(part, "rb") as fin:
-                    shutil.copyfileobj(fin, fout)
+                    shutil.copyfileobj(fin, fout, 1 << 20)
         os.replace(docs_tmp, out / DOCUMENTS_FILE)
     report.seconds["resolve"] = round(time.monotonic() - t, 3)
     if opts.load_store:
@@ -459,51 +536,9 @@ def _finish(out: Path, work: Path, site: Site, writer: _Writer, report: Report,
         report.refused = loaded.examples
         report.seconds["store"] = round(time.monotonic() - t, 3)
     shutil.rmtree(work, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        work.parent.rmdir()  # .work, when no other stage has work in flight
     write_atomic(out / REPORT_FILE, json.dumps(report.to_json(), indent=2, ensure_ascii=False))
-
-
-def _skip_lines(lines: Any, ranges: list[tuple[int, int]]) -> Iterator[str]:
-    """The lines of a part file outside ``(first, count)`` ranges (pages dropped as duplicates)."""
-    drop = {k for first, n in ranges for k in range(first, first + n)}
-    return (line for k, line in enumerate(lines) if k not in drop)
-
-
-def _resolve_redirects(parts: list[Path], dst: Path, site: Site, aliases: AliasStore,
-                       dropped: dict[str, list[tuple[int, int]]] | None = None) -> None:
-    """Concatenate the facts, pointing every entity that is a redirect at its target.
-
-    Lines of pages in ``dropped`` (part stem -> line ranges) are left out.
-    """
-    prefix = "<" + site.resource
-    plen = len(prefix)
-    redirect_pred = f"<{KGX}redirectsTo>"
-    cache: dict[str, str] = {}
-
-    def fix(iri_term: str) -> str:
-        hit = cache.get(iri_term)
-        if hit is not None:
-            return hit
-        title = unquote(iri_term[plen:-1]).replace("_", " ")
-        target = aliases.resolve(title)
-        new = iri_term if target == title else f"<{site.entity_iri(target)}>"
-        if len(cache) < 1_000_000:
-            cache[iri_term] = new
-        return new
-
-    with open(dst, "w", encoding="utf-8") as fout:
-        for part in parts:
-            with open(part, encoding="utf-8") as fin:
-                ranges = (dropped or {}).get(part.name[: -len(".nq")])
-                for line in (_skip_lines(fin, ranges) if ranges else fin):
-                    if prefix in line:
-                        s, p, rest = line.split(" ", 2)
-                        if s.startswith(prefix) and p != redirect_pred:
-                            s = fix(s)
-                        if rest.startswith(prefix):
-                            end = rest.index(">") + 1
-                            rest = fix(rest[:end]) + rest[end:]
-                        line = f"{s} {p} {rest}"
-                    fout.write(line)
 
 
 def _append_ontology(f: Any) -> int:
@@ -544,21 +579,9 @@ def load_store(graph: Path, store_dir: Path) -> StoreLoad:
     tmp = store_dir.with_name(store_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    result = StoreLoad()
     try:
         store = ox.Store(str(tmp))
-        # In chunks: one bulk load of a whole graph holds memory in proportion to it.
-        first_line = 1
-        with open(graph, "rb") as f:
-            while True:
-                chunk = f.readlines(LOAD_CHUNK_BYTES)
-                if not chunk:
-                    break
-                try:
-                    store.bulk_load(input=b"".join(chunk), format=ox.RdfFormat.N_QUADS)
-                except SyntaxError:
-                    _load_lines(store, chunk, first_line, graph, result)
-                first_line += len(chunk)
+        result = add_to_store(store, graph)
         store.optimize()
         del store
     except BaseException:
@@ -569,6 +592,27 @@ def load_store(graph: Path, store_dir: Path) -> StoreLoad:
         os.replace(store_dir, old)
     os.replace(tmp, store_dir)
     shutil.rmtree(old, ignore_errors=True)
+    return result
+
+
+def add_to_store(store: Any, path: Path) -> StoreLoad:
+    """Bulk-load the N-Quads file ``path`` into ``store`` in chunks; a chunk the store refuses
+    is loaded again line by line, so a bad line costs that line only."""
+    import pyoxigraph as ox
+
+    result = StoreLoad()
+    # In chunks: one bulk load of a whole graph holds memory in proportion to it.
+    first_line = 1
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.readlines(LOAD_CHUNK_BYTES)
+            if not chunk:
+                break
+            try:
+                store.bulk_load(input=b"".join(chunk), format=ox.RdfFormat.N_QUADS)
+            except SyntaxError:
+                _load_lines(store, chunk, first_line, path, result)
+            first_line += len(chunk)
     return result
 
 

@@ -24,7 +24,7 @@ import math
 import re
 import sqlite3
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from kgx import fuzzy
+from kgx.ontology import KGX
 
 INDEX_FILE = "entities.faiss"
 INDEX_META = "entities.json"
@@ -74,16 +75,21 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None) -
     Returns:
         The number of entities.
     """
-    from kgx.aliases import AliasStore
-    from kgx.corpus import load_entities
-    from kgx.graph import KnowledgeGraph
-
-    info = entities_info if entities_info is not None else load_entities(out)
-    kg = KnowledgeGraph.open(out)
-    ns = kg.namespace or ""
-    res = ns + "resource/"
     from functools import lru_cache
     from urllib.parse import unquote
+
+    import pyoxigraph as ox
+
+    from kgx.aliases import AliasStore
+    from kgx.entities import load_entities
+
+    info = entities_info if entities_info is not None else load_entities(out)
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    res = (report.get("site", {}).get("namespace") or "") + "resource/"
+    graph = ox.Store.read_only(str(out / "store"))
+
+    def query(q: str) -> Iterator[Any]:
+        return graph.query(f"PREFIX kgx: <{KGX}> " + q, use_default_graph_as_union=True)
 
     def title_of(iri: str) -> str:
         return unquote(iri[len(res):]).replace("_", " ")
@@ -101,7 +107,7 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None) -
         CREATE TEMP TABLE abstracts (title TEXT PRIMARY KEY, text TEXT);
     """)
     rows: list[tuple[str, str]] = []
-    for sol in kg.query("SELECT ?s ?a WHERE { ?s kgx:abstract ?a }"):
+    for sol in query("SELECT ?s ?a WHERE { ?s kgx:abstract ?a }"):
         rows.append((title_of(sol["s"].value), _first_sentence(sol["a"].value)))
         if len(rows) >= 50_000:
             db.executemany("INSERT OR REPLACE INTO abstracts VALUES (?, ?)", rows)
@@ -155,8 +161,8 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None) -
             add(short, eid, 1.0)
     for source, target in db.cursor().execute("SELECT source, target FROM redirects"):
         add(source, entity(target), 1.0)
-    for sol in kg.query('SELECT ?s ?a WHERE { GRAPH ?g { ?s kgx:alias ?a } '
-                        '?g kgx:extractor "label" }'):  # names in bold in an article's lead
+    for sol in query('SELECT ?s ?a WHERE { GRAPH ?g { ?s kgx:alias ?a } '
+                     '?g kgx:extractor "label" }'):  # names in bold in an article's lead
         add(sol["a"].value, entity(title_of(sol["s"].value)), 1.0)
     for anchor, target, n in db.cursor().execute("SELECT anchor, target, n FROM anchors"):
         eid = entity(target)

@@ -22,10 +22,13 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
+from kgx.aliases import AliasStore
 from kgx.dump import DumpError, Stream, iter_stream_pages
-from kgx.ontology import Mappings
+from kgx.ontology import KGX, Mappings
 from kgx.rdf import to_nquads
 from kgx.records import Document, Entity, Page
 from kgx.site import Site, iri_escape
@@ -100,6 +103,7 @@ class Context:
     limits: Limits
     keep_documents: bool = False
     parts: str | None = None  # directory for per-task N-Quads and documents
+    aliases: str | None = None  # the run's alias table (redirect resolution)
     _extractor: StructureExtractor | None = None
 
     @property
@@ -246,6 +250,78 @@ def run_stream(task_id: int, path: str, stream: Stream, keep: int | None = None)
     res = _run(task_id, pages, part_name(task_id), _CTX)
     res.missing = missing
     return res
+
+
+def skip_lines(lines: Any, ranges: list[tuple[int, int]]) -> Iterator[str]:
+    """The lines of a part file outside ``(first, count)`` ranges (pages dropped as duplicates)."""
+    drop = {k for first, n in ranges for k in range(first, first + n)}
+    return (line for k, line in enumerate(lines) if k not in drop)
+
+
+def resolve_redirects(parts: list[Path], dst: Path, site: Site, aliases: AliasStore,
+                       dropped: dict[str, list[tuple[int, int]]] | None = None) -> None:
+    """Concatenate the facts, pointing every entity that is a redirect at its target.
+
+    Lines of pages in ``dropped`` (part stem -> line ranges) are left out.
+    """
+    prefix = "<" + site.resource
+    plen = len(prefix)
+    redirect_pred = f"<{KGX}redirectsTo>"
+    cache: dict[str, str] = {}
+
+    def fix(iri_term: str) -> str:
+        hit = cache.get(iri_term)
+        if hit is not None:
+            return hit
+        title = unquote(iri_term[plen:-1]).replace("_", " ")
+        target = aliases.resolve(title)
+        new = iri_term if target == title else f"<{site.entity_iri(target)}>"
+        if len(cache) < 1_000_000:
+            cache[iri_term] = new
+        return new
+
+    with open(dst, "w", encoding="utf-8") as fout:
+        for part in parts:
+            with open(part, encoding="utf-8") as fin:
+                ranges = (dropped or {}).get(part.name[: -len(".nq")])
+                for line in (skip_lines(fin, ranges) if ranges else fin):
+                    if prefix in line:
+                        s, p, rest = line.split(" ", 2)
+                        if s.startswith(prefix) and p != redirect_pred:
+                            s = fix(s)
+                        if rest.startswith(prefix):
+                            end = rest.index(">") + 1
+                            rest = fix(rest[:end]) + rest[end:]
+                        line = f"{s} {p} {rest}"
+                    fout.write(line)
+
+
+
+
+_ALIAS_STORES: dict[tuple[str, int], AliasStore] = {}  # (path, inode) -> a read-only store
+
+
+def resolve_part(stem: str, dropped: list[tuple[int, int]]) -> str:
+    """Worker task: ``parts/STEM.nq`` with redirects resolved -> ``parts/STEM.resolved.nq``.
+
+    Written under a temporary name and renamed, so a resumed run can tell done parts by name.
+    """
+    assert _CTX is not None and _CTX.parts is not None and _CTX.aliases is not None
+    path = _CTX.aliases
+    key = (path, os.stat(path).st_ino)
+    aliases = _ALIAS_STORES.get(key)
+    if aliases is None:
+        for old in _ALIAS_STORES.values():
+            old.close()
+        _ALIAS_STORES.clear()
+        aliases = _ALIAS_STORES[key] = AliasStore(path, read_only=True)
+    src = os.path.join(_CTX.parts, stem + ".nq")
+    dst = os.path.join(_CTX.parts, stem + ".resolved.nq")
+    resolve_redirects([Path(src)], Path(dst + ".tmp"), _CTX.site, aliases,
+                      {stem: dropped} if dropped else None)
+    os.replace(dst + ".tmp", dst)
+    os.unlink(src)
+    return stem
 
 
 # --------------------------------------------------------------------------- the pool

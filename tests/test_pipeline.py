@@ -11,17 +11,23 @@ import pytest
 pytest.importorskip("torch")
 
 from kgx.graph import KnowledgeGraph  # noqa: E402
-from kgx.pipeline import _write_model_facts  # noqa: E402
+from kgx.stages.read import _write_model_facts  # noqa: E402
 
 
 def test_every_stage_ran_and_was_recorded(readme_out: Path) -> None:
     stages = json.loads((readme_out / "stages.json").read_text())
-    assert set(stages) == {"structure", "corpus", "model", "entities", "read"}
-    for f in ("graph.nq", "structure.nq", "model.nq", "mentions.nq", "inferred.nq",
-              "entities.faiss", "model/model.safetensors", "corpus/train.jsonl"):
+    assert set(stages) == {"structure", "corpus", "model", "entities", "read", "merge"}
+    for f in ("graph.nq", "store", "entities.faiss", "model/model.safetensors",
+              "corpus/train.jsonl", "documents.jsonl", "aliases.sqlite"):
         assert (readme_out / f).exists(), f
+    # One copy of each thing: graph.nq holds the model facts and mentions now.
+    for f in ("structure.nq", "model.nq", "mentions.nq", "inferred.nq", ".work"):
+        assert not (readme_out / f).exists(), f
+    assert stages["read"]["consumed_by"] == "merge"
     rep = json.loads((readme_out / "report.json").read_text())
     assert rep["finished"] and rep["pipeline"]["read"]["sentences"] == 300
+    assert rep["disk_bytes"]["graph.nq"] == (readme_out / "graph.nq").stat().st_blocks * 512
+    assert rep["disk_bytes_total"] >= sum(rep["disk_bytes"].values()) > 0
     assert rep["triples"]["mentions"] > 0 and rep["triples"]["inferred"] > 0
     assert set(rep["pipeline"]["stages_seconds"]) >= {"structure", "model", "read", "merge"}
 
@@ -39,7 +45,7 @@ def test_rerun_reuses_finished_stages(readme_out: Path, tiny_bert: Path) -> None
         train_sentences=200, train_epochs=1, read_sentences=300, progress=False),
         log=log.append)
     reused = [m for m in log if "unchanged inputs" in m]
-    assert len(reused) == 5, log
+    assert len(reused) == 6, log
     assert (readme_out / "model" / "model.safetensors").stat().st_mtime_ns == before
 
 
@@ -135,7 +141,7 @@ def test_covering_link_matches_a_linear_scan() -> None:
     """Bisection over sorted, non-overlapping links gives the scan's answer on every span."""
     import random
 
-    from kgx.pipeline import _covering_link
+    from kgx.stages.read import _covering_link
 
     def scan(doc: dict, s: int, e: int) -> str | None:
         for ls, le, t in doc["links"]:

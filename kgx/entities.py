@@ -1,0 +1,182 @@
+"""What the structure graph says of each entity: its type and its infobox facts, on disk.
+
+Takes a structure-pass output (its store and ``aliases.sqlite``); gives :class:`EntityTypes`,
+a read-only mapping from title to :class:`EntityInfo` kept in two SQLite tables of
+``aliases.sqlite`` (``entity_types``, ``entity_facts``), built once from the store by streamed
+queries. Memory does not grow with the dump: the English Wikipedia has about 7 million typed
+entities, which as Python objects would take gigabytes in every stage that labels or links.
+
+Used by the corpus (mention types, distant supervision), the entity table (types of linking
+candidates) and the read stage (does a model fact restate an infobox fact?).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from kgx.ontology import KGX, RDF_TYPE, Ontology, load_ontology
+
+_COARSE_OF = {"Person": "PER", "Deity": "PER", "Organisation": "ORG", "Place": "LOC"}
+ALIASES_FILE = "aliases.sqlite"
+_BATCH = 50_000
+_SCHEMA = """
+DROP TABLE IF EXISTS entity_types; DROP TABLE IF EXISTS entity_facts;
+CREATE TABLE entity_types (title TEXT PRIMARY KEY, coarse TEXT, fine TEXT, depth INTEGER,
+                           source TEXT) WITHOUT ROWID;
+CREATE TABLE entity_facts (title TEXT NOT NULL, prop TEXT NOT NULL, object TEXT NOT NULL);
+"""
+
+
+@dataclass(slots=True)
+class EntityInfo:
+    """What the graph says of one entity: coarse and fine type, facts with it as subject."""
+
+    coarse: str | None = None
+    fine: str | None = None
+    facts: list[tuple[str, str]] = field(default_factory=list)  # (property local, object title)
+    source: str = "class"  # "class" (the page's own type) or "range" (object of a typed fact)
+
+
+def coarse_type(onto: Ontology, cls_iri: str) -> str:
+    """PER / ORG / LOC / MISC for an ontology class, through its superclasses."""
+    for c in onto.ancestors(cls_iri):
+        name = c[len(KGX):] if c.startswith(KGX) else ""
+        if name in _COARSE_OF:
+            return _COARSE_OF[name]
+    return "MISC"
+
+
+class EntityTypes:
+    """Title -> :class:`EntityInfo`, read from ``aliases.sqlite`` (see :func:`load_entities`)."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, check_same_thread=False)
+        self.get = lru_cache(maxsize=1 << 16)(self._get)
+
+    def _get(self, title: str) -> EntityInfo | None:
+        row = self.db.execute("SELECT coarse, fine, source FROM entity_types WHERE title = ?",
+                              (title,)).fetchone()
+        facts = [(p, o) for p, o in self.db.execute(
+            "SELECT prop, object FROM entity_facts WHERE title = ?", (title,))]
+        if row is None and not facts:
+            return None
+        coarse, fine, source = row if row else (None, None, "class")
+        return EntityInfo(coarse, fine, facts, source)
+
+    def __getitem__(self, title: str) -> EntityInfo:
+        info = self.get(title)
+        if info is None:
+            raise KeyError(title)
+        return info
+
+    def __contains__(self, title: object) -> bool:
+        return isinstance(title, str) and self.get(title) is not None
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT count(*) FROM entity_types").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def load_entities(graph_dir: Path, onto: Ontology | None = None) -> EntityTypes:
+    """Types and infobox object facts of every entity in a structure-pass output, by title.
+
+    The tables are built on first use and kept in ``aliases.sqlite``; the structure pass
+    writes a new ``aliases.sqlite``, so they never outlive the graph they were read from.
+    """
+    graph_dir = Path(graph_dir)
+    db_path = graph_dir / ALIASES_FILE
+    db = sqlite3.connect(db_path)
+    try:
+        have = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'entity_types_done'"
+                          ).fetchone()
+        if not have:
+            _build(graph_dir, db, onto or load_ontology())
+    finally:
+        db.close()
+    return EntityTypes(db_path)
+
+
+def _namespace(graph_dir: Path) -> str:
+    report = json.loads((graph_dir / "report.json").read_text("utf-8"))
+    return report.get("site", {}).get("namespace") or ""
+
+
+def _titles(store: Any, query: str, res: str, positions: tuple[int, ...]
+            ) -> Iterator[tuple[Any, ...]]:
+    """Solutions of ``query``, the terms at ``positions`` turned into titles (None when they
+    are not resource IRIs)."""
+    import pyoxigraph as ox
+
+    for sol in store.query(query, use_default_graph_as_union=True):
+        row = list(sol)
+        for i in positions:
+            v = row[i]
+            row[i] = unquote(v.value[len(res):]).replace("_", " ") \
+                if isinstance(v, ox.NamedNode) and v.value.startswith(res) else None
+        yield tuple(row)
+
+
+def _build(graph_dir: Path, db: sqlite3.Connection, onto: Ontology) -> None:
+    import pyoxigraph as ox
+
+    res = _namespace(graph_dir) + "resource/"
+    store = ox.Store.read_only(str(graph_dir / "store"))
+    depth = {c: len(onto.ancestors(KGX + c)) for c in onto.classes}
+    db.executescript(_SCHEMA)
+    upsert = ("INSERT INTO entity_types VALUES (?, ?, ?, ?, 'class') ON CONFLICT(title) DO "
+              "UPDATE SET coarse = excluded.coarse, fine = excluded.fine, depth = excluded.depth"
+              " WHERE excluded.depth > entity_types.depth")
+    rows: list[tuple[Any, ...]] = []
+    classes = f"SELECT ?s ?c WHERE {{ ?s <{RDF_TYPE}> ?c }}"
+    for t, c in _titles(store, classes, res, (0,)):
+        if t is None or not isinstance(c, ox.NamedNode) or not c.value.startswith(KGX):
+            continue
+        name = c.value[len(KGX):]
+        if name not in depth:
+            continue
+        rows.append((t, coarse_type(onto, KGX + name), KGX + name, depth[name]))
+        if len(rows) >= _BATCH:
+            db.executemany(upsert, rows)
+            rows.clear()
+    db.executemany(upsert, rows)
+    # Infobox facts whose property is aligned with Wikidata: distant supervision's positives.
+    wd_props = {p.iri: local for local, p in onto.properties.items() if p.object and p.wikidata}
+    facts: list[tuple[str, str, str]] = []
+    ranged: list[tuple[str, str, str, int]] = []
+    q = f'SELECT ?s ?p ?o WHERE {{ GRAPH ?g {{ ?s ?p ?o }} ?g <{KGX}extractor> "infobox" }}'
+    for s, p, o in _titles(store, q, res, (0, 2)):
+        local = wd_props.get(p.value) if isinstance(p, ox.NamedNode) else None
+        if local is None or s is None or o is None:
+            continue
+        facts.append((s, local, o))
+        rng = onto.properties[local].range
+        if rng and rng.startswith(KGX) and rng[len(KGX):] in onto.classes:
+            ranged.append((o, coarse_type(onto, rng), rng, -1))
+        if len(facts) >= _BATCH:
+            _flush_facts(db, facts, ranged)
+    _flush_facts(db, facts, ranged)
+    db.execute("CREATE INDEX entity_facts_by_title ON entity_facts(title)")
+    db.execute("CREATE TABLE entity_types_done (at TEXT)")
+    db.commit()
+    del store
+
+
+def _flush_facts(db: sqlite3.Connection, facts: list[tuple[str, str, str]],
+                 ranged: list[tuple[str, str, str, int]]) -> None:
+    db.executemany("INSERT INTO entity_facts VALUES (?, ?, ?)", facts)
+    # rdfs:range entailment: the object of kgx:birthPlace is a kgx:Place, even when its own
+    # page is not in the dump. A type the page itself states wins (class types were all
+    # written before any fact was read).
+    db.executemany("INSERT INTO entity_types VALUES (?, ?, ?, ?, 'range') "
+                   "ON CONFLICT(title) DO NOTHING", ranged)
+    facts.clear()
+    ranged.clear()

@@ -1,0 +1,29 @@
+"""The corpus stage: the silver training corpus the dump labels itself (:mod:`kgx.corpus`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kgx.stages.runner import Run, Stage, stage_key
+
+
+class CorpusStage(Stage):
+    name = "corpus"
+
+    def enabled(self, run: Run) -> bool:
+        return bool(run.opts.use_model and not run.opts.model)
+
+    def outputs(self, run: Run) -> list[str]:
+        return ["corpus/train.jsonl", "corpus/dev.jsonl", "corpus/test.jsonl",
+                "corpus/stats.json"]
+
+    def key(self, run: Run) -> str:
+        return stage_key(run.keys["structure"])
+
+    def execute(self, run: Run) -> dict[str, Any]:
+        from kgx.corpus import build_corpus
+
+        run.log("[corpus] labelling sentences from links and infoboxes")
+        st = build_corpus(run.out, run.out / "corpus")
+        run.log(f"[corpus] sentences {st['sentences']}, mentions {st['mentions']}")
+        return {"sentences": st["sentences"]}

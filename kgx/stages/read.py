@@ -1,0 +1,395 @@
+"""The read stage: the fine-tuned reader over every sentence of every article.
+
+Takes ``documents.jsonl`` (plain text with the page's own link spans), the model, the entity
+linker; gives ``mentions.nq`` (each linked mention with its span, type, how it was linked and a
+confidence) and ``model.nq`` (one named graph per distinct fact, its confidence aggregated over
+its evidence sentences, each sentence kept as evidence).
+
+Work is done in **chunks** of whole documents (about :data:`CHUNK_SENTENCES` sentences). A
+chunk's mentions go to a part file, renamed into place, and its fact rows go into
+``.work/read/facts.sqlite`` in the transaction that records the chunk in the journal: after a
+kill, a re-run skips the committed chunks' documents and redoes at most the chunk in flight.
+Facts are aggregated once every chunk is in, from SQLite, sorted on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sqlite3
+import time
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from kgx import __version__
+from kgx.cpu import ThreadTuner
+from kgx.ontology import KGX, XSD
+from kgx.progress import Progress
+from kgx.rdf import literal
+from kgx.stages.runner import Journal, Run, Stage, prepare_work, stage_key
+
+MODEL_FACTS_FILE = "model.nq"
+MENTIONS_FILE = "mentions.nq"
+DOCUMENTS_FILE = "documents.jsonl"
+CHUNK_SENTENCES = 4096  # sentences per committed chunk (a few minutes on 2 CPU cores)
+BATCH_SENTENCES = 256  # sentences per model call
+_FACTS = ("CREATE TABLE IF NOT EXISTS f (h TEXT, p TEXT, t TEXT, page INTEGER, rev INTEGER, "
+          "s0 INTEGER, s1 INTEGER, e0 INTEGER, e1 INTEGER, sentence TEXT, conf REAL)")
+_STATS = ("documents", "sentences", "mentions", "linked_mentions", "linked_by_wikilink",
+          "linked_by_page", "linked_by_linker", "relations_predicted",
+          "relations_between_linked", "relations_against_domain_or_range", "mention_triples")
+
+
+class ReadStage(Stage):
+    name = "read"
+
+    def enabled(self, run: Run) -> bool:
+        return bool(run.opts.use_model)
+
+    def outputs(self, run: Run) -> list[str]:
+        return [MODEL_FACTS_FILE] + ([MENTIONS_FILE] if run.opts.mentions else [])
+
+    def key(self, run: Run) -> str:
+        o = run.opts
+        return stage_key(run.keys["structure"], run.keys["model"], run.keys.get("entities"),
+                         o.read_sentences, o.relation_threshold, o.mentions, CHUNK_SENTENCES,
+                         "read-3")
+
+    def execute(self, run: Run) -> dict[str, Any]:
+        return read_dump(run.out, run.work(self.name), Path(run.info["model"]["dir"]),
+                         run.keys[self.name], run.opts, run.log)
+
+
+def iter_sentences(nlp: Any, text: str) -> Iterator[tuple[int, int]]:
+    """Sentence spans of a document, paragraph by paragraph."""
+    pos = 0
+    for line in text.split("\n"):
+        if line.strip():
+            for s in nlp(line).sents:
+                if s.text.strip():
+                    yield pos + s.start_char, pos + s.end_char
+        pos += len(line) + 1
+
+
+def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
+              log: Callable[[str], None]) -> dict[str, Any]:
+    """Predict, link and aggregate over every sentence of every article, chunk by chunk."""
+    import spacy
+
+    from kgx.corpus import iter_documents, load_entities
+    from kgx.linking import Linker, alias_key
+    from kgx.model import Predictor
+    from kgx.site import iri_escape
+
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    ns = report["site"]["namespace"]
+    lang = report["site"].get("lang", "en")
+    try:
+        nlp = spacy.blank(lang)
+    except (ImportError, KeyError):
+        nlp = spacy.blank("xx")
+    nlp.add_pipe("sentencizer")
+    resumed = prepare_work(work, key)
+    (work / "mentions").mkdir(exist_ok=True)
+    facts_db = sqlite3.connect(work / "facts.sqlite")
+    facts_db.execute(_FACTS)
+    journal = Journal(facts_db)
+    stats: Counter[str] = Counter({k: 0 for k in _STATS})
+    first_doc = 0  # chunks are committed in order: the committed ones are a prefix
+    chunks = 0
+    for chunk, info in journal.infos():
+        stats.update(info["stats"])
+        first_doc = max(first_doc, info["docs"][1])
+        chunks = max(chunks, chunk + 1)
+    for f in (work / "mentions").iterdir():  # parts of chunks a killed run did not commit
+        if int(f.name[:9]) >= chunks:
+            f.unlink()
+    if resumed and chunks:
+        log(f"[read] resuming: {chunks:,} chunks committed before ({first_doc:,} documents, "
+            f"{stats['sentences']:,} sentences)")
+    predictor = Predictor.load(model_dir, device=opts.device,
+                               relation_threshold=opts.relation_threshold)
+    tuner = ThreadTuner(enabled=predictor.device.type == "cpu", period=16, trial=2)
+    linker = Linker(out, ns)
+    entities = load_entities(out)
+    model_name = f"kgx-reader {predictor.metadata.get('kgx_version', __version__)} " \
+                 f"({predictor.metadata.get('base_model', 'unknown')}, {model_dir.name})"
+    resource = ns + "resource/"
+
+    def iri(title: str) -> str:
+        return f"<{resource}{iri_escape(title.replace(' ', '_'))}>"
+
+    signature = Signatures()
+    docs_path = out / DOCUMENTS_FILE
+    with open(docs_path, encoding="utf-8") as f:
+        total_docs = sum(1 for _ in f)
+    batch: list[tuple[dict[str, Any], int, int]] = []
+    # What the chunk in flight has: stats, fact rows, mention lines.
+    cs: Counter[str] = Counter()
+    rows: list[tuple[Any, ...]] = []
+    lines: list[str] = []
+
+    def predict() -> None:
+        if not batch:
+            return
+        t_batch = time.perf_counter()
+        preds = predictor.predict([d["text"][a:b] for d, a, b in batch])
+        tuner.step(time.perf_counter() - t_batch, len(batch))
+        pending = []
+        for (doc, a, _), pred in zip(batch, preds, strict=True):
+            ctx = _page_context(linker, doc)
+            for m in pred.mentions:
+                pending.append((doc, a, m, ctx))
+        linked = _link_mentions(linker, pending, cs, alias_key)
+        by_sentence: dict[tuple[int, int], list[Any]] = {}
+        for (doc, a, m, _), ent in zip(pending, linked, strict=True):
+            by_sentence.setdefault((doc["page_id"], a), []).append(ent)
+            if opts.mentions and ent is not None:
+                cs["mention_triples"] += _write_mention(lines, ns, doc, a, m, ent, iri)
+        for (doc, a, b), pred in zip(batch, preds, strict=True):
+            ents = by_sentence.get((doc["page_id"], a), [])
+            cs["relations_predicted"] += len(pred.relations)
+            for r in pred.relations:
+                h, tl = ents[r.head], ents[r.tail]
+                if h is None or tl is None or h[0] == tl[0]:
+                    continue
+                cs["relations_between_linked"] += 1
+                mh, mt = pred.mentions[r.head], pred.mentions[r.tail]
+                if not signature.fits(r.label, mh.label, mt.label):
+                    cs["relations_against_domain_or_range"] += 1
+                    continue
+                e0, e1 = a + min(mh.start, mt.start), a + max(mh.end, mt.end)
+                rows.append((h[0], r.label, tl[0], doc["page_id"], doc.get("revision_id"),
+                             a, b, e0, e1, doc["text"][a:b], r.score))
+        batch.clear()
+
+    def commit(doc_end: int) -> None:
+        nonlocal chunks, first_doc
+        predict()
+        part = work / "mentions" / f"{chunks:09d}.nq"
+        with open(part.with_suffix(".tmp"), "w", encoding="utf-8") as f:
+            f.writelines(lines)
+        os.replace(part.with_suffix(".tmp"), part)
+        journal.commit(chunks, {"docs": [first_doc, doc_end], "stats": dict(cs)},
+                       lambda db: db.executemany(
+                           "INSERT INTO f VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows))
+        stats.update(cs)
+        chunks += 1
+        first_doc = doc_end
+        cs.clear()
+        rows.clear()
+        lines.clear()
+
+    limit = opts.read_sentences
+    with Progress(total=total_docs, unit="documents", enabled=opts.progress, desc="read") as bar:
+        bar.update(first_doc)
+        n_doc = first_doc
+        for k, doc in enumerate(iter_documents(docs_path)):
+            if k < first_doc:
+                continue
+            if limit is not None and stats["sentences"] + cs["sentences"] >= limit:
+                break
+            cs["documents"] += 1
+            for a, b in iter_sentences(nlp, doc["text"]):
+                if limit is not None and stats["sentences"] + cs["sentences"] >= limit:
+                    break
+                batch.append((doc, a, b))
+                cs["sentences"] += 1
+                if len(batch) >= BATCH_SENTENCES:
+                    predict()
+            n_doc = k + 1
+            if cs["sentences"] >= CHUNK_SENTENCES:
+                commit(n_doc)
+            bar.update(1, sentences=stats["sentences"] + cs["sentences"],
+                       mentions=stats["mentions"] + cs["mentions"])
+        if cs["documents"] or batch:
+            commit(n_doc)
+    if opts.mentions:
+        tmp = out / (MENTIONS_FILE + ".tmp")
+        with open(tmp, "wb") as fout:
+            for part in sorted((work / "mentions").glob("*.nq")):
+                with open(part, "rb") as fin:
+                    shutil.copyfileobj(fin, fout, 1 << 20)
+        os.replace(tmp, out / MENTIONS_FILE)
+    result: dict[str, Any] = dict(stats)
+    result.update(_write_model_facts(out, facts_db, ns, model_name, entities, iri))
+    result["chunks"] = chunks
+    facts_db.close()
+    shutil.rmtree(work, ignore_errors=True)
+    log(f"[read] {stats['sentences']:,} sentences, {stats['mentions']:,} mentions "
+        f"({stats['linked_mentions']:,} linked), {result['model_facts']:,} model facts "
+        f"({result['agreeing_with_infobox']:,} restate an infobox fact)")
+    return result
+
+
+class Signatures:
+    """Domain and range of each ontology property as coarse types (PER/ORG/LOC/MISC).
+
+    A predicted relation whose head or tail mention has a coarse type other than the one its
+    property's domain or range declares (a person as ``kgx:notableWork``) is not kept.
+    """
+
+    def __init__(self) -> None:
+        from kgx.corpus import coarse_type
+        from kgx.ontology import load_ontology
+
+        onto = load_ontology()
+        self.sig: dict[str, tuple[str | None, str | None]] = {}
+        for local, p in onto.properties.items():
+            dom = (onto.classes.get(p.domain[len(KGX):]) if p.domain and p.domain.startswith(KGX)
+                   else None)
+            rng = p.range if p.range and p.range.startswith(KGX) else None
+            self.sig[local] = (coarse_type(onto, dom) if dom else None,
+                               coarse_type(onto, rng) if rng and rng[len(KGX):] in onto.classes
+                               else None)
+
+    def fits(self, prop: str, head_type: str, tail_type: str) -> bool:
+        dom, rng = self.sig.get(prop, (None, None))
+        return (dom is None or dom == head_type) and (rng is None or rng == tail_type)
+
+
+def _page_context(linker: Any, doc: dict[str, Any]) -> Any:
+    eid = linker.aliases.entity_id(doc["title"])
+    return linker.entity_vector(eid) if eid is not None else None
+
+
+def _link_mentions(linker: Any, pending: list[Any], stats: dict[str, int],
+                   alias_key: Callable[[str], str]) -> list[tuple[str, str, float] | None]:
+    """(title, how, score) per mention: the page's own wikilink, the page itself, or the
+    linker; None for NIL."""
+    out: list[tuple[str, str, float] | None] = [None] * len(pending)
+    todo = []
+    for i, (doc, a, m, _ctx) in enumerate(pending):
+        stats["mentions"] += 1
+        s, e = a + m.start, a + m.end
+        target = _covering_link(doc, s, e)
+        if target is not None:
+            out[i] = (target, "wikilink", 1.0)
+            stats["linked_by_wikilink"] += 1
+            continue
+        names = {alias_key(doc["title"]), *(alias_key(x) for x in doc.get("aliases", []))}
+        if alias_key(m.text) in names or (m.label == "PER" and alias_key(m.text) ==
+                                          alias_key(doc["title"].split(" (")[0].split()[-1])):
+            out[i] = (doc["title"], "page", 1.0)
+            stats["linked_by_page"] += 1
+            continue
+        todo.append(i)
+    if todo:
+        res = linker.link_many([(pending[i][2].text, pending[i][2].label, pending[i][3])
+                                for i in todo])
+        for i, c in zip(todo, res, strict=True):
+            if c is not None:
+                out[i] = (c.title, "linker", c.score)
+                stats["linked_by_linker"] += 1
+    stats["linked_mentions"] += sum(1 for x in out if x is not None)
+    return out
+
+
+def _covering_link(doc: dict[str, Any], s: int, e: int) -> str | None:
+    """The target of the page's link that contains ``[s, e)`` or lies inside it, if any.
+
+    Links are sorted and never overlap, so a bisection finds the candidates.
+    """
+    links = doc["links"]
+    starts = doc.get("_starts")
+    if starts is None:
+        starts = doc["_starts"] = [ln[0] for ln in links]
+    i = bisect_right(starts, s)
+    if i and links[i - 1][0] <= s and e <= links[i - 1][1]:
+        return links[i - 1][2]
+    i = bisect_left(starts, s)
+    while i < len(links) and links[i][0] < e:
+        if s <= links[i][0] and links[i][1] <= e:
+            return links[i][2]
+        i += 1
+    return None
+
+
+def _write_mention(out: list[str], ns: str, doc: dict[str, Any], a: int, m: Any,
+                   ent: tuple[str, str, float], iri: Callable[[str], str]) -> int:
+    pid = doc["page_id"]
+    s, e = a + m.start, a + m.end
+    node = f"<{ns}mention/{pid}/{s}-{e}>"
+    g = f"<{ns}graph/page/{pid}/mentions>"
+    lines = [
+        f"{node} <{KGX}mentionOf> {iri(ent[0])} {g} .\n",
+        f"{node} <{KGX}inPage> {iri(doc['title'])} {g} .\n",
+        f"{node} <{KGX}anchor> {literal(m.text)} {g} .\n",
+        f"{node} <{KGX}start> {literal(str(s), XSD + 'integer')} {g} .\n",
+        f"{node} <{KGX}end> {literal(str(e), XSD + 'integer')} {g} .\n",
+        f"{node} <{KGX}mentionType> {literal(m.label)} {g} .\n",
+        f"{node} <{KGX}linkedBy> {literal(ent[1])} {g} .\n",
+        f"{node} <{KGX}confidence> {literal(repr(round(ent[2] * m.score, 4)), XSD + 'double')}"
+        f" {g} .\n",
+    ]
+    out.extend(lines)
+    return len(lines)
+
+
+def _write_model_facts(out: Path, db: sqlite3.Connection, ns: str, model_name: str,
+                       entities: dict[str, Any], iri: Callable[[str], str]) -> dict[str, int]:
+    """One named graph per distinct fact: confidence aggregated over its evidence sentences
+    (noisy-or), support count, agreement with the infobox, and each evidence sentence."""
+    tmp = out / (MODEL_FACTS_FILE + ".tmp")
+    n_facts = n_triples = agree = 0
+    pg = f"<{ns}graph/provenance>"
+    rows = db.execute("SELECT h, p, t, page, rev, s0, s1, e0, e1, sentence, conf FROM f "
+                      "ORDER BY h, p, t, page, s0")
+    with open(tmp, "w", encoding="utf-8") as f:
+        cur: tuple[str, str, str] | None = None
+        ev: list[tuple[Any, ...]] = []
+
+        def emit() -> None:
+            nonlocal n_facts, n_triples, agree
+            if cur is None:
+                return
+            h, p, t = cur
+            digest = hashlib.sha1(f"{h}\t{p}\t{t}".encode()).hexdigest()[:16]
+            g = f"<{ns}graph/fact/{digest}>"
+            conf = 1.0 - math.prod(1.0 - r[10] for r in ev)
+            info = entities.get(h)
+            agrees = bool(info and (p, t) in info.facts)
+            agree += agrees
+            lines = [f"{iri(h)} <{KGX}{p}> {iri(t)} {g} .\n",
+                     f"{g} <{KGX}extractor> {literal('model')} {pg} .\n",
+                     f"{g} <{KGX}extractorVersion> {literal(model_name)} {pg} .\n",
+                     f"{g} <{KGX}confidence> {literal(repr(round(conf, 4)), XSD + 'double')} "
+                     f"{pg} .\n",
+                     f"{g} <{KGX}supportCount> {literal(str(len(ev)), XSD + 'integer')} {pg} .\n",
+                     f"{g} <{KGX}agreesWithInfobox> "
+                     f"{literal('true' if agrees else 'false', XSD + 'boolean')} {pg} .\n"]
+            for i, r in enumerate(ev, 1):
+                e = f"<{ns}graph/fact/{digest}/evidence/{i}>"
+                lines += [
+                    f"{g} <{KGX}evidence> {e} {pg} .\n",
+                    f"{e} <{KGX}pageId> {literal(str(r[3]), XSD + 'integer')} {pg} .\n",
+                    f"{e} <{KGX}sentence> {literal(r[9])} {pg} .\n",
+                    f"{e} <{KGX}sentenceStart> {literal(str(r[5]), XSD + 'integer')} {pg} .\n",
+                    f"{e} <{KGX}sentenceEnd> {literal(str(r[6]), XSD + 'integer')} {pg} .\n",
+                    f"{e} <{KGX}evidenceStart> {literal(str(r[7]), XSD + 'integer')} {pg} .\n",
+                    f"{e} <{KGX}evidenceEnd> {literal(str(r[8]), XSD + 'integer')} {pg} .\n",
+                    f"{e} <{KGX}confidence> {literal(repr(round(r[10], 4)), XSD + 'double')} "
+                    f"{pg} .\n"]
+                if r[4] is not None:
+                    lines.append(f"{e} <{KGX}revisionId> {literal(str(r[4]), XSD + 'integer')} "
+                                 f"{pg} .\n")
+            f.writelines(lines)
+            n_facts += 1
+            n_triples += len(lines)
+
+        for r in rows:
+            key = (r[0], r[1], r[2])
+            if key != cur:
+                emit()
+                cur, ev = key, []
+            ev.append(r)
+        emit()
+    os.replace(tmp, out / MODEL_FACTS_FILE)
+    return {"model_facts": n_facts, "model_fact_triples": n_triples,
+            "agreeing_with_infobox": agree}

@@ -1,0 +1,120 @@
+"""A run killed with SIGKILL at any point continues where it stopped, and ends with the graph
+an uninterrupted run writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kgx.dump import DumpReader, find_index, read_index
+from kgx.extract import ExtractOptions, _batches, extract
+
+from .conftest import SAMPLE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def small_streams(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample as a multistream dump of 10-page streams: enough chunks to kill between."""
+    from kgx.multistream import repack
+
+    dump = tmp_path_factory.mktemp("ms10") / "enwiki-2016-excerpt-multistream.xml.bz2"
+    repack(SAMPLE, dump, 10)
+    return dump
+
+
+def committed(db: Path) -> int:
+    """Chunks in a stage's journal (read while the run writes it: WAL allows that)."""
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute("SELECT count(*) FROM journal").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def kill_when(cmd: list[str], journal: Path, chunks: int, timeout: float = 300) -> int:
+    """Start ``cmd``, SIGKILL its whole process group once ``chunks`` are committed."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    t0 = time.monotonic()
+    try:
+        while committed(journal) < chunks:
+            if proc.poll() is not None:
+                raise AssertionError("the run ended before it could be killed: "
+                                     + proc.stderr.read().decode()[-2000:])
+            assert time.monotonic() - t0 < timeout, "no progress"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return committed(journal)
+
+
+def sorted_quads(path: Path) -> list[str]:
+    return sorted(path.read_text("utf-8").splitlines())
+
+
+STRUCTURE = ("import sys; from kgx.extract import ExtractOptions, extract; "
+             "extract(sys.argv[1], sys.argv[2], ExtractOptions(workers=1, progress=False, "
+             "keep_documents=True))")
+
+
+@pytest.mark.parametrize("layout", ["multistream", "single stream"])
+def test_structure_pass_resumes_after_kill_9(layout: str, small_streams: Path,
+                                             tmp_path: Path) -> None:
+    dump = small_streams if layout == "multistream" else SAMPLE
+    opts = ExtractOptions(workers=1, progress=False, keep_documents=True)
+    ref = extract(dump, tmp_path / "ref", opts)
+    out = tmp_path / "out"
+    journal = out / ".work" / "structure" / "aliases.sqlite"
+    if layout == "multistream":
+        total = len(read_index(find_index(dump)))
+    else:
+        total = sum(1 for _ in _batches(DumpReader(dump), None))
+    done = kill_when([sys.executable, "-c", STRUCTURE, str(dump), str(out)], journal,
+                     max(1, total // 2))
+    assert 0 < done < total, (done, total)
+    assert not (out / "graph.nq").exists()
+    rep = extract(dump, out, opts)
+    assert rep.resumed_chunks == done > 0
+    assert rep.finished and rep.pages == ref.pages and rep.triples == ref.triples
+    assert sorted_quads(out / "graph.nq") == sorted_quads(tmp_path / "ref" / "graph.nq")
+    assert sorted_quads(out / "documents.jsonl") == sorted_quads(tmp_path / "ref" /
+                                                                 "documents.jsonl")
+    a = sqlite3.connect(out / "aliases.sqlite")
+    b = sqlite3.connect(tmp_path / "ref" / "aliases.sqlite")
+    for table in ("titles", "redirects", "anchors"):
+        q = f"SELECT * FROM {table} ORDER BY 1, 2"
+        assert a.execute(q).fetchall() == b.execute(q).fetchall(), table
+    assert not (out / ".work").exists()
+
+
+def test_a_changed_dump_starts_the_structure_pass_over(small_streams: Path,
+                                                       tmp_path: Path) -> None:
+    dump = tmp_path / small_streams.name
+    dump.write_bytes(small_streams.read_bytes())
+    index = small_streams.with_name(small_streams.name.replace(".xml.bz2", "-index.txt.bz2"))
+    (tmp_path / index.name).write_bytes(index.read_bytes())
+    out = tmp_path / "out"
+    journal = out / ".work" / "structure" / "aliases.sqlite"
+    done = kill_when([sys.executable, "-c", STRUCTURE, str(dump), str(out)], journal, 3)
+    assert done >= 3
+    os.utime(dump, ns=(time.time_ns(), time.time_ns() + 10**9))  # "a new dump, same name"
+    rep = extract(dump, out, ExtractOptions(workers=1, progress=False, keep_documents=True))
+    assert rep.resumed_chunks == 0 and rep.finished
+    assert json.loads((out / "report.json").read_text())["resumed_chunks"] == 0
