@@ -118,3 +118,103 @@ def test_a_changed_dump_starts_the_structure_pass_over(small_streams: Path,
     rep = extract(dump, out, ExtractOptions(workers=1, progress=False, keep_documents=True))
     assert rep.resumed_chunks == 0 and rep.finished
     assert json.loads((out / "report.json").read_text())["resumed_chunks"] == 0
+
+
+# --------------------------------------------------------------------------- read and merge
+
+PIPELINE = """
+import sys
+from kgx.extract import ExtractOptions
+from kgx.pipeline import PipelineOptions, run
+run(sys.argv[1], sys.argv[2], PipelineOptions(
+    extract=ExtractOptions(workers=1, progress=False), model=sys.argv[3],
+    read_chunk_sentences=6, progress=False), log=lambda m: None)
+"""
+
+
+@pytest.fixture(scope="module")
+def short_articles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wiki of 40 short linked articles: many small chunks for the read stage."""
+    from .conftest import dump_xml, page_xml
+
+    bold = "'" * 3
+    pages = []
+    for i in range(40):
+        text = (f"{bold}Town {i}{bold} is a town in [[Region {i % 5}]] founded by "
+                f"[[Ada Person {i % 7}]] in {1800 + i}. Town {i} lies on the "
+                f"[[River {i % 3}|river]]. The mayor of Town {i} is Bob Smith.\n\n"
+                f"Ada Person {i % 7} was born in [[Region {(i + 1) % 5}]].")
+        pages.append(page_xml(i + 1, f"Town {i}", text))
+    for j in range(5):
+        pages.append(page_xml(100 + j, f"Region {j}", f"{bold}Region {j}{bold} is a region."))
+    dump = tmp_path_factory.mktemp("short") / "short.xml"
+    dump.write_text(dump_xml(pages), encoding="utf-8")
+    return dump
+
+
+def pipeline_options(model: Path) -> object:
+    from kgx.pipeline import PipelineOptions
+
+    return PipelineOptions(extract=ExtractOptions(workers=1, progress=False), model=str(model),
+                           read_chunk_sentences=6, progress=False)
+
+
+@pytest.fixture
+def reference(short_articles: Path, readme_out: Path, tmp_path: Path,
+              monkeypatch: pytest.MonkeyPatch) -> tuple[Path, dict]:
+    """An uninterrupted run, with the README fixture's (tiny) reader."""
+    from kgx.pipeline import run
+
+    monkeypatch.setenv("KGX_THREADS", "1")  # the same arithmetic in every run
+    ref = tmp_path / "ref"
+    rep = run(short_articles, ref, pipeline_options(readme_out / "model"), log=lambda m: None)
+    assert rep["pipeline"]["read"]["chunks"] >= 10
+    return ref, rep
+
+
+def test_read_stage_resumes_after_kill_9(reference: tuple[Path, dict], short_articles: Path,
+                                         readme_out: Path, tmp_path: Path) -> None:
+    from kgx.pipeline import run
+
+    ref, ref_rep = reference
+    chunks = ref_rep["pipeline"]["read"]["chunks"]
+    out = tmp_path / "out"
+    journal = out / ".work" / "read" / "facts.sqlite"
+    done = kill_when([sys.executable, "-c", PIPELINE, str(short_articles), str(out),
+                      str(readme_out / "model")], journal, chunks // 2)
+    assert chunks // 2 <= done < chunks
+    log: list[str] = []
+    rep = run(short_articles, out, pipeline_options(readme_out / "model"), log=log.append)
+    assert any(f"[read] resuming: {done} chunks" in m for m in log), log
+    assert sum("unchanged inputs" in m for m in log) == 3, log  # structure, model, entities
+    assert rep["pipeline"]["read"] == ref_rep["pipeline"]["read"]
+    assert sorted_quads(out / "graph.nq") == sorted_quads(ref / "graph.nq")
+
+
+def test_merge_continues_after_a_failure(reference: tuple[Path, dict], short_articles: Path,
+                                         readme_out: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyoxigraph as ox
+
+    import kgx.reasoning
+    from kgx.pipeline import run
+
+    ref, _ = reference
+    out = tmp_path / "out"
+    materialise = kgx.reasoning.materialise
+
+    def die(*a: object, **k: object) -> None:
+        raise RuntimeError("killed while reasoning")
+
+    monkeypatch.setattr(kgx.reasoning, "materialise", die)
+    with pytest.raises(RuntimeError, match="killed while reasoning"):
+        run(short_articles, out, pipeline_options(readme_out / "model"), log=lambda m: None)
+    state = json.loads((out / "store" / "kgx-merge.json").read_text())
+    assert state["done"] == ["model.nq", "mentions.nq"]
+    monkeypatch.setattr(kgx.reasoning, "materialise", materialise)
+    log: list[str] = []
+    run(short_articles, out, pipeline_options(readme_out / "model"), log=log.append)
+    assert sum("unchanged inputs" in m for m in log) == 4, log  # all but merge
+    assert sorted_quads(out / "graph.nq") == sorted_quads(ref / "graph.nq")
+    a, b = ox.Store.read_only(str(out / "store")), ox.Store.read_only(str(ref / "store"))
+    assert len(a) == len(b) and sorted(map(str, a)) == sorted(map(str, b))

@@ -5,7 +5,8 @@ linker; gives ``mentions.nq`` (each linked mention with its span, type, how it w
 confidence) and ``model.nq`` (one named graph per distinct fact, its confidence aggregated over
 its evidence sentences, each sentence kept as evidence).
 
-Work is done in **chunks** of whole documents (about :data:`CHUNK_SENTENCES` sentences). A
+Work is done in **chunks** of whole documents (about ``read_chunk_sentences`` sentences,
+4,096 by default: a few minutes on 2 CPU cores). A
 chunk's mentions go to a part file, renamed into place, and its fact rows go into
 ``.work/read/facts.sqlite`` in the transaction that records the chunk in the journal: after a
 kill, a re-run skips the committed chunks' documents and redoes at most the chunk in flight.
@@ -37,7 +38,6 @@ from kgx.stages.runner import Journal, Run, Stage, prepare_work, stage_key
 MODEL_FACTS_FILE = "model.nq"
 MENTIONS_FILE = "mentions.nq"
 DOCUMENTS_FILE = "documents.jsonl"
-CHUNK_SENTENCES = 4096  # sentences per committed chunk (a few minutes on 2 CPU cores)
 BATCH_SENTENCES = 256  # sentences per model call
 _FACTS = ("CREATE TABLE IF NOT EXISTS f (h TEXT, p TEXT, t TEXT, page INTEGER, rev INTEGER, "
           "s0 INTEGER, s1 INTEGER, e0 INTEGER, e1 INTEGER, sentence TEXT, conf REAL)")
@@ -58,7 +58,7 @@ class ReadStage(Stage):
     def key(self, run: Run) -> str:
         o = run.opts
         return stage_key(run.keys["structure"], run.keys["model"], run.keys.get("entities"),
-                         o.read_sentences, o.relation_threshold, o.mentions, CHUNK_SENTENCES,
+                         o.read_sentences, o.relation_threshold, o.mentions, o.read_chunk_sentences,
                          "read-3")
 
     def execute(self, run: Run) -> dict[str, Any]:
@@ -204,7 +204,7 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
                 if len(batch) >= BATCH_SENTENCES:
                     predict()
             n_doc = k + 1
-            if cs["sentences"] >= CHUNK_SENTENCES:
+            if cs["sentences"] >= opts.read_chunk_sentences:
                 commit(n_doc)
             bar.update(1, sentences=stats["sentences"] + cs["sentences"],
                        mentions=stats["mentions"] + cs["mentions"])

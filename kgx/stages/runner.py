@@ -193,7 +193,8 @@ class Manifest:
     def finish(self, name: str, key: str, seconds: float, outputs: list[str],
                info: dict[str, Any]) -> None:
         disk = {o: disk_used(self.out / o) for o in outputs}
-        self.data[name] = {"key": key, "seconds": round(seconds, 2), "disk_bytes": disk, **info}
+        self.data[name] = {"key": key, "started": round(time.time() - seconds, 2),
+                           "seconds": round(seconds, 2), "disk_bytes": disk, **info}
         self.save()
 
     def consumed(self, name: str, by: str, outputs: list[str]) -> None:
@@ -237,7 +238,8 @@ def run_stages(stages: list[Stage], run: Run) -> None:
         if manifest.done(s.name, key, outputs, run.keys):
             run.log(f"[{s.name}] unchanged inputs: reusing {', '.join(outputs)}")
             run.info[s.name] = {k: v for k, v in manifest.data[s.name].items()
-                                if k not in ("key", "seconds", "consumed_by", "consumed")}
+                                if k not in ("key", "started", "seconds", "consumed_by",
+                                             "consumed")}
             run.seconds[s.name] = time.monotonic() - t
             continue
         manifest.forget(s.name)

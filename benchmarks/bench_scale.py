@@ -1,0 +1,431 @@
+"""Benchmark of ``kgx extract`` as the dump grows: every stage at 1x, 4x and 16x, a kill -9 in
+every stage, and a projection to the full English Wikipedia from the measured costs.
+
+**Synthetic dumps.** Copy k of the bundled sample gets fresh page ids and titles
+(``Title (copy k)``); its links and redirects are rewritten to point inside copy k: a link to a
+page of the sample goes to that page's copy, a link to a page the sample lacks goes to one of
+the copy's articles (chosen by a hash of the target), with the original text kept as the
+anchor. So the link graph, the alias table and the entity count grow with the dump as in a real
+one, where nearly every link target is an article of the same dump. Categories stay shared, as
+they are in a real wiki. Multistream bz2 (100 pages a stream) with its index.
+
+**Per size and stage**: seconds, items per second, peak resident memory of the process tree
+while the stage ran (sampled every 50 ms), disk used by the stage's outputs. The model and read
+stages are capped to fixed sentence counts at every size (``--train-sentences``,
+``--read-sentences``), with the alias table and entity index at full size. Goal: per-item cost
+at 16x within 1.25x of 1x and peak RSS within 1.3x.
+
+**Resume** (on the smallest size): each stage is killed with SIGKILL at about half its
+uninterrupted time (structure and read: once half their chunks are committed), the same
+command is run again, and the seconds lost are reported against the uninterrupted run. The
+graph of every resumed run is compared with the uninterrupted one (an order-free digest of
+the N-Quads lines and their count).
+
+**Projection**: the per-item costs of the largest size times the English Wikipedia's counts.
+
+Usage: ``python benchmarks/bench_scale.py [--base-mb 207] [--sizes 1,4,16] [--work DIR]``.
+Prints tables and writes ``bench-scale.json`` in the work directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "enwiki-2016-excerpt.xml.bz2"
+STAGES = ("structure", "corpus", "model", "entities", "read", "merge")
+# The English Wikipedia (pages-articles-multistream, 2024-2026): the issue's figures.
+ENWIKI = {"pages": 23_000_000, "sentences": 150_000_000, "entities": 7_000_000}
+_LINK = re.compile(r"\[\[([^\[\]|#]*)(#[^\[\]|]*)?(\|[^\[\]]*)?\]\]")
+_PAGE = re.compile(r"  <page>.*?</page>\n", re.S)
+
+
+# --------------------------------------------------------------------------- the dumps
+
+
+def sample_pages() -> tuple[str, list[str]]:
+    xml = bz2.decompress(SAMPLE.read_bytes()).decode("utf-8")
+    head = xml[:xml.index("<page>")].rstrip(" ")
+    return head, _PAGE.findall(xml)
+
+
+def _norm(title: str) -> str:
+    t = title.replace("_", " ").strip()
+    return t[:1].upper() + t[1:]
+
+
+def copy_pages(pages: list[str], copy: int, first_id: int) -> list[str]:
+    """The sample's pages as copy ``copy``: ids from ``first_id``, links kept inside it."""
+    titles = [re.search(r"<title>(.*?)</title>", p).group(1) for p in pages]
+    known = {_norm(t) for t in titles}
+    articles = [t for t, p in zip(titles, pages, strict=True)
+                if "<redirect" not in p and "<ns>0</ns>" in p]
+
+    def target(t: str) -> str:
+        n = _norm(t)
+        if n in known:
+            return f"{n} (copy {copy})"
+        h = int(hashlib.blake2b(n.encode(), digest_size=8).hexdigest(), 16)
+        return f"{articles[h % len(articles)]} (copy {copy})"
+
+    def link(m: re.Match[str]) -> str:
+        t, section, label = m.group(1), m.group(2) or "", m.group(3)
+        if ":" in t or not t.strip():  # categories, files, other namespaces, other wikis
+            return m.group(0)
+        return f"[[{target(t)}{section}{label or '|' + t}]]"
+
+    out = []
+    for k, (p, t) in enumerate(zip(pages, titles, strict=True)):
+        if "<ns>0</ns>" not in p:
+            continue
+        p = p.replace(f"<title>{t}</title>", f"<title>{t} (copy {copy})</title>", 1)
+        p = re.sub(r"<id>\d+</id>", f"<id>{first_id + k}</id>", p, count=1)
+        p = re.sub(r'<redirect title="(.*?)"', lambda m: f'<redirect title="{target(m.group(1))}"',
+                   p, count=1)
+        a, b = p.index("<text"), p.index("</text>")
+        out.append(p[:a] + _LINK.sub(link, p[a:b]) + p[b:])
+    return out
+
+
+def build_dump(copies: int, work: Path) -> dict[str, Any]:
+    """A multistream dump of ``copies`` copies of the sample, with its index."""
+    dump = work / f"scale{copies}-multistream.xml.bz2"
+    index = work / f"scale{copies}-multistream-index.txt.bz2"
+    meta_path = work / f"scale{copies}.json"
+    if dump.exists() and index.exists() and meta_path.exists():
+        return json.loads(meta_path.read_text())
+    head, pages = sample_pages()
+    idx: list[str] = []
+    xml_bytes = n = 0
+    with open(dump, "wb") as f:
+        data = head.encode()
+        f.write(bz2.compress(data))
+        xml_bytes += len(data)
+        for c in range(1, copies + 1):
+            copy = copy_pages(pages, c, c * 1_000_000)
+            for s in range(0, len(copy), 100):
+                stream = copy[s:s + 100]
+                off = f.tell()
+                for p in stream:
+                    pid = re.search(r"<id>(\d+)</id>", p).group(1)
+                    title = re.search(r"<title>(.*?)</title>", p).group(1)
+                    idx.append(f"{off}:{pid}:{title}")
+                data = "".join(stream).encode()
+                f.write(bz2.compress(data, 9))
+                xml_bytes += len(data)
+                n += len(stream)
+        f.write(bz2.compress(b"</mediawiki>\n"))
+    with bz2.open(index, "wt", encoding="utf-8") as ix:
+        ix.write("\n".join(idx) + "\n")
+    meta = {"dump": str(dump), "copies": copies, "pages": n, "xml_bytes": xml_bytes,
+            "bz2_bytes": dump.stat().st_size}
+    meta_path.write_text(json.dumps(meta))
+    return meta
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+class Sampler:
+    """Resident memory of a process tree, sampled every 50 ms, with timestamps."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _tree(self) -> list[int]:
+        out, todo = [], [self.pid]
+        while todo:
+            p = todo.pop()
+            out.append(p)
+            try:
+                for task in os.listdir(f"/proc/{p}/task"):
+                    with open(f"/proc/{p}/task/{task}/children") as fh:
+                        todo.extend(int(c) for c in fh.read().split())
+            except OSError:
+                pass
+        return out
+
+    def _run(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        while not self._stop.is_set():
+            total = 0
+            for p in self._tree():
+                try:
+                    with open(f"/proc/{p}/statm") as fh:
+                        total += int(fh.read().split()[1]) * page
+                except OSError:
+                    pass
+            self.samples.append((time.time(), total))
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._t.join()
+
+    def peak(self, t0: float, t1: float) -> int:
+        return max((r for t, r in self.samples if t0 <= t <= t1), default=0)
+
+
+def extract_cmd(dump: str, out: Path, args: argparse.Namespace) -> list[str]:
+    return [sys.executable, "-m", "kgx", "extract", dump, "-o", str(out), "--no-progress",
+            "--workers", str(args.workers), "--train-sentences", str(args.train_sentences),
+            "--train-epochs", "1", "--read-sentences", str(args.read_sentences),
+            "--read-chunk-sentences", str(args.read_chunk)]
+
+
+def env() -> dict[str, str]:
+    # Fixed thread counts: the same arithmetic in every run, so resumed graphs compare equal.
+    return {**os.environ, "KGX_THREADS": "2", "KGX_PROGRESS_SECONDS": "30"}
+
+
+def run_measured(dump: str, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    shutil.rmtree(out, ignore_errors=True)
+    t = time.time()
+    proc = subprocess.Popen(extract_cmd(dump, out, args), env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    mon = Sampler(proc.pid)
+    output, _ = proc.communicate()
+    mon.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"kgx extract failed:\n{output[-3000:]}")
+    stages = json.loads((out / "stages.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    ents = json.loads((out / "entities.json").read_text())["entities"]
+    items = {"structure": (report["pages"]["read"], "pages"),
+             "corpus": (sum(stages["corpus"]["sentences"].values()), "sentences"),
+             "model": (args.train_sentences, "sentences"),
+             "entities": (ents, "entities"),
+             "read": (stages["read"]["sentences"], "sentences"),
+             "merge": (report["triples_total"], "triples")}
+    rows = {}
+    for s in STAGES:
+        rec = stages[s]
+        n, unit = items[s]
+        rows[s] = {"seconds": rec["seconds"], "items": n, "unit": unit,
+                   "per_second": round(n / rec["seconds"], 2) if rec["seconds"] else None,
+                   "us_per_item": round(1e6 * rec["seconds"] / n, 1) if n else None,
+                   "peak_rss_mb": round(mon.peak(rec["started"], rec["started"]
+                                                 + rec["seconds"]) / 2**20, 1),
+                   "disk_mb": round(sum(rec.get("disk_bytes", {}).values()) / 2**20, 1)}
+    rows["structure"]["parts"] = report["seconds"]  # pages / resolve / store
+    return {"wall_seconds": round(time.time() - t, 1), "stages": rows,
+            "read_chunks": stages["read"]["chunks"],
+            "peak_rss_mb": round(mon.peak(0, 1e12) / 2**20, 1),
+            "disk_mb": round(report["disk_bytes_total"] / 2**20, 1),
+            "graph": digest(out / "graph.nq")}
+
+
+def digest(path: Path) -> dict[str, Any]:
+    """An order-free digest of an N-Quads file: line count and the sum of line hashes."""
+    total = n = 0
+    with open(path, "rb") as f:
+        for line in f:
+            total = (total + int.from_bytes(hashlib.blake2b(line, digest_size=8).digest(),
+                                            "big")) % (1 << 64)
+            n += 1
+    return {"lines": n, "sum": f"{total:016x}"}
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def journal_chunks(db: Path) -> int:
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute("SELECT count(*) FROM journal").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def stage_started(out: Path, stage: str) -> bool:
+    """Whether ``stage`` is running: the log says the stages before it are finished."""
+    path = out / "stages.json"
+    if not path.exists():
+        return stage == "structure"
+    done = json.loads(path.read_text())
+    before = STAGES[:STAGES.index(stage)]
+    return all(s in done for s in before) and stage not in done
+
+
+def resume(dump: str, out: Path, args: argparse.Namespace, stage: str,
+           clean: dict[str, Any], total_chunks: dict[str, int]) -> dict[str, Any]:
+    """Kill -9 ``stage`` at about half way, run again; seconds lost against ``clean``."""
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = extract_cmd(dump, out, args)
+    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    journals = {"structure": out / ".work" / "structure" / "aliases.sqlite",
+                "read": out / ".work" / "read" / "facts.sqlite"}
+    half = clean["stages"][stage]["seconds"] / 2
+    t_stage = None
+    while proc.poll() is None:
+        if t_stage is None and stage_started(out, stage):
+            t_stage = time.time()
+        if t_stage is not None:
+            if stage in journals:
+                if journal_chunks(journals[stage]) >= max(1, total_chunks[stage] // 2):
+                    break
+            elif time.time() - t_stage >= half:
+                break
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        return {"error": "the run ended before the kill"}
+    killed_at = time.time() - (t_stage or time.time())
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    committed = journal_chunks(journals[stage]) if stage in journals else None
+    t = time.time()
+    res = subprocess.run(cmd, env=env(), capture_output=True, text=True)
+    if res.returncode != 0:
+        return {"error": res.stdout[-2000:] + res.stderr[-2000:]}
+    stages = json.loads((out / "stages.json").read_text())
+    rerun = stages[stage]["seconds"]
+    lost = killed_at + rerun - clean["stages"][stage]["seconds"]
+    return {"killed_after_s": round(killed_at, 1), "chunks_committed": committed,
+            "chunks": total_chunks.get(stage), "rerun_stage_s": rerun,
+            "rerun_total_s": round(time.time() - t, 1),
+            "uninterrupted_stage_s": clean["stages"][stage]["seconds"],
+            "lost_s": round(lost, 1), "same_graph": digest(out / "graph.nq") == clean["graph"]}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = ["| size | XML MB | stage | items | seconds | items/s | us/item | peak RSS MB | "
+             "disk MB |", "|---|---|---|---|---|---|---|---|---|"]
+    for size, r in results.items():
+        for s in STAGES:
+            row = r["stages"][s]
+            lines.append(f"| {size}x | {r['xml_mb']} | {s} | {row['items']:,} {row['unit']} | "
+                         f"{row['seconds']} | {row['per_second']} | {row['us_per_item']} | "
+                         f"{row['peak_rss_mb']} | {row['disk_mb']} |")
+    return "\n".join(lines)
+
+
+def ratios(results: dict[str, Any]) -> str:
+    sizes = list(results)
+    lo, hi = results[sizes[0]], results[sizes[-1]]
+    lines = [f"| stage | us/item {sizes[-1]}x / {sizes[0]}x (goal <= 1.25) | "
+             f"peak RSS {sizes[-1]}x / {sizes[0]}x (goal <= 1.3) |", "|---|---|---|"]
+    for s in STAGES:
+        a, b = lo["stages"][s], hi["stages"][s]
+        cost = b["us_per_item"] / a["us_per_item"] if a["us_per_item"] else float("nan")
+        rss = b["peak_rss_mb"] / a["peak_rss_mb"] if a["peak_rss_mb"] else float("nan")
+        lines.append(f"| {s} | {cost:.2f} | {rss:.2f} |")
+    return "\n".join(lines)
+
+
+def projection(r: dict[str, Any], workers: int) -> str:
+    """Full English Wikipedia from the largest size's per-item costs, as arithmetic."""
+    st = r["stages"]
+    pages_per_entity = ENWIKI["pages"] / ENWIKI["entities"]
+    parts = st["structure"]["parts"]
+    per_page = {k: 1e6 * parts.get(k, 0) / r["pages"] for k in ("pages", "resolve", "store")}
+    rest = st["structure"]["us_per_item"] - sum(per_page.values())
+    rows = [("structure: page pass", ENWIKI["pages"], "pages", per_page["pages"], True),
+            ("structure: redirects resolved", ENWIKI["pages"], "pages", per_page["resolve"],
+             True),
+            ("structure: store load", ENWIKI["pages"], "pages", per_page["store"], False),
+            ("structure: the rest (anchors summed, graph.nq)", ENWIKI["pages"], "pages",
+             max(0.0, rest), False),
+            ("corpus", ENWIKI["sentences"], "sentences",
+             st["corpus"]["us_per_item"], False),
+            ("entities", ENWIKI["entities"], "entities", st["entities"]["us_per_item"], False),
+            ("read", ENWIKI["sentences"], "sentences", st["read"]["us_per_item"], False),
+            ("merge", round(st["merge"]["items"] / r["pages"] * ENWIKI["pages"]), "triples",
+             st["merge"]["us_per_item"], False)]
+    lines = [f"| stage | count | x cost measured on {workers} cores | = hours on {workers} cores |"
+             " parallel over cores? | = hours on 16 cores |", "|---|---|---|---|---|---|"]
+    tot2 = tot16 = 0.0
+    for name, n, unit, us, parallel in rows:
+        h = n * us / 1e6 / 3600
+        h16 = h * workers / 16 if parallel else h
+        tot2 += h
+        tot16 += h16
+        lines.append(f"| {name} | {n:,} {unit} | {us:,.1f} us | {h:,.1f} | "
+                     f"{'yes' if parallel else 'no (one process)'} | {h16:,.1f} |")
+    lines.append(f"| total (model stage excluded: it is capped) | | | {tot2:,.1f} | | "
+                 f"{tot16:,.1f} |")
+    lines.append(f"\n(pages per entity in enwiki: {pages_per_entity:.1f}; the synthetic dump "
+                 "has one entity per article and link target)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--base-mb", type=float, default=207, help="XML MB of the 1x dump")
+    ap.add_argument("--sizes", default="1,4,16")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/kgx-bench-scale"))
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--train-sentences", type=int, default=300)
+    ap.add_argument("--read-sentences", type=int, default=600)
+    ap.add_argument("--read-chunk", type=int, default=60)
+    ap.add_argument("--no-resume", action="store_true")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    sample_mb = len(bz2.decompress(SAMPLE.read_bytes())) / 1e6
+    copies1 = max(1, round(args.base_mb / sample_mb))
+    results: dict[str, Any] = {}
+    for size in (int(x) for x in args.sizes.split(",")):
+        meta = build_dump(copies1 * size, args.work)
+        print(f"[{size}x] {meta['pages']:,} pages, {meta['xml_bytes'] / 1e6:,.0f} MB XML",
+              file=sys.stderr)
+        r = run_measured(meta["dump"], args.work / f"out{size}", args)
+        r.update(xml_mb=round(meta["xml_bytes"] / 1e6, 1), pages=meta["pages"])
+        results[str(size)] = r
+        print(table({str(size): r}), file=sys.stderr)
+    out: dict[str, Any] = {"machine": f"{os.cpu_count()} cores", "args": vars(args) | {
+        "work": str(args.work)}, "sizes": results}
+    print(table(results))
+    print()
+    print(ratios(results))
+    if not args.no_resume:
+        first = next(iter(results))
+        meta = build_dump(copies1 * int(first), args.work)
+        from kgx.dump import read_index
+
+        chunks = {"structure": len(read_index(meta["dump"].replace(
+            "-multistream.xml.bz2", "-multistream-index.txt.bz2"))),
+            "read": results[first]["read_chunks"]}
+        out["resume"] = {s: resume(meta["dump"], args.work / "resume", args, s,
+                                   results[first], chunks) for s in STAGES}
+        print()
+        print("| stage killed | after s | chunks committed | re-run of the stage s | "
+              "uninterrupted s | seconds lost | same graph |")
+        print("|---|---|---|---|---|---|---|")
+        for s, v in out["resume"].items():
+            if "error" in v:
+                print(f"| {s} | error: {v['error'][:200]} | | | | | |")
+                continue
+            print(f"| {s} | {v['killed_after_s']} | {v['chunks_committed']} of "
+                  f"{v['chunks']} | {v['rerun_stage_s']} | {v['uninterrupted_stage_s']} | "
+                  f"{v['lost_s']} | {v['same_graph']} |")
+    print()
+    print(projection(results[list(results)[-1]], args.workers))
+    (args.work / "bench-scale.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
