@@ -245,7 +245,8 @@ def corpus(
                                                       keep_documents=True))
             if not rep.finished:
                 typer.echo(rep.summary(), err=True)
-        stats = build_corpus(graph_dir, out, drop_unlabelled_caps=not keep_unlabelled_caps)
+        stats = build_corpus(graph_dir, out, drop_unlabelled_caps=not keep_unlabelled_caps,
+                             workers=workers)
     except (DumpError, FileNotFoundError) as exc:
         _fail(str(exc))
         return

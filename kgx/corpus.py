@@ -24,7 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
+import signal
+import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -244,58 +248,94 @@ def iter_documents(path: Path) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
 
 
+DOCS_PER_CHUNK = 200  # documents per committed chunk of the corpus stage
+SPLITS = ("train", "dev", "test")
+
+
 def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
                  drop_unlabelled_caps: bool = True,
-                 documents: Iterable[dict[str, Any]] | None = None) -> dict[str, Any]:
+                 documents: Iterable[dict[str, Any]] | None = None,
+                 workers: int = 0) -> dict[str, Any]:
     """Write ``train/dev/test.jsonl`` and ``stats.json`` into ``out``.
+
+    The documents are cut into chunks of :data:`DOCS_PER_CHUNK`, labelled in ``workers``
+    processes, each chunk written to part files and committed to a journal
+    (``out/.work``): a killed run continues with the chunks it had not committed. The parts are
+    joined in document order, so the output does not depend on the number of workers.
 
     Args:
         graph_dir: A structure-pass output written with ``keep_documents``.
         out: Corpus directory.
         lang: Language for sentence splitting (default: the wiki's).
         drop_unlabelled_caps: Apply the WikiNER sentence filter.
-        documents: Documents to use instead of ``graph_dir/documents.jsonl``.
+        documents: Documents to use instead of ``graph_dir/documents.jsonl`` (labelled in
+            this process, as one chunk).
+        workers: Worker processes (0: this process).
 
     Returns:
         The statistics written to ``stats.json``.
     """
-    from kgx.extract import write_atomic
+    from kgx.stages.runner import Journal, prepare_work, stage_key, write_atomic
+    from kgx.workers import OrderedPool
 
     out.mkdir(parents=True, exist_ok=True)
     report = json.loads((graph_dir / "report.json").read_text(encoding="utf-8"))
     lang = lang or report.get("site", {}).get("lang", "en")
     docs_path = graph_dir / "documents.jsonl"
-    if documents is None:
-        if not docs_path.exists():
-            raise FileNotFoundError(f"{docs_path}: missing; run the structure pass with "
-                                    "documents (kgx extract --documents)")
-        documents = iter_documents(docs_path)
-    builder = CorpusBuilder(load_entities(graph_dir), lang, drop_unlabelled_caps)
-    files = {s: open(out / f"{s}.jsonl.tmp", "w", encoding="utf-8")  # noqa: SIM115
-             for s in ("train", "dev", "test")}
-    counts: Counter[str] = Counter()
-    pages: Counter[str] = Counter()
-    try:
-        for doc in documents:
-            split = split_of(doc["page_id"])
-            pages[split] += 1
-            for ex in builder.sentences(doc):
-                files[split].write(json.dumps(ex, ensure_ascii=False) + "\n")
-                counts[split] += 1
-    finally:
-        for f in files.values():
-            f.close()
-    for s in files:
-        (out / f"{s}.jsonl.tmp").replace(out / f"{s}.jsonl")
-    st = builder.stats
+    if documents is None and not docs_path.exists():
+        raise FileNotFoundError(f"{docs_path}: missing; run the structure pass with "
+                                "documents (kgx extract --documents)")
+    work = out / ".work"
+    parts = work / "parts"
+    setup = (str(graph_dir), lang, drop_unlabelled_caps, str(parts))
+    if documents is not None:
+        shutil.rmtree(work, ignore_errors=True)  # an iterable cannot be resumed
+        parts.mkdir(parents=True)
+        _init_corpus_worker(*setup)
+        deltas = [_label_chunk(0, documents)]
+    else:
+        st_docs = docs_path.stat()
+        resumed = prepare_work(work, stage_key(str(docs_path.resolve()), st_docs.st_size,
+                                               st_docs.st_mtime_ns, lang, drop_unlabelled_caps,
+                                               DOCS_PER_CHUNK))
+        parts.mkdir(exist_ok=True)
+        journal = Journal(sqlite3.connect(work / "journal.sqlite"))
+        done = journal.done()
+        for f in parts.iterdir():
+            if int(f.name[:9]) not in done:
+                f.unlink()
+        if resumed and done:
+            from kgx.logs import info
+
+            info(f"[corpus] resuming: {len(done):,} chunks committed before")
+        tasks = ((k, str(docs_path), off, n) for k, (off, n) in enumerate(_chunks(docs_path))
+                 if k not in done)
+        pool = OrderedPool(None, workers, initializer=_init_corpus_worker, initargs=setup)
+        for res in pool.map(label_chunk, tasks):
+            journal.commit(res["chunk"], res)
+        deltas = [d for _, d in journal.infos()]
+        journal.db.close()
+    total: dict[str, Counter[str]] = {k: Counter() for k in _COUNTED}
+    for d in deltas:
+        for k in _COUNTED:
+            total[k].update(d[k])
+    for split in SPLITS:
+        tmp = out / f"{split}.jsonl.tmp"
+        with open(tmp, "wb") as fout:
+            for part in sorted(parts.glob(f"*.{split}.jsonl")):
+                with open(part, "rb") as fin:
+                    shutil.copyfileobj(fin, fout, 1 << 20)
+        tmp.replace(out / f"{split}.jsonl")
+    shutil.rmtree(work, ignore_errors=True)
+    st = total["steps"]
     kept = st["sentences_kept"]
     caps_unlabelled = st["dropped_unlabelled_capitalised"]
     stats = {
         "graph": str(graph_dir), "lang": lang,
-        "sentences": dict(counts), "pages": dict(pages),
+        "sentences": dict(total["sentences"]), "pages": dict(total["pages"]),
         "steps": dict(st),
-        "mentions": dict(builder.mentions), "mention_sources": dict(builder.mention_sources),
-        "relations": dict(builder.relations),
+        "mentions": dict(total["mentions"]), "mention_sources": dict(total["mention_sources"]),
+        "relations": dict(total["relations"]),
         "label_noise_estimate": {
             "note": "share of seen sentences with an unlabelled capitalised word (dropped) or "
                     "an entity of unknown type (kept, masked); the rest of the noise (lower-case "
@@ -308,6 +348,72 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
     }
     write_atomic(out / "stats.json", json.dumps(stats, indent=2, ensure_ascii=False))
     return stats
+
+
+_COUNTED = ("sentences", "pages", "steps", "mentions", "mention_sources", "relations")
+
+
+def _chunks(docs_path: Path) -> Iterator[tuple[int, int]]:
+    """(byte offset, documents) of each chunk of ``documents.jsonl``."""
+    with open(docs_path, "rb") as f:
+        start, n, pos = 0, 0, 0
+        for line in f:
+            pos += len(line)
+            n += 1
+            if n == DOCS_PER_CHUNK:
+                yield start, n
+                start, n = pos, 0
+        if n:
+            yield start, n
+
+
+_BUILDER: tuple[CorpusBuilder, str] | None = None  # a worker's builder and its parts folder
+
+
+def _init_corpus_worker(graph_dir: str, lang: str, drop_caps: bool, parts: str) -> None:
+    import multiprocessing as mp
+
+    global _BUILDER
+    if mp.parent_process() is not None:  # a worker: Ctrl-C is the parent's to handle
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _BUILDER = (CorpusBuilder(load_entities(Path(graph_dir)), lang, drop_caps), parts)
+
+
+def label_chunk(chunk: int, docs_path: str, offset: int, n: int) -> dict[str, Any]:
+    """Worker task: label ``n`` documents from byte ``offset`` of ``documents.jsonl``."""
+    def docs() -> Iterator[dict[str, Any]]:
+        with open(docs_path, "rb") as f:
+            f.seek(offset)
+            for _ in range(n):
+                yield json.loads(f.readline())
+
+    return _label_chunk(chunk, docs())
+
+
+def _label_chunk(chunk: int, documents: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Label documents into this chunk's part files; return what it counted."""
+    assert _BUILDER is not None, "corpus worker not initialised"
+    builder, parts = _BUILDER
+    for k in ("stats", "mentions", "mention_sources", "relations"):
+        setattr(builder, k, Counter())
+    files = {s: open(os.path.join(parts, f"{chunk:09d}.{s}.jsonl"), "w",  # noqa: SIM115
+                     encoding="utf-8") for s in SPLITS}
+    counts: Counter[str] = Counter()
+    pages: Counter[str] = Counter()
+    try:
+        for doc in documents:
+            split = split_of(doc["page_id"])
+            pages[split] += 1
+            for ex in builder.sentences(doc):
+                files[split].write(json.dumps(ex, ensure_ascii=False) + "\n")
+                counts[split] += 1
+    finally:
+        for f in files.values():
+            f.close()
+    return {"chunk": chunk, "sentences": dict(counts), "pages": dict(pages),
+            "steps": dict(builder.stats), "mentions": dict(builder.mentions),
+            "mention_sources": dict(builder.mention_sources),
+            "relations": dict(builder.relations)}
 
 
 def read_split(path: Path) -> list[dict[str, Any]]:

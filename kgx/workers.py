@@ -331,24 +331,34 @@ class OrderedPool:
     """Runs tasks in worker processes and yields their results in submission order.
 
     Args:
-        ctx: Context installed in every worker.
+        ctx: Context installed in every worker (the structure pass's pages).
         workers: Number of processes; 0 runs tasks in this process (no memory limit).
         window: Tasks in flight at once per worker (bounds memory).
+        initializer: Instead of a context, a function to set each worker up (another
+            stage's), called with ``initargs``.
     """
 
-    def __init__(self, ctx: Context, workers: int, window: int = 3) -> None:
+    def __init__(self, ctx: Context | None, workers: int, window: int = 3,
+                 initializer: Callable[..., None] | None = None,
+                 initargs: tuple[Any, ...] = ()) -> None:
         self.ctx = ctx
         self.workers = workers
         self.window = max(1, workers) * window
         self.crashes = 0
         self._pool: ProcessPoolExecutor | None = None
-        if workers == 0:
-            init_worker(ctx, limit_memory=False)
+        if initializer is None:
+            assert ctx is not None
+            initializer, initargs = init_worker, (ctx,)
+            if workers == 0:
+                init_worker(ctx, limit_memory=False)
+        elif workers == 0:
+            initializer(*initargs)
+        self._init = (initializer, initargs)
 
     def _new_pool(self) -> ProcessPoolExecutor:
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         return ProcessPoolExecutor(self.workers, mp_context=mp.get_context(method),
-                                   initializer=init_worker, initargs=(self.ctx,))
+                                   initializer=self._init[0], initargs=self._init[1])
 
     def map(self, fn: Callable[..., Any], tasks: Iterable[tuple[Any, ...]],
             split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None

@@ -218,3 +218,40 @@ def test_merge_continues_after_a_failure(reference: tuple[Path, dict], short_art
     assert sorted_quads(out / "graph.nq") == sorted_quads(ref / "graph.nq")
     a, b = ox.Store.read_only(str(out / "store")), ox.Store.read_only(str(ref / "store"))
     assert len(a) == len(b) and sorted(map(str, a)) == sorted(map(str, b))
+
+
+def test_corpus_is_the_same_with_any_number_of_workers_and_resumes(
+        readme_out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks labelled by 2 processes, or committed by a run that then died, join into the
+    corpus one process writes."""
+    import kgx.corpus
+    from kgx.corpus import build_corpus
+
+    monkeypatch.setattr(kgx.corpus, "DOCS_PER_CHUNK", 10)
+    one = build_corpus(readme_out, tmp_path / "one", workers=0)
+    two = build_corpus(readme_out, tmp_path / "two", workers=2)
+    for split in ("train", "dev", "test"):
+        a = (tmp_path / "one" / f"{split}.jsonl").read_bytes()
+        assert a and a == (tmp_path / "two" / f"{split}.jsonl").read_bytes()
+    assert {k: v for k, v in one.items() if k != "graph"} == \
+        {k: v for k, v in two.items() if k != "graph"}
+    # A run that dies after 3 chunks; the next one labels only the rest.
+    real = kgx.corpus._label_chunk
+    seen: list[int] = []
+
+    def dies_after_three(chunk: int, docs: object) -> dict:
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+        seen.append(chunk)
+        return real(chunk, docs)
+
+    monkeypatch.setattr(kgx.corpus, "_label_chunk", dies_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        build_corpus(readme_out, tmp_path / "three", workers=0)
+    monkeypatch.setattr(kgx.corpus, "_label_chunk", lambda c, d: (seen.append(c), real(c, d))[1])
+    again = build_corpus(readme_out, tmp_path / "three", workers=0)
+    assert seen[:3] == [0, 1, 2] and 0 not in seen[3:] and len(seen) == 11  # 106 documents
+    assert {k: v for k, v in again.items() if k != "graph"} == \
+        {k: v for k, v in one.items() if k != "graph"}
+    assert (tmp_path / "three" / "train.jsonl").read_bytes() == \
+        (tmp_path / "one" / "train.jsonl").read_bytes()

@@ -24,6 +24,6 @@ class CorpusStage(Stage):
         from kgx.corpus import build_corpus
 
         run.log("[corpus] labelling sentences from links and infoboxes")
-        st = build_corpus(run.out, run.out / "corpus")
+        st = build_corpus(run.out, run.out / "corpus", workers=run.opts.extract.workers)
         run.log(f"[corpus] sentences {st['sentences']}, mentions {st['mentions']}")
         return {"sentences": st["sentences"]}
