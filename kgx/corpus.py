@@ -285,6 +285,7 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
     if documents is None and not docs_path.exists():
         raise FileNotFoundError(f"{docs_path}: missing; run the structure pass with "
                                 "documents (kgx extract --documents)")
+    load_entities(graph_dir).close()  # built here, once, before workers read it
     work = out / ".work"
     parts = work / "parts"
     setup = (str(graph_dir), lang, drop_unlabelled_caps, str(parts))
