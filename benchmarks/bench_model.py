@@ -92,11 +92,10 @@ def speed(model_dir: Path, rows: list[dict[str, Any]], device: str | None) -> di
     kgx_s = time.perf_counter() - t
     # The encoder alone, on the same windows, sorted and batched as predict() does.
     wins = p._windows(tokenize(p.tokenizer, texts))
-    order = sorted(range(len(wins)), key=lambda i: len(wins[i].input_ids))
     tok = p.tokenizer
     t = time.perf_counter()
-    for b in range(0, len(order), p.batch_size):
-        batch = pad_batch([wins[i] for i in order[b: b + p.batch_size]], tok.cls_token_id,
+    for idx in p._batches(wins):
+        batch = pad_batch([wins[i] for i in idx], tok.cls_token_id,
                           tok.sep_token_id, tok.pad_token_id, p.device)
         with torch.inference_mode(), torch.autocast(p.device.type, dtype=p.amp,
                                                     enabled=p.amp is not None):

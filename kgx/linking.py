@@ -37,6 +37,12 @@ from kgx.ontology import KGX
 INDEX_FILE = "entities.faiss"
 INDEX_META = "entities.json"
 EXACT_LIMIT = 100_000
+# Above this many bytes of float32 vectors the index stores them as 8-bit scalars (4x smaller:
+# the English Wikipedia's 7 million 384-d vectors take 2.7 GB instead of 10.8 GB). The recall
+# this costs is measured by benchmarks/bench_faiss.py.
+COMPRESS_ABOVE_BYTES = 2 << 30
+# Index files above this size are memory-mapped, not read: processes share the page cache.
+MMAP_ABOVE_BYTES = 256 << 20
 MAX_QUERY_CHARS = 1000
 _SPACE = re.compile(r"\s+")
 _QUALIFIER = re.compile(r"\s*\([^)]*\)\s*$")
@@ -219,8 +225,11 @@ def build_vector_index(out: Path, encoder: Any, batch_size: int = 256) -> dict[s
     return meta
 
 
-def make_index(dim: int, n: int) -> Any:
-    """Exact inner product up to ``EXACT_LIMIT`` vectors; above, an inverted file (IVF).
+def make_index(dim: int, n: int, compress_above: int | None = None,
+               exact_limit: int = EXACT_LIMIT) -> Any:
+    """Exact inner product up to ``EXACT_LIMIT`` vectors; above, an inverted file (IVF), whose
+    vectors are 8-bit scalar-quantised once they would take more than ``compress_above`` bytes
+    as float32 (default :data:`COMPRESS_ABOVE_BYTES`).
 
     IVF rather than HNSW: on 2 CPU cores an HNSW graph of a million 384-d vectors took over
     ten minutes to build, where IVF trains its centroids on a sample and then only assigns
@@ -229,10 +238,17 @@ def make_index(dim: int, n: int) -> Any:
     """
     import faiss
 
-    if n <= EXACT_LIMIT:
+    if n <= exact_limit:
         return faiss.IndexFlatIP(dim)
     nlist = int(min(4 * math.sqrt(n), n / 39))
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    limit = COMPRESS_ABOVE_BYTES if compress_above is None else compress_above
+    if n * dim * 4 > limit:
+        index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist,
+                                              faiss.ScalarQuantizer.QT_8bit,
+                                              faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist,
+                                   faiss.METRIC_INNER_PRODUCT)
     index.nprobe = 32
     # Entity vectors are read back by id (context scoring): keep the id -> list map.
     index.set_direct_map_type(faiss.DirectMap.Array)
@@ -312,7 +328,10 @@ class VectorIndex:
             raise LinkingIndexError(f"{path}: missing entity index; rebuild with "
                                     f"`kgx index {out}`")
         try:
-            self.index = faiss.read_index(str(path))
+            big = path.stat().st_size > MMAP_ABOVE_BYTES
+            self.index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP |
+                                          faiss.IO_FLAG_READ_ONLY) if big else \
+                faiss.read_index(str(path))
             self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (RuntimeError, ValueError, OSError) as exc:
             raise LinkingIndexError(f"{path}: unreadable entity index ({exc}); rebuild with "

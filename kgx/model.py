@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -358,13 +358,16 @@ class Predictor:
         model, tokenizer, metadata: From :func:`load_model`.
         max_length: Encoder window in tokens, special tokens included.
         stride: Overlap of consecutive windows, in tokens.
-        batch_size: Windows per forward pass.
+        batch_size: Windows per forward pass at most.
         relation_threshold: Lowest score for a non-NA relation to be returned.
+        token_budget: Padded tokens per forward pass at most (default: from the device's free
+            memory on a GPU, 8,192 on a CPU). Windows are sorted by length, so a batch of
+            short sentences holds more of them than a batch of long ones.
     """
 
     def __init__(self, model: KgxModel, tokenizer: Any, metadata: dict[str, Any],
                  max_length: int = 128, stride: int = 32, batch_size: int = 64,
-                 relation_threshold: float = 0.5) -> None:
+                 relation_threshold: float = 0.5, token_budget: int | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.metadata = metadata
@@ -374,6 +377,10 @@ class Predictor:
         self.relation_threshold = relation_threshold
         self.device = next(model.parameters()).device
         self.amp = autocast_dtype(self.device)
+        self.token_budget = token_budget or default_token_budget(self.device, model)
+        if self.device.type != "cpu":
+            # On a GPU the budget, not the window count, bounds a batch.
+            self.batch_size = max(batch_size, self.token_budget // 16)
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, **kwargs: Any) -> Predictor:
@@ -385,22 +392,37 @@ class Predictor:
     def relation_labels(self) -> list[str]:
         return self.model.relation_labels
 
-    def _forward_windows(self, windows: list[Window]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(tag logits, hidden) per window, without the special tokens, on the device."""
+    def _batches(self, windows: list[Window]) -> Iterator[list[int]]:
+        """Window indices, shortest first, in batches of at most ``batch_size`` windows and
+        ``token_budget`` padded tokens."""
         order = sorted(range(len(windows)), key=lambda i: len(windows[i].input_ids))
+        batch: list[int] = []
+        for i in order:
+            width = len(windows[i].input_ids) + 2  # the longest so far: sorted by length
+            if batch and (len(batch) >= self.batch_size
+                          or (len(batch) + 1) * width > self.token_budget):
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
+
+    def _forward_windows(self, windows: list[Window]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(tag logits on the CPU, hidden states on the device) per window, special tokens
+        left out. Logits cross to the CPU once per batch, never per sentence."""
         out: list[Any] = [None] * len(windows)
         tok = self.tokenizer
-        for b in range(0, len(order), self.batch_size):
-            idx = order[b: b + self.batch_size]
+        for idx in self._batches(windows):
             batch = pad_batch([windows[i] for i in idx], tok.cls_token_id, tok.sep_token_id,
                               tok.pad_token_id, self.device)
             with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp,
                                                         enabled=self.amp is not None):
                 hidden = self.model.encode(batch["input_ids"], batch["attention_mask"])
                 logits = self.model.tag_logits(hidden)
+            logits = logits.float().cpu()
             for row, i in enumerate(idx):
                 n = len(windows[i].input_ids)
-                out[i] = (logits[row, 1: 1 + n].float(), hidden[row, 1: 1 + n])
+                out[i] = (logits[row, 1: 1 + n], hidden[row, 1: 1 + n])
         return out
 
     def _windows(self, toks: list[Tokenized]) -> list[Window]:
@@ -421,22 +443,25 @@ class Predictor:
         by_text: dict[int, list[int]] = {}
         for wi, w in enumerate(wins):
             by_text.setdefault(w.text_index, []).append(wi)
-        preds = []
+        decoded = []
+        launched = []  # (text, pairs, [(pair indices, logits on the device)])
         for ti, text in enumerate(texts):
             tk = toks[ti]
             wis = by_text.get(ti, [])
             mentions = self._decode(text, tk, [(wins[i], results[i][0]) for i in wis])
-            rels: tuple[PredictedRelation, ...] = ()
+            decoded.append(mentions)
             if relations and len(mentions) > 1:
                 spans = [(m.start, m.end) for m in mentions]
                 pairs = [(h, t) for h in range(len(spans)) for t in range(len(spans)) if h != t]
-                scored = self._score_pairs(tk, spans, pairs, [(wins[i], results[i][1])
-                                                              for i in wis])
-                rels = tuple(PredictedRelation(h, t, lab, sc) for (h, t), (lab, sc)
-                             in zip(pairs, scored, strict=True)
-                             if lab != NA and sc >= self.relation_threshold)
-            preds.append(Prediction(tuple(mentions), rels))
-        return preds
+                launched.append((ti, pairs, self._launch_pairs(
+                    tk, spans, pairs, [(wins[i], results[i][1]) for i in wis])))
+        scored = self._collect_pairs([(len(p), jobs) for _, p, jobs in launched])
+        rels: dict[int, tuple[PredictedRelation, ...]] = {}
+        for (ti, pairs, _), sc in zip(launched, scored, strict=True):
+            rels[ti] = tuple(PredictedRelation(h, t, lab, score) for (h, t), (lab, score)
+                             in zip(pairs, sc, strict=True)
+                             if lab != NA and score >= self.relation_threshold)
+        return [Prediction(tuple(m), rels.get(ti, ())) for ti, m in enumerate(decoded)]
 
     def _decode(self, text: str, tk: Tokenized, parts: list[tuple[Window, torch.Tensor]]
                 ) -> list[PredictedMention]:
@@ -444,12 +469,12 @@ class Predictor:
         if n == 0:
             return []
         n_labels = len(self.model.ner_labels)
-        total = torch.zeros((n, n_labels), device=self.device)
-        count = torch.zeros((n, 1), device=self.device)
+        total = torch.zeros((n, n_labels))  # on the CPU, like the logits: no device sync
+        count = torch.zeros((n, 1))
         for w, logits in parts:
             total[w.tok_start: w.tok_start + logits.shape[0]] += logits
             count[w.tok_start: w.tok_start + logits.shape[0]] += 1
-        probs = (total / count.clamp(min=1)).softmax(-1).cpu()
+        probs = (total / count.clamp(min=1)).softmax(-1)
         best = probs.argmax(-1).tolist()
         conf = probs.max(-1).values.tolist()
         labels = self.model.ner_labels
@@ -468,12 +493,13 @@ class Predictor:
             prev = w
         return spans_from_bio(text, words)
 
-    def _score_pairs(self, tk: Tokenized, spans: Sequence[tuple[int, int]],
-                     pairs: Sequence[tuple[int, int]],
-                     parts: list[tuple[Window, torch.Tensor]]) -> list[tuple[str, float]]:
-        """Label and score per pair, from the window holding both mentions."""
+    def _launch_pairs(self, tk: Tokenized, spans: Sequence[tuple[int, int]],
+                      pairs: Sequence[tuple[int, int]],
+                      parts: list[tuple[Window, torch.Tensor]]
+                      ) -> list[tuple[list[int], torch.Tensor]]:
+        """Start scoring pairs, each in the window holding both mentions; the logits stay on
+        the device until :meth:`_collect_pairs`."""
         tok_spans = [token_span(tk, s, e) for s, e in spans]
-        out: list[tuple[str, float]] = [(NA, 0.0)] * len(pairs)
         jobs: dict[int, list[int]] = {}
         for pi, (h, t) in enumerate(pairs):
             hs, ts = tok_spans[h], tok_spans[t]
@@ -484,6 +510,7 @@ class Predictor:
                 if w.tok_start <= lo and hi <= w.tok_start + hidden.shape[0]:
                     jobs.setdefault(wi, []).append(pi)
                     break
+        launched = []
         for wi, pis in jobs.items():
             w, hidden = parts[wi]
             span_rows, pair_rows, index = [], [], {}
@@ -500,12 +527,34 @@ class Predictor:
             pairs_t = torch.tensor(pair_rows, device=self.device)
             with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp,
                                                         enabled=self.amp is not None):
-                logits = self.model.pair_logits(hidden[None], spans_t, pairs_t)
-            probs = logits.float().softmax(-1).cpu()
-            for row, pi in enumerate(pis):
-                j = int(probs[row].argmax())
-                out[pi] = (self.model.relation_labels[j], float(probs[row, j]))
+                launched.append((pis, self.model.pair_logits(hidden[None], spans_t, pairs_t)))
+        return launched
+
+    def _collect_pairs(self, texts: list[tuple[int, list[tuple[list[int], torch.Tensor]]]]
+                       ) -> list[list[tuple[str, float]]]:
+        """Labels and scores of launched pairs, per text of ``(pair count, launched)``: one
+        transfer from the device for all of them."""
+        flat = [lg for _, jobs in texts for _, lg in jobs]
+        probs = torch.cat([lg.float() for lg in flat]).softmax(-1).cpu() if flat else None
+        labels = self.model.relation_labels
+        out, row = [], 0
+        for n, jobs in texts:
+            res: list[tuple[str, float]] = [(NA, 0.0)] * n
+            for pis, _ in jobs:
+                for pi in pis:
+                    assert probs is not None
+                    j = int(probs[row].argmax())
+                    res[pi] = (labels[j], float(probs[row, j]))
+                    row += 1
+            out.append(res)
         return out
+
+    def _score_pairs(self, tk: Tokenized, spans: Sequence[tuple[int, int]],
+                     pairs: Sequence[tuple[int, int]],
+                     parts: list[tuple[Window, torch.Tensor]]) -> list[tuple[str, float]]:
+        """Label and score per pair, from the window holding both mentions."""
+        return self._collect_pairs([(len(pairs), self._launch_pairs(tk, spans, pairs,
+                                                                    parts))])[0]
 
     def classify_pairs(self, text: str, spans: Sequence[tuple[int, int]],
                        pairs: Sequence[tuple[int, int]]) -> list[tuple[str, float]]:
@@ -515,6 +564,18 @@ class Predictor:
         res = self._forward_windows(wins)
         return self._score_pairs(tk, spans, pairs, [(w, r[1]) for w, r in
                                                     zip(wins, res, strict=True)])
+
+
+def default_token_budget(device: torch.device, model: nn.Module) -> int:
+    """Padded tokens per forward pass: 8,192 on a CPU; on a GPU, what a quarter of its free
+    memory holds at about 64 activations of the hidden size per token (fp32, generous for
+    the attention maps of 128-token windows), capped at 262,144."""
+    if device.type != "cuda":
+        return 8192
+    free, _ = torch.cuda.mem_get_info(device)
+    cfg = getattr(getattr(model, "encoder", None), "config", None)
+    hidden = int(getattr(cfg, "hidden_size", 768))
+    return int(max(8192, min(262_144, free // 4 // (hidden * 64 * 4))))
 
 
 def spans_from_bio(text: str, words: Iterable[tuple[int, int, str, float]]

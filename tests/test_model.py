@@ -160,6 +160,24 @@ def test_predict_batch_order_and_empty(tiny_model) -> None:
     assert p.predict([]) == []
 
 
+def test_batches_follow_the_token_budget(tiny_model) -> None:
+    """Short windows share a forward pass, long ones split it; predictions do not change."""
+    out, _ = tiny_model
+    p = Predictor.load(out, device="cpu", token_budget=200, relation_threshold=0.0)
+    texts = ["Ayn Rand was born in Saint Petersburg and moved to New York City."] * 3 + \
+        ["Kentucky."] * 30 + [" ".join(["Abraham Lincoln met Mary Todd in Springfield."] * 9)]
+    wins = p._windows(tokenize(p.tokenizer, texts))
+    batches = list(p._batches(wins))
+    assert sorted(i for b in batches for i in b) == list(range(len(wins)))
+    for b in batches:
+        width = max(len(wins[i].input_ids) for i in b) + 2
+        assert len(b) == 1 or len(b) * width <= 200
+        assert len(b) <= p.batch_size
+    assert max(len(b) for b in batches) > 5 and min(len(b) for b in batches) == 1
+    wide = Predictor.load(out, device="cpu", token_budget=1 << 20, relation_threshold=0.0)
+    assert p.predict(texts) == wide.predict(texts)
+
+
 def test_evaluate_on_corpus_conll_and_docred(tiny_model, sample_corpus: Path,
                                              tmp_path: Path) -> None:
     out, _ = tiny_model
