@@ -78,9 +78,9 @@ def extract(
     reasoning: Annotated[bool, typer.Option(help="Materialise RDFS/OWL-RL entailments.")
                          ] = True,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: auto).")] = None,
-    read_chunk_sentences: Annotated[int, typer.Option(
-        help="Sentences per committed chunk of the read stage (what a kill costs at most).")
-    ] = 4096,
+    read_chunk_documents: Annotated[int, typer.Option(
+        help="Documents per committed chunk of the read stage (what a kill costs at most).")
+    ] = 200,
     keep_intermediate: Annotated[bool, typer.Option(
         help="Keep model.nq and mentions.nq (and write inferred.nq) once graph.nq holds them."
     )] = False,
@@ -127,7 +127,7 @@ def extract(
                            train_epochs=train_epochs, read_sentences=read_sentences,
                            relation_threshold=relation_threshold, reasoning=reasoning,
                            device=device, progress=progress,
-                           read_chunk_sentences=read_chunk_sentences,
+                           read_chunk_documents=read_chunk_documents,
                            keep_intermediate=keep_intermediate)
     try:
         rep = run(dump, out, opts, log=logs.info)

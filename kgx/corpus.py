@@ -309,8 +309,8 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
             from kgx.logs import info
 
             info(f"[corpus] resuming: {len(done):,} chunks committed before")
-        tasks = ((k, str(docs_path), off, n) for k, (off, n) in enumerate(_chunks(docs_path))
-                 if k not in done)
+        tasks = ((k, str(docs_path), off, n)
+                 for k, (off, n) in enumerate(document_chunks(docs_path)) if k not in done)
         pool = OrderedPool(None, workers, initializer=_init_corpus_worker, initargs=setup)
         for res in pool.map(label_chunk, tasks):
             journal.commit(res["chunk"], res)
@@ -354,14 +354,16 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
 _COUNTED = ("sentences", "pages", "steps", "mentions", "mention_sources", "relations")
 
 
-def _chunks(docs_path: Path) -> Iterator[tuple[int, int]]:
-    """(byte offset, documents) of each chunk of ``documents.jsonl``."""
+def document_chunks(docs_path: Path, size: int | None = None) -> Iterator[tuple[int, int]]:
+    """(byte offset, documents) of each chunk of ``size`` documents (default
+    :data:`DOCS_PER_CHUNK`) of ``documents.jsonl``."""
+    size = size or DOCS_PER_CHUNK
     with open(docs_path, "rb") as f:
         start, n, pos = 0, 0, 0
         for line in f:
             pos += len(line)
             n += 1
-            if n == DOCS_PER_CHUNK:
+            if n == size:
                 yield start, n
                 start, n = pos, 0
         if n:

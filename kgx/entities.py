@@ -56,8 +56,12 @@ def coarse_type(onto: Ontology, cls_iri: str) -> str:
 class EntityTypes:
     """Title -> :class:`EntityInfo`, read from ``aliases.sqlite`` (see :func:`load_entities`)."""
 
-    def __init__(self, db_path: Path) -> None:
-        self.db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, check_same_thread=False)
+    def __init__(self, db_path: Path, connection: sqlite3.Connection | None = None) -> None:
+        # A process that writes the same file must read through its own connection: a
+        # second one is refused ("database is locked") once the writer spills to disk.
+        self.db = connection or sqlite3.connect(f"file:{db_path}?mode=ro", uri=True,
+                                                check_same_thread=False)
+        self._own = connection is None
         self.get = lru_cache(maxsize=1 << 16)(self._get)
 
     def _get(self, title: str) -> EntityInfo | None:
@@ -83,7 +87,8 @@ class EntityTypes:
         return self.db.execute("SELECT count(*) FROM entity_types").fetchone()[0]
 
     def close(self) -> None:
-        self.db.close()
+        if self._own:
+            self.db.close()
 
 
 def load_entities(graph_dir: Path, onto: Ontology | None = None) -> EntityTypes:

@@ -87,9 +87,10 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None) -
     import pyoxigraph as ox
 
     from kgx.aliases import AliasStore
-    from kgx.entities import load_entities
+    from kgx.entities import EntityTypes, load_entities
 
-    info = entities_info if entities_info is not None else load_entities(out)
+    if entities_info is None:
+        load_entities(out).close()  # the tables exist from here on
     report = json.loads((out / "report.json").read_text("utf-8"))
     res = (report.get("site", {}).get("namespace") or "") + "resource/"
     graph = ox.Store.read_only(str(out / "store"))
@@ -102,6 +103,8 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None) -
 
     store = AliasStore(out / "aliases.sqlite")
     db = store.db
+    info = entities_info if entities_info is not None else \
+        EntityTypes(out / "aliases.sqlite", connection=db)
     # Every table here lives in SQLite and every read streams: nothing is held per entity,
     # anchor or abstract, so memory does not grow with the dump.
     db.executescript("""

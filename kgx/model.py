@@ -208,10 +208,14 @@ def load_model(path: str | Path, device: torch.device | None = None) -> tuple[Kg
     if missing:
         raise RuntimeError(f"{p / WEIGHTS}: weights missing for {missing[:5]}")
     tok = AutoTokenizer.from_pretrained(p)
-    meta_path = p / "kgx.json"
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
     model.to(device or pick_device()).eval()
-    return model, tok, meta
+    return model, tok, load_metadata(p)
+
+
+def load_metadata(path: str | Path) -> dict[str, Any]:
+    """A model directory's ``kgx.json`` (how it was trained), or {}."""
+    meta_path = Path(path) / "kgx.json"
+    return json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
 
 
 # ---------------------------------------------------------------------- encoding

@@ -49,7 +49,7 @@ class PipelineOptions:
         index: Build the alias table and the FAISS entity index (``kg.lookup``).
         device: ``cpu``/``cuda`` (default: CUDA when present).
         progress: Progress bars (default: on a terminal).
-        read_chunk_sentences: Sentences per committed chunk of the read stage (what a kill
+        read_chunk_documents: Documents per committed chunk of the read stage (what a kill
             costs at most).
         keep_intermediate: Keep ``model.nq`` and ``mentions.nq`` (and write ``inferred.nq``)
             once ``graph.nq`` holds them.
@@ -68,7 +68,7 @@ class PipelineOptions:
     index: bool = True
     device: str | None = None
     progress: bool | None = None
-    read_chunk_sentences: int = 4096
+    read_chunk_documents: int = 200
     keep_intermediate: bool = False
 
 

@@ -336,11 +336,14 @@ class OrderedPool:
         window: Tasks in flight at once per worker (bounds memory).
         initializer: Instead of a context, a function to set each worker up (another
             stage's), called with ``initargs``.
+        start_method: ``fork`` (default, where the platform has it) or ``spawn``: a worker
+            that runs torch must be spawned, since a process forked from one whose torch
+            (OpenMP) threads have run can hang in its first parallel region.
     """
 
     def __init__(self, ctx: Context | None, workers: int, window: int = 3,
                  initializer: Callable[..., None] | None = None,
-                 initargs: tuple[Any, ...] = ()) -> None:
+                 initargs: tuple[Any, ...] = (), start_method: str | None = None) -> None:
         self.ctx = ctx
         self.workers = workers
         self.window = max(1, workers) * window
@@ -354,9 +357,10 @@ class OrderedPool:
         elif workers == 0:
             initializer(*initargs)
         self._init = (initializer, initargs)
+        self._method = start_method
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        method = self._method or ("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         return ProcessPoolExecutor(self.workers, mp_context=mp.get_context(method),
                                    initializer=self._init[0], initargs=self._init[1])
 

@@ -128,7 +128,7 @@ from kgx.extract import ExtractOptions
 from kgx.pipeline import PipelineOptions, run
 run(sys.argv[1], sys.argv[2], PipelineOptions(
     extract=ExtractOptions(workers=1, progress=False), model=sys.argv[3],
-    read_chunk_sentences=6, progress=False), log=lambda m: None)
+    read_chunk_documents=2, progress=False), log=lambda m: None)
 """
 
 
@@ -156,7 +156,7 @@ def pipeline_options(model: Path) -> object:
     from kgx.pipeline import PipelineOptions
 
     return PipelineOptions(extract=ExtractOptions(workers=1, progress=False), model=str(model),
-                           read_chunk_sentences=6, progress=False)
+                           read_chunk_documents=2, progress=False)
 
 
 @pytest.fixture
@@ -258,3 +258,33 @@ def test_corpus_is_the_same_with_any_number_of_workers_and_resumes(
         {k: v for k, v in one.items() if k != "graph"}
     assert (tmp_path / "three" / "train.jsonl").read_bytes() == \
         (tmp_path / "one" / "train.jsonl").read_bytes()
+
+
+def test_a_full_disk_names_the_folder_and_stage_and_keeps_committed_work(tmp_path: Path) -> None:
+    import errno
+
+    from kgx.stages.runner import DiskFull, Journal, Run, Stage, run_stages
+
+    class Filling(Stage):
+        name = "filling"
+
+        def outputs(self, run: Run) -> list[str]:
+            return ["filled.txt"]
+
+        def key(self, run: Run) -> str:
+            return "k"
+
+        def execute(self, run: Run) -> dict:
+            journal = Journal(sqlite3.connect(run.work(self.name) / "j.sqlite"))
+            journal.commit(0, {"rows": 1})
+            raise OSError(errno.ENOSPC, "No space left on device", str(run.out / "x.nq"))
+
+    out = tmp_path / "out"
+    (out / ".work" / "filling").mkdir(parents=True)
+    with pytest.raises(DiskFull) as err:
+        run_stages([Filling()], Run(tmp_path / "d.xml", out, None, lambda m: None))
+    msg = str(err.value)
+    assert str(out) in msg and "filling stage" in msg and "x.nq" in msg
+    assert "run the same command again" in msg
+    assert committed(out / ".work" / "filling" / "j.sqlite") == 1
+    assert not (out / "stages.json").exists() or "filling" not in (out / "stages.json").read_text()

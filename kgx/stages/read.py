@@ -5,8 +5,9 @@ linker; gives ``mentions.nq`` (each linked mention with its span, type, how it w
 confidence) and ``model.nq`` (one named graph per distinct fact, its confidence aggregated over
 its evidence sentences, each sentence kept as evidence).
 
-Work is done in **chunks** of whole documents (about ``read_chunk_sentences`` sentences,
-4,096 by default: a few minutes on 2 CPU cores). A
+Work is done in **chunks** of ``read_chunk_documents`` documents (200 by default), read by
+several processes, each with its own copy of the model, linker and sentence splitter
+(:func:`read_workers`); chunks are committed in document order. A
 chunk's mentions go to a part file, renamed into place, and its fact rows go into
 ``.work/read/facts.sqlite`` in the transaction that records the chunk in the journal: after a
 kill, a re-run skips the committed chunks' documents and redoes at most the chunk in flight.
@@ -58,7 +59,7 @@ class ReadStage(Stage):
     def key(self, run: Run) -> str:
         o = run.opts
         return stage_key(run.keys["structure"], run.keys["model"], run.keys.get("entities"),
-                         o.read_sentences, o.relation_threshold, o.mentions, o.read_chunk_sentences,
+                         o.read_sentences, o.relation_threshold, o.mentions, o.read_chunk_documents,
                          "read-3")
 
     def execute(self, run: Run) -> dict[str, Any]:
@@ -77,140 +78,213 @@ def iter_sentences(nlp: Any, text: str) -> Iterator[tuple[int, int]]:
         pos += len(line) + 1
 
 
+class _Reader:
+    """What one read worker holds: the sentence splitter, the model, the linker. Reads a
+    chunk of documents into a mentions part file and fact rows."""
+
+    def __init__(self, out: Path, work: Path, model_dir: Path, opts: Any, threads: int | None
+                 ) -> None:
+        import spacy
+
+        from kgx.linking import Linker
+        from kgx.model import Predictor
+        from kgx.site import iri_escape
+
+        report = json.loads((out / "report.json").read_text("utf-8"))
+        self.ns = ns = report["site"]["namespace"]
+        lang = report["site"].get("lang", "en")
+        try:
+            self.nlp = spacy.blank(lang)
+        except (ImportError, KeyError):
+            self.nlp = spacy.blank("xx")
+        self.nlp.add_pipe("sentencizer")
+        self.predictor = Predictor.load(model_dir, device=opts.device,
+                                        relation_threshold=opts.relation_threshold)
+        cpu = self.predictor.device.type == "cpu"
+        if cpu and threads:  # several readers share the cores: each keeps its share
+            import torch
+
+            torch.set_num_threads(threads)
+        self.tuner = ThreadTuner(enabled=cpu and not threads, period=16, trial=2)
+        self.linker = Linker(out, ns)
+        self.signature = Signatures()
+        self.work = work
+        self.mentions = opts.mentions
+        resource = ns + "resource/"
+        self.iri = lambda title: f"<{resource}{iri_escape(title.replace(' ', '_'))}>"
+        self.model_name = (f"kgx-reader {self.predictor.metadata.get('kgx_version', __version__)}"
+                           f" ({self.predictor.metadata.get('base_model', 'unknown')}, "
+                           f"{model_dir.name})")
+
+    def read_chunk(self, chunk: int, docs: Iterator[dict[str, Any]], remaining: int | None
+                   ) -> dict[str, Any]:
+        """Read documents (at most ``remaining`` sentences); write the chunk's mentions part
+        (renamed into place); return its stats and fact rows."""
+        from kgx.linking import alias_key
+
+        cs: Counter[str] = Counter()
+        rows: list[tuple[Any, ...]] = []
+        lines: list[str] = []
+        batch: list[tuple[dict[str, Any], int, int]] = []
+        predictor, linker = self.predictor, self.linker
+
+        def predict() -> None:
+            if not batch:
+                return
+            t_batch = time.perf_counter()
+            preds = predictor.predict([d["text"][a:b] for d, a, b in batch])
+            self.tuner.step(time.perf_counter() - t_batch, len(batch))
+            pending = []
+            for (doc, a, _), pred in zip(batch, preds, strict=True):
+                ctx = _page_context(linker, doc)
+                for m in pred.mentions:
+                    pending.append((doc, a, m, ctx))
+            linked = _link_mentions(linker, pending, cs, alias_key)
+            by_sentence: dict[tuple[int, int], list[Any]] = {}
+            for (doc, a, m, _), ent in zip(pending, linked, strict=True):
+                by_sentence.setdefault((doc["page_id"], a), []).append(ent)
+                if self.mentions and ent is not None:
+                    cs["mention_triples"] += _write_mention(lines, self.ns, doc, a, m, ent,
+                                                            self.iri)
+            for (doc, a, b), pred in zip(batch, preds, strict=True):
+                ents = by_sentence.get((doc["page_id"], a), [])
+                cs["relations_predicted"] += len(pred.relations)
+                for r in pred.relations:
+                    h, tl = ents[r.head], ents[r.tail]
+                    if h is None or tl is None or h[0] == tl[0]:
+                        continue
+                    cs["relations_between_linked"] += 1
+                    mh, mt = pred.mentions[r.head], pred.mentions[r.tail]
+                    if not self.signature.fits(r.label, mh.label, mt.label):
+                        cs["relations_against_domain_or_range"] += 1
+                        continue
+                    e0, e1 = a + min(mh.start, mt.start), a + max(mh.end, mt.end)
+                    rows.append((h[0], r.label, tl[0], doc["page_id"], doc.get("revision_id"),
+                                 a, b, e0, e1, doc["text"][a:b], r.score))
+            batch.clear()
+
+        for doc in docs:
+            if remaining is not None and cs["sentences"] >= remaining:
+                break
+            cs["documents"] += 1
+            for a, b in iter_sentences(self.nlp, doc["text"]):
+                if remaining is not None and cs["sentences"] >= remaining:
+                    break
+                batch.append((doc, a, b))
+                cs["sentences"] += 1
+                if len(batch) >= BATCH_SENTENCES:
+                    predict()
+        predict()
+        part = self.work / "mentions" / f"{chunk:09d}.nq"
+        with open(part.with_suffix(".tmp"), "w", encoding="utf-8") as f:
+            f.writelines(lines)
+        os.replace(part.with_suffix(".tmp"), part)
+        return {"chunk": chunk, "stats": dict(cs), "rows": rows}
+
+
+_READER: _Reader | None = None  # a read worker's
+
+
+def _init_reader(*args: Any) -> None:
+    import multiprocessing as mp
+    import signal
+
+    global _READER
+    if mp.parent_process() is not None:  # a worker: Ctrl-C is the parent's to handle
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _READER = _Reader(*args)
+
+
+def read_chunk(chunk: int, docs_path: str, offset: int, n: int, remaining: int | None
+               ) -> dict[str, Any]:
+    """Worker task: read ``n`` documents from byte ``offset`` of ``documents.jsonl``."""
+    assert _READER is not None, "read worker not initialised"
+
+    def docs() -> Iterator[dict[str, Any]]:
+        with open(docs_path, "rb") as f:
+            f.seek(offset)
+            for _ in range(n):
+                yield json.loads(f.readline())
+
+    return _READER.read_chunk(chunk, docs(), remaining)
+
+
+def read_workers(opts: Any) -> int:
+    """Read processes: every core busy, two torch threads each on a CPU; a few on a GPU,
+    which they share (a small encoder leaves a GPU idle behind one Python process). One when
+    ``--read-sentences`` caps the count, which must then be exact."""
+    from kgx.cpu import usable_cores
+
+    if opts.read_sentences is not None:
+        return 0
+    n = min(opts.extract.workers or 1, usable_cores())
+    gpu = opts.device not in (None, "cpu") or (opts.device is None and _cuda())
+    return max(1, min(4, n) if gpu else n // 2)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
               log: Callable[[str], None]) -> dict[str, Any]:
-    """Predict, link and aggregate over every sentence of every article, chunk by chunk."""
-    import spacy
-
-    from kgx.corpus import iter_documents, load_entities
-    from kgx.linking import Linker, alias_key
-    from kgx.model import Predictor
+    """Predict, link and aggregate over every sentence of every article, chunk by chunk, in
+    :func:`read_workers` processes."""
+    from kgx.corpus import document_chunks, load_entities
+    from kgx.cpu import usable_cores
+    from kgx.model import load_metadata
     from kgx.site import iri_escape
+    from kgx.workers import OrderedPool
 
-    report = json.loads((out / "report.json").read_text("utf-8"))
-    ns = report["site"]["namespace"]
-    lang = report["site"].get("lang", "en")
-    try:
-        nlp = spacy.blank(lang)
-    except (ImportError, KeyError):
-        nlp = spacy.blank("xx")
-    nlp.add_pipe("sentencizer")
     resumed = prepare_work(work, key)
     (work / "mentions").mkdir(exist_ok=True)
     facts_db = sqlite3.connect(work / "facts.sqlite")
     facts_db.execute(_FACTS)
     journal = Journal(facts_db)
     stats: Counter[str] = Counter({k: 0 for k in _STATS})
-    first_doc = 0  # chunks are committed in order: the committed ones are a prefix
-    chunks = 0
-    for chunk, info in journal.infos():
+    done = journal.done()
+    for _, info in journal.infos():
         stats.update(info["stats"])
-        first_doc = max(first_doc, info["docs"][1])
-        chunks = max(chunks, chunk + 1)
     for f in (work / "mentions").iterdir():  # parts of chunks a killed run did not commit
-        if int(f.name[:9]) >= chunks:
+        if int(f.name[:9]) not in done:
             f.unlink()
-    if resumed and chunks:
-        log(f"[read] resuming: {chunks:,} chunks committed before ({first_doc:,} documents, "
-            f"{stats['sentences']:,} sentences)")
-    predictor = Predictor.load(model_dir, device=opts.device,
-                               relation_threshold=opts.relation_threshold)
-    tuner = ThreadTuner(enabled=predictor.device.type == "cpu", period=16, trial=2)
-    linker = Linker(out, ns)
-    entities = load_entities(out)
-    model_name = f"kgx-reader {predictor.metadata.get('kgx_version', __version__)} " \
-                 f"({predictor.metadata.get('base_model', 'unknown')}, {model_dir.name})"
-    resource = ns + "resource/"
-
-    def iri(title: str) -> str:
-        return f"<{resource}{iri_escape(title.replace(' ', '_'))}>"
-
-    signature = Signatures()
+    if resumed and done:
+        log(f"[read] resuming: {len(done):,} chunks committed before "
+            f"({stats['documents']:,} documents, {stats['sentences']:,} sentences)")
+    entities = load_entities(out)  # built before the workers read it
     docs_path = out / DOCUMENTS_FILE
-    with open(docs_path, encoding="utf-8") as f:
-        total_docs = sum(1 for _ in f)
-    batch: list[tuple[dict[str, Any], int, int]] = []
-    # What the chunk in flight has: stats, fact rows, mention lines.
-    cs: Counter[str] = Counter()
-    rows: list[tuple[Any, ...]] = []
-    lines: list[str] = []
-
-    def predict() -> None:
-        if not batch:
-            return
-        t_batch = time.perf_counter()
-        preds = predictor.predict([d["text"][a:b] for d, a, b in batch])
-        tuner.step(time.perf_counter() - t_batch, len(batch))
-        pending = []
-        for (doc, a, _), pred in zip(batch, preds, strict=True):
-            ctx = _page_context(linker, doc)
-            for m in pred.mentions:
-                pending.append((doc, a, m, ctx))
-        linked = _link_mentions(linker, pending, cs, alias_key)
-        by_sentence: dict[tuple[int, int], list[Any]] = {}
-        for (doc, a, m, _), ent in zip(pending, linked, strict=True):
-            by_sentence.setdefault((doc["page_id"], a), []).append(ent)
-            if opts.mentions and ent is not None:
-                cs["mention_triples"] += _write_mention(lines, ns, doc, a, m, ent, iri)
-        for (doc, a, b), pred in zip(batch, preds, strict=True):
-            ents = by_sentence.get((doc["page_id"], a), [])
-            cs["relations_predicted"] += len(pred.relations)
-            for r in pred.relations:
-                h, tl = ents[r.head], ents[r.tail]
-                if h is None or tl is None or h[0] == tl[0]:
-                    continue
-                cs["relations_between_linked"] += 1
-                mh, mt = pred.mentions[r.head], pred.mentions[r.tail]
-                if not signature.fits(r.label, mh.label, mt.label):
-                    cs["relations_against_domain_or_range"] += 1
-                    continue
-                e0, e1 = a + min(mh.start, mt.start), a + max(mh.end, mt.end)
-                rows.append((h[0], r.label, tl[0], doc["page_id"], doc.get("revision_id"),
-                             a, b, e0, e1, doc["text"][a:b], r.score))
-        batch.clear()
-
-    def commit(doc_end: int) -> None:
-        nonlocal chunks, first_doc
-        predict()
-        part = work / "mentions" / f"{chunks:09d}.nq"
-        with open(part.with_suffix(".tmp"), "w", encoding="utf-8") as f:
-            f.writelines(lines)
-        os.replace(part.with_suffix(".tmp"), part)
-        journal.commit(chunks, {"docs": [first_doc, doc_end], "stats": dict(cs)},
-                       lambda db: db.executemany(
-                           "INSERT INTO f VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows))
-        stats.update(cs)
-        chunks += 1
-        first_doc = doc_end
-        cs.clear()
-        rows.clear()
-        lines.clear()
-
+    chunks = list(document_chunks(docs_path, opts.read_chunk_documents))
+    total_docs = sum(n for _, n in chunks)
+    n_workers = read_workers(opts)
+    threads = max(1, usable_cores() // n_workers) if n_workers > 1 else None
+    setup = (out, work, model_dir, opts, threads)
     limit = opts.read_sentences
+    pool = OrderedPool(None, n_workers, window=2, initializer=_init_reader, initargs=setup,
+                       start_method="spawn")
+    log(f"[read] {total_docs:,} documents in {len(chunks):,} chunks, "
+        f"{max(1, n_workers)} reading process(es)")
     t_loop = time.monotonic()
-    with Progress(total=total_docs, unit="documents", enabled=opts.progress, desc="read") as bar:
-        bar.update(first_doc)
-        n_doc = first_doc
-        for k, doc in enumerate(iter_documents(docs_path)):
-            if k < first_doc:
+
+    def tasks() -> Iterator[tuple[Any, ...]]:
+        for k, (off, n) in enumerate(chunks):
+            if k in done:
                 continue
-            if limit is not None and stats["sentences"] + cs["sentences"] >= limit:
-                break
-            cs["documents"] += 1
-            for a, b in iter_sentences(nlp, doc["text"]):
-                if limit is not None and stats["sentences"] + cs["sentences"] >= limit:
-                    break
-                batch.append((doc, a, b))
-                cs["sentences"] += 1
-                if len(batch) >= BATCH_SENTENCES:
-                    predict()
-            n_doc = k + 1
-            if cs["sentences"] >= opts.read_chunk_sentences:
-                commit(n_doc)
-            bar.update(1, sentences=stats["sentences"] + cs["sentences"],
-                       mentions=stats["mentions"] + cs["mentions"])
-        if cs["documents"] or batch:
-            commit(n_doc)
+            if limit is not None and stats["sentences"] >= limit:
+                return  # (limit set: one process, so stats are up to date here)
+            yield (k, str(docs_path), off, n,
+                   None if limit is None else limit - stats["sentences"])
+
+    with Progress(total=total_docs, unit="documents", enabled=opts.progress, desc="read") as bar:
+        bar.update(sum(n for k, (_, n) in enumerate(chunks) if k in done))
+        for res in pool.map(read_chunk, tasks()):
+            journal.commit(res["chunk"], {"stats": res["stats"]}, lambda db, r=res: (
+                db.executemany("INSERT INTO f VALUES (?,?,?,?,?,?,?,?,?,?,?)", r["rows"])))
+            stats.update(res["stats"])
+            bar.update(chunks[res["chunk"]][1], sentences=stats["sentences"],
+                       mentions=stats["mentions"])
+    seconds_reading = time.monotonic() - t_loop
     if opts.mentions:
         tmp = out / (MENTIONS_FILE + ".tmp")
         with open(tmp, "wb") as fout:
@@ -218,11 +292,20 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
                 with open(part, "rb") as fin:
                     shutil.copyfileobj(fin, fout, 1 << 20)
         os.replace(tmp, out / MENTIONS_FILE)
+    meta = load_metadata(model_dir)
+    model_name = (f"kgx-reader {meta.get('kgx_version', __version__)} "
+                  f"({meta.get('base_model', 'unknown')}, {model_dir.name})")
+    ns = json.loads((out / "report.json").read_text("utf-8"))["site"]["namespace"]
+    resource = ns + "resource/"
+
+    def iri(title: str) -> str:
+        return f"<{resource}{iri_escape(title.replace(' ', '_'))}>"
+
     result: dict[str, Any] = dict(stats)
     result.update(_write_model_facts(out, facts_db, ns, model_name, entities, iri))
-    result["chunks"] = chunks
+    result["chunks"] = len(journal.done())
     # Without loading the model, linker and tables: what a sentence costs once running.
-    result["seconds_reading"] = round(time.monotonic() - t_loop, 2)
+    result["seconds_reading"] = round(seconds_reading, 2)
     facts_db.close()
     shutil.rmtree(work, ignore_errors=True)
     log(f"[read] {stats['sentences']:,} sentences, {stats['mentions']:,} mentions "
