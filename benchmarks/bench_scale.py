@@ -40,10 +40,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from bench_structure import PeakRSS  # this folder: the process-tree sampler
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "enwiki-2016-excerpt.xml.bz2"
@@ -140,28 +141,12 @@ def build_dump(copies: int, work: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- measuring
 
 
-class Sampler:
+class Sampler(PeakRSS):
     """Resident memory of a process tree, sampled every 50 ms, with timestamps."""
 
     def __init__(self, pid: int) -> None:
-        self.pid = pid
         self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _tree(self) -> list[int]:
-        out, todo = [], [self.pid]
-        while todo:
-            p = todo.pop()
-            out.append(p)
-            try:
-                for task in os.listdir(f"/proc/{p}/task"):
-                    with open(f"/proc/{p}/task/{task}/children") as fh:
-                        todo.extend(int(c) for c in fh.read().split())
-            except OSError:
-                pass
-        return out
+        super().__init__(pid)
 
     def _run(self) -> None:
         page = os.sysconf("SC_PAGE_SIZE")
@@ -176,11 +161,7 @@ class Sampler:
             self.samples.append((time.time(), total))
             time.sleep(0.05)
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._t.join()
-
-    def peak(self, t0: float, t1: float) -> int:
+    def peak_between(self, t0: float, t1: float) -> int:
         return max((r for t, r in self.samples if t0 <= t <= t1), default=0)
 
 
@@ -222,7 +203,7 @@ def run_measured(dump: str, out: Path, args: argparse.Namespace) -> dict[str, An
         rows[s] = {"seconds": rec["seconds"], "items": n, "unit": unit,
                    "per_second": round(n / rec["seconds"], 2) if rec["seconds"] else None,
                    "us_per_item": round(1e6 * rec["seconds"] / n, 1) if n else None,
-                   "peak_rss_mb": round(mon.peak(rec["started"], rec["started"]
+                   "peak_rss_mb": round(mon.peak_between(rec["started"], rec["started"]
                                                  + rec["seconds"]) / 2**20, 1),
                    "disk_mb": round(sum(rec.get("disk_bytes", {}).values()) / 2**20, 1)}
     rows["structure"]["parts"] = report["seconds"]  # pages / resolve / store
@@ -231,7 +212,7 @@ def run_measured(dump: str, out: Path, args: argparse.Namespace) -> dict[str, An
         1e6 * stages["read"]["seconds_reading"] / max(1, stages["read"]["sentences"]), 1)
     return {"wall_seconds": round(time.time() - t, 1), "stages": rows,
             "read_chunks": stages["read"]["chunks"],
-            "peak_rss_mb": round(mon.peak(0, 1e12) / 2**20, 1),
+            "peak_rss_mb": round(mon.peak_between(0, 1e12) / 2**20, 1),
             "disk_mb": round(report["disk_bytes_total"] / 2**20, 1),
             "graph": digest(out / "graph.nq")}
 
