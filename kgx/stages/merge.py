@@ -52,9 +52,10 @@ class MergeStage(Stage):
         return {"read": parts} if parts else {}
 
     def execute(self, run: Run) -> dict[str, Any]:
-        if run.opts.reasoning:
-            run.log("[merge] model facts, mentions, RDFS/OWL-RL entailments into graph.nq "
-                    "and the store")
+        what = (["model facts and mentions"] if self.parts(run) else []) + \
+            (["RDFS/OWL-RL entailments"] if run.opts.reasoning else [])
+        if what:
+            run.log(f"[merge] {' and '.join(what)} into graph.nq and the store")
         return merge(run.out, self.parts(run), run.opts.reasoning,
                      run.info["structure"]["graph_bytes"], run.keys[self.name],
                      keep_inferred=bool(getattr(run.opts, "keep_intermediate", False)))
