@@ -37,7 +37,6 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -45,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from bench_structure import PeakRSS  # this folder: the process-tree sampler
+
+from kgx.stages.runner import count_committed
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "enwiki-2016-excerpt.xml.bz2"
@@ -141,30 +142,6 @@ def build_dump(copies: int, work: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- measuring
 
 
-class Sampler(PeakRSS):
-    """Resident memory of a process tree, sampled every 50 ms, with timestamps."""
-
-    def __init__(self, pid: int) -> None:
-        self.samples: list[tuple[float, int]] = []
-        super().__init__(pid)
-
-    def _run(self) -> None:
-        page = os.sysconf("SC_PAGE_SIZE")
-        while not self._stop.is_set():
-            total = 0
-            for p in self._tree():
-                try:
-                    with open(f"/proc/{p}/statm") as fh:
-                        total += int(fh.read().split()[1]) * page
-                except OSError:
-                    pass
-            self.samples.append((time.time(), total))
-            time.sleep(0.05)
-
-    def peak_between(self, t0: float, t1: float) -> int:
-        return max((r for t, r in self.samples if t0 <= t <= t1), default=0)
-
-
 def extract_cmd(dump: str, out: Path, args: argparse.Namespace) -> list[str]:
     return [sys.executable, "-m", "kgx", "extract", dump, "-o", str(out), "--no-progress",
             "--workers", str(args.workers), "--train-sentences", str(args.train_sentences),
@@ -182,7 +159,7 @@ def run_measured(dump: str, out: Path, args: argparse.Namespace) -> dict[str, An
     t = time.time()
     proc = subprocess.Popen(extract_cmd(dump, out, args), env=env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    mon = Sampler(proc.pid)
+    mon = PeakRSS(proc.pid)
     output, _ = proc.communicate()
     mon.stop()
     if proc.returncode != 0:
@@ -231,17 +208,6 @@ def digest(path: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- resume
 
 
-def journal_chunks(db: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return con.execute("SELECT count(*) FROM journal").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.OperationalError:
-        return 0
-
-
 def stage_started(out: Path, stage: str) -> bool:
     """Whether ``stage`` is running: the log says the stages before it are finished."""
     path = out / "stages.json"
@@ -268,7 +234,7 @@ def resume(dump: str, out: Path, args: argparse.Namespace, stage: str,
             t_stage = time.time()
         if t_stage is not None:
             if stage in journals:
-                if journal_chunks(journals[stage]) >= max(1, total_chunks[stage] // 2):
+                if count_committed(journals[stage]) >= max(1, total_chunks[stage] // 2):
                     break
             elif time.time() - t_stage >= half:
                 break
@@ -278,7 +244,7 @@ def resume(dump: str, out: Path, args: argparse.Namespace, stage: str,
     killed_at = time.time() - (t_stage or time.time())
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    committed = journal_chunks(journals[stage]) if stage in journals else None
+    committed = count_committed(journals[stage]) if stage in journals else None
     t = time.time()
     res = subprocess.run(cmd, env=env(), capture_output=True, text=True)
     if res.returncode != 0:

@@ -85,11 +85,13 @@ def _flush(f, batch: list[str], idx_lines: list[str]) -> int:  # type: ignore[no
 
 
 class PeakRSS:
-    """Samples the resident memory of a process and all its descendants."""
+    """Samples the resident memory of a process and all its descendants every 50 ms, keeping
+    the peak and each sample with its time."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.peak = 0
+        self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
@@ -117,12 +119,17 @@ class PeakRSS:
                 except OSError:
                     pass
             self.peak = max(self.peak, total)
+            self.samples.append((time.time(), total))
             time.sleep(0.05)
 
     def stop(self) -> int:
         self._stop.set()
         self._t.join()
         return self.peak
+
+    def peak_between(self, t0: float, t1: float) -> int:
+        """The peak among the samples taken from ``t0`` to ``t1`` (``time.time()``)."""
+        return max((r for t, r in self.samples if t0 <= t <= t1), default=0)
 
 
 def timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, int, str]:

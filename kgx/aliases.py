@@ -9,7 +9,6 @@ and distinct anchors grows with the wiki (on the sample, half the pages are redi
 from __future__ import annotations
 
 import sqlite3
-from collections import Counter
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -50,7 +49,6 @@ class AliasStore:
         else:
             self.db = sqlite3.connect(self.path, check_same_thread=False)
             self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
-        self._anchors: Counter[tuple[str, str]] = Counter()
         self._pages_table = False
         self._resolve = lru_cache(maxsize=1 << 18)(self._resolve_uncached)
 
@@ -99,34 +97,13 @@ class AliasStore:
         self.db.executemany("INSERT INTO anchor_rows VALUES (?, ?, ?)",
                             [(a, t, n) for (a, t), n in counts.items()])
 
-    def add_title(self, title: str, page_id: int, kind: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO titles VALUES (?, ?, ?)", (title, page_id, kind))
-
-    def add_redirect(self, source: str, target: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO redirects VALUES (?, ?)", (source, target))
-
-    def add_anchors(self, counts: Mapping[tuple[str, str], int]) -> None:
-        """Add (anchor text, target title) link counts."""
-        self._anchors.update(counts)
-        if len(self._anchors) > 200_000:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._anchors:
-            self.db.executemany(
-                "INSERT INTO anchors VALUES (?, ?, ?) ON CONFLICT(anchor, target) "
-                "DO UPDATE SET n = n + excluded.n",
-                [(a, t, n) for (a, t), n in self._anchors.items()])
-            self._anchors.clear()
-        self.db.commit()
-
     def finish(self) -> None:
         """Flush; sum the anchor rows into ``anchors`` in one sorted pass; drop the structure
         pass's page table (it served duplicate ids); index; leave one self-contained file.
 
         Idempotent: a run killed during it does it again, from the same rows.
         """
-        self.flush()
+        self.db.commit()
         done = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'anchors_summed'"
                                ).fetchone()
         if not done:

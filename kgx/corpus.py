@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -275,7 +274,14 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
     Returns:
         The statistics written to ``stats.json``.
     """
-    from kgx.stages.runner import Journal, prepare_work, stage_key, write_atomic
+    from kgx.stages.runner import (
+        Journal,
+        concatenate,
+        drop_uncommitted,
+        prepare_work,
+        stage_key,
+        write_atomic,
+    )
     from kgx.workers import OrderedPool
 
     out.mkdir(parents=True, exist_ok=True)
@@ -302,9 +308,7 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
         parts.mkdir(exist_ok=True)
         journal = Journal(sqlite3.connect(work / "journal.sqlite"))
         done = journal.done()
-        for f in parts.iterdir():
-            if int(f.name[:9]) not in done:
-                f.unlink()
+        drop_uncommitted(parts, done)
         if resumed and done:
             from kgx.logs import info
 
@@ -321,12 +325,7 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
         for k in _COUNTED:
             total[k].update(d[k])
     for split in SPLITS:
-        tmp = out / f"{split}.jsonl.tmp"
-        with open(tmp, "wb") as fout:
-            for part in sorted(parts.glob(f"*.{split}.jsonl")):
-                with open(part, "rb") as fin:
-                    shutil.copyfileobj(fin, fout, 1 << 20)
-        tmp.replace(out / f"{split}.jsonl")
+        concatenate(sorted(parts.glob(f"*.{split}.jsonl")), out / f"{split}.jsonl")
     shutil.rmtree(work, ignore_errors=True)
     st = total["steps"]
     kept = st["sentences_kept"]
@@ -374,23 +373,24 @@ _BUILDER: tuple[CorpusBuilder, str] | None = None  # a worker's builder and its 
 
 
 def _init_corpus_worker(graph_dir: str, lang: str, drop_caps: bool, parts: str) -> None:
-    import multiprocessing as mp
+    from kgx.workers import ignore_interrupts_in_worker
 
     global _BUILDER
-    if mp.parent_process() is not None:  # a worker: Ctrl-C is the parent's to handle
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_interrupts_in_worker()
     _BUILDER = (CorpusBuilder(load_entities(Path(graph_dir)), lang, drop_caps), parts)
+
+
+def read_documents(docs_path: str | Path, offset: int, n: int) -> Iterator[dict[str, Any]]:
+    """``n`` documents from byte ``offset`` of ``documents.jsonl`` (a chunk's)."""
+    with open(docs_path, "rb") as f:
+        f.seek(offset)
+        for _ in range(n):
+            yield json.loads(f.readline())
 
 
 def label_chunk(chunk: int, docs_path: str, offset: int, n: int) -> dict[str, Any]:
     """Worker task: label ``n`` documents from byte ``offset`` of ``documents.jsonl``."""
-    def docs() -> Iterator[dict[str, Any]]:
-        with open(docs_path, "rb") as f:
-            f.seek(offset)
-            for _ in range(n):
-                yield json.loads(f.readline())
-
-    return _label_chunk(chunk, docs())
+    return _label_chunk(chunk, read_documents(docs_path, offset, n))
 
 
 def _label_chunk(chunk: int, documents: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -74,18 +74,6 @@ class EntityTypes:
         coarse, fine, source = row if row else (None, None, "class")
         return EntityInfo(coarse, fine, facts, source)
 
-    def __getitem__(self, title: str) -> EntityInfo:
-        info = self.get(title)
-        if info is None:
-            raise KeyError(title)
-        return info
-
-    def __contains__(self, title: object) -> bool:
-        return isinstance(title, str) and self.get(title) is not None
-
-    def __len__(self) -> int:
-        return self.db.execute("SELECT count(*) FROM entity_types").fetchone()[0]
-
     def close(self) -> None:
         if self._own:
             self.db.close()

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from kgx import __version__
 from kgx.aliases import AliasStore
@@ -39,7 +39,15 @@ from kgx.ontology import ONTOLOGY_DIR, ONTOLOGY_GRAPH, load_mappings
 from kgx.progress import Progress
 from kgx.records import Page
 from kgx.site import Site, check_namespace
-from kgx.stages.runner import Journal, dump_fingerprint, prepare_work, stage_key, write_atomic
+from kgx.stages.runner import (
+    Journal,
+    concatenate,
+    drop_uncommitted,
+    dump_fingerprint,
+    prepare_work,
+    stage_key,
+    write_atomic,
+)
 from kgx.workers import (
     Context,
     Crashed,
@@ -260,15 +268,6 @@ class _Writer:
         for _, info in self.journal.infos():
             self._apply(info)
 
-    def drop_uncommitted(self) -> int:
-        """Delete the part files of chunks that a killed run did not commit."""
-        n = 0
-        for f in self.parts.iterdir():
-            if int(f.name[:9]) not in self.committed:
-                f.unlink()
-                n += 1
-        return n
-
     def commit(self, task_id: int, results: list[TaskResult]) -> None:
         """Record one chunk (a task, or the one-page retries of a task whose worker died)."""
         d = _delta()
@@ -394,7 +393,7 @@ def _extract(dump_p: Path, out_p: Path, opts: ExtractOptions) -> Report:
     mappings = load_mappings()
     writer = _Writer(work, report)
     if resumed:
-        stale = writer.drop_uncommitted()
+        stale = drop_uncommitted(writer.parts, writer.committed)
         log(f"[structure] resuming: {len(writer.committed):,} chunks committed before "
             f"({report.pages.get('read', 0):,} pages); {stale} part files of unfinished "
             "chunks dropped")
@@ -510,24 +509,14 @@ def _finish(out: Path, work: Path, pool: OrderedPool, writer: _Writer, report: R
             if not (writer.parts / (stem + RESOLVED)).exists()]
     for _ in pool.map(resolve_part, todo):
         pass
-    graph_tmp = out / (GRAPH_FILE + ".tmp")
-    with open(graph_tmp, "wb") as f:
-        for part in sorted(writer.parts.glob("*" + RESOLVED)):
-            with open(part, "rb") as src:
-                shutil.copyfileobj(src, f, 1 << 20)
-    with open(graph_tmp, "a", encoding="utf-8") as f:
-        n = _append_ontology(f)
-    report.triples["ontology"] += n
+    def ontology(f: BinaryIO) -> None:
+        report.triples["ontology"] += _append_ontology(f)
+
+    concatenate(sorted(writer.parts.glob("*" + RESOLVED)), out / GRAPH_FILE, ontology)
     writer.aliases.close()
-    os.replace(graph_tmp, out / GRAPH_FILE)
     os.replace(work / ALIASES_FILE, out / ALIASES_FILE)
     if opts.keep_documents:
-        docs_tmp = out / (DOCUMENTS_FILE + ".tmp")
-        with open(docs_tmp, "wb") as fout:
-            for part in sorted(writer.parts.glob("*.jsonl")):
-                with open(part, "rb") as fin:
-                    shutil.copyfileobj(fin, fout, 1 << 20)
-        os.replace(docs_tmp, out / DOCUMENTS_FILE)
+        concatenate(sorted(writer.parts.glob("*.jsonl")), out / DOCUMENTS_FILE)
     report.seconds["resolve"] = round(time.monotonic() - t, 3)
     if opts.load_store:
         t = time.monotonic()
@@ -541,13 +530,14 @@ def _finish(out: Path, work: Path, pool: OrderedPool, writer: _Writer, report: R
     write_atomic(out / REPORT_FILE, json.dumps(report.to_json(), indent=2, ensure_ascii=False))
 
 
-def _append_ontology(f: Any) -> int:
+def _append_ontology(f: BinaryIO) -> int:
+    """Write the ontology's triples to ``f`` as N-Quads in its own graph; returns how many."""
     import pyoxigraph as ox
 
     n = 0
     with open(ONTOLOGY_DIR / "kgx.ttl", "rb") as src:
         for t in ox.parse(src, format=ox.RdfFormat.TURTLE):
-            f.write(f"{t.subject} {t.predicate} {t.object} <{ONTOLOGY_GRAPH}> .\n")
+            f.write(f"{t.subject} {t.predicate} {t.object} <{ONTOLOGY_GRAPH}> .\n".encode())
             n += 1
     return n
 

@@ -126,6 +126,13 @@ def init_worker(ctx: Context, limit_memory: bool = True) -> None:
         limit_address_space(ctx.limits.page_memory_mb)
 
 
+def ignore_interrupts_in_worker() -> None:
+    """In a worker process (not in the parent that runs tasks itself): Ctrl-C is the
+    parent's to handle, so a worker does not die mid-chunk with a traceback of its own."""
+    if mp.parent_process() is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def limit_address_space(extra_mb: int) -> None:
     """Cap this process's address space at what it uses now plus ``extra_mb``.
 

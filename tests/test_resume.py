@@ -16,6 +16,7 @@ import pytest
 
 from kgx.dump import DumpReader, find_index, read_index
 from kgx.extract import ExtractOptions, _batches, extract
+from kgx.stages.runner import count_committed
 
 from .conftest import SAMPLE
 
@@ -32,25 +33,13 @@ def small_streams(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dump
 
 
-def committed(db: Path) -> int:
-    """Chunks in a stage's journal (read while the run writes it: WAL allows that)."""
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return con.execute("SELECT count(*) FROM journal").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.OperationalError:
-        return 0
-
-
 def kill_when(cmd: list[str], journal: Path, chunks: int, timeout: float = 300) -> int:
     """Start ``cmd``, SIGKILL its whole process group once ``chunks`` are committed."""
     proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     t0 = time.monotonic()
     try:
-        while committed(journal) < chunks:
+        while count_committed(journal) < chunks:
             if proc.poll() is not None:
                 raise AssertionError("the run ended before it could be killed: "
                                      + proc.stderr.read().decode()[-2000:])
@@ -62,7 +51,7 @@ def kill_when(cmd: list[str], journal: Path, chunks: int, timeout: float = 300) 
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    return committed(journal)
+    return count_committed(journal)
 
 
 def sorted_quads(path: Path) -> list[str]:
@@ -286,5 +275,5 @@ def test_a_full_disk_names_the_folder_and_stage_and_keeps_committed_work(tmp_pat
     msg = str(err.value)
     assert str(out) in msg and "filling stage" in msg and "x.nq" in msg
     assert "run the same command again" in msg
-    assert committed(out / ".work" / "filling" / "j.sqlite") == 1
+    assert count_committed(out / ".work" / "filling" / "j.sqlite") == 1
     assert not (out / "stages.json").exists() or "filling" not in (out / "stages.json").read_text()

@@ -34,7 +34,15 @@ from kgx.cpu import ThreadTuner
 from kgx.ontology import KGX, XSD
 from kgx.progress import Progress
 from kgx.rdf import literal
-from kgx.stages.runner import Journal, Run, Stage, prepare_work, stage_key
+from kgx.stages.runner import (
+    Journal,
+    Run,
+    Stage,
+    concatenate,
+    drop_uncommitted,
+    prepare_work,
+    stage_key,
+)
 
 MODEL_FACTS_FILE = "model.nq"
 MENTIONS_FILE = "mentions.nq"
@@ -88,7 +96,6 @@ class _Reader:
 
         from kgx.linking import Linker
         from kgx.model import Predictor
-        from kgx.site import iri_escape
 
         report = json.loads((out / "report.json").read_text("utf-8"))
         self.ns = ns = report["site"]["namespace"]
@@ -110,11 +117,7 @@ class _Reader:
         self.signature = Signatures()
         self.work = work
         self.mentions = opts.mentions
-        resource = ns + "resource/"
-        self.iri = lambda title: f"<{resource}{iri_escape(title.replace(' ', '_'))}>"
-        self.model_name = (f"kgx-reader {self.predictor.metadata.get('kgx_version', __version__)}"
-                           f" ({self.predictor.metadata.get('base_model', 'unknown')}, "
-                           f"{model_dir.name})")
+        self.iri = entity_iri(ns)
 
     def read_chunk(self, chunk: int, docs: Iterator[dict[str, Any]], remaining: int | None
                    ) -> dict[str, Any]:
@@ -186,33 +189,34 @@ _READER: _Reader | None = None  # a read worker's
 
 
 def _init_reader(*args: Any) -> None:
-    import multiprocessing as mp
-    import signal
+    from kgx.workers import ignore_interrupts_in_worker
 
     global _READER
-    if mp.parent_process() is not None:  # a worker: Ctrl-C is the parent's to handle
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_interrupts_in_worker()
     _READER = _Reader(*args)
 
 
 def read_chunk(chunk: int, docs_path: str, offset: int, n: int, remaining: int | None
                ) -> dict[str, Any]:
     """Worker task: read ``n`` documents from byte ``offset`` of ``documents.jsonl``."""
+    from kgx.corpus import read_documents
+
     assert _READER is not None, "read worker not initialised"
+    return _READER.read_chunk(chunk, read_documents(docs_path, offset, n), remaining)
 
-    def docs() -> Iterator[dict[str, Any]]:
-        with open(docs_path, "rb") as f:
-            f.seek(offset)
-            for _ in range(n):
-                yield json.loads(f.readline())
 
-    return _READER.read_chunk(chunk, docs(), remaining)
+def entity_iri(ns: str) -> Callable[[str], str]:
+    """Title -> ``<...resource/Title>`` N-Quads term under namespace ``ns``."""
+    from kgx.site import iri_escape
+
+    resource = ns + "resource/"
+    return lambda title: f"<{resource}{iri_escape(title.replace(' ', '_'))}>"
 
 
 def read_workers(opts: Any) -> int:
     """Read processes: every core busy, two torch threads each on a CPU; a few on a GPU,
     which they share (a small encoder leaves a GPU idle behind one Python process). One when
-    ``--read-sentences`` caps the count, which must then be exact."""
+    ``--read-sentences`` caps the count, which must then be exact: 0, this process reads."""
     from kgx.cpu import usable_cores
 
     if opts.read_sentences is not None:
@@ -235,7 +239,6 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
     from kgx.corpus import document_chunks, load_entities
     from kgx.cpu import usable_cores
     from kgx.model import load_metadata
-    from kgx.site import iri_escape
     from kgx.workers import OrderedPool
 
     resumed = prepare_work(work, key)
@@ -247,9 +250,7 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
     done = journal.done()
     for _, info in journal.infos():
         stats.update(info["stats"])
-    for f in (work / "mentions").iterdir():  # parts of chunks a killed run did not commit
-        if int(f.name[:9]) not in done:
-            f.unlink()
+    drop_uncommitted(work / "mentions", done)  # parts of chunks a killed run did not commit
     if resumed and done:
         log(f"[read] resuming: {len(done):,} chunks committed before "
             f"({stats['documents']:,} documents, {stats['sentences']:,} sentences)")
@@ -286,23 +287,14 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
                        mentions=stats["mentions"])
     seconds_reading = time.monotonic() - t_loop
     if opts.mentions:
-        tmp = out / (MENTIONS_FILE + ".tmp")
-        with open(tmp, "wb") as fout:
-            for part in sorted((work / "mentions").glob("*.nq")):
-                with open(part, "rb") as fin:
-                    shutil.copyfileobj(fin, fout, 1 << 20)
-        os.replace(tmp, out / MENTIONS_FILE)
+        concatenate(sorted((work / "mentions").glob("*.nq")), out / MENTIONS_FILE)
     meta = load_metadata(model_dir)
     model_name = (f"kgx-reader {meta.get('kgx_version', __version__)} "
                   f"({meta.get('base_model', 'unknown')}, {model_dir.name})")
     ns = json.loads((out / "report.json").read_text("utf-8"))["site"]["namespace"]
-    resource = ns + "resource/"
-
-    def iri(title: str) -> str:
-        return f"<{resource}{iri_escape(title.replace(' ', '_'))}>"
-
     result: dict[str, Any] = dict(stats)
-    result.update(_write_model_facts(out, facts_db, ns, model_name, entities, iri))
+    result.update(_write_model_facts(out, facts_db, ns, model_name, entities,
+                                     entity_iri(ns)))
     result["chunks"] = len(journal.done())
     # Without loading the model, linker and tables: what a sentence costs once running.
     result["seconds_reading"] = round(seconds_reading, 2)

@@ -29,10 +29,10 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from kgx.progress import stage as heartbeat
 
@@ -57,6 +57,44 @@ def write_atomic(path: Path, data: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(data, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def drop_uncommitted(parts: Path, committed: set[int]) -> int:
+    """Delete the part files (named ``NNNNNNNNN...``, after their chunk) of chunks that a
+    killed run did not commit; returns how many."""
+    n = 0
+    for f in parts.iterdir():
+        if int(f.name[:9]) not in committed:
+            f.unlink()
+            n += 1
+    return n
+
+
+def concatenate(parts: Iterable[Path], dst: Path,
+                tail: Callable[[BinaryIO], None] | None = None) -> None:
+    """Join ``parts`` (and what ``tail`` writes) into ``dst``, renamed into place when
+    complete."""
+    tmp = dst.with_name(dst.name + ".tmp")
+    with open(tmp, "wb") as f:
+        for part in parts:
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+        if tail is not None:
+            tail(f)
+    os.replace(tmp, dst)
+
+
+def count_committed(db: Path) -> int:
+    """Chunks in a journal, read from another process while the run writes it (WAL allows
+    that); 0 while the database or its table does not exist yet."""
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute("SELECT count(*) FROM journal").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0
 
 
 def disk_used(path: Path) -> int:
