@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import sqlite3
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -37,7 +38,8 @@ from typing import Any
 from kgx.entities import EntityInfo, EntityTypes, coarse_type, load_entities
 from kgx.ontology import KGX
 
-__all__ = ["CorpusBuilder", "EntityInfo", "build_corpus", "coarse_type", "iter_split", "words"]
+__all__ = ["CorpusBuilder", "EntityInfo", "build_corpus", "coarse_type", "iter_split",
+           "read_rows_at", "row_kind", "training_offsets", "words"]
 
 COARSE = ("PER", "ORG", "LOC", "MISC")
 NA = "NA"
@@ -249,6 +251,74 @@ def iter_documents(path: Path) -> Iterator[dict[str, Any]]:
 
 DOCS_PER_CHUNK = 200  # documents per committed chunk of the corpus stage
 SPLITS = ("train", "dev", "test")
+# Kinds of training row, in the order the trainer takes them (see kgx.train.plan_sample).
+KINDS = ("relation", "mentions", "empty")
+
+
+def row_kind(row: dict[str, Any]) -> int:
+    """0: a sentence with a relation example; 1: with mentions only; 2: with neither."""
+    if any(x["label"] != NA for x in row.get("relations", [])):
+        return 0
+    return 1 if row["mentions"] else 2
+
+
+def offsets_path(corpus: Path, kind: int) -> Path:
+    """``train.<kind>.offsets``: the byte offset in ``train.jsonl`` of every training row of
+    one kind, as little-endian uint64, so a sample of rows costs its size, not the corpus's."""
+    return corpus / f"train.{KINDS[kind]}.offsets"
+
+
+def training_offsets(corpus: Path) -> list[array]:
+    """The byte offsets of the training rows of each kind (see :data:`KINDS`).
+
+    Read from the ``train.<kind>.offsets`` files the corpus stage writes; for a corpus without
+    them (written by hand or by kgx 0.1), or whose files do not match ``train.jsonl``, found by
+    one pass over ``train.jsonl`` that keeps 8 bytes a row.
+
+    Raises:
+        ValueError: A line of ``train.jsonl`` is not a corpus row (named by line number).
+    """
+    train = corpus / "train.jsonl"
+    paths = [offsets_path(corpus, k) for k in range(len(KINDS))]
+    if all(p.exists() for p in paths):
+        size = train.stat().st_size
+        out = []
+        for p in paths:
+            a = array("Q")
+            a.frombytes(p.read_bytes())
+            out.append(a)
+        if all(not a or a[-1] < size for a in out):
+            return out
+    out = [array("Q") for _ in KINDS]
+    with open(train, "rb") as f:
+        pos = 0
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                out[row_kind(_parse_row(line, train, f"line {n}"))].append(pos)
+            pos += len(line)
+    return out
+
+
+def _parse_row(line: bytes | str, path: Path, where: str) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: {where}: not JSON ({exc.msg})") from exc
+    if not isinstance(row, dict) or "text" not in row or "mentions" not in row:
+        raise ValueError(f"{path}: {where}: expected an object with 'text' and 'mentions'")
+    return row
+
+
+def read_rows_at(path: Path, offsets: Iterable[int]) -> list[dict[str, Any]]:
+    """The rows of a corpus split that start at ``offsets``, in that order (read in file
+    order)."""
+    want = list(offsets)
+    rows: dict[int, dict[str, Any]] = {}
+    with open(path, "rb") as f:
+        for off in sorted(set(want)):
+            f.seek(off)
+            rows[off] = _parse_row(f.readline(), path, f"byte {off}")
+    return [rows[o] for o in want]
 
 
 def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
@@ -326,6 +396,7 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
             total[k].update(d[k])
     for split in SPLITS:
         concatenate(sorted(parts.glob(f"*.{split}.jsonl")), out / f"{split}.jsonl")
+    _join_offsets(parts, out)
     shutil.rmtree(work, ignore_errors=True)
     st = total["steps"]
     kept = st["sentences_kept"]
@@ -369,6 +440,25 @@ def document_chunks(docs_path: Path, size: int | None = None) -> Iterator[tuple[
             yield start, n
 
 
+def _join_offsets(parts: Path, out: Path) -> None:
+    """Each kind's training-row offsets of every part, shifted by the parts before it: the
+    offsets in the joined ``train.jsonl``."""
+    trains = sorted(parts.glob("*.train.jsonl"))
+    for kind in range(len(KINDS)):
+        dst = offsets_path(out, kind)
+        tmp = dst.with_name(dst.name + ".tmp")
+        base = 0
+        with open(tmp, "wb") as f:
+            for part in trains:
+                a = array("Q")
+                src = part.with_name(part.name.replace(".train.jsonl", f".{KINDS[kind]}.offsets"))
+                if src.exists():
+                    a.frombytes(src.read_bytes())
+                    f.write(array("Q", (x + base for x in a)).tobytes())
+                base += part.stat().st_size
+        os.replace(tmp, dst)
+
+
 _BUILDER: tuple[CorpusBuilder, str] | None = None  # a worker's builder and its parts folder
 
 
@@ -399,8 +489,9 @@ def _label_chunk(chunk: int, documents: Iterable[dict[str, Any]]) -> dict[str, A
     builder, parts = _BUILDER
     for k in ("stats", "mentions", "mention_sources", "relations"):
         setattr(builder, k, Counter())
-    files = {s: open(os.path.join(parts, f"{chunk:09d}.{s}.jsonl"), "w",  # noqa: SIM115
-                     encoding="utf-8") for s in SPLITS}
+    files = {s: open(os.path.join(parts, f"{chunk:09d}.{s}.jsonl"), "wb")  # noqa: SIM115
+             for s in SPLITS}
+    offsets = [array("Q") for _ in KINDS]  # of this part's training rows, by kind
     counts: Counter[str] = Counter()
     pages: Counter[str] = Counter()
     try:
@@ -408,11 +499,16 @@ def _label_chunk(chunk: int, documents: Iterable[dict[str, Any]]) -> dict[str, A
             split = split_of(doc["page_id"])
             pages[split] += 1
             for ex in builder.sentences(doc):
-                files[split].write(json.dumps(ex, ensure_ascii=False) + "\n")
+                if split == "train":
+                    offsets[row_kind(ex)].append(files[split].tell())
+                files[split].write((json.dumps(ex, ensure_ascii=False) + "\n").encode("utf-8"))
                 counts[split] += 1
     finally:
         for f in files.values():
             f.close()
+    for kind, a in enumerate(offsets):
+        with open(os.path.join(parts, f"{chunk:09d}.{KINDS[kind]}.offsets"), "wb") as f:
+            f.write(a.tobytes())
     return {"chunk": chunk, "sentences": dict(counts), "pages": dict(pages),
             "steps": dict(builder.stats), "mentions": dict(builder.mentions),
             "mention_sources": dict(builder.mention_sources),
@@ -436,15 +532,8 @@ def iter_split(path: Path) -> Iterator[dict[str, Any]]:
     """
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from exc
-            if not isinstance(row, dict) or "text" not in row or "mentions" not in row:
-                raise ValueError(f"{path}:{n}: expected an object with 'text' and 'mentions'")
-            yield row
+            if line.strip():
+                yield _parse_row(line, path, f"line {n}")
 
 
 def words(text: str) -> list[tuple[int, int]]:

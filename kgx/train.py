@@ -15,7 +15,7 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from kgx import __version__
-from kgx.corpus import NA, iter_split
+from kgx.corpus import KINDS, NA, iter_split, read_rows_at, row_kind, training_offsets
 from kgx.cpu import ThreadTuner
 from kgx.datasets import DataError, read_conll, sniff_format
 from kgx.model import (
@@ -88,25 +88,28 @@ def set_seed(seed: int) -> None:
 
 
 def load_training_data(data: Path, dev_path: Path | None = None, *,
-                       sample: Callable[[Iterable[dict]], list[dict]] | None = None,
-                       max_eval: int | None = None
+                       limit: int | None = None, max_empty_share: float = 0.3,
+                       rng: random.Random | None = None, max_eval: int | None = None
                        ) -> tuple[list[dict], list[dict], list[dict], dict[str, Any]]:
     """(train, dev, test, corpus stats) from a corpus directory or a CoNLL file.
 
-    A corpus directory is streamed: ``sample`` picks the training rows as they are read
-    (see :func:`sample_training_rows`), and dev and test stop at ``max_eval`` rows, so memory
-    holds what training uses, not the corpus.
+    Training rows are drawn by :func:`plan_sample`. From a corpus directory only the drawn
+    rows are read, found through the corpus's row offsets (:func:`kgx.corpus.training_offsets`),
+    so the cost and the memory follow ``limit``, not the corpus; dev and test stop at
+    ``max_eval`` rows.
 
     Raises:
         DataError: Missing splits, or an empty training set.
     """
+    rng = rng or random.Random(13)
     if data.is_dir():
         for s in ("train", "dev"):
             if not (data / f"{s}.jsonl").exists():
                 raise DataError(f"{data}: no {s}.jsonl; build a corpus with `kgx corpus`")
         try:
-            rows = iter_split(data / "train.jsonl")
-            train = sample(rows) if sample is not None else list(rows)
+            offsets = training_offsets(data)
+            plan = plan_sample([len(a) for a in offsets], limit, max_empty_share, rng)
+            train = read_rows_at(data / "train.jsonl", (offsets[k][i] for k, i in plan))
             dev = list(islice(iter_split(data / "dev.jsonl"), max_eval))
             test = list(islice(iter_split(data / "test.jsonl"), max_eval)) \
                 if (data / "test.jsonl").exists() else []
@@ -125,53 +128,51 @@ def load_training_data(data: Path, dev_path: Path | None = None, *,
             k = max(1, len(train) // 10)
             dev, train = train[-k:], train[:-k]
         test, stats = [], {"source": str(data)}
-        train = sample(train) if sample is not None else train
+        train = sample_training_rows(train, limit, max_empty_share, rng)
         dev, test = dev[:max_eval], test[:max_eval]
     if not train or not any(r["mentions"] for r in train):
         raise DataError(f"{data}: the training set has no labelled mentions; nothing to learn")
     return train, dev, test, stats
 
 
-def sample_training_rows(rows: Iterable[dict], limit: int | None, max_empty_share: float,
-                         rng: random.Random) -> list[dict]:
-    """Sentences with a relation first, then with mentions, then a capped share without any.
+def plan_sample(counts: Sequence[int], limit: int | None, max_empty_share: float,
+                rng: random.Random) -> list[tuple[int, int]]:
+    """Which training rows to use, as (kind, index within the kind), in training order.
 
-    Most silver sentences hold no entity at all; trained on them as they come, the tagger
-    learns to say "O" everywhere. Capping the mention-free share (30% by default) keeps the
-    negatives without letting them dominate. Under a ``limit``, rows are streamed into one
-    reservoir sample of ``limit`` rows per kind (with a relation, with mentions, without), so
-    memory holds at most three times the limit whatever the corpus size.
+    ``counts`` are the rows of each kind (:data:`kgx.corpus.KINDS`: with a relation, with
+    mentions only, with neither). Sentences with a relation come first, then with mentions,
+    then a capped share without any: most silver sentences hold no entity at all, and trained
+    on them as they come the tagger learns to say "O" everywhere. Capping the mention-free
+    share (30% by default) keeps the negatives without letting them dominate. Each kind is
+    drawn uniformly, so the plan costs ``limit``, whatever the counts.
     """
-    def kind(r: dict) -> int:
-        if any(x["label"] != NA for x in r.get("relations", [])):
-            return 0
-        return 1 if r["mentions"] else 2
+    def draw(kind: int) -> list[tuple[int, int]]:
+        n = counts[kind]
+        picked = list(range(n)) if limit is None or n <= limit else rng.sample(range(n), limit)
+        rng.shuffle(picked)
+        return [(kind, i) for i in picked]
 
-    pools: tuple[list[dict], list[dict], list[dict]] = ([], [], [])
-    seen = [0, 0, 0]
-    for r in rows:
-        k = kind(r)
-        seen[k] += 1
-        pool = pools[k]
-        if limit is None or len(pool) < limit:
-            pool.append(r)
-        else:  # reservoir sampling (Algorithm R): each row is kept with probability limit/seen
-            j = rng.randrange(seen[k])
-            if j < limit:
-                pool[j] = r
-    rel, ment, empty = pools
-    rng.shuffle(ment)
-    rng.shuffle(empty)
+    rel, ment, empty = draw(0), draw(1), draw(2)
     full = rel + ment
-    n_full = seen[0] + seen[1]
+    n_full = counts[0] + counts[1]
     n_empty = int(n_full * max_empty_share / max(1e-9, 1 - max_empty_share))
-    if limit is None or n_full + min(n_empty, seen[2]) <= limit:
+    if limit is None or n_full + min(n_empty, counts[2]) <= limit:
         chosen = full + empty[:n_empty]
     else:
         keep_full = min(len(full), limit, max(len(rel), int(limit * (1 - max_empty_share))))
         chosen = full[:keep_full] + empty[: max(0, limit - keep_full)]
     rng.shuffle(chosen)
     return chosen
+
+
+def sample_training_rows(rows: list[dict], limit: int | None, max_empty_share: float,
+                         rng: random.Random) -> list[dict]:
+    """:func:`plan_sample` over rows held in memory (a CoNLL file)."""
+    by_kind: list[list[dict]] = [[] for _ in KINDS]
+    for r in rows:
+        by_kind[row_kind(r)].append(r)
+    plan = plan_sample([len(b) for b in by_kind], limit, max_empty_share, rng)
+    return [by_kind[k][i] for k, i in plan]
 
 
 def label_sets(rows: list[dict]) -> tuple[list[str], list[str]]:
@@ -273,8 +274,7 @@ def train(data: str | Path, out: str | Path, options: TrainOptions | None = None
     rng = random.Random(opts.seed)
     train_rows, dev_rows, test_rows, corpus_stats = load_training_data(
         data_p, Path(opts.dev_path) if opts.dev_path else None,
-        sample=lambda rows: sample_training_rows(rows, opts.max_train_sentences,
-                                                 opts.max_empty_share, rng),
+        limit=opts.max_train_sentences, max_empty_share=opts.max_empty_share, rng=rng,
         max_eval=opts.max_eval_sentences or None)
     ner_labels, rel_labels = label_sets(train_rows)
     device = pick_device(opts.device)

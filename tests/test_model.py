@@ -54,6 +54,68 @@ def test_corpus_splits_and_labels(sample_corpus: Path) -> None:
         stats["steps"])
 
 
+def test_training_offsets_find_every_row_of_its_kind(sample_corpus: Path, tmp_path: Path) -> None:
+    """The offset files the corpus writes point at every training row, each under its kind,
+    and a corpus without them (kgx 0.1's, or stale ones) gets the same offsets by a scan."""
+    import shutil
+
+    from kgx.corpus import KINDS, offsets_path, read_rows_at, row_kind, training_offsets
+
+    rows = read_split(sample_corpus / "train.jsonl")
+    offsets = training_offsets(sample_corpus)
+    assert sum(len(a) for a in offsets) == len(rows)
+    assert all(len(a) for a in offsets)  # the sample has rows of every kind
+    for kind, a in enumerate(offsets):
+        assert list(a) == sorted(a)
+        assert {row_kind(r) for r in read_rows_at(sample_corpus / "train.jsonl", a)} == {kind}
+    bare = tmp_path / "bare"
+    shutil.copytree(sample_corpus, bare)
+    for k in range(len(KINDS)):
+        offsets_path(bare, k).unlink()
+    assert training_offsets(bare) == offsets
+    offsets_path(bare, 0).write_bytes((10**12).to_bytes(8, "little"))  # points past the end
+    assert training_offsets(bare) == offsets
+
+
+def test_the_training_draw_reads_only_what_it_trains_on(sample_corpus: Path,
+                                                        monkeypatch) -> None:
+    """A capped draw keeps every relation row first, caps the mention-free share, and reads
+    only its own rows from the corpus (not a pass over all of it)."""
+    import random
+
+    import kgx.corpus
+    import kgx.train
+    from kgx.corpus import row_kind, training_offsets
+    from kgx.train import load_training_data, plan_sample
+
+    counts = [len(a) for a in training_offsets(sample_corpus)]
+    opened: list[int] = []
+
+    def read_rows_at(path, offsets):
+        rows = kgx.corpus.read_rows_at(path, offsets)
+        opened.append(len(rows))
+        return rows
+
+    def iter_split(path):
+        assert path.name != "train.jsonl", "the draw streamed the whole training split"
+        return kgx.corpus.iter_split(path)
+
+    monkeypatch.setattr(kgx.train, "read_rows_at", read_rows_at)
+    monkeypatch.setattr(kgx.train, "iter_split", iter_split)
+    limit = counts[0] + 50
+    train_rows, *_ = load_training_data(sample_corpus, limit=limit, max_empty_share=0.3,
+                                        rng=random.Random(1), max_eval=10)
+    assert opened == [limit] and len(train_rows) == limit
+    kinds = [row_kind(r) for r in train_rows]
+    assert kinds.count(0) == counts[0]  # every relation row
+    assert kinds.count(2) == limit - max(counts[0], int(limit * 0.7))
+    assert len({json.dumps(r, sort_keys=True) for r in train_rows}) == limit  # no repeats
+    # uncapped: everything with mentions, and 30% of the result without
+    plan = plan_sample([3, 5, 100], None, 0.3, random.Random(0))
+    assert sorted(k for k, _ in plan) == [0] * 3 + [1] * 5 + [2] * 3
+    assert len(set(plan)) == len(plan)
+
+
 def test_distant_supervision_finds_a_known_fact(sample_corpus: Path) -> None:
     rows = [r for s in ("train", "dev", "test") for r in read_split(sample_corpus / f"{s}.jsonl")]
     hits = [(r["mentions"][x["head"]]["entity"], x["label"], r["mentions"][x["tail"]]["entity"])
