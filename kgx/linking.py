@@ -24,7 +24,7 @@ import math
 import re
 import sqlite3
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,32 +200,79 @@ def entity_text(title: str, description: str) -> str:
     return f"{label}: {description}" if description else label
 
 
-def build_vector_index(out: Path, encoder: Any, batch_size: int = 256) -> dict[str, Any]:
-    """Embed every entity and write ``entities.faiss`` and ``entities.json``."""
-    import faiss
+ENTITY_CHUNK = 20_000  # entities embedded per chunk (and per committed chunk of the stage)
+TRAIN_SAMPLE = 200_000  # vectors an inverted-file index trains its centroids on
 
+
+def entity_count(out: Path) -> int:
+    """Entities in ``out/aliases.sqlite``, whose ids run 1..n.
+
+    Raises:
+        LinkingIndexError: The ids are not contiguous (a table from a failed build).
+    """
     db = sqlite3.connect(out / "aliases.sqlite")
-    n, first, last = db.execute("SELECT count(*), min(id), max(id) FROM entities").fetchone()
+    try:
+        n, first, last = db.execute("SELECT count(*), min(id), max(id) FROM entities").fetchone()
+    finally:
+        db.close()
     if n and (first, last) != (1, n):
         raise LinkingIndexError(f"{out}: entity ids are not contiguous; rebuild the table")
-    index = make_index(encoder.dim, n)
-    chunk = 200_000  # read, encoded and added chunk by chunk: memory stays bounded
-    cursor = db.execute("SELECT id, title, description FROM entities ORDER BY id")
-    first_chunk = True
-    while part := cursor.fetchmany(chunk):
-        vecs = encoder.encode([entity_text(t, d) for _, t, d in part], batch_size=batch_size)
-        if first_chunk:
-            train_index(index, vecs)
-            first_chunk = False
-        index.add(vecs)
-    db.close()
+    return n
+
+
+def embed_entities(out: Path, encoder: Any, first: int, last: int,
+                   batch_size: int = 256) -> np.ndarray:
+    """Vectors of the entities with ids ``first`` to ``last`` (inclusive), in id order."""
+    db = sqlite3.connect(f"file:{out / 'aliases.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT title, description FROM entities WHERE id BETWEEN ? AND ? "
+                          "ORDER BY id", (first, last)).fetchall()
+    finally:
+        db.close()
+    return encoder.encode([entity_text(t, d) for t, d in rows], batch_size=batch_size)
+
+
+def write_vector_index(out: Path, parts: Iterable[np.ndarray], n: int, dim: int,
+                       encoder_name: str) -> dict[str, Any]:
+    """Write ``entities.faiss`` and ``entities.json`` from the entity vectors, given in id
+    order in parts (arrays, or memory-mapped files), holding only what the index trains on.
+    """
+    import faiss
+
+    index = make_index(dim, n)
+    pending: list[np.ndarray] = []  # parts held until the index has trained on them
+    for vecs in parts:
+        if index.is_trained:
+            index.add(np.ascontiguousarray(vecs, dtype=np.float32))
+            continue
+        pending.append(np.asarray(vecs, dtype=np.float32))
+        if sum(len(v) for v in pending) >= TRAIN_SAMPLE:
+            train_index(index, np.concatenate(pending)[:TRAIN_SAMPLE])
+            for v in pending:
+                index.add(np.ascontiguousarray(v))
+            pending = []
+    if pending:
+        train_index(index, np.concatenate(pending))
+        for v in pending:
+            index.add(np.ascontiguousarray(v))
+    if index.ntotal != n:
+        raise LinkingIndexError(f"{out}: {index.ntotal:,} entity vectors for {n:,} entities")
     tmp = out / (INDEX_FILE + ".tmp")
     faiss.write_index(index, str(tmp))
     tmp.replace(out / INDEX_FILE)
-    meta = {"entities": n, "dim": encoder.dim, "encoder": encoder.name,
+    meta = {"entities": n, "dim": dim, "encoder": encoder_name,
             "index": type(index).__name__, "text": "label: first sentence of abstract"}
     (out / INDEX_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return meta
+
+
+def build_vector_index(out: Path, encoder: Any, batch_size: int = 256) -> dict[str, Any]:
+    """Embed every entity in this process and write ``entities.faiss`` and ``entities.json``
+    (``kgx extract`` does the same in chunks, in worker processes: kgx.stages.entities)."""
+    n = entity_count(out)
+    parts = (embed_entities(out, encoder, lo, min(n, lo + ENTITY_CHUNK - 1), batch_size)
+             for lo in range(1, n + 1, ENTITY_CHUNK))
+    return write_vector_index(out, parts, n, encoder.dim, encoder.name)
 
 
 def make_index(dim: int, n: int, compress_above: int | None = None,

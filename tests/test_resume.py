@@ -277,3 +277,62 @@ def test_a_full_disk_names_the_folder_and_stage_and_keeps_committed_work(tmp_pat
     assert "run the same command again" in msg
     assert count_committed(out / ".work" / "filling" / "j.sqlite") == 1
     assert not (out / "stages.json").exists() or "filling" not in (out / "stages.json").read_text()
+
+
+# --------------------------------------------------------------------------- entities
+
+
+def test_entities_stage_embeds_in_chunks_and_resumes(
+        reference: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entity vectors embedded chunk by chunk by 2 worker processes, or by a run that died
+    after 3 chunks and was run again, make the index one process makes; the re-run rebuilds
+    neither the tables nor the committed chunks."""
+    import shutil
+
+    import faiss
+    import numpy as np
+
+    import kgx.linking
+    import kgx.stages.entities as stage
+    from kgx.pipeline import PipelineOptions
+
+    ref, _ = reference
+    monkeypatch.setattr(kgx.linking, "ENTITY_CHUNK", 8)
+    opts = PipelineOptions(extract=ExtractOptions(workers=1, progress=False), progress=False)
+
+    def build(name: str, **kw: object) -> tuple[dict, np.ndarray, list[str]]:
+        out = tmp_path / name
+        if not out.exists():
+            shutil.copytree(ref, out, ignore=shutil.ignore_patterns("entities.*", ".work"))
+        log: list[str] = []
+        meta = stage.build_entities(out, out / ".work" / "entities", "key", opts, log.append)
+        index = faiss.read_index(str(out / "entities.faiss"))
+        return meta, index.reconstruct_n(0, index.ntotal), log
+
+    one, vecs, _ = build("one")
+    assert one["chunks"] >= 6 and one["embed_workers"] == 1
+    assert vecs.shape == (one["entities"], one["dim"])
+    monkeypatch.setattr(stage, "embed_workers", lambda o, n: 2)
+    two, vecs2, _ = build("two")
+    assert two["embed_workers"] == 2 and np.allclose(vecs, vecs2, atol=1e-5)
+    monkeypatch.undo()
+    monkeypatch.setattr(kgx.linking, "ENTITY_CHUNK", 8)
+
+    real, seen = stage.embed_chunk, []
+
+    def dies_after_three(chunk: int, *a: object) -> dict:
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+        seen.append(chunk)
+        return real(chunk, *a)
+
+    monkeypatch.setattr(stage, "embed_chunk", dies_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        build("three")
+    monkeypatch.setattr(kgx.linking, "build_entity_table",
+                        lambda *a: pytest.fail("the tables were built again"))
+    monkeypatch.setattr(stage, "embed_chunk", lambda c, *a: (seen.append(c), real(c, *a))[1])
+    again, vecs3, log = build("three")
+    assert any("tables built, 3 chunks of vectors committed before" in m for m in log), log
+    assert seen[:3] == [0, 1, 2] and sorted(seen[3:]) == list(range(3, one["chunks"]))
+    assert np.allclose(vecs, vecs3, atol=1e-5) and again["entities"] == one["entities"]

@@ -14,8 +14,10 @@ class CorpusStage(Stage):
         return bool(run.opts.use_model and not run.opts.model)
 
     def outputs(self, run: Run) -> list[str]:
+        from kgx.corpus import KINDS
+
         return ["corpus/train.jsonl", "corpus/dev.jsonl", "corpus/test.jsonl",
-                "corpus/stats.json"]
+                "corpus/stats.json", *(f"corpus/train.{k}.offsets" for k in KINDS)]
 
     def key(self, run: Run) -> str:
         return stage_key(run.keys["structure"])

@@ -1,11 +1,35 @@
 """The entities stage: the entity table, alias index and FAISS index that linking and
-``kg.lookup`` use (:mod:`kgx.linking`)."""
+``kg.lookup`` use (:mod:`kgx.linking`).
+
+Two steps, each committed to the stage's journal (``OUT/.work/entities``):
+
+1. the entity and alias tables and the misspelt-name index, in ``aliases.sqlite`` (one step:
+   a kill during it redoes it);
+2. the entity embeddings, in chunks of :data:`kgx.linking.ENTITY_CHUNK` entities, each one
+   embedded by a worker process (one per 2 cores on a CPU, a few sharing a GPU) and saved as
+   a ``.npy`` part; a kill costs the chunks in flight. The FAISS index is then written from
+   the parts in id order.
+"""
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import time
+from pathlib import Path
 from typing import Any
 
-from kgx.stages.runner import Run, Stage, stage_key
+from kgx.stages.runner import (
+    Journal,
+    Run,
+    Stage,
+    drop_uncommitted,
+    prepare_work,
+    stage_key,
+)
+
+TABLES_STEP = -1  # the journal row of step 1; embedding chunks are 0, 1, ...
+ENCODER = "minilm"
 
 
 class EntitiesStage(Stage):
@@ -18,12 +42,124 @@ class EntitiesStage(Stage):
         return ["entities.faiss", "entities.json"]
 
     def key(self, run: Run) -> str:
-        return stage_key(run.keys["structure"], "entities-1")
+        return stage_key(run.keys["structure"], ENCODER, "entities-2")
 
     def execute(self, run: Run) -> dict[str, Any]:
-        from kgx.encoder import shared_encoder
-        from kgx.linking import build_entity_table, build_vector_index
+        return build_entities(run.out, run.work(self.name), run.keys[self.name], run.opts,
+                              run.log)
 
-        n = build_entity_table(run.out)
-        run.log(f"[entities] {n:,} entities; embedding labels and abstracts")
-        return build_vector_index(run.out, shared_encoder("minilm", run.opts.device))
+
+def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict[str, Any]:
+    """Both steps, each skipped where the journal says it is done."""
+    import numpy as np
+
+    from kgx.linking import ENTITY_CHUNK, build_entity_table, write_vector_index
+    from kgx.progress import Progress
+    from kgx.workers import OrderedPool
+
+    resumed = prepare_work(work, key)
+    parts = work / "vectors"
+    parts.mkdir(exist_ok=True)
+    journal = Journal(sqlite3.connect(work / "journal.sqlite"))
+    done = journal.done()
+    drop_uncommitted(parts, done)
+    infos = dict(journal.infos())
+    if resumed and done:
+        log(f"[entities] resuming: tables {'built' if TABLES_STEP in done else 'not built'}, "
+            f"{len(done - {TABLES_STEP}):,} chunks of vectors committed before")
+    if TABLES_STEP not in done:
+        t = time.monotonic()
+        n = build_entity_table(out)
+        alias_keys = _count(out, "alias_keys")
+        infos[TABLES_STEP] = {"entities": n, "alias_keys": alias_keys,
+                              "seconds": round(time.monotonic() - t, 2)}
+        journal.commit(TABLES_STEP, infos[TABLES_STEP])
+    tables = infos[TABLES_STEP]
+    n = tables["entities"]
+    log(f"[entities] {n:,} entities, {tables['alias_keys']:,} alias keys; "
+        "embedding labels and abstracts")
+    chunks = [(k, lo, min(n, lo + ENTITY_CHUNK - 1))
+              for k, lo in enumerate(range(1, n + 1, ENTITY_CHUNK))]
+    n_workers = embed_workers(opts, len(chunks))
+    threads = max(1, _cores() // n_workers) if n_workers > 1 else None
+    pool = OrderedPool(None, n_workers, window=2, initializer=_init_embedder,
+                       initargs=(opts.device, threads), start_method="spawn")
+    t = time.monotonic()
+    with Progress(total=n, unit="entities", enabled=opts.progress, desc="embed") as bar:
+        bar.update(sum(hi - lo + 1 for k, lo, hi in chunks if k in done))
+        todo = ((k, str(out), lo, hi, str(parts)) for k, lo, hi in chunks if k not in done)
+        for res in pool.map(embed_chunk, todo):
+            journal.commit(res["chunk"], res)
+            bar.update(res["entities"])
+    seconds_embedding = time.monotonic() - t
+    meta = write_vector_index(
+        out, (np.load(parts / f"{k:09d}.npy", mmap_mode="r") for k, _, _ in chunks), n,
+        _dim(parts, chunks), ENCODER)
+    journal.db.close()
+    return {**meta, "alias_keys": tables["alias_keys"], "seconds_tables": tables["seconds"],
+            "seconds_embedding": round(seconds_embedding, 2), "embed_workers": max(1, n_workers),
+            "chunks": len(chunks)}
+
+
+def embed_workers(opts: Any, chunks: int) -> int:
+    """Embedding processes: as the read stage's (:func:`kgx.stages.read.read_workers`), never
+    more than the chunks; 0 (this process) for a single chunk."""
+    from kgx.stages.read import encoder_workers
+
+    n = min(encoder_workers(opts), chunks)
+    return n if n > 1 else 0
+
+
+def _cores() -> int:
+    from kgx.cpu import usable_cores
+
+    return usable_cores()
+
+
+def _count(out: Path, table: str) -> int:
+    db = sqlite3.connect(out / "aliases.sqlite")
+    try:
+        return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    finally:
+        db.close()
+
+
+def _dim(parts: Path, chunks: list[tuple[int, int, int]]) -> int:
+    import numpy as np
+
+    if chunks:
+        return int(np.load(parts / f"{chunks[0][0]:09d}.npy", mmap_mode="r").shape[1])
+    from kgx.encoder import shared_encoder
+
+    return shared_encoder(ENCODER, None).dim
+
+
+_ENCODER: Any = None  # a worker's sentence encoder
+
+
+def _init_embedder(device: str | None, threads: int | None) -> None:
+    from kgx.encoder import shared_encoder
+    from kgx.workers import ignore_interrupts_in_worker
+
+    global _ENCODER
+    ignore_interrupts_in_worker()
+    _ENCODER = shared_encoder(ENCODER, device)
+    if threads and _ENCODER.device.type == "cpu":  # several embedders share the cores
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def embed_chunk(chunk: int, out: str, first: int, last: int, parts: str) -> dict[str, Any]:
+    """Worker task: embed entities ``first``..``last`` into ``parts/<chunk>.npy`` (renamed
+    into place when complete)."""
+    import numpy as np
+
+    from kgx.linking import embed_entities
+
+    vecs = embed_entities(Path(out), _ENCODER, first, last)
+    dst = os.path.join(parts, f"{chunk:09d}.npy")
+    with open(dst + ".tmp", "wb") as f:
+        np.save(f, vecs)
+    os.replace(dst + ".tmp", dst)
+    return {"chunk": chunk, "entities": last - first + 1}

@@ -214,13 +214,17 @@ def entity_iri(ns: str) -> Callable[[str], str]:
 
 
 def read_workers(opts: Any) -> int:
-    """Read processes: every core busy, two torch threads each on a CPU; a few on a GPU,
-    which they share (a small encoder leaves a GPU idle behind one Python process). One when
-    ``--read-sentences`` caps the count, which must then be exact: 0, this process reads."""
+    """Read processes (:func:`encoder_workers`); 0, this process, when ``--read-sentences``
+    caps the count, which must then be exact."""
+    return 0 if opts.read_sentences is not None else encoder_workers(opts)
+
+
+def encoder_workers(opts: Any) -> int:
+    """Processes that run an encoder: every core busy, two torch threads each on a CPU; a few
+    on a GPU, which they share (a small encoder leaves a GPU idle behind one Python
+    process)."""
     from kgx.cpu import usable_cores
 
-    if opts.read_sentences is not None:
-        return 0
     n = min(opts.extract.workers or 1, usable_cores())
     gpu = opts.device not in (None, "cpu") or (opts.device is None and _cuda())
     return max(1, min(4, n) if gpu else n // 2)
