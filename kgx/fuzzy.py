@@ -56,7 +56,8 @@ def deletions(key: str, prefix: int = PREFIX, depth: int = 1) -> set[str]:
 
 
 def build(db: sqlite3.Connection, keys: Iterable[str], batch: int = 200_000) -> int:
-    """(Re)build the index in ``db`` from distinct alias keys.
+    """(Re)build the index in ``db`` from distinct alias keys, best given in sorted order
+    (:func:`iter_keys`).
 
     Returns:
         The number of keys indexed.
@@ -118,6 +119,7 @@ def search(db: sqlite3.Connection, key: str, k: int = 10, max_distance: int = 2
 
 
 def iter_keys(db: sqlite3.Connection) -> Iterator[str]:
-    """The distinct keys of the alias table, streamed."""
-    for (key,) in db.cursor().execute("SELECT DISTINCT key FROM alias_index"):
+    """The distinct keys of the alias table, streamed in order (read from its key index):
+    keys that share a prefix get neighbouring ids, so one query's candidates share pages."""
+    for (key,) in db.cursor().execute("SELECT DISTINCT key FROM alias_index ORDER BY key"):
         yield key
