@@ -1,0 +1,107 @@
+"""Loading graph.nq into the Oxigraph store: kgx's way against its alternatives, in one run.
+
+Builds an N-Quads file of ``--copies`` copies of a kgx ``graph.nq`` (each copy's resource IRIs
+renamed, so no quad repeats), then loads it into a fresh store in a child process, three ways:
+
+* ``chunks``: what kgx does (``kgx.extract.add_to_store``), ``bulk_load(input=...)`` on 16 MB
+  chunks, one loader per call;
+* ``file``: one ``bulk_load(path=...)`` of the whole file, Oxigraph's streaming loader, which
+  sorts and writes its batches on every core, aiming at 2 GB of memory per thread;
+* ``chunks-256``: 256 MB chunks, between the two.
+
+For each: seconds, quads per second, CPU seconds over wall seconds (the cores it kept busy, out
+of the machine's), and the peak resident memory of the loading process. Usage:
+``python benchmarks/bench_store_load.py OUT [--copies 16] [--work DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+LOADER = """
+import sys, time
+from pathlib import Path
+import pyoxigraph as ox
+how, graph, store_dir = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+store = ox.Store(store_dir)
+t = time.perf_counter()
+if how == "file":
+    store.bulk_load(path=str(graph), format=ox.RdfFormat.N_QUADS)
+else:
+    size = {"chunks": 16 << 20, "chunks-256": 256 << 20}[how]
+    with open(graph, "rb") as f:
+        while chunk := f.readlines(size):
+            store.bulk_load(input=b"".join(chunk), format=ox.RdfFormat.N_QUADS)
+store.optimize()
+print(len(store), time.perf_counter() - t)
+"""
+
+
+def make_graph(src: Path, copies: int, dst: Path) -> int:
+    """``copies`` copies of ``src`` with every resource IRI renamed per copy; returns quads."""
+    data = src.read_bytes()
+    with open(dst, "wb") as f:
+        for i in range(copies):
+            f.write(data.replace(b"/resource/", f"/resource/c{i}_".encode()))
+    return data.count(b"\n") * copies
+
+
+def main() -> None:
+    from bench_structure import PeakRSS
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("out", type=Path, help="a kgx output folder (its graph.nq is copied)")
+    ap.add_argument("--copies", type=int, default=16)
+    ap.add_argument("--work", type=Path, default=ROOT / "bench-out" / "store-load")
+    ap.add_argument("--ways", nargs="+", default=["chunks", "file", "chunks-256"])
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    graph = args.work / "graph.nq"
+    lines = make_graph(args.out / "graph.nq", args.copies, graph)
+    print(f"{graph}: {graph.stat().st_size / 1e6:,.0f} MB, {lines:,} lines; "
+          f"{os.cpu_count()} cores", flush=True)
+    rows = []
+    for how in args.ways:
+        store = args.work / f"store-{how}"
+        shutil.rmtree(store, ignore_errors=True)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", LOADER, how, str(graph), str(store)],
+                                stdout=subprocess.PIPE, text=True)
+        mon = PeakRSS(proc.pid)
+        output, _ = proc.communicate()
+        peak = mon.stop()
+        wall = time.perf_counter() - t
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode:
+            raise SystemExit(f"{how}: the loader failed")
+        quads, seconds = output.split()
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        rows.append({"way": how, "quads": int(quads), "seconds": round(float(seconds), 1),
+                     "quads_per_s": round(int(quads) / float(seconds)),
+                     "cores_busy": round(cpu / wall, 2), "peak_rss_mb": round(peak / 1e6)})
+        print(json.dumps(rows[-1]), flush=True)
+        shutil.rmtree(store, ignore_errors=True)
+    base = rows[0]["seconds"]
+    print("\n| way | quads | seconds | quads/s | cores busy | peak RSS MB | speed vs chunks |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['way']} | {r['quads']:,} | {r['seconds']} | {r['quads_per_s']:,} | "
+              f"{r['cores_busy']} | {r['peak_rss_mb']:,} | {base / r['seconds']:.2f}x |")
+    (args.work / "bench-store-load.json").write_text(json.dumps(rows, indent=2))
+    graph.unlink()
+
+
+if __name__ == "__main__":
+    main()
