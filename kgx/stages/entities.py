@@ -14,6 +14,7 @@ Two steps, each committed to the stage's journal (``OUT/.work/entities``):
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -96,6 +97,7 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
         out, (np.load(parts / f"{k:09d}.npy", mmap_mode="r") for k, _, _ in chunks), n,
         _dim(parts, chunks), ENCODER)
     journal.db.close()
+    shutil.rmtree(work, ignore_errors=True)
     return {**meta, "alias_keys": tables["alias_keys"], "seconds_tables": tables["seconds"],
             "seconds_embedding": round(seconds_embedding, 2), "embed_workers": max(1, n_workers),
             "chunks": len(chunks)}
