@@ -1,13 +1,15 @@
 """Loading graph.nq into the Oxigraph store: kgx's way against its alternatives, in one run.
 
 Builds an N-Quads file of ``--copies`` copies of a kgx ``graph.nq`` (each copy's resource IRIs
-renamed, so no quad repeats), then loads it into a fresh store in a child process, three ways:
+renamed), then loads it into a fresh store in a child process, four ways:
 
-* ``chunks``: what kgx does (``kgx.extract.add_to_store``), ``bulk_load(input=...)`` on 16 MB
-  chunks, one loader per call;
+* ``chunks``: ``bulk_load(input=...)`` on 16 MB chunks one after the other, one loader per
+  call (what kgx 0.2 did);
+* ``parallel``: what kgx does now (``kgx.extract.add_to_store``): the same chunks, one per core
+  at a time (at most 8), each with its own loader;
 * ``file``: one ``bulk_load(path=...)`` of the whole file, Oxigraph's streaming loader, which
-  sorts and writes its batches on every core, aiming at 2 GB of memory per thread;
-* ``chunks-256``: 256 MB chunks, between the two.
+  parses on one thread and writes on another, aiming at 2 GB of memory per thread;
+* ``chunks-256``: 256 MB chunks one after the other.
 
 For each: seconds, quads per second, CPU seconds over wall seconds (the cores it kept busy, out
 of the machine's), and the peak resident memory of the loading process. Usage:
@@ -34,10 +36,14 @@ import sys, time
 from pathlib import Path
 import pyoxigraph as ox
 how, graph, store_dir = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+sys.path.insert(0, sys.argv[4])
+from kgx.extract import add_to_store
 store = ox.Store(store_dir)
 t = time.perf_counter()
 if how == "file":
     store.bulk_load(path=str(graph), format=ox.RdfFormat.N_QUADS)
+elif how == "parallel":
+    add_to_store(store, graph)
 else:
     size = {"chunks": 16 << 20, "chunks-256": 256 << 20}[how]
     with open(graph, "rb") as f:
@@ -64,7 +70,7 @@ def main() -> None:
     ap.add_argument("out", type=Path, help="a kgx output folder (its graph.nq is copied)")
     ap.add_argument("--copies", type=int, default=16)
     ap.add_argument("--work", type=Path, default=ROOT / "bench-out" / "store-load")
-    ap.add_argument("--ways", nargs="+", default=["chunks", "file", "chunks-256"])
+    ap.add_argument("--ways", nargs="+", default=["chunks", "parallel", "file", "chunks-256"])
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     graph = args.work / "graph.nq"
@@ -77,8 +83,8 @@ def main() -> None:
         shutil.rmtree(store, ignore_errors=True)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", LOADER, how, str(graph), str(store)],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, "-c", LOADER, how, str(graph), str(store),
+                                 str(ROOT)], stdout=subprocess.PIPE, text=True)
         mon = PeakRSS(proc.pid)
         output, _ = proc.communicate()
         peak = mon.stop()

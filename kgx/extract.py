@@ -70,8 +70,10 @@ PAGE_KINDS = ("read", "article", "disambiguation", "redirect", "other-namespace"
               "lost", "duplicate-id")
 MAX_LISTED = 1000  # skipped/lost pages listed by name in the report (all are counted)
 # Oxigraph's bulk loader holds about 8x its input: loading a 170 MB graph.nq in 16 MB chunks
-# peaked at 182 MB, in 64 MB chunks at 513 MB (measured on the 2-core development machine).
+# peaked at 182 MB, in 64 MB chunks at 513 MB, and one load of a whole 384 MB file at 1.4 GB
+# (benchmarks/bench_store_load.py; all on the 2-core development machine).
 LOAD_CHUNK_BYTES = 16 << 20
+LOAD_THREADS_MAX = 8  # chunks loaded at once (each holds about 8x its bytes while it loads)
 
 
 @dataclass(slots=True)
@@ -585,25 +587,59 @@ def load_store(graph: Path, store_dir: Path) -> StoreLoad:
     return result
 
 
-def add_to_store(store: Any, path: Path) -> StoreLoad:
-    """Bulk-load the N-Quads file ``path`` into ``store`` in chunks; a chunk the store refuses
-    is loaded again line by line, so a bad line costs that line only."""
+def add_to_store(store: Any, path: Path, threads: int | None = None) -> StoreLoad:
+    """Bulk-load the N-Quads file ``path`` into ``store`` in chunks, ``threads`` chunks at a
+    time (default :func:`load_threads`).
+
+    Each chunk gets a bulk loader of its own (Oxigraph releases the GIL while it loads, and
+    the store is a set, so chunks may land in any order). A chunk the store refuses is loaded
+    again line by line, so a bad line costs that line only; refused lines are reported in file
+    order. At most two chunks per thread are read ahead, so memory follows the threads, not
+    the file.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = threads or load_threads()
+    result = StoreLoad()
+
+    def settle(fut: Any) -> None:
+        part = fut.result()
+        for where in part.examples:
+            if len(result.examples) < MAX_LISTED:
+                result.examples.append(where)
+        result.refused += part.refused
+
+    first_line = 1
+    with ThreadPoolExecutor(threads, thread_name_prefix="kgx-load") as pool, \
+            open(path, "rb") as f:
+        pending: deque[Any] = deque()
+        while chunk := f.readlines(LOAD_CHUNK_BYTES):
+            if len(pending) >= 2 * threads:
+                settle(pending.popleft())
+            pending.append(pool.submit(_load_chunk, store, chunk, first_line, path))
+            first_line += len(chunk)
+        while pending:
+            settle(pending.popleft())
+    return result
+
+
+def load_threads() -> int:
+    """Chunks loaded at once: one per core, at most :data:`LOAD_THREADS_MAX`."""
+    from kgx.cpu import usable_cores
+
+    return max(1, min(usable_cores(), LOAD_THREADS_MAX))
+
+
+def _load_chunk(store: Any, chunk: list[bytes], first_line: int, path: Path) -> StoreLoad:
     import pyoxigraph as ox
 
-    result = StoreLoad()
-    # In chunks: one bulk load of a whole graph holds memory in proportion to it.
-    first_line = 1
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.readlines(LOAD_CHUNK_BYTES)
-            if not chunk:
-                break
-            try:
-                store.bulk_load(input=b"".join(chunk), format=ox.RdfFormat.N_QUADS)
-            except SyntaxError:
-                _load_lines(store, chunk, first_line, path, result)
-            first_line += len(chunk)
-    return result
+    part = StoreLoad()
+    try:
+        store.bulk_load(input=b"".join(chunk), format=ox.RdfFormat.N_QUADS)
+    except SyntaxError:
+        _load_lines(store, chunk, first_line, path, part)
+    return part
 
 
 def _load_lines(store: Any, lines: list[bytes], first_line: int, graph: Path,

@@ -91,6 +91,31 @@ def test_a_line_the_store_refuses_costs_that_line(tmp_path: Path) -> None:
     assert len(ox.Store.read_only(str(tmp_path / "store"))) == 2
 
 
+def test_chunks_loaded_in_parallel_make_the_same_store(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many small chunks, three at a time, with bad lines in two of them: the store holds
+    what one thread loads, and the refused lines are reported in file order."""
+    import pyoxigraph as ox
+
+    import kgx.extract
+    from kgx.extract import add_to_store
+
+    lines = [f'<http://x/s{i}> <http://x/p> "{i}" <http://x/g{i % 3}> .\n' for i in range(400)]
+    lines[57] = '<http://x/bad\ufffe> <http://x/p> "x" <http://x/g> .\n'
+    lines[311] = '<http://x/s311> <http://x/p> "unterminated <http://x/g> .\n'
+    graph = tmp_path / "graph.nq"
+    graph.write_text("".join(lines), encoding="utf-8")
+    monkeypatch.setattr(kgx.extract, "LOAD_CHUNK_BYTES", 600)  # about 10 lines a chunk
+    stores = {}
+    for threads in (1, 3):
+        store = ox.Store(str(tmp_path / f"store{threads}"))
+        loaded = add_to_store(store, graph, threads=threads)
+        assert loaded.refused == 2
+        assert ["line 58" in loaded.examples[0], "line 312" in loaded.examples[1]] == [True] * 2
+        stores[threads] = sorted(map(str, store))
+    assert len(stores[1]) == 398 and stores[1] == stores[3]
+
+
 @pytest.mark.parametrize("bad, reason", [
     (page("abc", "A"), "page <id> is 'abc', expected an integer"),
     (page("5", "A", ns="main"), "<ns> is 'main', expected an integer"),
