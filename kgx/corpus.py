@@ -272,8 +272,9 @@ def training_offsets(corpus: Path) -> list[array]:
     """The byte offsets of the training rows of each kind (see :data:`KINDS`).
 
     Read from the ``train.<kind>.offsets`` files the corpus stage writes; for a corpus without
-    them (written by hand or by kgx 0.1), or whose files do not match ``train.jsonl``, found by
-    one pass over ``train.jsonl`` that keeps 8 bytes a row.
+    them (written by hand or by kgx 0.1), or whose files do not match ``train.jsonl`` and the
+    row count in ``stats.json``, found by one pass over ``train.jsonl`` that keeps 8 bytes a
+    row.
 
     Raises:
         ValueError: A line of ``train.jsonl`` is not a corpus row (named by line number).
@@ -287,7 +288,10 @@ def training_offsets(corpus: Path) -> list[array]:
             a = array("Q")
             a.frombytes(p.read_bytes())
             out.append(a)
-        if all(not a or a[-1] < size for a in out):
+        stats = corpus / "stats.json"
+        rows = json.loads(stats.read_text("utf-8")).get("sentences", {}).get("train") \
+            if stats.exists() else None
+        if all(not a or a[-1] < size for a in out) and rows == sum(len(a) for a in out):
             return out
     out = [array("Q") for _ in KINDS]
     with open(train, "rb") as f:

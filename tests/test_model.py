@@ -75,6 +75,10 @@ def test_training_offsets_find_every_row_of_its_kind(sample_corpus: Path, tmp_pa
     assert training_offsets(bare) == offsets
     offsets_path(bare, 0).write_bytes((10**12).to_bytes(8, "little"))  # points past the end
     assert training_offsets(bare) == offsets
+    shutil.copy(offsets_path(sample_corpus, 0), offsets_path(bare, 0))
+    offsets_path(bare, 1).write_bytes(b"")  # a count that does not match stats.json
+    offsets_path(bare, 2).write_bytes(b"")
+    assert training_offsets(bare) == offsets
 
 
 def test_the_training_draw_reads_only_what_it_trains_on(sample_corpus: Path,
