@@ -556,6 +556,11 @@ class StoreLoad:
         if len(self.examples) < MAX_LISTED:
             self.examples.append(f"{where}: {error}")
 
+    def extend(self, other: StoreLoad) -> None:
+        """Count what ``other`` refused after what this one did."""
+        self.refused += other.refused
+        self.examples.extend(other.examples[: MAX_LISTED - len(self.examples)])
+
 
 def load_store(graph: Path, store_dir: Path) -> StoreLoad:
     """Bulk-load ``graph`` into a fresh Oxigraph store at ``store_dir`` (replaced atomically).
@@ -603,24 +608,17 @@ def add_to_store(store: Any, path: Path, threads: int | None = None) -> StoreLoa
     threads = threads or load_threads()
     result = StoreLoad()
 
-    def settle(fut: Any) -> None:
-        part = fut.result()
-        for where in part.examples:
-            if len(result.examples) < MAX_LISTED:
-                result.examples.append(where)
-        result.refused += part.refused
-
     first_line = 1
     with ThreadPoolExecutor(threads, thread_name_prefix="kgx-load") as pool, \
             open(path, "rb") as f:
         pending: deque[Any] = deque()
         while chunk := f.readlines(LOAD_CHUNK_BYTES):
             if len(pending) >= 2 * threads:
-                settle(pending.popleft())
+                result.extend(pending.popleft().result())
             pending.append(pool.submit(_load_chunk, store, chunk, first_line, path))
             first_line += len(chunk)
         while pending:
-            settle(pending.popleft())
+            result.extend(pending.popleft().result())
     return result
 
 

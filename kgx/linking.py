@@ -204,6 +204,11 @@ ENTITY_CHUNK = 20_000  # entities embedded per chunk (and per committed chunk of
 TRAIN_SAMPLE = 200_000  # vectors an inverted-file index trains its centroids on
 
 
+def entity_chunks(n: int) -> list[tuple[int, int]]:
+    """(first id, last id) of each chunk of :data:`ENTITY_CHUNK` entities, for ids 1..n."""
+    return [(lo, min(n, lo + ENTITY_CHUNK - 1)) for lo in range(1, n + 1, ENTITY_CHUNK)]
+
+
 def entity_count(out: Path) -> int:
     """Entities in ``out/aliases.sqlite``, whose ids run 1..n.
 
@@ -241,20 +246,22 @@ def write_vector_index(out: Path, parts: Iterable[np.ndarray], n: int, dim: int,
 
     index = make_index(dim, n)
     pending: list[np.ndarray] = []  # parts held until the index has trained on them
+
+    def train_and_add_pending() -> None:
+        train_index(index, np.concatenate(pending)[:TRAIN_SAMPLE])
+        for v in pending:
+            index.add(np.ascontiguousarray(v))
+        pending.clear()
+
     for vecs in parts:
         if index.is_trained:
             index.add(np.ascontiguousarray(vecs, dtype=np.float32))
             continue
         pending.append(np.asarray(vecs, dtype=np.float32))
         if sum(len(v) for v in pending) >= TRAIN_SAMPLE:
-            train_index(index, np.concatenate(pending)[:TRAIN_SAMPLE])
-            for v in pending:
-                index.add(np.ascontiguousarray(v))
-            pending = []
+            train_and_add_pending()
     if pending:
-        train_index(index, np.concatenate(pending))
-        for v in pending:
-            index.add(np.ascontiguousarray(v))
+        train_and_add_pending()
     if index.ntotal != n:
         raise LinkingIndexError(f"{out}: {index.ntotal:,} entity vectors for {n:,} entities")
     tmp = out / (INDEX_FILE + ".tmp")
@@ -270,8 +277,7 @@ def build_vector_index(out: Path, encoder: Any, batch_size: int = 256) -> dict[s
     """Embed every entity in this process and write ``entities.faiss`` and ``entities.json``
     (``kgx extract`` does the same in chunks, in worker processes: kgx.stages.entities)."""
     n = entity_count(out)
-    parts = (embed_entities(out, encoder, lo, min(n, lo + ENTITY_CHUNK - 1), batch_size)
-             for lo in range(1, n + 1, ENTITY_CHUNK))
+    parts = (embed_entities(out, encoder, lo, hi, batch_size) for lo, hi in entity_chunks(n))
     return write_vector_index(out, parts, n, encoder.dim, encoder.name)
 
 

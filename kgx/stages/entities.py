@@ -54,7 +54,7 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
     """Both steps, each skipped where the journal says it is done."""
     import numpy as np
 
-    from kgx.linking import ENTITY_CHUNK, build_entity_table, write_vector_index
+    from kgx.linking import build_entity_table, entity_chunks, write_vector_index
     from kgx.progress import Progress
     from kgx.workers import OrderedPool
 
@@ -79,8 +79,7 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
     n = tables["entities"]
     log(f"[entities] {n:,} entities, {tables['alias_keys']:,} alias keys; "
         "embedding labels and abstracts")
-    chunks = [(k, lo, min(n, lo + ENTITY_CHUNK - 1))
-              for k, lo in enumerate(range(1, n + 1, ENTITY_CHUNK))]
+    chunks = [(k, lo, hi) for k, (lo, hi) in enumerate(entity_chunks(n))]
     n_workers = embed_workers(opts, len(chunks))
     threads = max(1, _cores() // n_workers) if n_workers > 1 else None
     pool = OrderedPool(None, n_workers, window=2, initializer=_init_embedder,
