@@ -48,11 +48,12 @@ SELECT_TYPES = {
     "text/csv": "csv", "text/tab-separated-values": "tsv",
 }
 GRAPH_TYPES = {"text/turtle": "turtle", "application/n-triples": "ntriples",
-               "application/n-quads": "nquads", "text/plain": "ntriples"}
+               "application/n-quads": "nquads", "application/ld+json": "jsonld",
+               "text/plain": "ntriples"}
 CONTENT_TYPE = {"json": "application/sparql-results+json", "xml": "application/sparql-results+xml",
                 "csv": "text/csv; charset=utf-8", "tsv": "text/tab-separated-values; charset=utf-8",
                 "turtle": "text/turtle; charset=utf-8", "ntriples": "application/n-triples",
-                "nquads": "application/n-quads"}
+                "nquads": "application/n-quads", "jsonld": "application/ld+json"}
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
@@ -253,9 +254,10 @@ def serialize_ask(value: bool, fmt: str) -> bytes:
 def _worker_main(out: str, conn: Any, opts: ServeOptions) -> None:
     """A query worker: opens the store read-only and answers jobs until told to stop.
 
-    Messages to the server are tagged: ``("result", status, ctype, body, truncated)`` ends a
-    job; ``("lookup", name)`` asks the server process to resolve ``kgx:lookup(name)`` (it holds
-    the entity index, so no worker loads it) and waits for the IRI or None.
+    Jobs are those of :func:`run_job`. Messages to the server are tagged: ``("result", status,
+    ctype, body, headers)`` ends a job; ``("lookup", name)`` asks the server process to resolve
+    ``kgx:lookup(name)`` (it holds the entity index, so no worker loads it) and waits for the
+    IRI or None.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from kgx.workers import limit_address_space
@@ -278,19 +280,18 @@ def _worker_main(out: str, conn: Any, opts: ServeOptions) -> None:
             return
         if job is None:
             return
-        query, accept, extra = job
         try:
-            conn.send(("result", *run_query(kg, query, accept, opts, extra)))
+            conn.send(("result", *run_job(kg, job, opts)))
         except ServiceRefused as exc:
-            conn.send(("result", 403, text, f"{exc}\n".encode(), False))
+            conn.send(("result", 403, text, f"{exc}\n".encode(), {}))
         except QueryError as exc:
-            conn.send(("result", 400, text, f"{exc}\n".encode(), False))
+            conn.send(("result", 400, text, f"{exc}\n".encode(), {}))
         except MemoryError:
             conn.send(("result", 503, text,
                        f"query stopped: over the {opts.memory_mb} MB memory limit\n".encode(),
-                       False))
+                       {}))
         except Exception as exc:  # a worker answers every job
-            conn.send(("result", 500, text, f"{type(exc).__name__}: {exc}\n".encode(), False))
+            conn.send(("result", 500, text, f"{type(exc).__name__}: {exc}\n".encode(), {}))
 
 
 def take_triples(results: Iterable[Any], max_rows: int, max_bytes: int) -> tuple[list[Any], bool]:
@@ -306,8 +307,8 @@ def take_triples(results: Iterable[Any], max_rows: int, max_bytes: int) -> tuple
 
 
 def run_query(kg: Any, query: str, accept: str, opts: ServeOptions, extra: dict[str, Any]
-              ) -> tuple[int, str, bytes, bool]:
-    """Run and serialise one query: (status, content type, body, truncated)."""
+              ) -> tuple[int, str, bytes, dict[str, str]]:
+    """Run and serialise one query: (status, content type, body, extra headers)."""
     import pyoxigraph as ox
 
     if "default_graph" in extra or "named_graphs" in extra:
@@ -317,24 +318,51 @@ def run_query(kg: Any, query: str, accept: str, opts: ServeOptions, extra: dict[
         fmt = negotiate(accept, True)
         if fmt is None:
             return 406, "text/plain", b"CONSTRUCT/DESCRIBE results are available as " \
-                b"text/turtle, application/n-triples, application/n-quads\n", False
+                b"text/turtle, application/n-triples, application/n-quads, " \
+                b"application/ld+json\n", {}
         triples, truncated = take_triples(res, opts.max_rows, opts.max_response_bytes)
         rdf = {"turtle": ox.RdfFormat.TURTLE, "ntriples": ox.RdfFormat.N_TRIPLES,
-               "nquads": ox.RdfFormat.N_QUADS}[fmt]
-        kwargs = {"prefixes": kg.prefixes} if fmt == "turtle" else {}
+               "nquads": ox.RdfFormat.N_QUADS, "jsonld": ox.RdfFormat.JSON_LD}[fmt]
+        kwargs = {"prefixes": kg.prefixes} if fmt in ("turtle", "jsonld") else {}
         body = ox.serialize(triples, format=rdf, **kwargs) or b""
-        return 200, CONTENT_TYPE[fmt], body, truncated
+        return 200, CONTENT_TYPE[fmt], body, _truncated(truncated)
     fmt = negotiate(accept, False)
     if fmt is None:
         return 406, "text/plain", b"SELECT/ASK results are available as " \
             b"application/sparql-results+json, application/sparql-results+xml, text/csv, " \
-            b"text/tab-separated-values\n", False
+            b"text/tab-separated-values\n", {}
     if isinstance(res, ox.QueryBoolean):
-        return 200, CONTENT_TYPE[fmt], serialize_ask(bool(res), fmt), False
+        return 200, CONTENT_TYPE[fmt], serialize_ask(bool(res), fmt), {}
     names = [v.value for v in res.variables]
     rows = ([sol[n] for n in names] for sol in res)
     body, truncated = serialize_select(names, rows, fmt, opts.max_rows, opts.max_response_bytes)
-    return 200, CONTENT_TYPE[fmt], body, truncated
+    return 200, CONTENT_TYPE[fmt], body, _truncated(truncated)
+
+
+def _truncated(flag: bool) -> dict[str, str]:
+    return {"X-KGX-Truncated": "true"} if flag else {}
+
+
+def run_job(kg: Any, job: tuple[Any, ...], opts: ServeOptions
+            ) -> tuple[int, str, bytes, dict[str, str]]:
+    """One job of a query worker: ``("sparql", query, accept, extra)``, ``("page", name,
+    params)`` (an HTML page of :mod:`kgx.web`) or ``("describe", iri, accept)`` (an entity's
+    RDF, 404 when the graph does not know it)."""
+    kind = job[0]
+    if kind == "sparql":
+        return run_query(kg, job[1], job[2], opts, job[3])
+    if kind == "page":
+        from kgx.web import render
+
+        page = render(kg, job[1], job[2])
+        return page.status, page.ctype, page.body, page.headers
+    if kind == "describe":
+        iri = job[1]
+        if not kg.query(f"ASK {{ {{ <{iri}> ?p ?o }} UNION {{ ?s ?p <{iri}> }} }}"):
+            return 404, "text/plain; charset=utf-8", f"no entity <{iri}>\n".encode(), {}
+        status, ctype, body, headers = run_query(kg, f"DESCRIBE <{iri}>", job[2], opts, {})
+        return status, ctype, body, {**headers, "Vary": "Accept"}
+    raise ValueError(f"unknown job {kind!r}")
 
 
 class _Worker:
@@ -368,13 +396,14 @@ class QueryPool:
         self.free = threading.Semaphore(opts.workers)
         self.timeouts = 0
 
-    def run(self, query: str, accept: str, extra: dict[str, Any]) -> tuple[int, str, bytes, bool]:
+    def run(self, job: tuple[Any, ...]) -> tuple[int, str, bytes, dict[str, str]]:
+        """Run a job (see :func:`run_job`) in a free worker: (status, ctype, body, headers)."""
         if not self.free.acquire(timeout=self.opts.queue_wait):
             raise Refused(503, f"all {self.opts.workers} query workers are busy; try again")
         with self.lock:
             w = self.idle.pop()
         try:
-            w.conn.send((query, accept, extra))
+            w.conn.send(job)
             deadline = time.monotonic() + self.opts.timeout
             while w.conn.poll(max(0.0, deadline - time.monotonic())):
                 msg = w.conn.recv()
@@ -384,7 +413,8 @@ class QueryPool:
             self.timeouts += 1
             w.kill()
             w = _Worker(self.ctx, self.out, self.opts)
-            raise Refused(504, f"query stopped: it ran past the {self.opts.timeout:g} s timeout")
+            what = "query" if job[0] == "sparql" else "page"
+            raise Refused(504, f"{what} stopped: it ran past the {self.opts.timeout:g} s timeout")
         except (EOFError, OSError, BrokenPipeError):
             w.kill()
             w = _Worker(self.ctx, self.out, self.opts)
@@ -468,6 +498,14 @@ def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Calla
     import pyoxigraph as ox
 
     from kgx.graph import KnowledgeGraph
+    from kgx.web import (
+        ENTITY_FORMATS,
+        entity_format,
+        iri_from_path,
+        static_file,
+        title_of,
+        wants_html,
+    )
 
     opts = opts or ServeOptions()
     out = str(out)
@@ -479,6 +517,14 @@ def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Calla
     def has_graph(iri: str) -> bool:
         try:
             return kg.store.contains_named_graph(ox.NamedNode(iri))
+        except ValueError:
+            return False
+
+    resource = (kg.namespace or "") + "resource/" if kg.namespace else ""
+
+    def has_subject_or_object(iri: str) -> bool:
+        try:
+            return bool(kg.query(f"ASK {{ {{ <{iri}> ?p ?o }} UNION {{ ?s ?p <{iri}> }} }}"))
         except ValueError:
             return False
 
@@ -541,17 +587,77 @@ def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Calla
                 return
             url = urlsplit(self.path)
             params = parse_qs(url.query)
-            if url.path in ("/sparql", "/query"):
+            accept = self.headers.get("Accept", "")
+            if url.path == "/sparql" or (url.path == "/query" and "query" in params
+                                         and not wants_html(accept)):
                 self._sparql(params, None)
+            elif url.path == "/query":
+                self._job(("page", "query", {"query": (params.get("query") or [""])[0]}))
             elif url.path == "/lookup":
                 self._lookup(params)
+            elif url.path.startswith("/entity/"):
+                self._entity(url.path[len("/entity/"):], params, accept)
+            elif url.path.startswith("/static/"):
+                page = static_file(url.path[len("/static/"):])
+                self._send(page.status, page.ctype, page.body, page.headers)
+            elif url.path == "/favicon.ico":
+                self._send(204, "image/x-icon", b"")
+            elif url.path == "/" and wants_html(accept):
+                self._search((params.get("q") or [""])[0])
             elif url.path == "/":
                 self._send(200, "application/json", json.dumps({
                     "sparql": "/sparql", "lookup": "/lookup?q=NAME&k=10",
+                    "entity": "/entity/{Title}", "pages": "/ (search), /query",
                     "read_only": True, "timeout_s": opts.timeout, "max_rows": opts.max_rows,
                 }).encode())
             else:
                 self._error(404, f"no such endpoint: {url.path}")
+
+        def _job(self, job: tuple[Any, ...]) -> None:
+            """Run a job in a query worker and send its answer."""
+            try:
+                status, ctype, body, headers = pool.run(job)
+            except Refused as exc:
+                self._error(exc.status, str(exc))
+                return
+            self._send(status, ctype, body, headers)
+
+        def _candidates(self, name: str, k: int) -> list[Any]:
+            """The linker's candidates for a name (empty without an index or for a bad name)."""
+            if lookup is None or not name.strip():
+                return []
+            try:
+                with lookup_lock:
+                    return kg.lookup(name, k=k)
+            except (ValueError, RuntimeError):
+                return []
+
+        def _entity(self, tail: str, params: dict[str, list[str]], accept: str) -> None:
+            if not tail or not resource:
+                self._error(404, "no entity named (try /entity/Title)")
+                return
+            iri = iri_from_path(tail, resource)
+            fmt = entity_format(accept, (params.get("format") or [None])[0])
+            if fmt is None:
+                self._error(406, "entity pages are available as text/html, "
+                            + ", ".join(ENTITY_FORMATS.values()))
+            elif fmt != "html":
+                self._job(("describe", iri, fmt))
+            else:
+                suggest = [c.iri for c in self._candidates(title_of(iri, resource), 5)] \
+                    if not has_subject_or_object(iri) else []
+                self._job(("page", "entity", {"iri": iri, "suggestions": suggest}))
+
+        def _search(self, q: str) -> None:
+            params: dict[str, Any] = {"q": q}
+            if q.strip() and lookup is None:
+                params["error"] = "This graph has no entity index, so there is nothing to " \
+                    "search (kgx index OUT builds one); the query page still works."
+            elif q.strip():
+                params["candidates"] = [
+                    {"iri": c.iri, "label": c.label, "types": list(c.types), "score": c.score}
+                    for c in self._candidates(q, 10)]
+            self._job(("page", "search", params))
 
         def _read_body(self) -> bytes | None:
             """The request body, or None after answering 400/411/413 (and closing)."""
@@ -619,13 +725,10 @@ def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Calla
                                 raise Refused(403, f"{key} <{g}> names no graph of this store; "
                                               "remote graphs are never fetched")
                         extra[arg] = list(params[key])
-                status, ctype, out_body, truncated = pool.run(
-                    query, self.headers.get("Accept", ""), extra)
             except Refused as exc:
                 self._error(exc.status, str(exc))
                 return
-            headers = {"X-KGX-Truncated": "true"} if truncated else {}
-            self._send(status, ctype, out_body, headers)
+            self._job(("sparql", query, self.headers.get("Accept", ""), extra))
 
         def _lookup(self, params: dict[str, list[str]]) -> None:
             q = (params.get("q") or [""])[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -138,3 +139,88 @@ def best_page_seconds(text: str, ctx, repeats: int = 3) -> float:  # noqa: ANN00
         process_page(Page(1, 0, "P", text, 1), ctx)
         best = min(best, time.perf_counter() - t)
     return best
+
+
+@contextlib.contextmanager
+def serving(out: Path, **options):  # noqa: ANN003
+    """``kgx serve OUT`` on a free loopback port in this process; yields its base URL."""
+    import threading
+
+    from kgx.server import ServeOptions, make_server
+
+    srv = make_server(out, ServeOptions(port=0, **options))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}", srv
+    finally:
+        srv.shutdown()
+        srv.pool.close()
+        srv.server_close()
+
+
+# Titles that must round-trip through /entity/{Title}, and a label that must render as text.
+HOSTILE_TITLES = ("AC/DC", "100% Pure", "Zürich", "東京", "What? Why#not", "C++", 'Say "hi"',
+                  "A&B", "Ünïcode/slash 50%")
+MARKUP_LABEL = ('<script>window.kgxPwned = 1</script><img src=x onerror="window.kgxPwned = 2">'
+                "\"quoted\" & 'single' </p>")
+
+
+def write_hostile_graph(out: Path) -> str:
+    """A kgx output directory whose entities have awkward titles, one with a label made of
+    markup, a model fact whose evidence sentence holds markup; returns its resource namespace."""
+    import json
+
+    import pyoxigraph as ox
+
+    from kgx.ontology import KGX, ONTOLOGY_GRAPH, RDFS, XSD
+    from kgx.rdf import literal
+    from kgx.site import iri_escape
+
+    ns = "http://x.test/"
+    res = ns + "resource/"
+
+    def iri(title: str) -> str:
+        return f"<{res}{iri_escape(title.replace(' ', '_'))}>"
+
+    pg = f"<{ns}graph/provenance>"
+    lines = []
+    for i, title in enumerate(HOSTILE_TITLES, 1):
+        g = f"<{ns}graph/page/{i}/label>"
+        lines += [f"{iri(title)} <{RDFS}label> {literal(title, lang='en')} {g} .",
+                  f"{g} <{KGX}extractor> {literal('label')} {pg} ."]
+    m, g = iri("Markup"), f"<{ns}graph/page/99/infobox>"
+    sentence = "Markup <b>wrote</b> about AC/DC & friends."
+    fact, ev = f"<{ns}graph/fact/1>", f"<{ns}graph/fact/1/evidence/1>"
+    integer = XSD + "integer"
+    lines += [
+        f"{m} <{RDFS}label> {literal(MARKUP_LABEL, lang='en')} {g} .",
+        f"{m} <{KGX}abstract> {literal('An abstract with <i>tags</i> & ' + MARKUP_LABEL)} {g} .",
+        f"{m} <{KGX}birthName> {literal(MARKUP_LABEL)} {g} .",
+        f"{m} <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <{KGX}Writer> {g} .",
+        f"{g} <{KGX}extractor> {literal('infobox')} {pg} .",
+        f"{m} <{KGX}notableWork> {iri('AC/DC')} {fact} .",
+        f"{fact} <{KGX}extractor> {literal('model')} {pg} .",
+        f"{fact} <{KGX}confidence> {literal('0.75', XSD + 'double')} {pg} .",
+        f"{fact} <{KGX}supportCount> {literal('1', integer)} {pg} .",
+        f"{fact} <{KGX}agreesWithInfobox> {literal('false', XSD + 'boolean')} {pg} .",
+        f"{fact} <{KGX}evidence> {ev} {pg} .",
+        f"{ev} <{KGX}sentence> {literal(sentence)} {pg} .",
+        f"{ev} <{KGX}sentenceStart> {literal('100', integer)} {pg} .",
+        f"{ev} <{KGX}subjectStart> {literal('100', integer)} {pg} .",
+        f"{ev} <{KGX}subjectEnd> {literal('106', integer)} {pg} .",
+        f"{ev} <{KGX}objectStart> {literal('126', integer)} {pg} .",
+        f"{ev} <{KGX}objectEnd> {literal('131', integer)} {pg} .",
+        f"{ev} <{KGX}sourcePage> {iri('Markup')} {pg} .",
+        f"{ev} <{KGX}revisionId> {literal('7', integer)} {pg} .",
+        f"{iri('Old name')} <{KGX}redirectsTo> {m} <{ns}graph/page/98/redirect> .",
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    store = ox.Store(str(out / "store"))
+    store.load("\n".join(lines).encode("utf-8"), format=ox.RdfFormat.N_QUADS)
+    store.load(path=str(Path(__file__).resolve().parent.parent / "ontologies" / "kgx.ttl"),
+               format=ox.RdfFormat.TURTLE, to_graph=ox.NamedNode(ONTOLOGY_GRAPH))
+    store.flush()
+    del store
+    (out / "report.json").write_text(json.dumps({"site": {
+        "base": "https://wiki.test/wiki/Main_Page", "namespace": ns}}))
+    return res

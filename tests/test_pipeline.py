@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("torch")
 
 from kgx.graph import KnowledgeGraph  # noqa: E402
-from kgx.stages.read import _write_model_facts  # noqa: E402
+from kgx.stages.read import _FACTS, _write_model_facts  # noqa: E402
 
 
 def test_every_stage_ran_and_was_recorded(readme_out: Path) -> None:
@@ -92,11 +92,15 @@ def test_model_facts_aggregate_their_evidence(tmp_path: Path) -> None:
     from kgx.corpus import EntityInfo
 
     db = sqlite3.connect(":memory:")
-    db.execute("CREATE TABLE f (h, p, t, page, rev, s0, s1, e0, e1, sentence, conf)")
-    rows = [("A", "birthPlace", "B", 1, 10, 0, 20, 0, 15, "A was born in B.", 0.6),
-            ("A", "birthPlace", "B", 2, 20, 5, 30, 5, 25, "B is where A was born.", 0.5),
-            ("A", "author", "C", 1, 10, 40, 60, 40, 55, "A wrote C.", 0.9)]
-    db.executemany("INSERT INTO f VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+    db.execute(_FACTS)
+    # (h, p, t, page, rev, s0, s1, e0, e1, sentence, conf, title, h0, h1, t0, t1): offsets in
+    # the page's text; sentence 2 starts at 5 in page "Q".
+    rows = [("A", "birthPlace", "B", 1, 10, 0, 16, 0, 15, "A was born in B.", 0.6, "P",
+             0, 1, 14, 15),
+            ("A", "birthPlace", "B", 2, 20, 5, 27, 5, 25, "B is where A was born.", 0.5, "Q",
+             16, 17, 5, 6),
+            ("A", "author", "C", 1, 10, 40, 50, 40, 49, "A wrote C.", 0.9, "P", 40, 41, 48, 49)]
+    db.executemany(f"INSERT INTO f VALUES ({','.join('?' * 16)})", rows)
     info = {"A": EntityInfo(facts=[("birthPlace", "B")])}
     stats = _write_model_facts(tmp_path, db, "http://x/", "test-model",
                                info, lambda t: f"<http://x/resource/{t}>")
@@ -115,6 +119,21 @@ def test_model_facts_aggregate_their_evidence(tmp_path: Path) -> None:
     assert float(res[0]["conf"].value) == pytest.approx(1 - 0.4 * 0.5)  # noisy-or
     assert res[0]["n"].value == "2" and res[0]["agree"].value == "true"
     assert res[0]["ev"].value == "2"
+    # Each sentence names its page, and the subject's and the object's offsets pick them out.
+    ev = store.query("""PREFIX kgx: <https://kgx.dev/ontology/>
+        SELECT ?page ?s ?ss ?h0 ?h1 ?t0 ?t1 WHERE {
+          ?g kgx:evidence ?e . GRAPH ?x { <http://x/resource/A> kgx:birthPlace ?o }
+          FILTER(?x = ?g)
+          ?e kgx:sourcePage ?page ; kgx:sentence ?s ; kgx:sentenceStart ?ss ;
+             kgx:subjectStart ?h0 ; kgx:subjectEnd ?h1 ; kgx:objectStart ?t0 ;
+             kgx:objectEnd ?t1 } ORDER BY ?page""", use_default_graph_as_union=True)
+    got = []
+    for sol in ev:
+        text, ss = sol["s"].value, int(sol["ss"].value)
+        got.append((sol["page"].value.rsplit("/", 1)[-1],
+                    text[int(sol["h0"].value) - ss:int(sol["h1"].value) - ss],
+                    text[int(sol["t0"].value) - ss:int(sol["t1"].value) - ss]))
+    assert got == [("P", "A", "B"), ("Q", "A", "B")]
 
 
 def test_link_free_text(readme_out: Path) -> None:

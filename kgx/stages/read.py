@@ -48,8 +48,11 @@ MODEL_FACTS_FILE = "model.nq"
 MENTIONS_FILE = "mentions.nq"
 DOCUMENTS_FILE = "documents.jsonl"
 BATCH_SENTENCES = 256  # sentences per model call
+# One row per (fact, sentence): s0-s1 the sentence, e0-e1 the span of both mentions, h0-h1 and
+# t0-t1 the subject's and the object's mention, all character offsets in the page's text.
 _FACTS = ("CREATE TABLE IF NOT EXISTS f (h TEXT, p TEXT, t TEXT, page INTEGER, rev INTEGER, "
-          "s0 INTEGER, s1 INTEGER, e0 INTEGER, e1 INTEGER, sentence TEXT, conf REAL)")
+          "s0 INTEGER, s1 INTEGER, e0 INTEGER, e1 INTEGER, sentence TEXT, conf REAL, "
+          "title TEXT, h0 INTEGER, h1 INTEGER, t0 INTEGER, t1 INTEGER)")
 _STATS = ("documents", "sentences", "mentions", "linked_mentions", "linked_by_wikilink",
           "linked_by_page", "linked_by_linker", "relations_predicted",
           "relations_between_linked", "relations_against_domain_or_range", "mention_triples")
@@ -68,7 +71,7 @@ class ReadStage(Stage):
         o = run.opts
         return stage_key(run.keys["structure"], run.keys["model"], run.keys.get("entities"),
                          o.read_sentences, o.relation_threshold, o.mentions, o.read_chunk_documents,
-                         "read-3")
+                         "read-4")
 
     def execute(self, run: Run) -> dict[str, Any]:
         return read_dump(run.out, run.work(self.name), Path(run.info["model"]["dir"]),
@@ -163,7 +166,8 @@ class _Reader:
                         continue
                     e0, e1 = a + min(mh.start, mt.start), a + max(mh.end, mt.end)
                     rows.append((h[0], r.label, tl[0], doc["page_id"], doc.get("revision_id"),
-                                 a, b, e0, e1, doc["text"][a:b], r.score))
+                                 a, b, e0, e1, doc["text"][a:b], r.score, doc["title"],
+                                 a + mh.start, a + mh.end, a + mt.start, a + mt.end))
             batch.clear()
 
         for doc in docs:
@@ -285,7 +289,7 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
         bar.update(sum(n for k, (_, n) in enumerate(chunks) if k in done))
         for res in pool.map(read_chunk, tasks()):
             journal.commit(res["chunk"], {"stats": res["stats"]}, lambda db, r=res: (
-                db.executemany("INSERT INTO f VALUES (?,?,?,?,?,?,?,?,?,?,?)", r["rows"])))
+                db.executemany(f"INSERT INTO f VALUES ({','.join('?' * 16)})", r["rows"])))
             stats.update(res["stats"])
             bar.update(chunks[res["chunk"]][1], sentences=stats["sentences"],
                        mentions=stats["mentions"])
@@ -421,8 +425,8 @@ def _write_model_facts(out: Path, db: sqlite3.Connection, ns: str, model_name: s
     tmp = out / (MODEL_FACTS_FILE + ".tmp")
     n_facts = n_triples = agree = 0
     pg = f"<{ns}graph/provenance>"
-    rows = db.execute("SELECT h, p, t, page, rev, s0, s1, e0, e1, sentence, conf FROM f "
-                      "ORDER BY h, p, t, page, s0")
+    rows = db.execute("SELECT h, p, t, page, rev, s0, s1, e0, e1, sentence, conf, title, h0, h1, "
+                      "t0, t1 FROM f ORDER BY h, p, t, page, s0")
     with open(tmp, "w", encoding="utf-8") as f:
         cur: tuple[str, str, str] | None = None
         ev: list[tuple[Any, ...]] = []
@@ -456,6 +460,11 @@ def _write_model_facts(out: Path, db: sqlite3.Connection, ns: str, model_name: s
                     f"{e} <{KGX}sentenceEnd> {literal(str(r[6]), XSD + 'integer')} {pg} .\n",
                     f"{e} <{KGX}evidenceStart> {literal(str(r[7]), XSD + 'integer')} {pg} .\n",
                     f"{e} <{KGX}evidenceEnd> {literal(str(r[8]), XSD + 'integer')} {pg} .\n",
+                    f"{e} <{KGX}sourcePage> {iri(r[11])} {pg} .\n",
+                    f"{e} <{KGX}subjectStart> {literal(str(r[12]), XSD + 'integer')} {pg} .\n",
+                    f"{e} <{KGX}subjectEnd> {literal(str(r[13]), XSD + 'integer')} {pg} .\n",
+                    f"{e} <{KGX}objectStart> {literal(str(r[14]), XSD + 'integer')} {pg} .\n",
+                    f"{e} <{KGX}objectEnd> {literal(str(r[15]), XSD + 'integer')} {pg} .\n",
                     f"{e} <{KGX}confidence> {literal(repr(round(r[10], 4)), XSD + 'double')} "
                     f"{pg} .\n"]
                 if r[4] is not None:

@@ -1,0 +1,131 @@
+// The query page: posts the query to /sparql and draws the answer as a table.
+// Everything from the answer goes into the page as text (textContent), never as markup.
+"use strict";
+
+function decoded(text) {
+  try { return decodeURIComponent(text); } catch (e) { return text; }  // a lone % stays
+}
+
+function entityPath(iri, resource) {
+  if (!resource || !iri.startsWith(resource) || iri.length === resource.length) return null;
+  const local = iri.slice(resource.length);
+  return "/entity/" + local.split("/").map(function (part) {
+    return encodeURIComponent(decoded(part));
+  }).join("/");
+}
+
+function cell(term, resource) {
+  const td = document.createElement("td");
+  if (!term) return td;
+  if (term.type === "uri") {
+    const path = entityPath(term.value, resource);
+    if (path) {
+      const a = document.createElement("a");
+      a.href = path;
+      a.textContent = decoded(term.value.slice(resource.length)).replace(/_/g, " ");
+      a.title = term.value;
+      td.appendChild(a);
+    } else {
+      td.textContent = "<" + term.value + ">";
+    }
+  } else if (term.type === "bnode") {
+    td.textContent = "_:" + term.value;
+  } else {
+    td.textContent = term.value;
+    const tag = term["xml:lang"] ? "@" + term["xml:lang"] : "";
+    if (tag) {
+      const span = document.createElement("span");
+      span.className = "tag";
+      span.textContent = tag;
+      td.appendChild(span);
+    }
+  }
+  return td;
+}
+
+function drawSelect(data, resource, results) {
+  const table = document.createElement("table");
+  table.className = "results";
+  const head = table.createTHead().insertRow();
+  data.head.vars.forEach(function (v) {
+    const th = document.createElement("th");
+    th.textContent = v;
+    head.appendChild(th);
+  });
+  const body = table.createTBody();
+  data.results.bindings.forEach(function (row) {
+    const tr = body.insertRow();
+    data.head.vars.forEach(function (v) { tr.appendChild(cell(row[v], resource)); });
+  });
+  results.appendChild(table);
+  return data.results.bindings.length;
+}
+
+async function run(form) {
+  const status = document.getElementById("status");
+  const results = document.getElementById("results");
+  const resource = form.dataset.resource;
+  const query = form.elements.query.value;
+  results.textContent = "";
+  status.className = "note";
+  status.textContent = "Running…";
+  const started = performance.now();
+  let response;
+  try {
+    response = await fetch("/sparql", {
+      method: "POST",
+      headers: {"Content-Type": "application/x-www-form-urlencoded",
+                "Accept": "application/sparql-results+json, text/turtle;q=0.9"},
+      body: new URLSearchParams({query: query}),
+    });
+  } catch (e) {
+    status.className = "error";
+    status.textContent = "The server did not answer: " + e;
+    return;
+  }
+  const seconds = ((performance.now() - started) / 1000).toFixed(2);
+  const text = await response.text();
+  if (!response.ok) {
+    status.className = "error";
+    status.textContent = response.status + " " + response.statusText + "\n" + text;
+    return;
+  }
+  const truncated = response.headers.get("X-KGX-Truncated") === "true";
+  const type = response.headers.get("Content-Type") || "";
+  let summary;
+  if (type.startsWith("application/sparql-results+json")) {
+    const data = JSON.parse(text);
+    if ("boolean" in data) {
+      const p = document.createElement("p");
+      p.className = "boolean";
+      p.textContent = String(data.boolean);
+      results.appendChild(p);
+      summary = "ASK";
+    } else {
+      const n = drawSelect(data, resource, results);
+      summary = n + " row" + (n === 1 ? "" : "s");
+    }
+  } else {
+    const pre = document.createElement("pre");
+    pre.className = "rdf";
+    pre.textContent = text;
+    results.appendChild(pre);
+    summary = "triples";
+  }
+  status.className = "note";
+  status.textContent = summary + " in " + seconds + " s" +
+    (truncated ? " (cut at the endpoint's row or size cap)" : "");
+}
+
+document.addEventListener("DOMContentLoaded", function () {
+  const form = document.getElementById("sparql");
+  if (!form) return;
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    const url = new URL(window.location.href);
+    url.searchParams.set("query", form.elements.query.value);
+    window.history.replaceState(null, "", url);
+    run(form);
+  });
+  if (form.dataset.run === "yes") run(form);
+});

@@ -1,0 +1,807 @@
+"""HTML pages over a kgx graph, served by ``kgx serve``: search, one page per entity, a SPARQL page.
+
+Takes a :class:`~kgx.graph.KnowledgeGraph` (and, for search and the 404 page, candidates the
+server's linker found); gives :class:`Page` objects (status, content type, body, headers). The
+server renders pages in its query workers, so a page has the same timeout, memory cap and
+concurrency limit as a query.
+
+Safety: every string taken from the graph or the request is escaped where it is printed
+(:func:`esc`), links to entities are built from percent-encoded paths, and the pages carry no
+inline script or style: the query page's script is ``/static/kgx.js``, and :data:`CSP` forbids
+anything inline.
+
+URLs: the entity ``{ns}resource/Local`` is at ``/entity/Local``, percent-encoded as a URL path
+(``/entity/AC/DC``, ``/entity/100%25_Pure``, ``/entity/Zürich`` as UTF-8); see :func:`entity_path`.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlencode
+
+from kgx.ontology import (
+    DCT,
+    FOAF,
+    KGX,
+    ONTOLOGY_GRAPH,
+    OWL,
+    RDF,
+    RDFS,
+    SKOS,
+)
+from kgx.site import iri_escape
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                ".svg": "image/svg+xml"}
+# No inline script or style anywhere: scripts and styles come from this server only.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+HTML_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+HTML_TYPE = "text/html; charset=utf-8"
+
+MAX_FACTS = 2000  # facts read for one entity page (a hub's beyond this are counted, not shown)
+MAX_MODEL_FACTS = 100
+MAX_EVIDENCE = 10  # sentences shown per model fact
+EVIDENCE_READ = 500  # sentences of one model fact read to choose those shown
+MAX_INCOMING = 200
+MAX_LINKS = 100
+MAX_NEIGHBOURS = 30
+COUNT_CAP = 10_000  # "10,000+" past this
+
+# Facts about the page rather than the entity: shown in their own places, not as facts.
+_STRUCTURAL_IN = (KGX + "wikiLink", KGX + "redirectsTo", KGX + "mentionOf", KGX + "inPage",
+                  KGX + "sourcePage", KGX + "category", KGX + "disambiguates", DCT + "subject")
+
+# Example queries of the README, one click away on the query page (a test keeps them in the
+# README).
+EXAMPLES = (
+    ("Books and their authors, from infoboxes",
+     'SELECT ?book ?author WHERE { GRAPH ?g { ?book kgx:author ?author } '
+     '?g kgx:extractor "infobox" } ORDER BY ?book'),
+    ("Facts the model read, with a sentence",
+     'SELECT ?s ?p ?o ?confidence ?agrees ?sentence WHERE { GRAPH ?g { ?s ?p ?o } '
+     '?g kgx:extractor "model" ; kgx:confidence ?confidence ; kgx:agreesWithInfobox ?agrees ; '
+     'kgx:evidence ?e . ?e kgx:sentence ?sentence } ORDER BY DESC(?confidence) ?s LIMIT 3'),
+    ("Capitals (Wikidata's property, inferred)",
+     "SELECT DISTINCT ?capital WHERE { res:Afghanistan wdt:P36 ?capital }"),
+    ("Where a looked-up name was born",
+     'SELECT ?place WHERE { BIND(kgx:lookup("Abraham Lincoln") AS ?e) '
+     '?e kgx:birthPlace ?place }'),
+)
+
+
+@dataclass(slots=True)
+class Page:
+    """An HTTP answer: status, content type, body, extra headers."""
+
+    status: int
+    ctype: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def esc(value: Any) -> str:
+    """Text made safe for HTML content and double- or single-quoted attributes."""
+    return html.escape(str(value), quote=True)
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+def entity_path(iri: str, resource: str) -> str | None:
+    """The page path of an entity IRI, or None for an IRI outside the resource namespace.
+
+    >>> entity_path("https://kgx.dev/enwiki/resource/AC/DC", "https://kgx.dev/enwiki/resource/")
+    '/entity/AC/DC'
+    >>> entity_path("https://kgx.dev/enwiki/resource/100%25_Pure", "https://kgx.dev/enwiki/resource/")
+    '/entity/100%25_Pure'
+    """
+    if not resource or not iri.startswith(resource) or len(iri) == len(resource):
+        return None
+    return "/entity/" + quote(unquote(iri[len(resource):]), safe="/:,()!*'@;=$+")
+
+
+def iri_from_path(tail: str, resource: str) -> str:
+    """The entity IRI of a page path's part after ``/entity/`` (percent-encoded or not).
+
+    >>> iri_from_path("AC/DC", "https://x/resource/"), iri_from_path("100%25 Pure", "r/")
+    ('https://x/resource/AC/DC', 'r/100%25_Pure')
+    """
+    return resource + iri_escape(unquote(tail, errors="replace").replace(" ", "_"))
+
+
+def title_of(iri: str, resource: str) -> str:
+    """The page title an entity IRI names (its local part, decoded, with spaces)."""
+    if resource and iri.startswith(resource):
+        return unquote(iri[len(resource):]).replace("_", " ")
+    return iri
+
+
+def short_name(iri: str, prefixes: dict[str, str]) -> str:
+    """``prefix:local`` for an IRI under a predeclared prefix, else the IRI."""
+    best = max((ns for ns in prefixes.values() if iri.startswith(ns)), key=len, default=None)
+    if best is None:
+        return iri
+    name = next(k for k, ns in prefixes.items() if ns == best)
+    return f"{name}:{iri[len(best):]}"
+
+
+def page_urls(report: dict[str, Any]) -> tuple[str, str]:
+    """The wiki's page URL prefix (``https://en.wikipedia.org/wiki/``) from the run's siteinfo,
+    and the resource namespace of the graph."""
+    site = report.get("site", {})
+    base = site.get("base") or ""
+    prefix = base.rsplit("/", 1)[0] + "/" if "/" in base else ""
+    return prefix, (site.get("namespace") or "") + "resource/"
+
+
+# --------------------------------------------------------------------------- vocabulary
+
+
+@dataclass(slots=True)
+class Vocabulary:
+    """Labels and class tree of the ontology graph, read once per process."""
+
+    labels: dict[str, str]
+    parents: dict[str, list[str]]
+    object_properties: list[str]
+
+    @classmethod
+    def read(cls, kg: Any) -> Vocabulary:
+        g = f"<{ONTOLOGY_GRAPH}>"
+        labels: dict[str, str] = {}
+        for sol in kg.query(f"SELECT ?x ?l WHERE {{ GRAPH {g} {{ ?x <{RDFS}label> ?l }} }}"):
+            labels.setdefault(sol["x"].value, sol["l"].value)
+        parents: dict[str, list[str]] = {}
+        for sol in kg.query(f"SELECT ?c ?d WHERE {{ GRAPH {g} {{ ?c <{RDFS}subClassOf> ?d }} }} "
+                            "ORDER BY ?c ?d"):
+            parents.setdefault(sol["c"].value, []).append(sol["d"].value)
+        props = [sol["p"].value for sol in kg.query(
+            f"SELECT ?p WHERE {{ GRAPH {g} {{ ?p a <{OWL}ObjectProperty> }} }} ORDER BY ?p")]
+        return cls(labels, parents, [p for p in props if p not in _STRUCTURAL_IN])
+
+    def chain(self, cls: str) -> list[str]:
+        """``cls`` and its superclasses up to the root, first parent first."""
+        out = [cls]
+        while self.parents.get(out[-1]):
+            nxt = self.parents[out[-1]][0]
+            if nxt in out:
+                break
+            out.append(nxt)
+        return out
+
+    def most_specific(self, types: Iterable[str]) -> list[str]:
+        """The types that are not a superclass of another of ``types`` (ontology classes)."""
+        known = [t for t in types if t in self.labels]
+        above = {a for t in known for a in self.chain(t)[1:]}
+        return sorted(t for t in known if t not in above)
+
+
+_VOCAB: dict[int, Vocabulary] = {}
+
+
+def vocabulary(kg: Any) -> Vocabulary:
+    """The ontology's labels and class tree for ``kg``, read on first use."""
+    v = _VOCAB.get(id(kg))
+    if v is None:
+        v = _VOCAB[id(kg)] = Vocabulary.read(kg)
+    return v
+
+
+# --------------------------------------------------------------------------- page frame
+
+
+def frame(title: str, body: str, *, query: str = "", script: bool = False) -> str:
+    """A whole HTML page: the header with the search box, then ``body`` (already escaped)."""
+    js = '<script src="/static/kgx.js" defer></script>' if script else ""
+    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{esc(title)} · kgx</title>"
+            "<link rel=\"stylesheet\" href=\"/static/kgx.css\">" + js + "</head><body>"
+            "<header><a class=\"brand\" href=\"/\">kgx</a>"
+            "<form class=\"search\" action=\"/\" method=\"get\" role=\"search\">"
+            f"<input type=\"search\" name=\"q\" value=\"{esc(query)}\" "
+            "placeholder=\"Find an entity (misspellings welcome)\" aria-label=\"entity name\">"
+            "<button type=\"submit\">Search</button></form>"
+            "<a href=\"/query\">SPARQL</a></header>"
+            f"<main>{body}</main></body></html>\n")
+
+
+def html_page(status: int, title: str, body: str, **kw: Any) -> Page:
+    return Page(status, HTML_TYPE, frame(title, body, **kw).encode("utf-8"), dict(HTML_HEADERS))
+
+
+class Renderer:
+    """Turns IRIs and literals of one graph into links and text."""
+
+    def __init__(self, kg: Any) -> None:
+        self.kg = kg
+        self.vocab = vocabulary(kg)
+        self.wiki, self.resource = page_urls(kg.report)
+
+    def name(self, iri: str) -> str:
+        """A person's name for an IRI: a page title, an ontology label, or a prefixed name."""
+        if self.resource and iri.startswith(self.resource):
+            return title_of(iri, self.resource)
+        return self.vocab.labels.get(iri) or short_name(iri, self.kg.prefixes)
+
+    def link(self, iri: str, text: str | None = None) -> str:
+        """An entity as a link to its page; any other IRI as its name with the IRI on hover."""
+        label = esc(text if text is not None else self.name(iri))
+        path = entity_path(iri, self.resource)
+        if path is not None:
+            return f'<a href="{esc(path)}">{label}</a>'
+        return f'<span class="iri" title="{esc(iri)}">{label}</span>'
+
+    def term(self, term: Any) -> str:
+        """A pyoxigraph term as HTML."""
+        import pyoxigraph as ox
+
+        if isinstance(term, ox.NamedNode):
+            return self.link(term.value)
+        if isinstance(term, ox.BlankNode):
+            return f"<span class=\"bnode\">_:{esc(term.value)}</span>"
+        tag = ""
+        if term.language:
+            tag = f"<span class=\"tag\">@{esc(term.language)}</span>"
+        elif term.datatype is not None and not term.datatype.value.endswith("#string"):
+            tag = f"<span class=\"tag\">{esc(short_name(term.datatype.value, self.kg.prefixes))}" \
+                  "</span>"
+        return f"<span class=\"literal\">{esc(term.value)}</span>{tag}"
+
+    def wiki_url(self, title: str, revision: Any = None) -> str | None:
+        """The source page on the wiki (at a revision when given), or None without a base."""
+        if not self.wiki.startswith(("http://", "https://")):
+            return None
+        url = self.wiki + quote(title.replace(" ", "_"), safe="/:,()!*'@;=$")
+        return f"{url}?{urlencode({'oldid': revision})}" if revision is not None else url
+
+
+# --------------------------------------------------------------------------- entity page
+
+
+@dataclass(slots=True)
+class Fact:
+    """One statement on the page: predicate, object term, its graph and extractor."""
+
+    predicate: str
+    object: Any
+    graph: str
+    extractor: str | None
+
+
+@dataclass(slots=True)
+class EntityFacts:
+    """What the store states about one entity, sorted into the page's sections."""
+
+    label: str | None = None
+    abstract: str | None = None
+    source_url: str | None = None
+    types: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    infobox: list[Fact] = field(default_factory=list)
+    model: list[Fact] = field(default_factory=list)
+    inferred: list[Fact] = field(default_factory=list)
+    other: list[Fact] = field(default_factory=list)
+    truncated: bool = False
+
+
+def read_entity(kg: Any, iri: str) -> EntityFacts:
+    """Every fact with ``iri`` as subject but its wikilinks, sorted into sections."""
+    facts = EntityFacts()
+    q = (f"SELECT ?p ?o ?g ?ex WHERE {{ GRAPH ?g {{ <{iri}> ?p ?o }} "
+         f"FILTER(?p != <{KGX}wikiLink>) OPTIONAL {{ ?g <{KGX}extractor> ?ex }} }} "
+         f"LIMIT {MAX_FACTS + 1}")
+    rows = list(kg.query(q))
+    facts.truncated = len(rows) > MAX_FACTS
+    seen_types: set[str] = set()
+    for sol in rows[:MAX_FACTS]:
+        p, o, g = sol["p"].value, sol["o"], sol["g"].value
+        ex = sol["ex"].value if sol["ex"] is not None else None
+        if p == RDF + "type":
+            if o.value not in seen_types:
+                seen_types.add(o.value)
+                facts.types.append(o.value)
+            continue
+        if p == RDFS + "label" and facts.label is None:
+            facts.label = o.value
+        elif p == KGX + "abstract" and facts.abstract is None:
+            facts.abstract = o.value
+        elif p in (KGX + "alias", SKOS + "altLabel"):
+            if o.value not in facts.aliases:
+                facts.aliases.append(o.value)
+        elif p in (DCT + "subject", KGX + "category"):
+            if o.value not in facts.categories:
+                facts.categories.append(o.value)
+        elif p == FOAF + "isPrimaryTopicOf":
+            facts.source_url = o.value
+        elif ex == "infobox":
+            facts.infobox.append(Fact(p, o, g, ex))
+        elif ex == "model":
+            facts.model.append(Fact(p, o, g, ex))
+        elif ex is None:
+            facts.inferred.append(Fact(p, o, g, ex))
+        elif p != RDFS + "label":
+            facts.other.append(Fact(p, o, g, ex))
+    return facts
+
+
+def _count(kg: Any, pattern: str) -> int:
+    """How many solutions ``pattern`` has, counted up to :data:`COUNT_CAP` + 1."""
+    q = f"SELECT (COUNT(*) AS ?n) WHERE {{ SELECT * WHERE {{ {pattern} }} LIMIT {COUNT_CAP + 1} }}"
+    return int(next(iter(kg.query(q)))["n"].value)
+
+
+def _count_text(n: int) -> str:
+    return f"{COUNT_CAP:,}+" if n > COUNT_CAP else f"{n:,}"
+
+
+def highlight(sentence: str, start: int, spans: Sequence[tuple[Any, Any, str]]) -> str:
+    """The sentence as HTML with each ``(start, end, class)`` span (page offsets) in a ``<mark>``.
+
+    Spans that fall outside the sentence or overlap an earlier one are left out.
+
+    >>> highlight("Rand was born in Saint Petersburg.", 100, [(100, 104, "s"), (117, 133, "o")])
+    '<mark class="s">Rand</mark> was born in <mark class="o">Saint Petersburg</mark>.'
+    """
+    marks: list[tuple[int, int, str]] = []
+    for a, b, cls in sorted((int(a), int(b), c) for a, b, c in spans if a is not None
+                            and b is not None):
+        a, b = a - start, b - start
+        if 0 <= a < b <= len(sentence) and (not marks or a >= marks[-1][1]):
+            marks.append((a, b, cls))
+    out, pos = [], 0
+    for a, b, cls in marks:
+        out.append(esc(sentence[pos:a]))
+        out.append(f'<mark class="{esc(cls)}">{esc(sentence[a:b])}</mark>')
+        pos = b
+    out.append(esc(sentence[pos:]))
+    return "".join(out)
+
+
+@dataclass(slots=True)
+class Evidence:
+    """One sentence that states a model fact."""
+
+    sentence: str
+    start: int | None
+    spans: list[tuple[Any, Any, str]]
+    page: str | None
+    page_id: Any
+    revision: Any
+    confidence: Any
+
+
+_EVIDENCE_VARS = ("sent", "ss", "h0", "h1", "t0", "t1", "e0", "e1", "page", "pid", "rev", "c")
+
+
+def read_evidence(kg: Any, graph: str) -> list[Evidence]:
+    """The most confident sentences (at most :data:`MAX_EVIDENCE`) of one model fact."""
+    opt = "".join(f" OPTIONAL {{ ?ev <{KGX}{p}> ?{v} }}" for p, v in (
+        ("sentenceStart", "ss"), ("subjectStart", "h0"), ("subjectEnd", "h1"),
+        ("objectStart", "t0"), ("objectEnd", "t1"), ("evidenceStart", "e0"),
+        ("evidenceEnd", "e1"), ("sourcePage", "page"), ("pageId", "pid"),
+        ("revisionId", "rev"), ("confidence", "c")))
+    # Sorted here, not by ORDER BY (Oxigraph sorts IRIs by their text: slow for a page);
+    # the most confident of the first EVIDENCE_READ sentences are shown.
+    q = (f"SELECT ?ev ?{' ?'.join(_EVIDENCE_VARS)} WHERE {{ <{graph}> <{KGX}evidence> ?ev . "
+         f"?ev <{KGX}sentence> ?sent .{opt} }} LIMIT {EVIDENCE_READ}")
+    sols = sorted(kg.query(q), key=lambda sol: (
+        -float(sol["c"].value) if sol["c"] is not None else 0.0, sol["ev"].value))
+    out = []
+    for sol in sols[:MAX_EVIDENCE]:
+        v = {k: (sol[k].value if sol[k] is not None else None) for k in _EVIDENCE_VARS}
+        if v["h0"] is not None and v["t0"] is not None:
+            spans = [(v["h0"], v["h1"], "subject"), (v["t0"], v["t1"], "object")]
+        else:  # graphs from kgx 0.1 keep only the span of both mentions
+            spans = [(v["e0"], v["e1"], "span")]
+        out.append(Evidence(v["sent"], int(v["ss"]) if v["ss"] is not None else None, spans,
+                            v["page"], v["pid"], v["rev"], v["c"]))
+    return out
+
+
+def read_model_facts(kg: Any, facts: list[Fact]) -> list[tuple[Fact, dict[str, Any]]]:
+    """Each model fact with its confidence, support count and infobox agreement, most
+    confident first (at most :data:`MAX_MODEL_FACTS`)."""
+    if not facts:
+        return []
+    values = " ".join(f"<{f.graph}>" for f in facts)
+    meta: dict[str, dict[str, Any]] = {}
+    for sol in kg.query(
+            f"SELECT ?g ?conf ?n ?agree WHERE {{ VALUES ?g {{ {values} }} "
+            f"OPTIONAL {{ ?g <{KGX}confidence> ?conf }} OPTIONAL {{ ?g <{KGX}supportCount> ?n }} "
+            f"OPTIONAL {{ ?g <{KGX}agreesWithInfobox> ?agree }} }}"):
+        meta[sol["g"].value] = {k: (sol[k].value if sol[k] is not None else None)
+                                for k in ("conf", "n", "agree")}
+    ranked = sorted(facts, key=lambda f: -float(meta.get(f.graph, {}).get("conf") or 0))
+    return [(f, meta.get(f.graph, {})) for f in ranked[:MAX_MODEL_FACTS]]
+
+
+def read_incoming(kg: Any, iri: str, vocab: Vocabulary) -> list[tuple[str, str, str | None]]:
+    """Facts naming ``iri`` as their object, as ``(subject, predicate, extractor)``: one index
+    lookup per ontology object property, so a hub's millions of links are never scanned."""
+    if not vocab.object_properties:
+        return []
+    values = " ".join(f"<{p}>" for p in vocab.object_properties)
+    q = (f"SELECT DISTINCT ?s ?p ?ex WHERE {{ VALUES ?p {{ {values} }} "
+         f"GRAPH ?g {{ ?s ?p <{iri}> }} OPTIONAL {{ ?g <{KGX}extractor> ?ex }} }} "
+         f"LIMIT {MAX_INCOMING + 1}")
+    return [(sol["s"].value, sol["p"].value, sol["ex"].value if sol["ex"] is not None else None)
+            for sol in kg.query(q)]
+
+
+def _column(kg: Any, q: str) -> list[str]:
+    """The first variable's values, sorted (in Python: Oxigraph's ORDER BY on IRIs costs more
+    than the rest of the query on a page's worth of rows)."""
+    return sorted(sol[0].value for sol in kg.query(q))
+
+
+def neighbourhood_svg(center: str, edges: Sequence[tuple[str, str, str]], r: Renderer) -> str:
+    """The entity and its one-hop neighbours (at most :data:`MAX_NEIGHBOURS`) as an SVG star,
+    laid out by networkx (``shell_layout``: the entity in the middle, neighbours around it).
+
+    Args:
+        center: The entity's IRI.
+        edges: ``(neighbour IRI, predicate name, "out" or "in")``.
+    """
+    import networkx as nx
+
+    by_node: dict[str, list[str]] = {}
+    for node, pred, direction in edges:
+        if node == center:
+            continue
+        if node not in by_node and len(by_node) >= MAX_NEIGHBOURS:
+            continue
+        name = pred if direction == "out" else f"{pred} (in)"
+        names = by_node.setdefault(node, [])
+        if name not in names:
+            names.append(name)
+    nodes = list(by_node)
+    g = nx.Graph()
+    g.add_node(center)
+    g.add_edges_from((center, n) for n in nodes)
+    # Past a dozen neighbours, two rings (every other neighbour on the outer one) keep the
+    # labels apart.
+    shells = [[center], nodes] if len(nodes) <= 12 else [[center], nodes[::2], nodes[1::2]]
+    pos = nx.shell_layout(g, nlist=shells) if nodes else {center: (0.0, 0.0)}
+    extent = max((max(abs(float(x)), abs(float(y))) for x, y in pos.values()), default=0.0) \
+        or 1.0
+    width, height = 760, 520
+
+    def xy(n: str) -> tuple[float, float]:
+        x, y = pos[n]
+        return (round(width / 2 + float(x) / extent * 250, 1),
+                round(height / 2 + float(y) / extent * 210, 1))
+
+    cx, cy = xy(center)
+    parts = [f'<svg class="neighbourhood" xmlns="http://www.w3.org/2000/svg" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="one-hop neighbourhood">']
+    for n in nodes:
+        x, y = xy(n)
+        parts.append(f'<line x1="{cx}" y1="{cy}" x2="{x}" y2="{y}"><title>'
+                     f'{esc(", ".join(by_node[n]))}</title></line>')
+    for n in [center, *nodes]:
+        x, y = xy(n)
+        label = r.name(n)
+        short = label if len(label) <= 24 else label[:23] + "…"
+        path = entity_path(n, r.resource)
+        cls = ' class="center"' if n == center else ""
+        # Labels point away from the middle, so that neighbours' labels do not cross edges.
+        anchor = "middle" if abs(x - cx) < 40 else ("start" if x > cx else "end")
+        dx = 0 if anchor == "middle" else (10 if anchor == "start" else -10)
+        dy = (20 if y >= cy else -12) if anchor == "middle" else 4
+        node = (f'<circle cx="{x}" cy="{y}" r="{9 if n == center else 6}"{cls}></circle>'
+                f'<text x="{x + dx}" y="{y + dy}" text-anchor="{anchor}">{esc(short)}</text>'
+                f"<title>{esc(label)}</title>")
+        parts.append(f'<a href="{esc(path)}">{node}</a>' if path else f"<g>{node}</g>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _fact_rows(facts: Sequence[Fact], r: Renderer) -> str:
+    """Facts grouped by predicate as table rows: the predicate once, then its values."""
+    groups: dict[str, list[str]] = {}
+    for f in sorted(facts, key=lambda f: (r.name(f.predicate).lower(), f.predicate)):
+        groups.setdefault(f.predicate, []).append(r.term(f.object))
+    return "".join(
+        f'<tr><th scope="row">{r.link(p)}</th><td>{"<br>".join(vals)}</td></tr>'
+        for p, vals in groups.items())
+
+
+def _section(ident: str, title: str, inner: str, note: str = "") -> str:
+    n = f'<p class="note">{note}</p>' if note else ""
+    return f'<section id="{ident}"><h2>{esc(title)}</h2>{n}{inner}</section>'
+
+
+def _model_section(kg: Any, facts: list[Fact], r: Renderer) -> str:
+    items = []
+    for f, meta in read_model_facts(kg, facts):
+        conf = meta.get("conf")
+        agree = meta.get("agree") == "true"
+        evidence = read_evidence(kg, f.graph)
+        sentences = []
+        for ev in evidence:
+            text = highlight(ev.sentence, ev.start, ev.spans) if ev.start is not None \
+                else esc(ev.sentence)
+            where = []
+            if ev.page:
+                page_title = r.name(ev.page)
+                where.append(r.link(ev.page, page_title))
+                url = r.wiki_url(title_of(ev.page, r.resource), ev.revision)
+                if url and ev.revision is not None:
+                    where.append(f'<a class="external" href="{esc(url)}" rel="noopener noreferrer">'
+                                 f"revision {esc(ev.revision)}</a>")
+            elif ev.page_id is not None:
+                where.append(f"page id {esc(ev.page_id)}")
+            if ev.confidence is not None:
+                where.append(f"sentence confidence {float(ev.confidence):.2f}")
+            sentences.append(f'<li><p class="sentence">{text}</p>'
+                             f'<p class="source">{" · ".join(where)}</p></li>')
+        n = meta.get("n")
+        shown = (f"{len(evidence)} of {int(n):,}" if n is not None and int(n) > len(evidence)
+                 else f"{len(evidence)}")
+        items.append(
+            f'<li class="model-fact"><details><summary>'
+            f'<span class="fact">{r.link(f.predicate)} → {r.term(f.object)}</span> '
+            f'<span class="confidence">confidence {float(conf or 0):.2f}</span> '
+            f'<span class="support">{esc(n if n is not None else "?")} sentence'
+            f'{"" if n == "1" else "s"}</span> '
+            f'<span class="agrees {"yes" if agree else "no"}">'
+            f'{"an infobox agrees" if agree else "no infobox states it"}</span>'
+            f'</summary><p class="note">Evidence ({shown}): the subject and the object as the '
+            f"model found them in the sentence.</p><ol class=\"evidence\">{''.join(sentences)}"
+            f"</ol></details></li>")
+    more = (f'<p class="note">Showing the {MAX_MODEL_FACTS} most confident of {len(facts):,}.</p>'
+            if len(facts) > MAX_MODEL_FACTS else "")
+    return f'<ul class="model-facts">{"".join(items)}</ul>{more}'
+
+
+def entity_page(kg: Any, iri: str, suggestions: Sequence[str] = ()) -> Page:
+    """The HTML page of one entity; a redirect's page sends the browser to its target (303);
+    an IRI the graph does not know gets a 404 page with ``suggestions`` (IRIs) to try."""
+    r = Renderer(kg)
+    target = _column(kg, f"SELECT ?t WHERE {{ <{iri}> <{KGX}redirectsTo> ?t }} LIMIT 1")
+    if target and (path := entity_path(target[0], r.resource)):
+        return Page(303, HTML_TYPE, b"", {**HTML_HEADERS, "Location": path})
+    if not kg.query(f"ASK {{ {{ <{iri}> ?p ?o }} UNION {{ ?s ?p <{iri}> }} }}"):
+        return not_found_page(kg, iri, suggestions)
+    facts = read_entity(kg, iri)
+    vocab = r.vocab
+    title = facts.label or r.name(iri)
+    head = [f"<h1>{esc(title)}</h1>", f'<p class="iri"><code>{esc(iri)}</code>']
+    if facts.source_url and facts.source_url.startswith(("http://", "https://")):
+        head.append(f' · <a class="external" href="{esc(facts.source_url)}" '
+                    'rel="noopener noreferrer">page on the wiki</a>')
+    path = entity_path(iri, r.resource) or ""
+    head.append(" · RDF: " + ", ".join(
+        f'<a href="{esc(path)}?format={f}">{n}</a>'
+        for f, n in (("turtle", "Turtle"), ("ntriples", "N-Triples"), ("jsonld", "JSON-LD"))))
+    head.append("</p>")
+    chains = [" → ".join(r.link(c) for c in vocab.chain(t)) for t in
+              vocab.most_specific(facts.types)]
+    in_chain = {c for t in vocab.most_specific(facts.types) for c in vocab.chain(t)}
+    others = [r.link(t) for t in facts.types if t not in in_chain]
+    if chains or others:
+        head.append('<dl class="summary"><dt>Types</dt><dd class="types">'
+                    + "".join(f'<div class="chain">{c}</div>' for c in chains)
+                    + (f'<div class="also">also {", ".join(others)}</div>' if others else "")
+                    + "</dd>")
+    else:
+        head.append('<dl class="summary">')
+    if facts.aliases:
+        head.append(f'<dt>Aliases</dt><dd class="aliases">{esc(", ".join(facts.aliases))}</dd>')
+    head.append("</dl>")
+    if facts.abstract:
+        head.append('<div class="abstract">' + "".join(
+            f"<p>{esc(p)}</p>" for p in facts.abstract.split("\n") if p.strip()) + "</div>")
+    body = ["".join(head)]
+    if facts.infobox:
+        body.append(_section("infobox", "Infobox facts",
+                             f'<table class="facts">{_fact_rows(facts.infobox, r)}</table>',
+                             "Stated by the page's infobox, mapped onto the ontology where a "
+                             "mapping exists (prop: is a raw infobox parameter)."))
+    if facts.model:
+        body.append(_section("model", "Facts the model read", _model_section(kg, facts.model, r),
+                             "Proposed by the fine-tuned reader from the article text, each "
+                             "with its confidence (noisy-or over its sentences); open one to "
+                             "see the sentences that state it."))
+    incoming = read_incoming(kg, iri, vocab)
+    if incoming:
+        rows = "".join(f'<tr><td>{r.link(s)}</td><td>{r.link(p)}</td>'
+                       f'<td class="extractor">{esc(ex or "inferred")}</td></tr>'
+                       for s, p, ex in incoming[:MAX_INCOMING])
+        more = " (the first " + str(MAX_INCOMING) + ")" if len(incoming) > MAX_INCOMING else ""
+        body.append(_section("incoming", "Incoming facts",
+                             f'<table class="facts"><thead><tr><th>subject</th><th>property</th>'
+                             f"<th>from</th></tr></thead>{rows}</table>",
+                             f"Facts that name {esc(title)} as their value{more}."))
+    neighbours = [(f.object.value, r.name(f.predicate), "out") for f in facts.infobox
+                  + facts.model if entity_path(f.object.value, r.resource)]
+    neighbours += [(s, r.name(p), "in") for s, p, _ in incoming]
+    if neighbours:
+        body.append(_section("neighbourhood", "Neighbourhood",
+                             f"<figure>{neighbourhood_svg(iri, neighbours, r)}</figure>",
+                             f"{esc(title)} and the entities one fact away (at most "
+                             f"{MAX_NEIGHBOURS}; hover an edge for its property)."))
+    redirects = _column(kg, f"SELECT ?r WHERE {{ ?r <{KGX}redirectsTo> <{iri}> }} "
+                            f"LIMIT {MAX_LINKS}")
+    if redirects:
+        body.append(_section("redirects", "Redirects here",
+                             '<ul class="inline">' + "".join(
+                                 f"<li>{esc(r.name(x))}</li>" for x in redirects) + "</ul>"))
+    if facts.inferred:
+        body.append(_section("inferred", "Inferred facts",
+                             f'<details><summary>{len(facts.inferred):,} facts entailed by the '
+                             f"ontology (RDFS / OWL-RL)</summary><table class=\"facts\">"
+                             f"{_fact_rows(facts.inferred, r)}</table></details>"))
+    if facts.other:
+        body.append(_section("other", "Other facts",
+                             f'<table class="facts">{_fact_rows(facts.other, r)}</table>'))
+    if facts.categories:
+        body.append(_section("categories", "Categories", '<ul class="inline">' + "".join(
+            f"<li>{r.link(c, r.name(c).split(':', 1)[-1])}</li>" for c in facts.categories)
+            + "</ul>"))
+    out_links = _column(kg, f"SELECT ?o WHERE {{ <{iri}> <{KGX}wikiLink> ?o }} "
+                            f"LIMIT {MAX_LINKS}")
+    n_out = _count(kg, f"<{iri}> <{KGX}wikiLink> ?o") if len(out_links) == MAX_LINKS \
+        else len(out_links)
+    n_in = _count(kg, f"?s <{KGX}wikiLink> <{iri}>")
+    links = f"<p>Links to {_count_text(n_out)} pages; {_count_text(n_in)} pages link here.</p>"
+    if out_links:
+        first = f" (the first {MAX_LINKS})" if n_out > MAX_LINKS else ""
+        links += (f'<details><summary>Links from this page{first}</summary><ul class="inline">'
+                  + "".join(f"<li>{r.link(o)}</li>" for o in out_links) + "</ul></details>")
+    body.append(_section("links", "Wikilinks", links))
+    if facts.truncated:
+        body.append(f'<p class="note">This entity has more than {MAX_FACTS:,} facts; the page '
+                    "shows the first. SPARQL reaches them all.</p>")
+    return html_page(200, title, "".join(body))
+
+
+def not_found_page(kg: Any, iri: str, suggestions: Sequence[str]) -> Page:
+    """404: the graph has no entity ``iri``; offers the linker's suggestions."""
+    r = Renderer(kg)
+    name = r.name(iri)
+    items = "".join(f"<li>{r.link(s)}</li>" for s in suggestions if s != iri)
+    inner = (f"<p>Did you mean:</p><ul class=\"suggestions\">{items}</ul>" if items else
+             "<p>The entity index has no similar name either.</p>")
+    return html_page(404, "Not found",
+                     f"<h1>No entity “{esc(name)}”</h1><p>This graph states nothing about "
+                     f"<code>{esc(iri)}</code>.</p>{inner}", query=name)
+
+
+# --------------------------------------------------------------------------- search and query
+
+
+def search_page(kg: Any, q: str, candidates: Sequence[dict[str, Any]] | None,
+                error: str | None = None) -> Page:
+    """``/``: the search box, and the ranked candidates for ``q`` with a line of abstract each.
+
+    Args:
+        candidates: What ``/lookup`` answers for ``q`` (dicts with ``iri``, ``label``,
+            ``types``, ``score``), or None when no search was made.
+        error: Why no search could be made (no entity index), shown instead of results.
+    """
+    r = Renderer(kg)
+    body = ['<h1>Search the graph</h1><p class="note">Names, redirects and misspellings (up to '
+            'two edits) are looked up in the entity index, as <code>/lookup</code> does. '
+            'Or write SPARQL on the <a href="/query">query page</a>.</p>']
+    if error:
+        body.append(f'<p class="error">{esc(error)}</p>')
+    elif candidates is not None:
+        abstracts: dict[str, str] = {}
+        iris = [c["iri"] for c in candidates]
+        if iris:
+            values = " ".join(f"<{i}>" for i in iris)
+            for sol in kg.query(f"SELECT ?e ?a WHERE {{ VALUES ?e {{ {values} }} "
+                                f"?e <{KGX}abstract> ?a }}"):
+                abstracts.setdefault(sol["e"].value, sol["a"].value)
+        items = []
+        for c in candidates:
+            types = ", ".join(r.name(t) if ":" in t else t for t in c.get("types", ()))
+            line = abstracts.get(c["iri"], "")
+            line = line if len(line) <= 200 else line[:199].rsplit(" ", 1)[0] + "…"
+            items.append(f'<li><p>{r.link(c["iri"], c.get("label") or r.name(c["iri"]))} '
+                         f'<span class="types">{esc(types)}</span> '
+                         f'<span class="score">score {float(c.get("score", 0)):.2f}</span></p>'
+                         f'<p class="abstract-line">{esc(line)}</p></li>')
+        body.append(f'<ol class="results">{"".join(items)}</ol>' if items else
+                    f"<p>No entity matches “{esc(q)}”.</p>")
+    return html_page(200, f"Search: {q}" if q else "Search", "".join(body), query=q)
+
+
+def query_page(kg: Any, query: str) -> Page:
+    """``/query``: a SPARQL form that posts to ``/sparql`` (``/static/kgx.js`` draws the table)."""
+    r = Renderer(kg)
+    examples = "".join(
+        f'<li><a href="/query?{esc(urlencode({"query": text}))}">{esc(name)}</a></li>'
+        for name, text in EXAMPLES)
+    prefixes = "".join(f"<li><code>{esc(k)}: &lt;{esc(v)}&gt;</code></li>"
+                       for k, v in sorted(kg.prefixes.items()))
+    text = query or EXAMPLES[0][1]
+    body = (f'<h1>SPARQL</h1><form id="sparql" action="/query" method="get" '
+            f'data-resource="{esc(r.resource)}" data-run="{"yes" if query else "no"}">'
+            f'<textarea name="query" rows="8" spellcheck="false" aria-label="SPARQL query">'
+            f"{esc(text)}</textarea><p><button type=\"submit\">Run</button> "
+            '<span class="note">Posted to <code>/sparql</code>: read-only, with the '
+            "endpoint's timeout and row cap.</span></p></form>"
+            '<noscript><p class="error">The results table needs JavaScript; /sparql answers '
+            "without it.</p></noscript>"
+            '<div id="status" role="status"></div><div id="results"></div>'
+            f'<section><h2>Examples</h2><ul class="examples">{examples}</ul></section>'
+            f'<section><h2>Predeclared prefixes</h2><ul class="prefixes">{prefixes}</ul>'
+            "</section>")
+    return html_page(200, "SPARQL", body, script=True)
+
+
+def static_file(name: str) -> Page:
+    """A file of ``kgx/static`` (CSS, the query page's script), or 404."""
+    path = (STATIC_DIR / name).resolve()
+    if path.parent != STATIC_DIR or path.suffix not in STATIC_TYPES or not path.is_file():
+        return Page(404, "text/plain; charset=utf-8", b"no such file\n")
+    return Page(200, STATIC_TYPES[path.suffix], path.read_bytes(),
+                {"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+
+def render(kg: Any, name: str, params: dict[str, Any]) -> Page:
+    """The page ``name`` ("entity", "search", "query") with its parameters: the entry point the
+    server's query workers call."""
+    if name == "entity":
+        return entity_page(kg, params["iri"], params.get("suggestions", ()))
+    if name == "search":
+        return search_page(kg, params.get("q", ""), params.get("candidates"),
+                           params.get("error"))
+    if name == "query":
+        return query_page(kg, params.get("query", ""))
+    raise ValueError(f"no page {name!r}")
+
+
+def wants_html(accept: str) -> bool:
+    """Whether an Accept header prefers HTML over the data formats (a browser's does)."""
+    best = _accept_ranking(accept)
+    return bool(best) and best[0] in ("text/html", "application/xhtml+xml")
+
+
+def _accept_ranking(accept: str) -> list[str]:
+    prefs = []
+    for i, part in enumerate(accept.split(",")):
+        bits = [b.strip() for b in part.split(";")]
+        q = 1.0
+        for b in bits[1:]:
+            if b.startswith("q="):
+                try:
+                    q = float(b[2:])
+                except ValueError:
+                    q = 0.0
+        if bits[0] and q > 0 and math.isfinite(q):
+            prefs.append((-q, i, bits[0].lower()))
+    return [mt for _, _, mt in sorted(prefs)]
+
+
+ENTITY_FORMATS = {"turtle": "text/turtle", "ntriples": "application/n-triples",
+                  "jsonld": "application/ld+json", "nquads": "application/n-quads"}
+
+
+def entity_format(accept: str, fmt: str | None) -> str | None:
+    """What to answer on ``/entity/{Title}``: "html", or the media type of an RDF format.
+
+    ``?format=turtle|ntriples|jsonld|nquads`` wins over the Accept header; ``*/*``, an empty
+    header and ``text/*`` get HTML. None: nothing acceptable (406).
+    """
+    if fmt:
+        return ENTITY_FORMATS.get(fmt)
+    ranking = _accept_ranking(accept) or ["text/html"]
+    for mt in ranking:
+        if mt in ("text/html", "application/xhtml+xml", "*/*", "text/*"):
+            return "html"
+        if mt in ENTITY_FORMATS.values() or mt == "text/plain":
+            return "application/n-triples" if mt == "text/plain" else mt
+    return None
