@@ -362,10 +362,16 @@ def extract(dump: str | os.PathLike[str], out: str | os.PathLike[str],
 
 
 def structure_key(dump: Path, opts: ExtractOptions, index: str | None) -> str:
-    """What a structure pass's output depends on: the dump (a changed file starts over) and
-    every setting that changes what is written."""
+    """What a structure pass's output depends on: the dump (a changed file starts over), the
+    ontology and infobox mappings it maps onto (an edited mapping starts over), and every
+    setting that changes what is written."""
+    import hashlib
+
+    vocabulary = hashlib.sha1()
+    for path in (ONTOLOGY_DIR / "kgx.ttl", ONTOLOGY_DIR / "mappings" / "infoboxes.yaml"):
+        vocabulary.update(path.read_bytes() if path.exists() else b"")
     return stage_key(__version__, dump_fingerprint(dump), opts.limit, opts.namespace,
-                     asdict(opts.limits), opts.keep_documents, index)
+                     asdict(opts.limits), opts.keep_documents, index, vocabulary.hexdigest())
 
 
 def _extract(dump_p: Path, out_p: Path, opts: ExtractOptions) -> Report:

@@ -273,3 +273,22 @@ def test_a_second_run_on_the_same_output_refuses(tmp_path: Path) -> None:
             pass
     finally:
         holder.kill()
+
+
+def test_an_edited_mapping_or_ontology_starts_the_structure_stage_over(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kgx.extract as ex
+    from kgx.ontology import ONTOLOGY_DIR
+
+    onto = tmp_path / "ontologies"
+    shutil.copytree(ONTOLOGY_DIR, onto)
+    monkeypatch.setattr(ex, "ONTOLOGY_DIR", onto)
+    opts = ex.ExtractOptions()
+    before = ex.structure_key(SAMPLE, opts, None)
+    assert ex.structure_key(SAMPLE, opts, None) == before
+    mapping = onto / "mappings" / "infoboxes.yaml"
+    mapping.write_text(mapping.read_text() + "\n# edited\n")
+    edited = ex.structure_key(SAMPLE, opts, None)
+    assert edited != before
+    (onto / "kgx.ttl").write_text((onto / "kgx.ttl").read_text() + "\n# edited\n")
+    assert ex.structure_key(SAMPLE, opts, None) not in (before, edited)
