@@ -257,7 +257,8 @@ def _worker_main(out: str, conn: Any, opts: ServeOptions) -> None:
     Jobs are those of :func:`run_job`. Messages to the server are tagged: ``("result", status,
     ctype, body, headers)`` ends a job; ``("lookup", name)`` asks the server process to resolve
     ``kgx:lookup(name)`` (it holds the entity index, so no worker loads it) and waits for the
-    IRI or None.
+    IRI or None; ``("suggest", name, k)`` asks it for up to ``k`` candidate IRIs (a 404 page's
+    suggestions).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from kgx.workers import limit_address_space
@@ -271,6 +272,10 @@ def _worker_main(out: str, conn: Any, opts: ServeOptions) -> None:
         conn.send(("lookup", name))
         return conn.recv()
 
+    def suggest(name: str, k: int) -> list[str]:
+        conn.send(("suggest", name, k))
+        return conn.recv()
+
     kg.lookup_function = lookup
     text = "text/plain; charset=utf-8"
     while True:
@@ -281,7 +286,7 @@ def _worker_main(out: str, conn: Any, opts: ServeOptions) -> None:
         if job is None:
             return
         try:
-            conn.send(("result", *run_job(kg, job, opts)))
+            conn.send(("result", *run_job(kg, job, opts, suggest)))
         except ServiceRefused as exc:
             conn.send(("result", 403, text, f"{exc}\n".encode(), {}))
         except QueryError as exc:
@@ -343,18 +348,20 @@ def _truncated(flag: bool) -> dict[str, str]:
     return {"X-KGX-Truncated": "true"} if flag else {}
 
 
-def run_job(kg: Any, job: tuple[Any, ...], opts: ServeOptions
+def run_job(kg: Any, job: tuple[Any, ...], opts: ServeOptions,
+            suggest: Callable[[str, int], list[str]] | None = None
             ) -> tuple[int, str, bytes, dict[str, str]]:
     """One job of a query worker: ``("sparql", query, accept, extra)``, ``("page", name,
-    params)`` (an HTML page of :mod:`kgx.web`) or ``("describe", iri, accept)`` (an entity's
-    RDF, 404 when the graph does not know it)."""
+    params)`` (an HTML page of :mod:`kgx.web`; ``suggest(name, k)`` gives a 404 page its
+    candidate IRIs) or ``("describe", iri, accept)`` (an entity's RDF, 404 when the graph does
+    not know it)."""
     kind = job[0]
     if kind == "sparql":
         return run_query(kg, job[1], job[2], opts, job[3])
     if kind == "page":
         from kgx.web import render
 
-        page = render(kg, job[1], job[2])
+        page = render(kg, job[1], job[2], suggest)
         return page.status, page.ctype, page.body, page.headers
     if kind == "describe":
         iri = job[1]
@@ -384,10 +391,12 @@ class QueryPool:
     """``workers`` query processes; a job past its timeout kills its process."""
 
     def __init__(self, out: str, opts: ServeOptions,
-                 lookup: Callable[[str], str | None] | None = None) -> None:
+                 lookup: Callable[[str], str | None] | None = None,
+                 suggest: Callable[[str, int], list[str]] | None = None) -> None:
         self.out = out
         self.opts = opts
         self.lookup = lookup
+        self.suggest = suggest
         # spawn: a fresh interpreter per worker, whatever threads and libraries the server
         # process holds (forking a process with torch's thread pools can hang the child).
         self.ctx = mp.get_context("spawn")
@@ -409,7 +418,9 @@ class QueryPool:
                 msg = w.conn.recv()
                 if msg[0] == "result":
                     return msg[1:]
-                w.conn.send(self._lookup(msg[1]))  # ("lookup", name) from kgx:lookup()
+                # ("lookup", name) from kgx:lookup(), ("suggest", name, k) from a 404 page
+                w.conn.send(self._lookup(msg[1]) if msg[0] == "lookup" else
+                            self._suggest(msg[1], msg[2]))
             self.timeouts += 1
             w.kill()
             w = _Worker(self.ctx, self.out, self.opts)
@@ -432,6 +443,15 @@ class QueryPool:
             return self.lookup(name)
         except (ValueError, RuntimeError, OSError):
             return None
+
+    def _suggest(self, name: Any, k: Any) -> list[str]:
+        if self.suggest is None or not isinstance(name, str) or not name.strip() \
+                or not isinstance(k, int):
+            return []
+        try:
+            return self.suggest(name, max(1, min(k, 20)))
+        except (ValueError, RuntimeError, OSError):
+            return []
 
     def close(self) -> None:
         for w in self.idle:
@@ -498,14 +518,7 @@ def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Calla
     import pyoxigraph as ox
 
     from kgx.graph import KnowledgeGraph
-    from kgx.web import (
-        ENTITY_FORMATS,
-        entity_format,
-        iri_from_path,
-        static_file,
-        title_of,
-        wants_html,
-    )
+    from kgx.web import ENTITY_FORMATS, entity_format, iri_from_path, static_file, wants_html
 
     opts = opts or ServeOptions()
     out = str(out)
@@ -522,19 +535,20 @@ def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Calla
 
     resource = (kg.namespace or "") + "resource/" if kg.namespace else ""
 
-    def has_subject_or_object(iri: str) -> bool:
-        try:
-            return bool(kg.query(f"ASK {{ {{ <{iri}> ?p ?o }} UNION {{ ?s ?p <{iri}> }} }}"))
-        except ValueError:
-            return False
+    def suggest(name: str, k: int) -> list[str]:
+        with lookup_lock:
+            return [c.iri for c in kg.lookup(name, k=k)]
 
-    pool = QueryPool(out, opts, lookup)
+    pool = QueryPool(out, opts, lookup, suggest if lookup is not None else None)
     connections = threading.BoundedSemaphore(opts.max_connections)
     body_cap = opts.max_query_bytes * 4
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "kgx"
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; with Nagle's algorithm on, the body then
+        # waits for the client's delayed ACK: 40 ms on every answer of a kept-alive connection.
+        disable_nagle_algorithm = True
         timeout = opts.idle_timeout  # a socket timeout: idle or half-sent requests are dropped
 
         def log_message(self, fmt: str, *args: Any) -> None:  # quiet unless asked
@@ -597,6 +611,11 @@ def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Calla
                 self._lookup(params)
             elif url.path.startswith("/entity/"):
                 self._entity(url.path[len("/entity/"):], params, accept)
+            elif url.path.startswith("/fact/"):
+                as_json = (params.get("format") or [""])[0] == "json" or (
+                    "application/json" in accept and not wants_html(accept))
+                self._job(("page", "fact", {"digest": url.path[len("/fact/"):],
+                                            "json": as_json}))
             elif url.path.startswith("/static/"):
                 page = static_file(url.path[len("/static/"):])
                 self._send(page.status, page.ctype, page.body, page.headers)
@@ -607,7 +626,8 @@ def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Calla
             elif url.path == "/":
                 self._send(200, "application/json", json.dumps({
                     "sparql": "/sparql", "lookup": "/lookup?q=NAME&k=10",
-                    "entity": "/entity/{Title}", "pages": "/ (search), /query",
+                    "entity": "/entity/{Title}", "fact": "/fact/{digest}",
+                    "pages": "/ (search), /query",
                     "read_only": True, "timeout_s": opts.timeout, "max_rows": opts.max_rows,
                 }).encode())
             else:
@@ -644,9 +664,7 @@ def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Calla
             elif fmt != "html":
                 self._job(("describe", iri, fmt))
             else:
-                suggest = [c.iri for c in self._candidates(title_of(iri, resource), 5)] \
-                    if not has_subject_or_object(iri) else []
-                self._job(("page", "entity", {"iri": iri, "suggestions": suggest}))
+                self._job(("page", "entity", {"iri": iri}))
 
         def _search(self, q: str) -> None:
             params: dict[str, Any] = {"q": q}

@@ -16,9 +16,13 @@ URLs: the entity ``{ns}resource/Local`` is at ``/entity/Local``, percent-encoded
 
 from __future__ import annotations
 
+import functools
 import html
+import itertools
+import json
 import math
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,9 +53,10 @@ HTML_TYPE = "text/html; charset=utf-8"
 MAX_FACTS = 2000  # facts read for one entity page (a hub's beyond this are counted, not shown)
 MAX_MODEL_FACTS = 100
 MAX_EVIDENCE = 10  # sentences shown per model fact
-EVIDENCE_READ = 500  # sentences of one model fact read to choose those shown
+EVIDENCE_READ = 50  # sentences of one model fact read to choose the most confident shown
 MAX_INCOMING = 200
-MAX_LINKS = 100
+MAX_LINKS = 20  # wikilinks listed; the query page lists them all
+MAX_REDIRECTS = 100
 MAX_NEIGHBOURS = 30
 COUNT_CAP = 10_000  # "10,000+" past this
 
@@ -77,6 +82,9 @@ EXAMPLES = (
 )
 
 
+Suggest = Callable[[str, int], list[str]]  # a name -> up to k candidate entity IRIs
+
+
 @dataclass(slots=True)
 class Page:
     """An HTTP answer: status, content type, body, extra headers."""
@@ -95,6 +103,10 @@ def esc(value: Any) -> str:
 # --------------------------------------------------------------------------- URLs
 
 
+_PATH_SAFE = "/:,()!*'@;=$+"
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_.~/:,()!*'@;=$+-]+")
+
+
 def entity_path(iri: str, resource: str) -> str | None:
     """The page path of an entity IRI, or None for an IRI outside the resource namespace.
 
@@ -105,7 +117,10 @@ def entity_path(iri: str, resource: str) -> str | None:
     """
     if not resource or not iri.startswith(resource) or len(iri) == len(resource):
         return None
-    return "/entity/" + quote(unquote(iri[len(resource):]), safe="/:,()!*'@;=$+")
+    local = iri[len(resource):]
+    if _PLAIN_PATH.fullmatch(local):  # most titles: nothing to decode or encode
+        return "/entity/" + local
+    return "/entity/" + quote(unquote(local), safe=_PATH_SAFE)
 
 
 def iri_from_path(tail: str, resource: str) -> str:
@@ -151,21 +166,26 @@ class Vocabulary:
 
     labels: dict[str, str]
     parents: dict[str, list[str]]
-    object_properties: list[str]
+    object_properties: list[Any]  # pyoxigraph NamedNodes, ready for index lookups
 
     @classmethod
     def read(cls, kg: Any) -> Vocabulary:
+        import pyoxigraph as ox
+
         g = f"<{ONTOLOGY_GRAPH}>"
         labels: dict[str, str] = {}
-        for sol in kg.query(f"SELECT ?x ?l WHERE {{ GRAPH {g} {{ ?x <{RDFS}label> ?l }} }}"):
+        for sol in select(kg, f"SELECT ?x ?l WHERE {{ GRAPH {g} {{ ?x <{RDFS}label> ?l }} }}"):
             labels.setdefault(sol["x"].value, sol["l"].value)
         parents: dict[str, list[str]] = {}
-        for sol in kg.query(f"SELECT ?c ?d WHERE {{ GRAPH {g} {{ ?c <{RDFS}subClassOf> ?d }} }} "
-                            "ORDER BY ?c ?d"):
+        for sol in select(kg, f"SELECT ?c ?d WHERE {{ GRAPH {g} {{ ?c <{RDFS}subClassOf> ?d }} }} "
+                              "ORDER BY ?c ?d"):
             parents.setdefault(sol["c"].value, []).append(sol["d"].value)
-        props = [sol["p"].value for sol in kg.query(
-            f"SELECT ?p WHERE {{ GRAPH {g} {{ ?p a <{OWL}ObjectProperty> }} }} ORDER BY ?p")]
-        return cls(labels, parents, [p for p in props if p not in _STRUCTURAL_IN])
+        props = [sol["p"].value for sol in select(
+            kg, f"SELECT ?p WHERE {{ GRAPH {g} {{ ?p a <{OWL}ObjectProperty> }} }} ORDER BY ?p")]
+        # Only the properties this graph uses: each is one index lookup per entity page.
+        used = [ox.NamedNode(p) for p in props if p not in _STRUCTURAL_IN
+                and bool(select(kg, f"ASK {{ ?s <{p}> ?o }}"))]
+        return cls(labels, parents, used)
 
     def chain(self, cls: str) -> list[str]:
         """``cls`` and its superclasses up to the root, first parent first."""
@@ -187,6 +207,12 @@ class Vocabulary:
 _VOCAB: dict[int, Vocabulary] = {}
 
 
+def select(kg: Any, query: str) -> Any:
+    """Run a query this module wrote (full IRIs, escaped by construction) on the union graph,
+    without the SERVICE and syntax checks that :meth:`KnowledgeGraph.query` gives user text."""
+    return kg.store.query(query, use_default_graph_as_union=True)
+
+
 def vocabulary(kg: Any) -> Vocabulary:
     """The ontology's labels and class tree for ``kg``, read on first use."""
     v = _VOCAB.get(id(kg))
@@ -198,9 +224,10 @@ def vocabulary(kg: Any) -> Vocabulary:
 # --------------------------------------------------------------------------- page frame
 
 
-def frame(title: str, body: str, *, query: str = "", script: bool = False) -> str:
-    """A whole HTML page: the header with the search box, then ``body`` (already escaped)."""
-    js = '<script src="/static/kgx.js" defer></script>' if script else ""
+def frame(title: str, body: str, *, query: str = "") -> str:
+    """A whole HTML page: the header with the search box, then ``body`` (already escaped).
+    Every page loads ``/static/kgx.js`` (the query page's table, entity pages' evidence)."""
+    js = '<script src="/static/kgx.js" defer></script>'
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{esc(title)} · kgx</title>"
@@ -225,16 +252,31 @@ class Renderer:
         self.kg = kg
         self.vocab = vocabulary(kg)
         self.wiki, self.resource = page_urls(kg.report)
+        self._links: dict[str, str] = {}
+        self._names: dict[str, str] = {}
 
     def name(self, iri: str) -> str:
         """A person's name for an IRI: a page title, an ontology label, or a prefixed name."""
-        if self.resource and iri.startswith(self.resource):
-            return title_of(iri, self.resource)
-        return self.vocab.labels.get(iri) or short_name(iri, self.kg.prefixes)
+        name = self._names.get(iri)
+        if name is None:
+            if self.resource and iri.startswith(self.resource):
+                name = title_of(iri, self.resource)
+            else:
+                name = self.vocab.labels.get(iri) or short_name(iri, self.kg.prefixes)
+            self._names[iri] = name
+        return name
 
     def link(self, iri: str, text: str | None = None) -> str:
         """An entity as a link to its page; any other IRI as its name with the IRI on hover."""
-        label = esc(text if text is not None else self.name(iri))
+        if text is None:
+            html_ = self._links.get(iri)
+            if html_ is None:
+                html_ = self._links[iri] = self._link(iri, self.name(iri))
+            return html_
+        return self._link(iri, text)
+
+    def _link(self, iri: str, text: str) -> str:
+        label = esc(text)
         path = entity_path(iri, self.resource)
         if path is not None:
             return f'<a href="{esc(path)}">{label}</a>'
@@ -291,21 +333,61 @@ class EntityFacts:
     model: list[Fact] = field(default_factory=list)
     inferred: list[Fact] = field(default_factory=list)
     other: list[Fact] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    redirect: str | None = None  # the target, when the entity is a redirect
+    quads: int = 0  # quads with the entity as subject, read
     truncated: bool = False
 
 
-def read_entity(kg: Any, iri: str) -> EntityFacts:
-    """Every fact with ``iri`` as subject but its wikilinks, sorted into sections."""
+class Extractors:
+    """The extractor of a fact's graph, read from its IRI where it follows kgx's provenance
+    scheme (:mod:`kgx.rdf`: ``graph/page/{id}/{extractor}``, ``graph/fact/{hash}`` for the
+    model, ``graph/inferred`` for reasoning), else from the graph's ``kgx:extractor``."""
+
+    def __init__(self, kg: Any) -> None:
+        self.kg = kg
+        self.graphs = (kg.namespace or "") + "graph/"
+        self.known: dict[str, str | None] = {}
+
+    def __call__(self, graph: str) -> str | None:
+        if graph.startswith(self.graphs):
+            rest = graph[len(self.graphs):]
+            if rest.startswith("page/") and rest.count("/") == 2:
+                return rest.rsplit("/", 1)[1]
+            if rest.startswith("fact/") and rest.count("/") == 1:
+                return "model"
+            if rest == "inferred":
+                return None
+        if graph not in self.known:
+            found = [sol["ex"].value for sol in select(
+                self.kg, f"SELECT ?ex WHERE {{ <{graph}> <{KGX}extractor> ?ex }} LIMIT 1")]
+            self.known[graph] = found[0] if found else None
+        return self.known[graph]
+
+
+def read_entity(kg: Any, iri: str, extractor: Extractors) -> EntityFacts:
+    """Every fact with ``iri`` as subject (at most :data:`MAX_FACTS`), sorted into sections.
+
+    Read straight from the store's subject index (``quads_for_pattern``): a SPARQL SELECT of
+    the same quads costs about twice as much in Python.
+    """
+    import pyoxigraph as ox
+
     facts = EntityFacts()
-    q = (f"SELECT ?p ?o ?g ?ex WHERE {{ GRAPH ?g {{ <{iri}> ?p ?o }} "
-         f"FILTER(?p != <{KGX}wikiLink>) OPTIONAL {{ ?g <{KGX}extractor> ?ex }} }} "
-         f"LIMIT {MAX_FACTS + 1}")
-    rows = list(kg.query(q))
+    rows = list(itertools.islice(kg.store.quads_for_pattern(ox.NamedNode(iri), None, None),
+                                 MAX_FACTS + 1))
     facts.truncated = len(rows) > MAX_FACTS
+    facts.quads = len(rows)
     seen_types: set[str] = set()
-    for sol in rows[:MAX_FACTS]:
-        p, o, g = sol["p"].value, sol["o"], sol["g"].value
-        ex = sol["ex"].value if sol["ex"] is not None else None
+    link = KGX + "wikiLink"
+    for quad in rows[:MAX_FACTS]:
+        if not isinstance(quad.graph_name, ox.NamedNode):
+            continue  # the default graph: kgx writes every fact into a named one
+        p, o, g = quad.predicate.value, quad.object, quad.graph_name.value
+        if p == link:
+            facts.links.append(o.value)
+            continue
+        ex = extractor(g)
         if p == RDF + "type":
             if o.value not in seen_types:
                 seen_types.add(o.value)
@@ -323,6 +405,8 @@ def read_entity(kg: Any, iri: str) -> EntityFacts:
                 facts.categories.append(o.value)
         elif p == FOAF + "isPrimaryTopicOf":
             facts.source_url = o.value
+        elif p == KGX + "redirectsTo":
+            facts.redirect = min(facts.redirect or o.value, o.value)
         elif ex == "infobox":
             facts.infobox.append(Fact(p, o, g, ex))
         elif ex == "model":
@@ -337,29 +421,35 @@ def read_entity(kg: Any, iri: str) -> EntityFacts:
 def _count(kg: Any, pattern: str) -> int:
     """How many solutions ``pattern`` has, counted up to :data:`COUNT_CAP` + 1."""
     q = f"SELECT (COUNT(*) AS ?n) WHERE {{ SELECT * WHERE {{ {pattern} }} LIMIT {COUNT_CAP + 1} }}"
-    return int(next(iter(kg.query(q)))["n"].value)
+    return int(next(iter(select(kg, q)))["n"].value)
 
 
 def _count_text(n: int) -> str:
     return f"{COUNT_CAP:,}+" if n > COUNT_CAP else f"{n:,}"
 
 
-def highlight(sentence: str, start: int, spans: Sequence[tuple[Any, Any, str]]) -> str:
-    """The sentence as HTML with each ``(start, end, class)`` span (page offsets) in a ``<mark>``.
+def marks(sentence: str, start: int, spans: Sequence[tuple[Any, Any, str]]
+          ) -> list[tuple[int, int, str]]:
+    """``(start, end, class)`` spans given as page offsets, made relative to the sentence;
+    spans that fall outside it or overlap an earlier one are left out."""
+    out: list[tuple[int, int, str]] = []
+    for a, b, cls in sorted((int(a), int(b), c) for a, b, c in spans if a is not None
+                            and b is not None):
+        a, b = a - start, b - start
+        if 0 <= a < b <= len(sentence) and (not out or a >= out[-1][1]):
+            out.append((a, b, cls))
+    return out
 
-    Spans that fall outside the sentence or overlap an earlier one are left out.
+
+def highlight(sentence: str, start: int, spans: Sequence[tuple[Any, Any, str]]) -> str:
+    """The sentence as HTML with each ``(start, end, class)`` span (page offsets) in a ``<mark>``
+    (see :func:`marks`).
 
     >>> highlight("Rand was born in Saint Petersburg.", 100, [(100, 104, "s"), (117, 133, "o")])
     '<mark class="s">Rand</mark> was born in <mark class="o">Saint Petersburg</mark>.'
     """
-    marks: list[tuple[int, int, str]] = []
-    for a, b, cls in sorted((int(a), int(b), c) for a, b, c in spans if a is not None
-                            and b is not None):
-        a, b = a - start, b - start
-        if 0 <= a < b <= len(sentence) and (not marks or a >= marks[-1][1]):
-            marks.append((a, b, cls))
     out, pos = [], 0
-    for a, b, cls in marks:
+    for a, b, cls in marks(sentence, start, spans):
         out.append(esc(sentence[pos:a]))
         out.append(f'<mark class="{esc(cls)}">{esc(sentence[a:b])}</mark>')
         pos = b
@@ -380,80 +470,110 @@ class Evidence:
     confidence: Any
 
 
-_EVIDENCE_VARS = ("sent", "ss", "h0", "h1", "t0", "t1", "e0", "e1", "page", "pid", "rev", "c")
+_EVIDENCE_PROPS = {KGX + n: n for n in (
+    "sentence", "sentenceStart", "subjectStart", "subjectEnd", "objectStart", "objectEnd",
+    "evidenceStart", "evidenceEnd", "sourcePage", "pageId", "revisionId", "confidence")}
+def _evidence(props: dict[str, str]) -> Evidence:
+    if "subjectStart" in props and "objectStart" in props:
+        spans = [(props["subjectStart"], props.get("subjectEnd"), "subject"),
+                 (props["objectStart"], props.get("objectEnd"), "object")]
+    else:  # graphs from kgx 0.1 keep only the span of both mentions
+        spans = [(props.get("evidenceStart"), props.get("evidenceEnd"), "span")]
+    start = props.get("sentenceStart")
+    return Evidence(props.get("sentence", ""), int(start) if start is not None else None, spans,
+                    props.get("sourcePage"), props.get("pageId"), props.get("revisionId"),
+                    props.get("confidence"))
+
+
+def _properties(kg: Any, node: str, names: dict[str, str]) -> dict[str, str]:
+    """The values of ``node``'s properties named in ``names`` (IRI -> short name), read from
+    the store's subject index."""
+    import pyoxigraph as ox
+
+    out: dict[str, str] = {}
+    for quad in kg.store.quads_for_pattern(ox.NamedNode(node), None, None):
+        name = names.get(quad.predicate.value)
+        if name is not None:
+            out.setdefault(name, quad.object.value)
+    return out
 
 
 def read_evidence(kg: Any, graph: str) -> list[Evidence]:
-    """The most confident sentences (at most :data:`MAX_EVIDENCE`) of one model fact."""
-    opt = "".join(f" OPTIONAL {{ ?ev <{KGX}{p}> ?{v} }}" for p, v in (
-        ("sentenceStart", "ss"), ("subjectStart", "h0"), ("subjectEnd", "h1"),
-        ("objectStart", "t0"), ("objectEnd", "t1"), ("evidenceStart", "e0"),
-        ("evidenceEnd", "e1"), ("sourcePage", "page"), ("pageId", "pid"),
-        ("revisionId", "rev"), ("confidence", "c")))
-    # Sorted here, not by ORDER BY (Oxigraph sorts IRIs by their text: slow for a page);
-    # the most confident of the first EVIDENCE_READ sentences are shown.
-    q = (f"SELECT ?ev ?{' ?'.join(_EVIDENCE_VARS)} WHERE {{ <{graph}> <{KGX}evidence> ?ev . "
-         f"?ev <{KGX}sentence> ?sent .{opt} }} LIMIT {EVIDENCE_READ}")
-    sols = sorted(kg.query(q), key=lambda sol: (
-        -float(sol["c"].value) if sol["c"] is not None else 0.0, sol["ev"].value))
-    out = []
-    for sol in sols[:MAX_EVIDENCE]:
-        v = {k: (sol[k].value if sol[k] is not None else None) for k in _EVIDENCE_VARS}
-        if v["h0"] is not None and v["t0"] is not None:
-            spans = [(v["h0"], v["h1"], "subject"), (v["t0"], v["t1"], "object")]
-        else:  # graphs from kgx 0.1 keep only the span of both mentions
-            spans = [(v["e0"], v["e1"], "span")]
-        out.append(Evidence(v["sent"], int(v["ss"]) if v["ss"] is not None else None, spans,
-                            v["page"], v["pid"], v["rev"], v["c"]))
-    return out
+    """The most confident sentences (at most :data:`MAX_EVIDENCE`) of the first
+    :data:`EVIDENCE_READ` that state a model fact (its graph's ``kgx:evidence`` nodes)."""
+    import pyoxigraph as ox
+
+    nodes = [q.object.value for q in itertools.islice(kg.store.quads_for_pattern(
+        ox.NamedNode(graph), ox.NamedNode(KGX + "evidence"), None), EVIDENCE_READ)]
+    read = [(node, _properties(kg, node, _EVIDENCE_PROPS)) for node in sorted(set(nodes))]
+    read.sort(key=lambda nv: -float(nv[1].get("confidence", 0.0)))
+    return [_evidence(props) for _, props in read if "sentence" in props][:MAX_EVIDENCE]
+
+
+_FACT_PROPS = {KGX + "confidence": "conf", KGX + "supportCount": "n",
+               KGX + "agreesWithInfobox": "agree"}
 
 
 def read_model_facts(kg: Any, facts: list[Fact]) -> list[tuple[Fact, dict[str, Any]]]:
     """Each model fact with its confidence, support count and infobox agreement, most
-    confident first (at most :data:`MAX_MODEL_FACTS`)."""
-    if not facts:
-        return []
-    values = " ".join(f"<{f.graph}>" for f in facts)
-    meta: dict[str, dict[str, Any]] = {}
-    for sol in kg.query(
-            f"SELECT ?g ?conf ?n ?agree WHERE {{ VALUES ?g {{ {values} }} "
-            f"OPTIONAL {{ ?g <{KGX}confidence> ?conf }} OPTIONAL {{ ?g <{KGX}supportCount> ?n }} "
-            f"OPTIONAL {{ ?g <{KGX}agreesWithInfobox> ?agree }} }}"):
-        meta[sol["g"].value] = {k: (sol[k].value if sol[k] is not None else None)
-                                for k in ("conf", "n", "agree")}
-    ranked = sorted(facts, key=lambda f: -float(meta.get(f.graph, {}).get("conf") or 0))
-    return [(f, meta.get(f.graph, {})) for f in ranked[:MAX_MODEL_FACTS]]
+    confident first (at most :data:`MAX_MODEL_FACTS`). Their evidence is read by
+    :func:`fact_page`, when a reader asks for it."""
+    import pyoxigraph as ox
+
+    meta: dict[str, dict[str, Any]] = {f.graph: {} for f in facts}
+    props = [(ox.NamedNode(p), name) for p, name in _FACT_PROPS.items()]
+    for g, values in meta.items():
+        node = ox.NamedNode(g)
+        for p, name in props:  # an index lookup each (a SPARQL VALUES join scanned the store)
+            for quad in kg.store.quads_for_pattern(node, p, None):
+                values.setdefault(name, quad.object.value)
+    ranked = sorted(facts, key=lambda f: (-float(meta[f.graph].get("conf") or 0), f.graph))
+    return [(f, meta[f.graph]) for f in ranked[:MAX_MODEL_FACTS]]
 
 
-def read_incoming(kg: Any, iri: str, vocab: Vocabulary) -> list[tuple[str, str, str | None]]:
+def read_incoming(kg: Any, iri: str, vocab: Vocabulary, extractor: Extractors
+                  ) -> list[tuple[str, str, str | None]]:
     """Facts naming ``iri`` as their object, as ``(subject, predicate, extractor)``: one index
-    lookup per ontology object property, so a hub's millions of links are never scanned."""
-    if not vocab.object_properties:
-        return []
-    values = " ".join(f"<{p}>" for p in vocab.object_properties)
-    q = (f"SELECT DISTINCT ?s ?p ?ex WHERE {{ VALUES ?p {{ {values} }} "
-         f"GRAPH ?g {{ ?s ?p <{iri}> }} OPTIONAL {{ ?g <{KGX}extractor> ?ex }} }} "
-         f"LIMIT {MAX_INCOMING + 1}")
-    return [(sol["s"].value, sol["p"].value, sol["ex"].value if sol["ex"] is not None else None)
-            for sol in kg.query(q)]
+    lookup per object property the graph uses, so a hub's millions of links and mentions are
+    never scanned."""
+    import pyoxigraph as ox
+
+    obj = ox.NamedNode(iri)
+    seen: dict[tuple[str, str], str | None] = {}
+    for p in vocab.object_properties:
+        left = MAX_INCOMING + 1 - len(seen)
+        for quad in itertools.islice(kg.store.quads_for_pattern(None, p, obj), left):
+            if isinstance(quad.graph_name, ox.NamedNode):
+                seen.setdefault((quad.subject.value, p.value), extractor(quad.graph_name.value))
+        if len(seen) > MAX_INCOMING:
+            break
+    return [(s, p, ex) for (s, p), ex in seen.items()]
 
 
-def _column(kg: Any, q: str) -> list[str]:
-    """The first variable's values, sorted (in Python: Oxigraph's ORDER BY on IRIs costs more
-    than the rest of the query on a page's worth of rows)."""
-    return sorted(sol[0].value for sol in kg.query(q))
+@functools.lru_cache(maxsize=MAX_NEIGHBOURS + 1)
+def _star_layout(n: int) -> tuple[tuple[float, float], ...]:
+    """Positions of a centre and ``n`` neighbours by networkx's ``shell_layout``: the centre in
+    the middle; past a dozen neighbours, every other one on an outer ring, so labels keep
+    apart. The same for every entity with ``n`` neighbours, so computed once per ``n``."""
+    import networkx as nx
+
+    if n == 0:
+        return ((0.0, 0.0),)
+    g = nx.star_graph(n)  # node 0 is the centre
+    ring = list(range(1, n + 1))
+    shells = [[0], ring] if n <= 12 else [[0], ring[::2], ring[1::2]]
+    pos = nx.shell_layout(g, nlist=shells)
+    return tuple((float(pos[i][0]), float(pos[i][1])) for i in range(n + 1))
 
 
 def neighbourhood_svg(center: str, edges: Sequence[tuple[str, str, str]], r: Renderer) -> str:
     """The entity and its one-hop neighbours (at most :data:`MAX_NEIGHBOURS`) as an SVG star,
-    laid out by networkx (``shell_layout``: the entity in the middle, neighbours around it).
+    laid out by :func:`_star_layout`.
 
     Args:
         center: The entity's IRI.
         edges: ``(neighbour IRI, predicate name, "out" or "in")``.
     """
-    import networkx as nx
-
     by_node: dict[str, list[str]] = {}
     for node, pred, direction in edges:
         if node == center:
@@ -465,15 +585,9 @@ def neighbourhood_svg(center: str, edges: Sequence[tuple[str, str, str]], r: Ren
         if name not in names:
             names.append(name)
     nodes = list(by_node)
-    g = nx.Graph()
-    g.add_node(center)
-    g.add_edges_from((center, n) for n in nodes)
-    # Past a dozen neighbours, two rings (every other neighbour on the outer one) keep the
-    # labels apart.
-    shells = [[center], nodes] if len(nodes) <= 12 else [[center], nodes[::2], nodes[1::2]]
-    pos = nx.shell_layout(g, nlist=shells) if nodes else {center: (0.0, 0.0)}
-    extent = max((max(abs(float(x)), abs(float(y))) for x, y in pos.values()), default=0.0) \
-        or 1.0
+    layout = _star_layout(len(nodes))
+    pos = {center: layout[0], **{n: layout[i] for i, n in enumerate(nodes, 1)}}
+    extent = max((max(abs(x), abs(y)) for x, y in layout), default=0.0) or 1.0
     width, height = 760, 520
 
     def xy(n: str) -> tuple[float, float]:
@@ -521,59 +635,121 @@ def _section(ident: str, title: str, inner: str, note: str = "") -> str:
     return f'<section id="{ident}"><h2>{esc(title)}</h2>{n}{inner}</section>'
 
 
+def fact_path(graph: str, kg: Any) -> str | None:
+    """The page path of a model fact's graph (``/fact/{digest}``), or None for other graphs."""
+    prefix = (kg.namespace or "") + "graph/fact/"
+    digest = graph[len(prefix):] if graph.startswith(prefix) else ""
+    return f"/fact/{digest}" if _DIGEST.fullmatch(digest) else None
+
+
+_DIGEST = re.compile(r"[0-9a-f]{1,64}")
+
+
 def _model_section(kg: Any, facts: list[Fact], r: Renderer) -> str:
+    """Each model fact as a summary line that opens onto its evidence: ``/static/kgx.js``
+    fetches it from ``/fact/{digest}`` when opened (without script, the link goes there)."""
     items = []
     for f, meta in read_model_facts(kg, facts):
         conf = meta.get("conf")
         agree = meta.get("agree") == "true"
-        evidence = read_evidence(kg, f.graph)
-        sentences = []
-        for ev in evidence:
-            text = highlight(ev.sentence, ev.start, ev.spans) if ev.start is not None \
-                else esc(ev.sentence)
-            where = []
-            if ev.page:
-                page_title = r.name(ev.page)
-                where.append(r.link(ev.page, page_title))
-                url = r.wiki_url(title_of(ev.page, r.resource), ev.revision)
-                if url and ev.revision is not None:
-                    where.append(f'<a class="external" href="{esc(url)}" rel="noopener noreferrer">'
-                                 f"revision {esc(ev.revision)}</a>")
-            elif ev.page_id is not None:
-                where.append(f"page id {esc(ev.page_id)}")
-            if ev.confidence is not None:
-                where.append(f"sentence confidence {float(ev.confidence):.2f}")
-            sentences.append(f'<li><p class="sentence">{text}</p>'
-                             f'<p class="source">{" · ".join(where)}</p></li>')
         n = meta.get("n")
-        shown = (f"{len(evidence)} of {int(n):,}" if n is not None and int(n) > len(evidence)
-                 else f"{len(evidence)}")
+        path = fact_path(f.graph, kg)
+        where = (f'<p class="note"><a href="{esc(path)}">The sentence{"" if n == "1" else "s"} '
+                 "that state it</a>, with the subject and the object marked.</p>"
+                 if path else "")
+        data = f' data-evidence="{esc(path)}?format=json"' if path else ""
         items.append(
-            f'<li class="model-fact"><details><summary>'
+            f'<li class="model-fact"><details{data}><summary>'
             f'<span class="fact">{r.link(f.predicate)} → {r.term(f.object)}</span> '
             f'<span class="confidence">confidence {float(conf or 0):.2f}</span> '
             f'<span class="support">{esc(n if n is not None else "?")} sentence'
             f'{"" if n == "1" else "s"}</span> '
             f'<span class="agrees {"yes" if agree else "no"}">'
             f'{"an infobox agrees" if agree else "no infobox states it"}</span>'
-            f'</summary><p class="note">Evidence ({shown}): the subject and the object as the '
-            f"model found them in the sentence.</p><ol class=\"evidence\">{''.join(sentences)}"
-            f"</ol></details></li>")
+            f'</summary><div class="evidence-slot">{where}</div></details></li>')
     more = (f'<p class="note">Showing the {MAX_MODEL_FACTS} most confident of {len(facts):,}.</p>'
             if len(facts) > MAX_MODEL_FACTS else "")
     return f'<ul class="model-facts">{"".join(items)}</ul>{more}'
 
 
-def entity_page(kg: Any, iri: str, suggestions: Sequence[str] = ()) -> Page:
-    """The HTML page of one entity; a redirect's page sends the browser to its target (303);
-    an IRI the graph does not know gets a 404 page with ``suggestions`` (IRIs) to try."""
+def _evidence_json(ev: Evidence, r: Renderer) -> dict[str, Any]:
+    page = title_of(ev.page, r.resource) if ev.page else None
+    return {"sentence": ev.sentence,
+            "marks": marks(ev.sentence, ev.start, ev.spans) if ev.start is not None else [],
+            "page": page, "page_path": entity_path(ev.page, r.resource) if ev.page else None,
+            "page_id": ev.page_id, "revision": ev.revision,
+            "revision_url": r.wiki_url(page, ev.revision) if page and ev.revision else None,
+            "confidence": float(ev.confidence) if ev.confidence is not None else None}
+
+
+def fact_page(kg: Any, digest: str, as_json: bool = False) -> Page:
+    """``/fact/{digest}``: one model fact with its most confident evidence sentences (at most
+    :data:`MAX_EVIDENCE` of the first :data:`EVIDENCE_READ`), as HTML or as JSON (what the
+    entity page's script draws)."""
+    import pyoxigraph as ox
+
     r = Renderer(kg)
-    target = _column(kg, f"SELECT ?t WHERE {{ <{iri}> <{KGX}redirectsTo> ?t }} LIMIT 1")
-    if target and (path := entity_path(target[0], r.resource)):
+    graph = (kg.namespace or "") + "graph/fact/" + digest
+    triples = [] if not _DIGEST.fullmatch(digest) else list(itertools.islice(
+        kg.store.quads_for_pattern(None, None, None, ox.NamedNode(graph)), 2))
+    if len(triples) != 1:
+        return html_page(404, "Not found", f"<h1>No model fact {esc(digest)}</h1>")
+    t = triples[0]
+    meta = _properties(kg, graph, _FACT_PROPS)
+    evidence = read_evidence(kg, graph)
+    if as_json:
+        body = json.dumps({"subject": t.subject.value, "predicate": t.predicate.value,
+                           "object": t.object.value, "confidence": meta.get("conf"),
+                           "support": meta.get("n"), "agrees": meta.get("agree") == "true",
+                           "evidence": [_evidence_json(ev, r) for ev in evidence]},
+                          ensure_ascii=False)
+        return Page(200, "application/json; charset=utf-8", body.encode("utf-8"),
+                    {"X-Content-Type-Options": "nosniff"})
+    items = []
+    for ev in evidence:
+        j = _evidence_json(ev, r)
+        text = highlight(ev.sentence, ev.start, ev.spans) if ev.start is not None \
+            else esc(ev.sentence)
+        where = []
+        if ev.page:
+            where.append(r.link(ev.page))
+            if j["revision_url"]:
+                where.append(f'<a class="external" href="{esc(j["revision_url"])}" '
+                             f'rel="noopener noreferrer">revision {esc(ev.revision)}</a>')
+        elif ev.page_id is not None:
+            where.append(f"page id {esc(ev.page_id)}")
+        if ev.confidence is not None:
+            where.append(f"sentence confidence {float(ev.confidence):.2f}")
+        items.append(f'<li><p class="sentence">{text}</p>'
+                     f'<p class="source">{" · ".join(where)}</p></li>')
+    n = meta.get("n")
+    shown = f"{len(evidence)} of {int(n):,}" if n is not None and int(n) > len(evidence) \
+        else f"{len(evidence)}"
+    title = f"{r.name(t.subject.value)} → {r.name(t.predicate.value)} → " + (
+        r.name(t.object.value) if isinstance(t.object, ox.NamedNode) else t.object.value)
+    agree = meta.get("agree") == "true"
+    body = (f"<h1>{r.link(t.subject.value)} → {r.link(t.predicate.value)} → "
+            f"{r.term(t.object)}</h1><p class=\"note\">A fact the model read: confidence "
+            f"{float(meta.get('conf') or 0):.2f} over {esc(n or '?')} sentence(s); "
+            f"{'an infobox states it too' if agree else 'no infobox states it'}.</p>"
+            f"<h2>Evidence ({shown})</h2><p class=\"note\">The subject and the object as the "
+            f"model found them in each sentence.</p><ol class=\"evidence\">{''.join(items)}</ol>")
+    return html_page(200, title, body)
+
+
+def entity_page(kg: Any, iri: str, suggest: Suggest | None = None) -> Page:
+    """The HTML page of one entity; a redirect's page sends the browser to its target (303);
+    an IRI the graph does not know gets a 404 page with what ``suggest(name, k)`` offers."""
+    import pyoxigraph as ox
+
+    r = Renderer(kg)
+    extractor = Extractors(kg)
+    facts = read_entity(kg, iri, extractor)
+    if facts.redirect and (path := entity_path(facts.redirect, r.resource)):
         return Page(303, HTML_TYPE, b"", {**HTML_HEADERS, "Location": path})
-    if not kg.query(f"ASK {{ {{ <{iri}> ?p ?o }} UNION {{ ?s ?p <{iri}> }} }}"):
-        return not_found_page(kg, iri, suggestions)
-    facts = read_entity(kg, iri)
+    if not facts.quads and not select(kg, f"ASK {{ ?s ?p <{iri}> }}"):
+        name = title_of(iri, r.resource)
+        return not_found_page(kg, iri, suggest(name, 5) if suggest is not None else [])
     vocab = r.vocab
     title = facts.label or r.name(iri)
     head = [f"<h1>{esc(title)}</h1>", f'<p class="iri"><code>{esc(iri)}</code>']
@@ -613,7 +789,7 @@ def entity_page(kg: Any, iri: str, suggestions: Sequence[str] = ()) -> Page:
                              "Proposed by the fine-tuned reader from the article text, each "
                              "with its confidence (noisy-or over its sentences); open one to "
                              "see the sentences that state it."))
-    incoming = read_incoming(kg, iri, vocab)
+    incoming = read_incoming(kg, iri, vocab, extractor)
     if incoming:
         rows = "".join(f'<tr><td>{r.link(s)}</td><td>{r.link(p)}</td>'
                        f'<td class="extractor">{esc(ex or "inferred")}</td></tr>'
@@ -631,8 +807,8 @@ def entity_page(kg: Any, iri: str, suggestions: Sequence[str] = ()) -> Page:
                              f"<figure>{neighbourhood_svg(iri, neighbours, r)}</figure>",
                              f"{esc(title)} and the entities one fact away (at most "
                              f"{MAX_NEIGHBOURS}; hover an edge for its property)."))
-    redirects = _column(kg, f"SELECT ?r WHERE {{ ?r <{KGX}redirectsTo> <{iri}> }} "
-                            f"LIMIT {MAX_LINKS}")
+    redirects = sorted(q.subject.value for q in itertools.islice(kg.store.quads_for_pattern(
+        None, ox.NamedNode(KGX + "redirectsTo"), ox.NamedNode(iri)), MAX_REDIRECTS))
     if redirects:
         body.append(_section("redirects", "Redirects here",
                              '<ul class="inline">' + "".join(
@@ -649,16 +825,17 @@ def entity_page(kg: Any, iri: str, suggestions: Sequence[str] = ()) -> Page:
         body.append(_section("categories", "Categories", '<ul class="inline">' + "".join(
             f"<li>{r.link(c, r.name(c).split(':', 1)[-1])}</li>" for c in facts.categories)
             + "</ul>"))
-    out_links = _column(kg, f"SELECT ?o WHERE {{ <{iri}> <{KGX}wikiLink> ?o }} "
-                            f"LIMIT {MAX_LINKS}")
-    n_out = _count(kg, f"<{iri}> <{KGX}wikiLink> ?o") if len(out_links) == MAX_LINKS \
-        else len(out_links)
+    out_links = sorted(facts.links)[:MAX_LINKS]
+    n_out = len(facts.links) if not facts.truncated else \
+        _count(kg, f"<{iri}> <{KGX}wikiLink> ?o")
     n_in = _count(kg, f"?s <{KGX}wikiLink> <{iri}>")
     links = f"<p>Links to {_count_text(n_out)} pages; {_count_text(n_in)} pages link here.</p>"
     if out_links:
-        first = f" (the first {MAX_LINKS})" if n_out > MAX_LINKS else ""
-        links += (f'<details><summary>Links from this page{first}</summary><ul class="inline">'
-                  + "".join(f"<li>{r.link(o)}</li>" for o in out_links) + "</ul></details>")
+        every = urlencode({"query": f"SELECT ?page WHERE {{ <{iri}> kgx:wikiLink ?page }} "
+                                    "ORDER BY ?page"})
+        links += ('<ul class="inline">' + "".join(f"<li>{r.link(o)}</li>" for o in out_links)
+                  + (f'<li><a href="/query?{esc(every)}">all {_count_text(n_out)}…</a></li>'
+                     if n_out > MAX_LINKS else "") + "</ul>")
     body.append(_section("links", "Wikilinks", links))
     if facts.truncated:
         body.append(f'<p class="note">This entity has more than {MAX_FACTS:,} facts; the page '
@@ -739,7 +916,7 @@ def query_page(kg: Any, query: str) -> Page:
             f'<section><h2>Examples</h2><ul class="examples">{examples}</ul></section>'
             f'<section><h2>Predeclared prefixes</h2><ul class="prefixes">{prefixes}</ul>'
             "</section>")
-    return html_page(200, "SPARQL", body, script=True)
+    return html_page(200, "SPARQL", body)
 
 
 def static_file(name: str) -> Page:
@@ -751,16 +928,18 @@ def static_file(name: str) -> Page:
                 {"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"})
 
 
-def render(kg: Any, name: str, params: dict[str, Any]) -> Page:
+def render(kg: Any, name: str, params: dict[str, Any], suggest: Suggest | None = None) -> Page:
     """The page ``name`` ("entity", "search", "query") with its parameters: the entry point the
-    server's query workers call."""
+    server's query workers call. ``suggest(name, k)``: candidate IRIs for a 404 page."""
     if name == "entity":
-        return entity_page(kg, params["iri"], params.get("suggestions", ()))
+        return entity_page(kg, params["iri"], suggest)
     if name == "search":
         return search_page(kg, params.get("q", ""), params.get("candidates"),
                            params.get("error"))
     if name == "query":
         return query_page(kg, params.get("query", ""))
+    if name == "fact":
+        return fact_page(kg, params["digest"], params.get("json", False))
     raise ValueError(f"no page {name!r}")
 
 

@@ -60,10 +60,11 @@ def browser() -> Iterator[Any]:
 
 def screenshot(page: Any, path: str, *, open_evidence: bool = True) -> None:
     """The whole page as a PNG, the first model fact's evidence opened when it has one."""
-    if open_evidence:
-        first = page.query_selector("li.model-fact details")
-        if first is not None:
-            first.evaluate("d => { d.open = true; }")
+    if open_evidence and page.locator("li.model-fact summary").count():
+        first = page.locator("li.model-fact").first
+        if not first.locator("details").evaluate("d => d.open"):
+            first.locator("summary").click()
+        first.locator("ol.evidence, p.error").first.wait_for()
     page.screenshot(path=path, full_page=True)
 
 

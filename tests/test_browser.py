@@ -113,7 +113,8 @@ def test_markup_in_a_label_is_shown_not_run(page, tmp_path_factory, request, tmp
         assert page.locator("h1").inner_text() == MARKUP_LABEL
         assert page.evaluate("typeof window.kgxPwned") == "undefined"
         assert page.locator("main img, main script").count() == 0
-        page.locator("li.model-fact summary").click()
+        page.locator("li.model-fact summary").click()  # fetches the evidence
+        page.locator("mark.subject").wait_for()
         assert page.locator("mark.subject").inner_text() == "Markup"
         assert page.locator("mark.object").inner_text() == "AC/DC"
         assert "<b>wrote</b>" in page.locator("p.sentence").inner_text()

@@ -137,11 +137,25 @@ def test_markup_in_the_graph_renders_as_text(hostile) -> None:
     assert page.text["h1"] == [MARKUP_LABEL]
     assert page.text["title"][0] == MARKUP_LABEL + " · kgx"  # the <title>, then SVG titles
     assert "<script>window" not in body and "onerror=" not in body.replace("onerror=&quot;", "")
-    # The model fact's evidence: both mentions marked at their offsets, the rest escaped.
+    assert "/entity/AC/DC" in page.hrefs()
+    # The model fact opens onto its evidence, fetched from its own page (a link without JS).
+    assert ("details", {"data-evidence": "/fact/1?format=json"}) in page.tags
+    assert "/fact/1" in page.hrefs()
+    st_, h, body = get(base, "/fact/1")
+    assert st_ == 200
+    page = assert_safe(body, h)
+    # Both mentions marked at their offsets, the rest escaped.
     assert ('<mark class="subject">Markup</mark> &lt;b&gt;wrote&lt;/b&gt; about '
             '<mark class="object">AC/DC</mark> &amp; friends.') in body
     assert "https://wiki.test/wiki/Markup?oldid=7" in page.hrefs()
-    assert "/entity/AC/DC" in page.hrefs()
+    st_, h, body = get(base, "/fact/1?format=json", "application/json")
+    data = json.loads(body)
+    assert st_ == 200 and data["object"] == res + "AC/DC" and data["confidence"] == "0.75"
+    ev = data["evidence"][0]
+    assert [ev["sentence"][a:b] for a, b, _ in ev["marks"]] == ["Markup", "AC/DC"]
+    assert ev["page_path"] == "/entity/Markup" and ev["revision"] == "7"
+    for bad in ("/fact/2", "/fact/zz", "/fact/1/..", "/fact/"):
+        assert get(base, bad)[0] == 404, bad
 
 
 @pytest.mark.parametrize("title", HOSTILE_TITLES)

@@ -1,5 +1,6 @@
 // The query page: posts the query to /sparql and draws the answer as a table.
-// Everything from the answer goes into the page as text (textContent), never as markup.
+// Entity pages: a model fact, opened, fetches its evidence from /fact/{digest}.
+// Everything from an answer goes into the page as text (textContent), never as markup.
 "use strict";
 
 function decoded(text) {
@@ -117,7 +118,71 @@ async function run(form) {
     (truncated ? " (cut at the endpoint's row or size cap)" : "");
 }
 
+function link(href, text, external) {
+  const a = document.createElement("a");
+  a.href = href;
+  a.textContent = text;
+  if (external) { a.className = "external"; a.rel = "noopener noreferrer"; }
+  return a;
+}
+
+function drawEvidence(data, slot) {
+  const list = document.createElement("ol");
+  list.className = "evidence";
+  data.evidence.forEach(function (ev) {
+    const li = document.createElement("li");
+    const p = document.createElement("p");
+    p.className = "sentence";
+    let pos = 0;
+    ev.marks.forEach(function (m) {
+      p.appendChild(document.createTextNode(ev.sentence.slice(pos, m[0])));
+      const mark = document.createElement("mark");
+      mark.className = m[2];
+      mark.textContent = ev.sentence.slice(m[0], m[1]);
+      p.appendChild(mark);
+      pos = m[1];
+    });
+    p.appendChild(document.createTextNode(ev.sentence.slice(pos)));
+    const source = document.createElement("p");
+    source.className = "source";
+    const parts = [];
+    if (ev.page_path) parts.push(link(ev.page_path, ev.page, false));
+    else if (ev.page_id !== null) parts.push(document.createTextNode("page id " + ev.page_id));
+    if (ev.revision_url) parts.push(link(ev.revision_url, "revision " + ev.revision, true));
+    if (ev.confidence !== null) {
+      parts.push(document.createTextNode("sentence confidence " + ev.confidence.toFixed(2)));
+    }
+    parts.forEach(function (part, i) {
+      if (i) source.appendChild(document.createTextNode(" · "));
+      source.appendChild(part);
+    });
+    li.appendChild(p);
+    li.appendChild(source);
+    list.appendChild(li);
+  });
+  slot.appendChild(list);
+}
+
+function watchEvidence(details) {
+  details.addEventListener("toggle", async function () {
+    if (!details.open || details.dataset.loaded) return;
+    details.dataset.loaded = "yes";
+    const slot = details.querySelector(".evidence-slot");
+    try {
+      const response = await fetch(details.dataset.evidence, {headers: {"Accept": "application/json"}});
+      if (!response.ok) throw new Error(response.status + " " + response.statusText);
+      drawEvidence(await response.json(), slot);
+    } catch (e) {
+      const p = document.createElement("p");
+      p.className = "error";
+      p.textContent = "The evidence could not be loaded: " + e.message;
+      slot.appendChild(p);
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", function () {
+  document.querySelectorAll("details[data-evidence]").forEach(watchEvidence);
   const form = document.getElementById("sparql");
   if (!form) return;
   form.addEventListener("submit", function (event) {
