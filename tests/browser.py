@@ -6,7 +6,7 @@ Playwright's Python package drives the system's Chromium instead.
 
 Run as a script it screenshots one page of a running ``kgx serve``, as the tests do::
 
-    python -m tests.browser http://127.0.0.1:7878/entity/Ayn_Rand docs/entity-page.png
+    python -m tests.browser http://127.0.0.1:7878/entity/Apollo docs/entity-page.png [HEIGHT]
 """
 
 from __future__ import annotations
@@ -58,23 +58,26 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
-def screenshot(page: Any, path: str, *, open_evidence: bool = True) -> None:
-    """The whole page as a PNG, the first model fact's evidence opened when it has one."""
+def screenshot(page: Any, path: str, *, open_evidence: bool = True, height: int | None = None
+               ) -> None:
+    """The page as a PNG (the whole page, or its top ``height`` pixels), the first model fact's
+    evidence opened when it has one."""
     if open_evidence and page.locator("li.model-fact summary").count():
         first = page.locator("li.model-fact").first
         if not first.locator("details").evaluate("d => d.open"):
             first.locator("summary").click()
         first.locator("ol.evidence, p.error").first.wait_for()
-    page.screenshot(path=path, full_page=True)
+    clip = {"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height} if height else None
+    page.screenshot(path=path, full_page=True, clip=clip)
 
 
 def main(argv: list[str]) -> int:
-    url, out = argv
+    url, out, *rest = argv
     with browser() as b:
         page = b.new_page(viewport=VIEWPORT)
         page.goto(url)
         page.wait_for_load_state("networkidle")
-        screenshot(page, out)
+        screenshot(page, out, height=int(rest[0]) if rest else None)
     print(f"wrote {out}")
     return 0
 
