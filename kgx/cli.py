@@ -87,9 +87,15 @@ def extract(
     progress: Annotated[bool | None, typer.Option(
         help="A bar on a terminal and a line every 20 s in logs (--no-progress: neither).")
     ] = None,
+    engine: Annotated[str, typer.Option(
+        help="Where chunks run: local (this machine's processes) or ray (pip install "
+             "'kgx[cluster]').")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="Ray cluster to join (auto: the running one); default: start Ray here.")] = None,
 ) -> None:
     """Turn a dump into a knowledge graph in OUT: structure, model facts, linked entities."""
     from kgx import logs
+    from kgx.cluster import ENGINES, ray_available
     from kgx.dump import DumpError, detect_format
     from kgx.extract import ExtractOptions, OutputInUse
     from kgx.ontology import MappingError
@@ -102,6 +108,10 @@ def extract(
         detect_format(dump)
         if namespace:
             check_namespace(namespace)
+        if engine not in ENGINES:
+            raise ValueError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
+        if engine == "ray" and not ray_available():
+            raise ValueError("--engine ray needs Ray: pip install 'kgx[cluster]'")
     except (DumpError, ValueError) as exc:
         _fail(str(exc))
     log_file = logs.setup(out)
@@ -111,7 +121,8 @@ def extract(
                         progress=progress)
     if no_model:  # the structure graph alone (no torch needed), with its entailments
         opts = PipelineOptions(extract=ex, use_model=False, index=False, reasoning=reasoning,
-                               progress=progress, keep_intermediate=keep_intermediate)
+                               progress=progress, keep_intermediate=keep_intermediate,
+                               engine=engine, ray_address=ray_address)
         try:
             rep = run(dump, out, opts, log=logs.info)
         except (DumpError, MappingError, OutputInUse, DiskFull) as exc:
@@ -128,7 +139,8 @@ def extract(
                            relation_threshold=relation_threshold, reasoning=reasoning,
                            device=device, progress=progress,
                            read_chunk_documents=read_chunk_documents,
-                           keep_intermediate=keep_intermediate)
+                           keep_intermediate=keep_intermediate, engine=engine,
+                           ray_address=ray_address)
     try:
         rep = run(dump, out, opts, log=logs.info)
     except (DumpError, MappingError, FileNotFoundError, OutputInUse, DiskFull) as exc:

@@ -356,7 +356,7 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
         stage_key,
         write_atomic,
     )
-    from kgx.workers import OrderedPool
+    from kgx.workers import new_pool
 
     out.mkdir(parents=True, exist_ok=True)
     report = json.loads((graph_dir / "report.json").read_text(encoding="utf-8"))
@@ -389,7 +389,7 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
             info(f"[corpus] resuming: {len(done):,} chunks committed before")
         tasks = ((k, str(docs_path), off, n)
                  for k, (off, n) in enumerate(document_chunks(docs_path)) if k not in done)
-        pool = OrderedPool(None, workers, initializer=_init_corpus_worker, initargs=setup)
+        pool = new_pool(None, workers, initializer=_init_corpus_worker, initargs=setup)
         for res in pool.map(label_chunk, tasks):
             journal.commit(res["chunk"], res)
         deltas = [d for _, d in journal.infos()]

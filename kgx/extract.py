@@ -55,6 +55,7 @@ from kgx.workers import (
     OrderedPool,
     PageResult,
     TaskResult,
+    new_pool,
     part_name,
     resolve_part,
     run_pages,
@@ -409,7 +410,7 @@ def _extract(dump_p: Path, out_p: Path, opts: ExtractOptions) -> Report:
     write_atomic(out_p / REPORT_FILE, json.dumps(report.to_json(), indent=2))
     ctx = Context(site, mappings, opts.limits, opts.keep_documents, str(writer.parts),
                   str(work / ALIASES_FILE))
-    pool = OrderedPool(ctx, opts.workers)
+    pool = new_pool(ctx, opts.workers)
     try:
         if streams is not None:
             _run_multistream(dump_p, streams, pool, writer, opts)

@@ -53,6 +53,10 @@ class PipelineOptions:
             costs at most).
         keep_intermediate: Keep ``model.nq`` and ``mentions.nq`` (and write ``inferred.nq``)
             once ``graph.nq`` holds them.
+        engine: Where the stages' chunks run: ``local`` (this machine's processes) or
+            ``ray`` (:mod:`kgx.cluster`).
+        ray_address: The Ray cluster to join (``auto``: the running one); without it,
+            ``--engine ray`` starts Ray on this machine.
     """
 
     extract: ExtractOptions = field(default_factory=ExtractOptions)
@@ -70,6 +74,8 @@ class PipelineOptions:
     progress: bool | None = None
     read_chunk_documents: int = 200
     keep_intermediate: bool = False
+    engine: str = "local"
+    ray_address: str | None = None
 
 
 def run(dump: str | os.PathLike[str], out: str | os.PathLike[str],
@@ -93,14 +99,19 @@ def _run(dump_p: Path, out_p: Path, opts: PipelineOptions, log: Callable[[str], 
     ex.keep_documents = ex.keep_documents or opts.use_model
     ex.progress = opts.progress
     r = Run(dump_p, out_p, opts, log)
-    run_stages([cls() for cls in STAGES], r)
+    from kgx.cluster import use_engine
+    from kgx.cpu import usable_cores
+
+    with use_engine(opts.engine, opts.ray_address, ex.workers or usable_cores(), log) as engine:
+        run_stages([cls() for cls in STAGES], r)
     read_info = r.info.get("read", {})
     report = json.loads((out_p / REPORT_FILE).read_text("utf-8"))
     report["pipeline"] = {
         "stages_seconds": {k: round(v, 2) for k, v in r.seconds.items()},
         "model": r.info.get("model", {}).get("dir"), "read": read_info,
         "inferred_triples": r.info["merge"].get("inferred_triples", 0),
-        "settings": {k: v for k, v in asdict(opts).items() if k != "extract"}}
+        "settings": {k: v for k, v in asdict(opts).items() if k != "extract"},
+        "engine": engine}
     report["triples"]["model"] = read_info.get("model_fact_triples", 0)
     report["triples"]["mentions"] = read_info.get("mention_triples", 0)
     report["triples"]["inferred"] = r.info["merge"].get("inferred_triples", 0)

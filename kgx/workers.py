@@ -441,6 +441,18 @@ class OrderedPool:
                 yield Crashed(part)
 
 
+# The pool class of the engine in force: None is the local process pool (OrderedPool);
+# kgx.cluster.use_engine sets kgx.cluster.RayPool for --engine ray.
+POOL_CLASS: Any = None
+
+
+def new_pool(ctx: Context | None, workers: int, **kwargs: Any) -> Any:
+    """The chunk pool of the engine in force (:class:`OrderedPool`'s arguments and interface).
+    ``workers=0`` always runs tasks in this process."""
+    cls = POOL_CLASS if POOL_CLASS is not None and workers > 0 else OrderedPool
+    return cls(ctx, workers, **kwargs)
+
+
 def iri_key(title: str) -> str:
     """The path of an entity IRI under the resource namespace (what redirects are keyed by)."""
     return iri_escape(title.replace(" ", "_"))

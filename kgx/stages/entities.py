@@ -56,7 +56,7 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
 
     from kgx.linking import build_entity_table, entity_chunks, write_vector_index
     from kgx.progress import Progress
-    from kgx.workers import OrderedPool
+    from kgx.workers import new_pool
 
     resumed = prepare_work(work, key)
     parts = work / "vectors"
@@ -82,7 +82,7 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
     chunks = [(k, lo, hi) for k, (lo, hi) in enumerate(entity_chunks(n))]
     n_workers = embed_workers(opts, len(chunks))
     threads = max(1, _cores() // n_workers) if n_workers > 1 else None
-    pool = OrderedPool(None, n_workers, window=2, initializer=_init_embedder,
+    pool = new_pool(None, n_workers, window=2, initializer=_init_embedder,
                        initargs=(opts.device, threads), start_method="spawn")
     t = time.monotonic()
     with Progress(total=n, unit="entities", enabled=opts.progress, desc="embed") as bar:

@@ -247,7 +247,7 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
     from kgx.corpus import document_chunks, load_entities
     from kgx.cpu import usable_cores
     from kgx.model import load_metadata
-    from kgx.workers import OrderedPool
+    from kgx.workers import new_pool
 
     resumed = prepare_work(work, key)
     (work / "mentions").mkdir(exist_ok=True)
@@ -270,7 +270,7 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
     threads = max(1, usable_cores() // n_workers) if n_workers > 1 else None
     setup = (out, work, model_dir, opts, threads)
     limit = opts.read_sentences
-    pool = OrderedPool(None, n_workers, window=2, initializer=_init_reader, initargs=setup,
+    pool = new_pool(None, n_workers, window=2, initializer=_init_reader, initargs=setup,
                        start_method="spawn")
     log(f"[read] {total_docs:,} documents in {len(chunks):,} chunks, "
         f"{max(1, n_workers)} reading process(es)")

@@ -1,0 +1,243 @@
+"""Ray as the engine of ``kgx extract``'s chunked stages: ``--engine ray [--ray-address ADDR]``.
+
+Takes the stages' chunk functions; gives :class:`RayPool`, which the stages get from
+:func:`kgx.workers.new_pool` while :func:`use_engine` is in force. It has the local pool's
+interface (:class:`kgx.workers.OrderedPool`): ``map(fn, tasks, split=None)`` yields
+``fn(*task)`` in submission order, at most ``window`` tasks a worker in flight.
+
+* **Workers** are Ray actors, one per pool worker. Each runs the stage's initializer once, as a
+  process of the local pool does, then the stage's chunks. Chunks are committed by the stage
+  runner in the driver, as with the local engine, so a run started on one engine and killed
+  can be finished on the other.
+* **Faults**: a chunk whose actor dies (its process killed, its node lost) is run again on a
+  new actor, split into pages where the stage can (the structure stage), as the local pool
+  does; one that dies again is yielded as :class:`kgx.workers.Crashed` and reported as lost.
+  An exception raised by the stage's own code is raised in the driver, as locally.
+* **Where data lives**: the dump and ``OUT`` must be on storage every node sees (a shared
+  file system path), and kgx installed on every node, at the same path or as the same
+  package; tasks pass paths, not data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from kgx.workers import Crashed
+
+
+def ray_available() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, workers: int, log: Callable[[str], None]) -> Iterator[Any]:
+    """Ray, joined at ``address`` (``auto``: the running cluster) or started on this machine
+    with ``workers`` CPUs; shut down at the end when this started it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise RuntimeError("--engine ray needs Ray: pip install 'kgx[cluster]'") from exc
+    started = not ray.is_initialized()
+    if started:
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                  "configure_logging": False}
+        if address:
+            ctx = ray.init(address=address, **kwargs)
+        else:
+            # A Ray of one machine listens on loopback only.
+            ctx = ray.init(num_cpus=max(1, workers), _node_ip_address="127.0.0.1", **kwargs)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        url = getattr(ctx, "dashboard_url", None)
+        log(f"kgx: Ray {'cluster at ' + address if address else 'started on this machine'}: "
+            f"{len(nodes)} node(s), {cpus} CPU(s)" + (f"; dashboard http://{url}" if url else ""))
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+class RayPool:
+    """Ordered chunk results from Ray actors (see the module docstring).
+
+    Args:
+        ctx, workers, window, initializer, initargs, start_method: As
+            :class:`kgx.workers.OrderedPool` takes them (``start_method`` is ignored: every
+            actor is a fresh process, as ``spawn`` gives).
+    """
+
+    def __init__(self, ctx: Any, workers: int, window: int = 3,
+                 initializer: Callable[..., None] | None = None,
+                 initargs: tuple[Any, ...] = (), start_method: str | None = None) -> None:
+        from kgx.workers import init_worker
+
+        if initializer is None:
+            initializer, initargs = init_worker, (ctx,)
+        self.workers = max(1, workers)
+        self.window = self.workers * max(1, window)
+        self.crashes = 0
+        self._init = (initializer, initargs)
+        self._actors: list[Any] = []
+        self.nodes: dict[str, int] = {}  # node id -> chunks done there
+
+    def _count(self, node: str) -> None:
+        self.nodes[node] = self.nodes.get(node, 0) + 1
+        NODE_CHUNKS[node] = NODE_CHUNKS.get(node, 0) + 1
+
+    def _new_actor(self) -> Any:
+        import ray
+
+        return _actor_class(ray).remote(*self._init)
+
+    def _replace(self, i: int) -> None:
+        import ray
+
+        with contextlib.suppress(Exception):
+            ray.kill(self._actors[i], no_restart=True)
+        self._actors[i] = self._new_actor()
+
+    def map(self, fn: Callable[..., Any], tasks: Iterable[tuple[Any, ...]],
+            split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
+            ) -> Iterator[Any]:
+        """Yield ``fn(*task)`` for each task, in order (see the module docstring for faults)."""
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+
+        died = (RayActorError, WorkerCrashedError)
+        # One actor per worker, each holding a CPU: the pool never asks for more, so no actor
+        # waits for another to end.
+        self._actors = [self._new_actor() for _ in range(self.workers)]
+        free = deque(range(self.workers))
+        # (task, actor index, object ref); results in the order tasks were given
+        pending: deque[tuple[tuple[Any, ...], int, Any]] = deque()
+        done: dict[Any, Any] = {}  # ref -> ("ok", (value, node)) | ("died", exc) | ("error", exc)
+        it = iter(tasks)
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and free and len(pending) < self.window:
+                    try:
+                        t = next(it)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    i = free.popleft()
+                    pending.append((t, i, self._actors[i].run.remote(fn, t)))
+                if not pending:
+                    return
+                waiting = [ref for _, _, ref in pending if ref not in done]
+                if waiting:
+                    ready, _ = ray.wait(waiting, num_returns=1)
+                    for ref in ready:
+                        i = next(i for _, i, r in pending if r is ref)
+                        try:
+                            done[ref] = ("ok", ray.get(ref))
+                        except died:
+                            done[ref] = ("died", i)
+                            self.crashes += 1
+                            self._replace(i)
+                        except RayTaskError as exc:
+                            done[ref] = ("error", exc)
+                        free.append(i)
+                while pending and pending[0][2] in done:
+                    task, _, ref = pending.popleft()
+                    kind, value = done.pop(ref)
+                    if kind == "ok":
+                        result, node = value
+                        self._count(node)
+                        yield result
+                    elif kind == "error":
+                        raise value.as_instanceof_cause()
+                    else:
+                        yield from self._retry(fn, task, split, value)
+        finally:
+            for a in self._actors:
+                with contextlib.suppress(Exception):
+                    ray.kill(a, no_restart=True)
+            self._actors = []
+
+    def _retry(self, fn: Callable[..., Any], task: tuple[Any, ...],
+               split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None, i: int
+               ) -> Iterator[Any]:
+        """A chunk whose actor died, again on that actor's replacement (a new actor would wait
+        for a CPU the pool's actors hold), split when the stage can."""
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+
+        for part in (split(task) if split else [task]):
+            try:
+                result, node = ray.get(self._actors[i].run.remote(fn, part))
+            except (RayActorError, WorkerCrashedError):
+                self.crashes += 1
+                self._replace(i)
+                yield Crashed(part)
+                continue
+            except RayTaskError as exc:
+                raise exc.as_instanceof_cause() from None
+            self._count(node)
+            yield result
+
+
+_ACTOR: Any = None
+
+
+def _actor_class(ray: Any) -> Any:
+    """The Ray actor class, defined once Ray is imported (Ray is an optional install)."""
+    global _ACTOR
+    if _ACTOR is None:
+
+        class ChunkWorker:
+            def __init__(self, initializer: Callable[..., None], initargs: tuple[Any, ...]
+                         ) -> None:
+                os.environ.setdefault("KGX_ENGINE", "ray")
+                initializer(*initargs)
+                self.node = ray.get_runtime_context().get_node_id()
+
+            def run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, str]:
+                return fn(*args), self.node
+
+        _ACTOR = ray.remote(num_cpus=1, max_restarts=0)(ChunkWorker)
+    return _ACTOR
+
+
+ENGINES = ("local", "ray")
+
+
+@contextlib.contextmanager
+def use_engine(engine: str, address: str | None, workers: int,
+               log: Callable[[str], None]) -> Iterator[dict[str, Any]]:
+    """Run the stages' chunks on ``engine`` inside the block.
+
+    Yields a dict that ends up in the report: the engine, and under Ray the nodes and the
+    chunks each node ran.
+    """
+    import kgx.workers
+
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    info: dict[str, Any] = {"name": engine}
+    if engine == "local":
+        yield info
+        return
+    with ray_session(address, workers, log) as ray:
+        info["address"] = address or "local"
+        info["nodes"] = len([n for n in ray.nodes() if n.get("Alive")])
+        NODE_CHUNKS.clear()
+        kgx.workers.POOL_CLASS = RayPool
+        try:
+            yield info
+        finally:
+            kgx.workers.POOL_CLASS = None
+            info["chunks_per_node"] = dict(NODE_CHUNKS)
+
+
+NODE_CHUNKS: dict[str, int] = {}  # node id -> chunks run there, this run

@@ -1,0 +1,96 @@
+"""``--engine ray``: the stages' chunks on Ray actors give the local engine's graph; a chunk
+whose actor dies is run again, and one that dies every time is reported as lost.
+
+Ray is started on this machine by each test (loopback only) and shut down at its end.
+Skipped, with the reason, where Ray is not installed (``pip install 'kgx[cluster]'``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from kgx.cluster import ray_available
+from kgx.extract import ExtractOptions
+
+from .conftest import SAMPLE
+from .test_resume import pipeline_options, short_articles  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.skipif(not ray_available(),
+                                reason="Ray is not installed: pip install 'kgx[cluster]'")
+
+
+def sorted_lines(path: Path) -> list[str]:
+    return sorted(path.read_text(encoding="utf-8").splitlines())
+
+
+def test_structure_on_ray_equals_local(tmp_path: Path) -> None:
+    from kgx.pipeline import PipelineOptions, run
+
+    graphs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        rep = run(SAMPLE, out, PipelineOptions(
+            extract=ExtractOptions(workers=2, progress=False), use_model=False, index=False,
+            progress=False, engine=engine), log=lambda m: None)
+        assert rep["finished"] and not rep["pages"]["lost"]
+        graphs[engine] = sorted_lines(out / "graph.nq")
+        if engine == "ray":
+            info = rep["pipeline"]["engine"]
+            assert info["name"] == "ray" and info["nodes"] == 1
+            assert sum(info["chunks_per_node"].values()) > 0
+    assert graphs["ray"] == graphs["local"]
+
+
+def test_model_stages_on_ray_equal_local(short_articles: Path, readme_out: Path,  # noqa: F811
+                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    from kgx.pipeline import run
+
+    monkeypatch.setenv("KGX_THREADS", "1")  # the same arithmetic in every process
+    graphs = {}
+    for engine in ("local", "ray"):
+        opts = pipeline_options(readme_out / "model")
+        opts.extract.workers = 2
+        opts.engine = engine
+        rep = run(short_articles, tmp_path / engine, opts, log=lambda m: None)
+        graphs[engine] = sorted_lines(tmp_path / engine / "graph.nq")
+        assert rep["pipeline"]["read"]["chunks"] >= 10
+    assert graphs["ray"] == graphs["local"]
+
+
+# ---------------------------------------------------------------- faults, on the pool itself
+
+
+def _square_or_die(x: int) -> int:
+    """A chunk function: kills its own process on the chunks it is told to."""
+    if x in (3, 30):  # chunk 3 dies whole; its part 30 dies again when retried alone
+        os._exit(1)
+    return x * x
+
+
+def _split(task: tuple[int]) -> list[tuple[int]]:
+    return [(task[0] * 10,), (task[0] * 10 + 1,)]
+
+
+def _nothing() -> None:
+    pass
+
+
+def test_a_killed_actor_costs_only_its_chunk() -> None:
+    import ray.cloudpickle
+
+    from kgx.cluster import RayPool, ray_session
+    from kgx.workers import Crashed
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tests/ is not installed
+    with ray_session(None, 2, lambda m: None):
+        pool = RayPool(None, 2, initializer=_nothing)
+        out = list(pool.map(_square_or_die, [(i,) for i in range(6)], split=_split))
+    assert out[:3] == [0, 1, 4] and out[5:] == [16, 25]
+    # chunk 3 died; retried as its parts 30 and 31: 30 dies again and is reported, 31 is done
+    assert isinstance(out[3], Crashed) and out[3].task == (30,) and out[4] == 31 * 31
+    assert pool.crashes == 2
