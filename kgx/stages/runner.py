@@ -16,7 +16,8 @@ the stage over instead of mixing two runs.
 The runner (:func:`run_stages`) skips a stage whose key is recorded in ``stages.json`` and whose
 outputs are there (or were consumed by a later stage that is itself done), times the others,
 and records the disk each output uses. Chunks are handed to workers through an executor with
-``map(fn, tasks)``; the local process pool is :class:`kgx.workers.OrderedPool`.
+``map(fn, tasks)``; the local process pool is :class:`kgx.workers.OrderedPool`, Ray's is
+:class:`kgx.cluster.RayPool` (:func:`kgx.workers.new_pool` gives the one in force).
 """
 
 from __future__ import annotations
