@@ -118,18 +118,9 @@ def negotiate(accept: str, graph_result: bool) -> str | None:
     default = "turtle" if graph_result else "json"
     if not accept.strip():
         return default
-    prefs = []
-    for i, part in enumerate(accept.split(",")):
-        bits = [b.strip() for b in part.split(";")]
-        q = 1.0
-        for b in bits[1:]:
-            if b.startswith("q="):
-                try:
-                    q = float(b[2:])
-                except ValueError:
-                    q = 0.0
-        prefs.append((-q, i, bits[0].lower()))
-    for _, _, mt in sorted(prefs):
+    from kgx.web import accept_ranking
+
+    for mt in accept_ranking(accept):
         if mt in table:
             return table[mt]
         if mt in ("*/*", "application/*", "text/*"):

@@ -945,11 +945,16 @@ def render(kg: Any, name: str, params: dict[str, Any], suggest: Suggest | None =
 
 def wants_html(accept: str) -> bool:
     """Whether an Accept header prefers HTML over the data formats (a browser's does)."""
-    best = _accept_ranking(accept)
+    best = accept_ranking(accept)
     return bool(best) and best[0] in ("text/html", "application/xhtml+xml")
 
 
-def _accept_ranking(accept: str) -> list[str]:
+def accept_ranking(accept: str) -> list[str]:
+    """The media types of an Accept header, most wanted first (``q=0`` ones left out).
+
+    >>> accept_ranking("text/html;q=0.5, application/json, image/png;q=0")
+    ['application/json', 'text/html']
+    """
     prefs = []
     for i, part in enumerate(accept.split(",")):
         bits = [b.strip() for b in part.split(";")]
@@ -977,7 +982,7 @@ def entity_format(accept: str, fmt: str | None) -> str | None:
     """
     if fmt:
         return ENTITY_FORMATS.get(fmt)
-    ranking = _accept_ranking(accept) or ["text/html"]
+    ranking = accept_ranking(accept) or ["text/html"]
     for mt in ranking:
         if mt in ("text/html", "application/xhtml+xml", "*/*", "text/*"):
             return "html"
