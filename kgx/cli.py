@@ -270,8 +270,10 @@ def corpus(
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(metavar="DATA",
-        help="Corpus directory (kgx corpus) or CoNLL file.")],
+    data: Annotated[list[str], typer.Argument(metavar="DATA...",
+        help="Corpus directories (kgx corpus), CoNLL files or DocRED / Re-DocRED JSON files, "
+             "each PATH or PATH:WEIGHT (WEIGHT: how many times its rows an epoch draws; "
+             "default 1).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Model directory.")],
     base_model: Annotated[str, typer.Option(
         help="Encoder: 'minilm' (bundled all-MiniLM-L6-v2), a local Hugging Face directory, "
@@ -284,12 +286,17 @@ def train(
         help="Train on at most N sentences (all with a relation kept first).")] = None,
     max_minutes: Annotated[float | None, typer.Option(help="Stop training after M minutes."
                                                       )] = None,
-    dev: Annotated[Path | None, typer.Option(help="Dev file for CoNLL training.")] = None,
+    dev: Annotated[Path | None, typer.Option(
+        help="Dev file of a CoNLL source (default: its last tenth).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 13,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")
                       ] = None,
 ) -> None:
     """Fine-tune the encoder for entities and relations; save a Hugging Face model directory.
+
+    Several sources are mixed: the silver corpus plus gold sets, e.g. `kgx train out/corpus
+    conll/train.txt:2 redocred.json:0.5 -o model`. The labels are the union of theirs, Wikidata
+    relation ids mapped onto kgx's properties; each source is scored on its own dev set.
 
     The defaults train on every sentence for up to 3 epochs, which is what a gold set or a GPU
     wants. `kgx extract` trains a quicker model (1,500 sentences x 2 epochs, to fit the sample
@@ -311,8 +318,10 @@ def train(
     except (DataError, OSError, RuntimeError) as exc:
         _fail(str(exc))
         return
+    by_source = {k: _headline(v) for k, v in res.dev_by_source.items()}
     typer.echo(json.dumps({"model": str(out), "best_epoch": res.best_epoch,
                            "dev": _headline(res.dev), "test": _headline(res.test),
+                           **({"dev_by_source": by_source} if len(data) > 1 else {}),
                            "train_sentences_per_second": res.sentences_per_second}, indent=2))
 
 

@@ -6,7 +6,9 @@ Takes a file; gives rows in the corpus format (``text``, ``mentions`` with chara
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +147,48 @@ def read_docred(path: Path) -> list[dict[str, Any]]:
         rows.append({"title": doc.get("title", ""), "text": text, "mentions": mentions,
                      "labels": labels, "sent_spans": sent_spans})
     return rows
+
+
+def docred_sentence_rows(docs: Iterable[dict[str, Any]], relation_label: Callable[[str], str],
+                         counts: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """Corpus-format rows, one per sentence, from :func:`read_docred` documents.
+
+    Every mention of the sentence is kept; TIME and NUM mentions (no kgx entity type) have
+    ``label`` None: no tag is taught for them, but they take part in relations (a date of
+    birth). Every ordered pair of mentions of two different entities is an example: the gold
+    relations between the two entities (``relation_label`` maps each Wikidata id onto kgx's
+    labels), else NA -- Re-DocRED annotates every relation of a document, so an unlabelled pair
+    is a true negative. A relation whose two entities never share a sentence cannot be taught to
+    a sentence reader; ``counts`` (when given) gets ``relations`` and ``relations_in_sentence``.
+    """
+    rows = []
+    for doc in docs:
+        by_pair: dict[tuple[int, int], list[str]] = {}
+        for h, t, r in doc["labels"]:
+            by_pair.setdefault((h, t), []).append(relation_label(r))
+        taught: set[tuple[int, int, str]] = set()
+        for si, (s0, s1) in enumerate(doc["sent_spans"]):
+            ms = [m for m in doc["mentions"] if m["sent"] == si]
+            mentions = [{"start": m["start"] - s0, "end": m["end"] - s0, "label": m["label"],
+                         "entity": m["entity"]} for m in ms]
+            rels = []
+            for i, a in enumerate(ms):
+                for j, b in enumerate(ms):
+                    if a["entity"] == b["entity"]:
+                        continue
+                    labels = by_pair.get((a["entity"], b["entity"]))
+                    for lab in labels or ["NA"]:
+                        rels.append({"head": i, "tail": j, "label": lab})
+                        taught.add((a["entity"], b["entity"], lab))
+            rows.append({"title": doc.get("title", ""), "text": doc["text"][s0:s1],
+                         "mentions": mentions, "relations": rels, "ignore": []})
+        if counts is not None:
+            counts["relations"] = counts.get("relations", 0) + len(doc["labels"])
+            counts["relations_in_sentence"] = counts.get("relations_in_sentence", 0) + sum(
+                1 for h, t, r in doc["labels"] if (h, t, relation_label(r)) in taught)
+    return rows
+
+
+def held_out(key: str, share: int = 10) -> bool:
+    """Whether a document (by a stable key, e.g. its title) is in the held-out tenth."""
+    return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) % share == 0

@@ -5,7 +5,8 @@ and macro) over word tags, with one word segmentation for gold and prediction. R
 scored given the gold mentions (relation classification), per label, micro and macro, NA
 excluded. On DocRED / Re-DocRED, kgx (a sentence-level reader) scores every pair of entities
 that share a sentence, a document-level triple counts once, and only the Wikidata properties
-kgx's ontology aligns to are scored; the rest are reported as not covered.
+the model has a label for (through the ontology's alignment, or as the bare id a gold set
+taught) are scored; the rest are reported as not covered.
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def evaluate(model_dir: str | Path, data: str | Path, fmt: str | None = None,
         DataError: Unreadable data, or entity types the model does not know.
     """
     from kgx.model import Predictor
-    from kgx.ontology import load_ontology
+    from kgx.ontology import is_wikidata_property, load_ontology
 
     path = Path(data)
     if not path.exists():
@@ -186,6 +187,7 @@ def evaluate(model_dir: str | Path, data: str | Path, fmt: str | None = None,
         rows = read_docred(path)[:limit]
         onto = load_ontology()
         wd = {local: p.wikidata for local, p in onto.properties.items() if p.wikidata}
+        wd.update((lab, lab) for lab in predictor.relation_labels if is_wikidata_property(lab))
         out = evaluate_docred(predictor, rows, wd)
     else:
         if fmt == "conll":

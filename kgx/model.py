@@ -289,7 +289,7 @@ def bio_labels(tok: Tokenized, mentions: Sequence[dict[str, Any]],
         prev_word = w
         lab = "O"
         for m in mentions:
-            if m["start"] <= s < m["end"]:
+            if m.get("label") and m["start"] <= s < m["end"]:  # no label: not an entity type
                 lab = ("B-" if s <= m["start"] else "I-") + m["label"]
                 break
         else:

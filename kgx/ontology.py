@@ -51,6 +51,19 @@ SKOS_ALTLABEL = SKOS + "altLabel"
 FOAF_PRIMARY_TOPIC_OF = FOAF + "isPrimaryTopicOf"
 
 _NAME_FOLD = re.compile(r"[\s_]+")
+_WIKIDATA_PROPERTY = re.compile(r"P[1-9][0-9]*")
+
+
+def is_wikidata_property(label: str) -> bool:
+    """Whether a relation label is a bare Wikidata property id (``P361``): a gold set taught
+    it and kgx's ontology aligns no property to it."""
+    return _WIKIDATA_PROPERTY.fullmatch(label) is not None
+
+
+def relation_iri(label: str) -> str:
+    """The predicate for a model's relation label: kgx's property, or Wikidata's own
+    (``wdt:P361``) for an id the ontology does not align."""
+    return (WDT if is_wikidata_property(label) else KGX) + label
 
 
 def fold_name(name: str) -> str:

@@ -1,6 +1,7 @@
-"""``kgx train``: fine-tune an encoder on the silver corpus (or CoNLL gold) for NER + relations.
+"""``kgx train``: fine-tune an encoder on the silver corpus and gold sets for NER + relations.
 
-Takes a corpus directory (``train/dev/test.jsonl`` from ``kgx corpus``) or a CoNLL file; gives
+Takes one or more sources, each with a sampling weight: corpus directories
+(``train/dev/test.jsonl`` from ``kgx corpus``), CoNLL files, DocRED / Re-DocRED JSON; gives
 a model directory in Hugging Face layout (config with label maps, tokenizer, safetensors) plus
 ``kgx.json`` (ontology version, corpus statistics, settings, dev and test scores) and a model
 card. The order is the proven one: tokenize -> align labels to sub-tokens -> train -> seqeval.
@@ -19,14 +20,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from kgx import __version__
 from kgx.corpus import KINDS, NA, iter_split, read_rows_at, row_kind, training_offsets
 from kgx.cpu import ThreadTuner
-from kgx.datasets import DataError, read_conll, sniff_format
+from kgx.datasets import (
+    DataError,
+    docred_sentence_rows,
+    held_out,
+    read_conll,
+    read_docred,
+    sniff_format,
+)
 from kgx.model import (
     DEFAULT_BASE,
     Predictor,
@@ -40,6 +48,8 @@ from kgx.model import (
     tokenize,
     windows_for,
 )
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -76,7 +86,8 @@ class TrainResult:
     seconds: float = 0.0
     sentences_per_second: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
-    dev: dict[str, Any] = field(default_factory=dict)
+    dev: dict[str, Any] = field(default_factory=dict)  # the first source's
+    dev_by_source: dict[str, dict[str, Any]] = field(default_factory=dict)
     test: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,21 +98,91 @@ def set_seed(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+@dataclass(frozen=True, slots=True)
+class TrainingSource:
+    """One training set and how much of it an epoch draws.
+
+    ``weight`` is a sampling ratio: an epoch takes ``weight`` times the source's training
+    rows (2: every row twice; 0.5: a random half), so a small gold set can count as much as a
+    large silver corpus, as in the usual recipe that mixes encyclopedia and professional data.
+    """
+
+    path: Path
+    weight: float = 1.0
+
+
+def parse_source(spec: str | Path) -> TrainingSource:
+    """``PATH`` or ``PATH:WEIGHT`` (a path that exists as written is never split).
+
+    Raises:
+        DataError: The weight is not a positive number.
+    """
+    text = str(spec)
+    if isinstance(spec, Path) or ":" not in text or Path(text).exists():
+        return TrainingSource(Path(text))
+    path, _, w = text.rpartition(":")
+    try:
+        weight = float(w)
+    except ValueError:
+        weight = math.nan
+    if not (math.isfinite(weight) and weight > 0):
+        raise DataError(f"{text}: the weight after the last ':' must be a positive number, "
+                        f"got {w!r} (write PATH or PATH:WEIGHT, e.g. gold.conll:2)")
+    return TrainingSource(Path(path), weight)
+
+
+@dataclass(slots=True)
+class SourceData:
+    """A training source read: its rows by split, its format and what it counted."""
+
+    source: TrainingSource
+    format: str
+    train: list[dict]
+    dev: list[dict]
+    test: list[dict]
+    stats: dict[str, Any]
+
+
+def wikidata_relation_label(onto: Any | None = None) -> Callable[[str], str]:
+    """Wikidata property id -> kgx's property for it (``P19`` -> ``birthPlace``); an id the
+    ontology does not align stays as it is, its own label."""
+    from kgx.ontology import load_ontology
+
+    onto = onto or load_ontology()
+    local = {p.wikidata: name for name, p in sorted(onto.properties.items()) if p.wikidata}
+    return lambda pid: local.get(pid, pid)
+
+
 def load_training_data(data: Path, dev_path: Path | None = None, *,
                        limit: int | None = None, max_empty_share: float = 0.3,
                        rng: random.Random | None = None, max_eval: int | None = None
                        ) -> tuple[list[dict], list[dict], list[dict], dict[str, Any]]:
-    """(train, dev, test, corpus stats) from a corpus directory or a CoNLL file.
+    """(train, dev, test, stats) of one source: see :func:`load_source`."""
+    d = load_source(TrainingSource(data), dev_path, limit=limit,
+                    max_empty_share=max_empty_share, rng=rng, max_eval=max_eval)
+    return d.train, d.dev, d.test, d.stats
 
-    Training rows are drawn by :func:`plan_sample`. From a corpus directory only the drawn
-    rows are read, found through the corpus's row offsets (:func:`kgx.corpus.training_offsets`),
-    so the cost and the memory follow ``limit``, not the corpus; dev and test stop at
-    ``max_eval`` rows.
+
+def load_source(src: TrainingSource, dev_path: Path | None = None, *,
+                limit: int | None = None, max_empty_share: float = 0.3,
+                rng: random.Random | None = None, max_eval: int | None = None,
+                relation_label: Callable[[str], str] | None = None) -> SourceData:
+    """Rows of one training source: a corpus directory, a CoNLL file or a DocRED JSON file.
+
+    Training rows are drawn by :func:`plan_sample` (at most ``limit``). From a corpus
+    directory only the drawn rows are read, found through the corpus's row offsets
+    (:func:`kgx.corpus.training_offsets`), so the cost and the memory follow ``limit``, not the
+    corpus; dev and test stop at ``max_eval`` rows. A CoNLL file's dev set is ``dev_path``, else
+    its last tenth; a DocRED file's is the tenth of its documents :func:`held_out` picks by
+    title. DocRED documents become sentence rows (:func:`kgx.datasets.docred_sentence_rows`),
+    their Wikidata relation ids mapped by ``relation_label``.
 
     Raises:
-        DataError: Missing splits, or an empty training set.
+        DataError: Missing splits, an unreadable file (named with its line), or a source with
+            no label kgx can learn.
     """
     rng = rng or random.Random(13)
+    data = src.path
     if data.is_dir():
         for s in ("train", "dev"):
             if not (data / f"{s}.jsonl").exists():
@@ -117,22 +198,58 @@ def load_training_data(data: Path, dev_path: Path | None = None, *,
             raise DataError(str(exc)) from exc
         stats_path = data / "stats.json"
         stats = json.loads(stats_path.read_text("utf-8")) if stats_path.exists() else {}
+        fmt = "corpus"
     else:
         if not data.exists():
             raise DataError(f"{data}: no such file or directory")
-        if sniff_format(data) != "conll":
-            raise DataError(f"{data}: expected a corpus directory or a CoNLL file")
-        train = read_conll(data)
-        dev = read_conll(dev_path) if dev_path else []
-        if not dev:  # hold out a tenth, deterministically
-            k = max(1, len(train) // 10)
-            dev, train = train[-k:], train[:-k]
-        test, stats = [], {"source": str(data)}
+        fmt = sniff_format(data)
+        stats = {"source": str(data)}
+        if fmt == "conll":
+            train = read_conll(data)
+            dev = read_conll(dev_path) if dev_path else []
+            if not dev:  # hold out a tenth, deterministically
+                k = max(1, len(train) // 10)
+                dev, train = train[-k:], train[:-k]
+        elif fmt == "docred":
+            docs = read_docred(data)
+            keys = [d["title"] or str(i) for i, d in enumerate(docs)]
+            label = relation_label or wikidata_relation_label()
+            counts: dict[str, int] = {}
+            train = docred_sentence_rows(
+                (d for d, k in zip(docs, keys, strict=True) if not held_out(k)), label, counts)
+            dev = docred_sentence_rows(
+                (d for d, k in zip(docs, keys, strict=True) if held_out(k)), label)
+            stats.update(documents=len(docs), **counts)
+        else:
+            raise DataError(f"{data}: expected a corpus directory, a CoNLL file or a DocRED "
+                            "JSON file")
+        test = []
         train = sample_training_rows(train, limit, max_empty_share, rng)
-        dev, test = dev[:max_eval], test[:max_eval]
-    if not train or not any(r["mentions"] for r in train):
-        raise DataError(f"{data}: the training set has no labelled mentions; nothing to learn")
-    return train, dev, test, stats
+        dev = dev[:max_eval]
+    if not any(m.get("label") for r in train for m in r["mentions"]) and \
+            not any(x["label"] != NA for r in train for x in r.get("relations", [])):
+        raise DataError(f"{data}: the training set has no labelled mentions or relations; "
+                        "nothing to learn")
+    return SourceData(src, fmt, train, dev, test, stats)
+
+
+def weighted(items: list[T], weight: float, rng: random.Random) -> list[T]:
+    """``weight`` times ``items``: whole copies, then a random sample for the fraction."""
+    whole, frac = divmod(weight, 1.0)
+    return items * int(whole) + rng.sample(items, round(frac * len(items)))
+
+
+def weighted_count(n: int, weight: float) -> int:
+    """How many items :func:`weighted` gives for ``n``."""
+    whole, frac = divmod(weight, 1.0)
+    return n * int(whole) + round(frac * n)
+
+
+def source_names(sources: Sequence[TrainingSource]) -> list[str]:
+    """A short unique name per source (its file name, or its path where two share one)."""
+    names = [s.path.name or str(s.path) for s in sources]
+    return [n if names.count(n) == 1 else str(s.path) for n, s in zip(names, sources,
+                                                                       strict=True)]
 
 
 def plan_sample(counts: Sequence[int], limit: int | None, max_empty_share: float,
@@ -250,38 +367,57 @@ def dev_score(scores: dict[str, Any]) -> float:
     return ner
 
 
-def train(data: str | Path, out: str | Path, options: TrainOptions | None = None,
-          log: Callable[[str], None] = print, progress: bool | None = None) -> TrainResult:
+def train(data: str | Path | Sequence[str | Path], out: str | Path,
+          options: TrainOptions | None = None, log: Callable[[str], None] = print,
+          progress: bool | None = None) -> TrainResult:
     """Fine-tune and save a model.
 
     Args:
-        data: Corpus directory or CoNLL file.
+        data: One source or several: corpus directories, CoNLL files, DocRED JSON files,
+            each ``PATH`` or ``PATH:WEIGHT`` (see :class:`TrainingSource`). The label set is
+            the union of theirs; DocRED's Wikidata ids are mapped onto kgx's properties
+            (unaligned ids kept as their own labels). Each source is scored on its own dev
+            set every epoch, and early stopping watches their mean.
         out: Model directory to write.
-        options: Settings.
+        options: Settings (``dev_path``: the dev file of a CoNLL source).
         log: Where per-epoch lines go.
         progress: Progress bar (default: on a terminal).
 
     Raises:
-        DataError: Bad or empty training data.
+        DataError: Bad or empty training data, or a bad weight (before any training).
     """
     from kgx.evaluate import evaluate_rows
-    from kgx.ontology import load_ontology
+    from kgx.ontology import is_wikidata_property, load_ontology
     from kgx.progress import Progress
 
     opts = options or TrainOptions()
-    data_p, out_p = Path(data), Path(out)
+    specs = [data] if isinstance(data, (str, Path)) else list(data)
+    if not specs:
+        raise DataError("no training data given")
+    sources = [parse_source(x) for x in specs]  # every weight checked before any reading
+    out_p = Path(out)
     set_seed(opts.seed)
     rng = random.Random(opts.seed)
-    train_rows, dev_rows, test_rows, corpus_stats = load_training_data(
-        data_p, Path(opts.dev_path) if opts.dev_path else None,
-        limit=opts.max_train_sentences, max_empty_share=opts.max_empty_share, rng=rng,
-        max_eval=opts.max_eval_sentences or None)
-    ner_labels, rel_labels = label_sets(train_rows)
+    onto = load_ontology()
+    relation_label = wikidata_relation_label(onto)
+    loaded = [load_source(src, Path(opts.dev_path) if opts.dev_path else None,
+                          limit=opts.max_train_sentences, max_empty_share=opts.max_empty_share,
+                          rng=rng, max_eval=opts.max_eval_sentences or None,
+                          relation_label=relation_label) for src in sources]
+    names = source_names(sources)
+    dev_sets = {n: d.dev for n, d in zip(names, loaded, strict=True) if d.dev}
+    dev_rows, test_rows = loaded[0].dev, loaded[0].test
+    corpus_stats = loaded[0].stats
+    ner_labels, rel_labels = label_sets([r for d in loaded for r in d.train])
     device = pick_device(opts.device)
     tuner = ThreadTuner(enabled=device.type == "cpu")
     model, tok = build_model(opts.base_model, ner_labels, rel_labels)
     model.to(device)
-    feats = featurize(train_rows, tok, ner_labels, rel_labels, opts.max_length)
+    # Each source's windows, drawn anew every epoch by its weight.
+    source_feats = [(featurize(d.train, tok, ner_labels, rel_labels, opts.max_length),
+                     d.source.weight) for d in loaded]
+    n_windows = sum(weighted_count(len(f), w) for f, w in source_feats)
+    n_sentences = sum(weighted_count(len(d.train), d.source.weight) for d in loaded)
     heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
     enc_params = [p for n, p in model.named_parameters() if n.startswith("encoder.")]
     groups = [{"params": heads, "lr": opts.head_learning_rate}]
@@ -291,7 +427,7 @@ def train(data: str | Path, out: str | Path, options: TrainOptions | None = None
     else:
         groups.append({"params": enc_params, "lr": opts.learning_rate})
     optim = torch.optim.AdamW(groups, weight_decay=opts.weight_decay)
-    steps_per_epoch = math.ceil(len(feats) / opts.batch_size)
+    steps_per_epoch = math.ceil(n_windows / opts.batch_size)
     total = max(1, steps_per_epoch * opts.epochs)
     warm = int(total * opts.warmup)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -299,17 +435,19 @@ def train(data: str | Path, out: str | Path, options: TrainOptions | None = None
         max(0.0, (total - s) / max(1, total - warm)))
     amp = autocast_dtype(device)
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
-    result = TrainResult(out=str(out_p), train_sentences=len(train_rows))
+    result = TrainResult(out=str(out_p), train_sentences=n_sentences)
     best, best_state, bad = -1.0, None, 0
     t0 = time.monotonic()
     trained = 0
     deadline = t0 + opts.max_minutes * 60 if opts.max_minutes else None
-    log(f"training on {len(train_rows):,} sentences ({len(feats):,} windows), dev "
+    log(f"training on {n_sentences:,} sentences per epoch ({n_windows:,} windows) from "
+        f"{len(sources)} source(s), dev "
         f"{len(dev_rows):,}, entity labels {ner_labels[1:]}, relation labels "
         f"{len(rel_labels) - 1}, device {device}")
     for epoch in range(1, opts.epochs + 1):
         model.train()
         losses = []
+        feats = [x for f, w in source_feats for x in weighted(f, w, rng)]
         groups = batches_by_length(feats, opts.batch_size, rng)
         bar = Progress(total=len(groups), unit="batches", enabled=progress,
                        desc=f"model, epoch {epoch}")
@@ -340,19 +478,23 @@ def train(data: str | Path, out: str | Path, options: TrainOptions | None = None
                 break
         bar.close()
         model.eval()
-        scores = evaluate_rows(Predictor(model, tok, {}, max_length=opts.max_length), dev_rows) \
-            if dev_rows else {}
-        score = dev_score(scores)
+        reader = Predictor(model, tok, {}, max_length=opts.max_length)
+        by_source = {n: evaluate_rows(reader, rows) for n, rows in dev_sets.items()}
+        scores = by_source.get(names[0], {})
+        score = sum(map(dev_score, by_source.values())) / max(1, len(by_source))
         entry = {"epoch": epoch, "loss": round(sum(losses) / max(1, len(losses)), 4),
                  "dev_entity_f1": scores.get("entities", {}).get("micro", {}).get("f1"),
                  "dev_relation_f1": scores.get("relations", {}).get("micro", {}).get("f1"),
                  "dev_score": round(score, 4)}
+        if len(sources) > 1:
+            entry["dev_by_source"] = {n: round(dev_score(v), 4) for n, v in by_source.items()}
         result.history.append(entry)
         log("epoch {epoch}: loss {loss}, dev entity F1 {dev_entity_f1}, dev relation F1 "
             "{dev_relation_f1}".format(**entry))
         result.epochs_run = epoch
         if score > best:
             best, bad, result.best_epoch, result.dev = score, 0, epoch, scores
+            result.dev_by_source = by_source
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         else:
             bad += 1
@@ -370,20 +512,27 @@ def train(data: str | Path, out: str | Path, options: TrainOptions | None = None
     if test_rows:
         result.test = evaluate_rows(Predictor(model, tok, {}, max_length=opts.max_length),
                                     test_rows)
-    onto = load_ontology()
     metadata = {
         "kgx_version": __version__,
         "ontology_version": onto.version,
         "base_model": opts.base_model,
-        "trained_on": str(data_p),
+        "trained_on": ", ".join(str(x.path) for x in sources),
+        "sources": [{"name": n, "path": str(d.source.path), "format": d.format,
+                     "weight": d.source.weight, "rows_drawn": len(d.train),
+                     "rows_per_epoch": weighted_count(len(d.train), d.source.weight),
+                     "dev_rows": len(d.dev), "stats": d.stats if d.format != "corpus" else {}}
+                    for n, d in zip(names, loaded, strict=True)],
         "corpus_stats": corpus_stats,
         "settings": asdict(opts),
         "entity_labels": [lab[2:] for lab in ner_labels if lab.startswith("B-")],
         "relation_labels": rel_labels,
-        "relation_wikidata": {lab: onto.properties[lab].wikidata for lab in rel_labels
-                              if lab in onto.properties},
-        "training": {k: v for k, v in asdict(result).items() if k not in ("dev", "test")},
+        "relation_wikidata": {lab: onto.properties[lab].wikidata if lab in onto.properties
+                              else lab for lab in rel_labels
+                              if lab in onto.properties or is_wikidata_property(lab)},
+        "training": {k: v for k, v in asdict(result).items()
+                     if k not in ("dev", "test", "dev_by_source")},
         "dev": result.dev,
+        "dev_by_source": result.dev_by_source,
         "test": result.test,
     }
     model.save(out_p, tok, metadata)
@@ -402,6 +551,7 @@ def model_card(meta: dict[str, Any]) -> str:
 
     st = meta.get("corpus_stats", {})
     tr = meta["training"]
+    silver = meta.get("sources", [{"format": "corpus"}])[0]["format"] == "corpus"
     types: Counter[str] = Counter(st.get("mentions", {}))
     lines = [
         "---", "library_name: transformers", "pipeline_tag: token-classification",
@@ -412,15 +562,21 @@ def model_card(meta: dict[str, Any]) -> str:
         f"classification over {len(meta['relation_labels']) - 1} ontology properties "
         "(span pooling over a shared encoder).", "",
         "## Training data", "",
-        f"Silver labels the dump gives itself: `{meta['trained_on']}` "
-        f"({tr['train_sentences']:,} training sentences used). Mentions come from wikilinks "
-        "typed through the linked page's class; relations from infobox facts whose subject and "
-        "object share a sentence (distant supervision). Mentions per type in the corpus: "
-        + (", ".join(f"{k} {v:,}" for k, v in types.most_common()) or "n/a") + ".", "",
-        "## Scores (silver labels)", "",
+        (f"Silver labels the dump gives itself: `{meta['trained_on']}` "
+         f"({tr['train_sentences']:,} training sentences per epoch). Mentions come from "
+         "wikilinks typed through the linked page's class; relations from infobox facts whose "
+         "subject and object share a sentence (distant supervision). Mentions per type in the "
+         "corpus: " + (", ".join(f"{k} {v:,}" for k, v in types.most_common()) or "n/a") + "."
+         if silver else
+         f"Gold data: `{meta['trained_on']}` ({tr['train_sentences']:,} training sentences "
+         "per epoch)."), "",
+        *_sources_section(meta),
+        "## Scores (silver labels)" if silver else "## Scores", "",
         "| split | sentences | entity P | entity R | entity F1 | relation F1 (gold mentions) |",
         "|---|---|---|---|---|---|",
-        row("dev", meta.get("dev", {})), row("test", meta.get("test", {})), "",
+        row("dev", meta.get("dev", {})), row("test", meta.get("test", {})),
+        *(row(f"dev of {n}", s) for n, s in list(meta.get("dev_by_source", {}).items())[1:]),
+        "",
         f"Best epoch {tr['best_epoch']} of {tr['epochs_run']}; {tr['seconds']} s of training "
         f"at {tr['sentences_per_second']} sentences/s. Scores against silver labels measure "
         "agreement with the dump's own links, not gold accuracy: see kgx's README for "
@@ -432,3 +588,16 @@ def model_card(meta: dict[str, Any]) -> str:
         "tagger; the relation head (`relation_head.*`) is read by kgx.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _sources_section(meta: dict[str, Any]) -> list[str]:
+    """The model card's table of training sources, when there is more than one."""
+    sources = meta.get("sources", [])
+    if len(sources) < 2:
+        return []
+    lines = ["Sources mixed in each epoch (weight: how many times its rows an epoch draws):", "",
+             "| source | format | weight | rows drawn | rows per epoch | dev rows |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| `{s['path']}` | {s['format']} | {s['weight']:g} | {s['rows_drawn']:,} | "
+              f"{s['rows_per_epoch']:,} | {s['dev_rows']:,} |" for s in sources]
+    return [*lines, ""]

@@ -322,3 +322,114 @@ def test_real_encoder_loss_falls(sample_corpus: Path, tmp_path: Path) -> None:
         log=lambda m: None)
     losses = [h["loss"] for h in res.history]
     assert losses[-1] < losses[0]
+
+
+def _docred_file(path: Path, n_docs: int = 12) -> Path:
+    """A small DocRED file: a birth place (P19, aligned with kgx:birthPlace) and a part-of
+    (P361, which kgx's ontology does not align) in one sentence, a date (TIME), and a relation
+    across sentences."""
+    docs = []
+    for i in range(n_docs):
+        docs.append({
+            "title": f"Doc {i}",
+            "sents": [["Anna", f"Berg{i}", "was", "born", "in", f"Town{i}", "in", "1901", "."],
+                      [f"Town{i}", "is", "part", "of", f"Shire{i}", "."],
+                      ["She", "worked", "for", f"Acme{i}", "."]],
+            "vertexSet": [
+                [{"name": f"Anna Berg{i}", "sent_id": 0, "pos": [0, 2], "type": "PER"}],
+                [{"name": f"Town{i}", "sent_id": 0, "pos": [5, 6], "type": "LOC"},
+                 {"name": f"Town{i}", "sent_id": 1, "pos": [0, 1], "type": "LOC"}],
+                [{"name": "1901", "sent_id": 0, "pos": [7, 8], "type": "TIME"}],
+                [{"name": f"Shire{i}", "sent_id": 1, "pos": [4, 5], "type": "LOC"}],
+                [{"name": f"Acme{i}", "sent_id": 2, "pos": [3, 4], "type": "ORG"}]],
+            "labels": [{"h": 0, "t": 1, "r": "P19", "evidence": [0]},
+                       {"h": 0, "t": 2, "r": "P569", "evidence": [0]},
+                       {"h": 1, "t": 3, "r": "P361", "evidence": [1]},
+                       {"h": 0, "t": 4, "r": "P108", "evidence": [2]}]})
+    path.write_text(json.dumps(docs), encoding="utf-8")
+    return path
+
+
+def test_docred_documents_become_sentence_rows(tmp_path: Path, tiny_bert: Path) -> None:
+    from kgx.datasets import docred_sentence_rows
+    from kgx.train import wikidata_relation_label
+
+    docs = read_docred(_docred_file(tmp_path / "d.json", 1))
+    counts: dict[str, int] = {}
+    rows = docred_sentence_rows(docs, wikidata_relation_label(), counts)
+    assert [r["text"] for r in rows] == ["Anna Berg0 was born in Town0 in 1901 .",
+                                         "Town0 is part of Shire0 .", "She worked for Acme0 ."]
+    first = rows[0]
+    names = [first["text"][m["start"]:m["end"]] for m in first["mentions"]]
+    assert names == ["Anna Berg0", "Town0", "1901"]
+    assert [m["label"] for m in first["mentions"]] == ["PER", "LOC", None]
+    rels = {(x["head"], x["tail"]): x["label"] for x in first["relations"]}
+    assert rels[(0, 1)] == "birthPlace" and rels[(0, 2)] == "birthDate"  # mapped onto kgx
+    assert rels[(1, 0)] == "NA" and rels[(2, 1)] == "NA"
+    assert {x["label"] for x in rows[1]["relations"]} == {"P361", "NA"}  # kept as its own
+    # P108 (employer) holds between entities that never share a sentence: not taught
+    assert counts == {"relations": 4, "relations_in_sentence": 3}
+    # a TIME mention has no tag: its words are "O", not a crash
+    tok = transformers.AutoTokenizer.from_pretrained(tiny_bert)
+    tk = tokenize(tok, [first["text"]])[0]
+    ids = bio_labels(tk, first["mentions"], [], {"O": 0, "B-PER": 1, "I-PER": 2, "B-LOC": 3})
+    year = next(i for i, (s, _e) in enumerate(tk.offsets) if first["text"][s:s + 4] == "1901")
+    assert ids[year] == 0
+
+
+def test_sources_are_mixed_by_weight_and_scored_each(tiny_bert: Path, sample_corpus: Path,
+                                                     tmp_path: Path) -> None:
+    conll = tmp_path / "gold.conll"
+    lines = []
+    for i in range(20):
+        lines += [f"Person{i} B-PER", "founded O", f"Firm{i} B-CORP", ". O", ""]
+    conll.write_text("\n".join(lines), encoding="utf-8")
+    docred = _docred_file(tmp_path / "redocred.json", 30)
+    out = tmp_path / "m"
+    res = train([sample_corpus, f"{conll}:2", f"{docred}:0.5"], out, TrainOptions(
+        base_model=str(tiny_bert), epochs=1, max_train_sentences=40, max_eval_sentences=20),
+        log=lambda m: None)
+    meta = json.loads((out / "kgx.json").read_text())
+    src = {s["name"]: s for s in meta["sources"]}
+    assert [s["format"] for s in meta["sources"]] == ["corpus", "conll", "docred"]
+    assert src["gold.conll"]["rows_per_epoch"] == 2 * src["gold.conll"]["rows_drawn"] == 36
+    assert src["redocred.json"]["rows_per_epoch"] == round(src["redocred.json"]["rows_drawn"] / 2)
+    assert src["redocred.json"]["stats"]["relations_in_sentence"] > 0
+    assert res.train_sentences == sum(s["rows_per_epoch"] for s in meta["sources"])
+    # the label set is the union; Wikidata ids mapped onto kgx, unaligned ones kept
+    assert {"CORP", "PER", "LOC"} <= set(meta["entity_labels"])
+    assert {"birthPlace", "P361"} <= set(meta["relation_labels"])
+    assert meta["relation_wikidata"]["P361"] == "P361"
+    assert set(meta["dev_by_source"]) == {sample_corpus.name, "gold.conll", "redocred.json"}
+    assert all("entities" in s for s in meta["dev_by_source"].values())
+    assert "relations" in meta["dev_by_source"]["redocred.json"]
+    card = (out / "README.md").read_text()
+    assert f"`{docred}` | docred | 0.5 |" in card and "dev of gold.conll" in card
+    # kgx evaluate scores the bare id the gold set taught
+    assert "P361" in evaluate(out, docred, limit=3)["covered_properties"]
+
+
+def test_bad_sources_fail_before_training(tiny_bert: Path, sample_corpus: Path,
+                                          tmp_path: Path) -> None:
+    from kgx.train import parse_source
+
+    conll = tmp_path / "gold.conll"
+    conll.write_text("Paris B-LOC\nis O\n", encoding="utf-8")
+    opts = TrainOptions(base_model=str(tiny_bert), epochs=1)
+    for w in ("0", "-1", "abc", "nan", "inf"):
+        with pytest.raises(DataError, match=rf"gold\.conll:{w}: the weight .* positive number"):
+            train([sample_corpus, f"{conll}:{w}"], tmp_path / "m", opts)
+    assert not (tmp_path / "m").exists()
+    assert parse_source(f"{conll}:2.5").weight == 2.5 and parse_source(conll).weight == 1.0
+    odd = tmp_path / "a:3"  # a path that exists as written is never split
+    odd.write_text("x B-PER\n", encoding="utf-8")
+    assert parse_source(str(odd)).path == odd and parse_source(str(odd)).weight == 1.0
+    unlabelled = tmp_path / "plain.conll"
+    unlabelled.write_text("Nothing O\nhere O\n\nStill O\nnothing O\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"plain\.conll: the training set has no labelled"):
+        train([sample_corpus, unlabelled], tmp_path / "m", opts)
+    bad = tmp_path / "broken.conll"
+    bad.write_text("Paris B-LOC\nis\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"broken\.conll:2: expected"):
+        train([sample_corpus, bad], tmp_path / "m", opts)
+    assert not (tmp_path / "m").exists()

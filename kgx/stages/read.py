@@ -31,7 +31,7 @@ from typing import Any
 
 from kgx import __version__
 from kgx.cpu import ThreadTuner
-from kgx.ontology import KGX, XSD
+from kgx.ontology import KGX, XSD, relation_iri
 from kgx.progress import Progress
 from kgx.rdf import literal
 from kgx.stages.runner import (
@@ -442,7 +442,7 @@ def _write_model_facts(out: Path, db: sqlite3.Connection, ns: str, model_name: s
             info = entities.get(h)
             agrees = bool(info and (p, t) in info.facts)
             agree += agrees
-            lines = [f"{iri(h)} <{KGX}{p}> {iri(t)} {g} .\n",
+            lines = [f"{iri(h)} <{relation_iri(p)}> {iri(t)} {g} .\n",
                      f"{g} <{KGX}extractor> {literal('model')} {pg} .\n",
                      f"{g} <{KGX}extractorVersion> {literal(model_name)} {pg} .\n",
                      f"{g} <{KGX}confidence> {literal(repr(round(conf, 4)), XSD + 'double')} "
