@@ -149,46 +149,41 @@ def read_docred(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def docred_sentence_rows(docs: Iterable[dict[str, Any]], relation_label: Callable[[str], str],
-                         counts: dict[str, int] | None = None) -> list[dict[str, Any]]:
-    """Corpus-format rows, one per sentence, from :func:`read_docred` documents.
+def docred_document_rows(docs: Iterable[dict[str, Any]], relation_label: Callable[[str], str]
+                         ) -> list[dict[str, Any]]:
+    """Corpus-format rows, one per document, from :func:`read_docred` documents.
 
-    Every mention of the sentence is kept; TIME and NUM mentions (no kgx entity type) have
-    ``label`` None: no tag is taught for them, but they take part in relations (a date of
-    birth). Every ordered pair of mentions of two different entities is an example: the gold
-    relations between the two entities (``relation_label`` maps each Wikidata id onto kgx's
-    labels), else NA -- Re-DocRED annotates every relation of a document, so an unlabelled pair
-    is a true negative. A relation whose two entities never share a sentence cannot be taught to
-    a sentence reader; ``counts`` (when given) gets ``relations`` and ``relations_in_sentence``.
+    Every mention is kept with its ``entity`` (the index in ``vertexSet``), so that the model
+    pools an entity's mentions across the document. TIME and NUM mentions (no kgx entity type)
+    have ``label`` None: no tag is taught for them, but they take part in relations (a date of
+    birth). Every ordered pair of two entities is an example, written between their first
+    mentions: the gold relations between the two (``relation_label`` maps each Wikidata id onto
+    kgx's labels), else NA -- Re-DocRED annotates every relation of a document, so an
+    unlabelled pair is a true negative.
     """
     rows = []
     for doc in docs:
+        mentions = [{"start": m["start"], "end": m["end"], "label": m["label"],
+                     "entity": m["entity"]} for m in doc["mentions"]]
+        first: dict[int, int] = {}
+        for i, m in enumerate(mentions):
+            first.setdefault(m["entity"], i)
         by_pair: dict[tuple[int, int], list[str]] = {}
         for h, t, r in doc["labels"]:
             by_pair.setdefault((h, t), []).append(relation_label(r))
-        taught: set[tuple[int, int, str]] = set()
-        for si, (s0, s1) in enumerate(doc["sent_spans"]):
-            ms = [m for m in doc["mentions"] if m["sent"] == si]
-            mentions = [{"start": m["start"] - s0, "end": m["end"] - s0, "label": m["label"],
-                         "entity": m["entity"]} for m in ms]
-            rels = []
-            for i, a in enumerate(ms):
-                for j, b in enumerate(ms):
-                    if a["entity"] == b["entity"]:
-                        continue
-                    labels = by_pair.get((a["entity"], b["entity"]))
-                    for lab in labels or ["NA"]:
-                        rels.append({"head": i, "tail": j, "label": lab})
-                        taught.add((a["entity"], b["entity"], lab))
-            rows.append({"title": doc.get("title", ""), "text": doc["text"][s0:s1],
-                         "mentions": mentions, "relations": rels, "ignore": []})
-        if counts is not None:
-            counts["relations"] = counts.get("relations", 0) + len(doc["labels"])
-            counts["relations_in_sentence"] = counts.get("relations_in_sentence", 0) + sum(
-                1 for h, t, r in doc["labels"] if (h, t, relation_label(r)) in taught)
+        rels = [{"head": first[h], "tail": first[t], "label": lab}
+                for h in first for t in first if h != t
+                for lab in by_pair.get((h, t)) or ["NA"]]
+        rows.append({"title": doc.get("title", ""), "text": doc["text"], "mentions": mentions,
+                     "relations": rels, "ignore": []})
     return rows
 
 
-def held_out(key: str, share: int = 10) -> bool:
-    """Whether a document (by a stable key, e.g. its title) is in the held-out tenth."""
-    return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) % share == 0
+def held_out(key: str, share: int = 10, salt: str = "kgx dev") -> bool:
+    """Whether a document (by a stable key, e.g. its title) is in the held-out ``1/share``.
+
+    The hash is salted, so that a file someone already split by an unsalted hash of the same
+    key still gets a dev set.
+    """
+    h = hashlib.sha1(f"{salt}\t{key}".encode()).hexdigest()
+    return int(h[:8], 16) % share == 0

@@ -3,8 +3,8 @@
 Entities are scored at the entity level with seqeval (precision / recall / F1 per type, micro
 and macro) over word tags, with one word segmentation for gold and prediction. Relations are
 scored given the gold mentions (relation classification), per label, micro and macro, NA
-excluded. On DocRED / Re-DocRED, kgx (a sentence-level reader) scores every pair of entities
-that share a sentence, a document-level triple counts once, and only the Wikidata properties
+excluded. On DocRED / Re-DocRED, every ordered pair of a document's entities is classified on
+the whole document, each entity pooling its mentions, and only the Wikidata properties
 the model has a label for (through the ontology's alignment, or as the bare id a gold set
 taught) are scored; the rest are reported as not covered.
 """
@@ -101,13 +101,20 @@ def evaluate_rows(predictor: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
     if rel_rows and len(predictor.relation_labels) > 1:
         gold_items, pred_items = [], []
         for ri, r in enumerate(rel_rows):
+            # mentions of one entity (same "entity" field) are scored as one, as trained
+            keys = [("mention", i) if m.get("entity") is None else ("entity", m["entity"])
+                    for i, m in enumerate(r["mentions"])]
+            entity = {k: e for e, k in enumerate(dict.fromkeys(keys))}
             spans = [(m["start"], m["end"]) for m in r["mentions"]]
-            pairs = sorted({(x["head"], x["tail"]) for x in r["relations"]})
-            scored = predictor.classify_pairs(r["text"], spans, pairs)
+            pairs = sorted({(entity[keys[x["head"]]], entity[keys[x["tail"]]])
+                            for x in r["relations"]} - {(e, e) for e in entity.values()})
+            scored = predictor.classify_pairs(r["text"], spans, pairs,
+                                              [entity[k] for k in keys])
             for x in r["relations"]:
-                gold_items.append(((ri, x["head"], x["tail"]), x["label"]))
-            for pair, (lab, _sc) in zip(pairs, scored, strict=True):
-                pred_items.append(((ri, *pair), lab))
+                gold_items.append(((ri, entity[keys[x["head"]]], entity[keys[x["tail"]]]),
+                                   x["label"]))
+            for pair, found in zip(pairs, scored, strict=True):
+                pred_items.extend(((ri, *pair), lab) for lab, _sc in found)
         result["relations"] = score_relations(gold_items, pred_items)
         result["relations"]["note"] = "given gold mentions"
     return result
@@ -115,7 +122,10 @@ def evaluate_rows(predictor: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def evaluate_docred(predictor: Any, rows: list[dict[str, Any]],
                     wikidata_of: dict[str, str]) -> dict[str, Any]:
-    """Relation scores on DocRED documents, on the Wikidata ids the model covers."""
+    """Entity scores per sentence, and relation scores on DocRED documents, on the Wikidata ids
+    the model covers: every ordered pair of a document's gold entities is classified on the
+    whole document, each entity pooling all its mentions (given gold mentions, as DocRED
+    systems are scored)."""
     covered = {wikidata_of[lab] for lab in predictor.relation_labels if lab in wikidata_of}
     gold_all: Counter[str] = Counter()
     gold_items, pred_items, intra_gold = [], [], set()
@@ -131,21 +141,19 @@ def evaluate_docred(predictor: Any, rows: list[dict[str, Any]],
             local = [{"start": m["start"] - s0, "end": m["end"] - s0, "label": m["label"]}
                      for m in ms]
             gold_tags.append(word_tags(text, local))
-            pairs = [(i, j) for i in range(len(ms)) for j in range(len(ms))
-                     if ms[i]["entity"] != ms[j]["entity"]]
-            for i, j in pairs:
-                intra_gold.add((di, ms[i]["entity"], ms[j]["entity"]))
-            if pairs and covered:
-                scored = predictor.classify_pairs(text, [(m["start"], m["end"]) for m in local],
-                                                  pairs)
-                for (i, j), (lab, _sc) in zip(pairs, scored, strict=True):
-                    if lab in wikidata_of and wikidata_of[lab] in covered:
-                        pred_items.append(((di, ms[i]["entity"], ms[j]["entity"]),
-                                           wikidata_of[lab]))
+            intra_gold.update((di, a["entity"], b["entity"]) for a in ms for b in ms)
+        entities = sorted({m["entity"] for m in doc["mentions"]})
+        pairs = [(h, t) for h in entities for t in entities if h != t]
+        if pairs and covered:
+            scored = predictor.classify_pairs(
+                doc["text"], [(m["start"], m["end"]) for m in doc["mentions"]], pairs,
+                [m["entity"] for m in doc["mentions"]])
+            for (h, t), found in zip(pairs, scored, strict=True):
+                pred_items.extend(((di, h, t), wikidata_of[lab]) for lab, _sc in found
+                                  if lab in wikidata_of)
         texts = [doc["text"][a:b] for a, b in doc["sent_spans"]]
         for text, p in zip(texts, predictor.predict(texts, relations=False), strict=True):
             pred_tags.append(word_tags(text, p.mentions))
-    pred_items = list(dict.fromkeys(pred_items))
     rel = score_relations(gold_items, pred_items)
     intra = [x for x in gold_items if x[0] in intra_gold]
     rel["recall_on_same_sentence_pairs"] = score_relations(intra, pred_items)["micro"]["recall"]

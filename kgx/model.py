@@ -11,13 +11,18 @@ Design:
   they are. Only the first sub-token of each word carries a label (the others are -100, as in
   Hugging Face's ``run_ner.py``): a word's tag is predicted once, from its first piece.
 * **Relation head**: span pooling, not entity markers. A mention is the mean of its sub-token
-  states; a pair is ``[h; t; h*t]`` through a two-layer MLP. One encoder pass per text then
-  serves the tagger and every mention pair, where markers cost one pass per pair (a sentence
-  with 6 mentions has 30 ordered pairs): at ~100 sentences/s on 2 CPU cores this is what makes
-  reading every sentence of a dump affordable.
+  states; an entity is the log-sum-exp of its mentions' vectors, wherever they are in the
+  document (ATLOP's pooling); a pair is ``[h; t; h*t]`` through a two-layer MLP. Labels are
+  multi-label with an adaptive threshold: class 0 (NA) is a learned threshold, a pair holds
+  every relation whose logit beats it (ATLOP's loss), and a relation's score is
+  ``sigmoid(logit - threshold logit)``, so 0.5 is the threshold itself. One encoder pass per
+  text then serves the tagger and every pair, where markers cost one pass per pair (a
+  sentence with 6 mentions has 30 ordered pairs): at ~100 sentences/s on 2 CPU cores this is
+  what makes reading every sentence of a dump affordable.
 * **Long texts**: windows of ``max_length`` tokens overlapping by ``stride``; tag logits are
-  averaged where windows overlap; a pair is scored in the window that holds both mentions.
-  Nothing is silently truncated.
+  averaged where windows overlap. :meth:`Predictor.predict` scores a pair of predicted
+  mentions in the window that holds both; :meth:`Predictor.classify_pairs` pools each
+  entity's mentions from every window of a document. Nothing is silently truncated.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +80,17 @@ class KgxModel(nn.Module):
     """Encoder + BIO token classifier + span-pooling relation classifier."""
 
     def __init__(self, encoder: nn.Module, ner_labels: Sequence[str],
-                 relation_labels: Sequence[str], dropout: float = 0.1) -> None:
+                 relation_labels: Sequence[str], dropout: float = 0.1,
+                 casing: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
         hidden = encoder.config.hidden_size
+        # Word shape (see word_shapes) added to the input embeddings: what an uncased
+        # encoder cannot see. Starts at zero, so training starts from the encoder as it is.
+        self.adaptive_threshold = True  # False: a model of kgx 0.1 (softmax, argmax)
+        self.shape_embeddings = nn.Embedding(len(SHAPES), hidden) if casing else None
+        if self.shape_embeddings is not None:
+            nn.init.zeros_(self.shape_embeddings.weight)
         self.ner_labels = list(ner_labels)
         self.relation_labels = list(relation_labels)
         self.dropout = nn.Dropout(dropout)
@@ -87,31 +99,45 @@ class KgxModel(nn.Module):
             nn.Linear(3 * hidden, hidden), nn.GELU(), nn.Dropout(dropout),
             nn.Linear(hidden, max(1, len(self.relation_labels))))
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    @property
+    def casing(self) -> bool:
+        return self.shape_embeddings is not None
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               shape_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if self.shape_embeddings is None or shape_ids is None:
+            return self.encoder(input_ids=input_ids,
+                                attention_mask=attention_mask).last_hidden_state
+        embeds = self.encoder.get_input_embeddings()(input_ids) + \
+            self.shape_embeddings(shape_ids)
+        return self.encoder(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
 
     def tag_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(hidden))
 
-    def pair_logits(self, hidden: torch.Tensor, spans: torch.Tensor,
-                    pairs: torch.Tensor) -> torch.Tensor:
+    def pair_logits(self, hidden: torch.Tensor, spans: torch.Tensor, pairs: torch.Tensor,
+                    span_entity: torch.Tensor | None = None) -> torch.Tensor:
         """Relation logits.
 
         Args:
             hidden: (B, T, H) encoder states.
             spans: (S, 3) rows of (batch index, first token, end token exclusive).
-            pairs: (P, 2) rows of (head span, tail span).
+            pairs: (P, 2) rows of (head, tail): entity indices, or span indices when
+                ``span_entity`` is None (each mention its own entity).
+            span_entity: (S,) the entity of each span; an entity pools its spans.
         """
         t = hidden.shape[1]
         idx = torch.arange(t, device=hidden.device)
         mask = ((idx[None, :] >= spans[:, 1:2]) & (idx[None, :] < spans[:, 2:3])).to(hidden.dtype)
         pooled = torch.einsum("st,sth->sh", mask, hidden[spans[:, 0]])
         pooled = pooled / mask.sum(1, keepdim=True).clamp(min=1)
+        if span_entity is not None:
+            pooled = pool_entities(pooled, span_entity)
         h, tl = pooled[pairs[:, 0]], pooled[pairs[:, 1]]
         return self.relation_head(self.dropout(torch.cat([h, tl, h * tl], dim=-1)))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        hidden = self.encode(batch["input_ids"], batch["attention_mask"])
+        hidden = self.encode(batch["input_ids"], batch["attention_mask"], batch.get("shape_ids"))
         out = {"tag_logits": self.tag_logits(hidden)}
         loss = torch.zeros((), device=hidden.device)
         if "labels" in batch:
@@ -120,10 +146,11 @@ class KgxModel(nn.Module):
             if torch.isfinite(ce):
                 loss = loss + ce
         if batch.get("pairs") is not None and batch["pairs"].numel():
-            out["pair_logits"] = self.pair_logits(hidden, batch["spans"], batch["pairs"])
-            if "pair_labels" in batch:
-                loss = loss + nn.functional.cross_entropy(out["pair_logits"].float(),
-                                                          batch["pair_labels"])
+            out["pair_logits"] = self.pair_logits(hidden, batch["spans"], batch["pairs"],
+                                                  batch.get("span_entity"))
+            if "pair_targets" in batch:
+                loss = loss + adaptive_threshold_loss(out["pair_logits"].float(),
+                                                      batch["pair_targets"])
         out["loss"] = loss
         return out
 
@@ -140,6 +167,8 @@ class KgxModel(nn.Module):
         cfg.label2id = {lab: i for i, lab in enumerate(self.ner_labels)}
         cfg.architectures = [type(self.encoder).__name__.replace("Model", "ForTokenClassification")]
         cfg.kgx_relation_labels = self.relation_labels
+        cfg.kgx_casing = self.casing
+        cfg.kgx_relation_decision = "adaptive-threshold"
         cfg.kgx_version = __version__
         cfg.save_pretrained(path)
         tokenizer.save_pretrained(path)
@@ -153,8 +182,40 @@ class KgxModel(nn.Module):
                                        encoding="utf-8")
 
 
-def build_model(base: str, ner_labels: Sequence[str], relation_labels: Sequence[str]
-                ) -> tuple[KgxModel, Any]:
+def pool_entities(mentions: torch.Tensor, span_entity: torch.Tensor) -> torch.Tensor:
+    """(E, H) log-sum-exp of the mention vectors (S, H) of each entity (``span_entity``: the
+    entity of each mention), computed in float32 with each entity's maximum taken out."""
+    m = mentions.float()
+    n = int(span_entity.max()) + 1 if span_entity.numel() else 0
+    idx = span_entity[:, None].expand(-1, m.shape[1])
+    top = torch.full((n, m.shape[1]), -torch.inf, device=m.device).scatter_reduce(
+        0, idx, m, "amax")
+    summed = torch.zeros_like(top).index_add_(0, span_entity, (m - top[span_entity]).exp())
+    return (top + summed.log()).to(mentions.dtype)
+
+
+def adaptive_threshold_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """ATLOP's adaptive-threshold loss: class 0 is the threshold. Every gold relation of a
+    pair must beat it, and it must beat every other relation.
+
+    Args:
+        logits: (P, C) pair logits, column 0 the threshold (NA) class.
+        targets: (P, C) multi-hot gold relations; a row with none is an NA pair.
+    """
+    labels = targets.float().clone()
+    labels[:, 0] = 0.0
+    th = torch.zeros_like(labels)
+    th[:, 0] = 1.0
+    big = torch.finfo(logits.dtype).max / 4
+    pos = logits - (1 - labels - th) * big  # the gold relations and the threshold
+    neg = logits - labels * big  # everything but the gold relations
+    loss_pos = -(pos.log_softmax(-1) * labels).sum(-1)
+    loss_neg = -(neg.log_softmax(-1) * th).sum(-1)
+    return (loss_pos + loss_neg).mean()
+
+
+def build_model(base: str, ner_labels: Sequence[str], relation_labels: Sequence[str],
+                casing: bool = False) -> tuple[KgxModel, Any]:
     """A fresh model on a pretrained encoder (local directory or hub id) and its tokenizer."""
     from transformers import AutoModel, AutoTokenizer
 
@@ -167,7 +228,7 @@ def build_model(base: str, ner_labels: Sequence[str], relation_labels: Sequence[
         raise RuntimeError(f"{base}: kgx needs a fast tokenizer (character offsets)")
     enc = AutoModel.from_pretrained(path, add_pooling_layer=False) \
         if _takes_pooling(path) else AutoModel.from_pretrained(path)
-    return KgxModel(enc, ner_labels, relation_labels), tok
+    return KgxModel(enc, ner_labels, relation_labels, casing=casing), tok
 
 
 def _takes_pooling(path: str) -> bool:
@@ -198,7 +259,10 @@ def load_model(path: str | Path, device: torch.device | None = None) -> tuple[Kg
     enc = AutoModel.from_config(cfg, add_pooling_layer=False) if cfg.model_type in (
         "bert", "roberta", "xlm-roberta", "electra", "camembert") else AutoModel.from_config(cfg)
     ner = [cfg.id2label[i] for i in range(len(cfg.id2label))]
-    model = KgxModel(enc, ner, getattr(cfg, "kgx_relation_labels", [NA]))
+    model = KgxModel(enc, ner, getattr(cfg, "kgx_relation_labels", [NA]),
+                     casing=bool(getattr(cfg, "kgx_casing", False)))
+    # A model saved before the adaptive threshold trained a softmax over NA and the labels
+    model.adaptive_threshold = getattr(cfg, "kgx_relation_decision", "") == "adaptive-threshold"
     state = load_file(str(p / WEIGHTS))
     prefix = getattr(enc, "base_model_prefix", "bert") or "bert"
     fixed = {("encoder." + k[len(prefix) + 1:] if k.startswith(prefix + ".") else k): v
@@ -229,6 +293,7 @@ class Window:
     tok_start: int  # first token of the text in this window
     input_ids: list[int]
     labels: list[int] | None = None
+    shapes: list[int] | None = None  # word shape per token (see word_shapes)
 
 
 @dataclass(slots=True)
@@ -238,15 +303,52 @@ class Tokenized:
     ids: list[int]
     offsets: list[tuple[int, int]]
     word_ids: list[int | None]
+    shapes: list[int] = field(default_factory=list)
+
+
+# Word shapes, the casing feature: 0 is for special and padding tokens.
+SHAPES = ("special", "lower", "Capitalised", "UPPER", "X", "digit", "punct", "mIxed",
+          "caseless")
+
+
+def shape_of(word: str) -> int:
+    """Index in :data:`SHAPES` of a word's shape (``Paris`` -> Capitalised)."""
+    if any(c.isdigit() for c in word):
+        return 5
+    letters = [c for c in word if c.isalpha()]
+    if not letters:
+        return 6
+    if not any(c.isupper() or c.islower() for c in letters):
+        return 8  # a script without case (Chinese, Arabic, ...)
+    if not any(c.isupper() for c in letters):
+        return 1
+    if all(c.isupper() for c in letters):
+        return 4 if len(letters) == 1 else 3
+    return 2 if letters[0].isupper() and word[0] == letters[0] and \
+        not any(c.isupper() for c in letters[1:]) else 7
+
+
+def word_shapes(text: str, offsets: Sequence[tuple[int, int]],
+                word_ids: Sequence[int | None]) -> list[int]:
+    """The shape of each token's whole word (a word's pieces share it)."""
+    span: dict[int, list[int]] = {}
+    for (s, e), w in zip(offsets, word_ids, strict=True):
+        if w is not None:
+            sp = span.setdefault(w, [s, e])
+            sp[0], sp[1] = min(sp[0], s), max(sp[1], e)
+    shape = {w: shape_of(text[a:b]) for w, (a, b) in span.items()}
+    return [0 if w is None else shape[w] for w in word_ids]
 
 
 def tokenize(tokenizer: Any, texts: Sequence[str]) -> list[Tokenized]:
     enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True,
                     truncation=False, verbose=False)
     out = []
-    for i in range(len(texts)):
-        out.append(Tokenized(enc["input_ids"][i], [tuple(o) for o in enc["offset_mapping"][i]],
-                             enc.word_ids(i)))
+    for i, text in enumerate(texts):
+        offsets = [tuple(o) for o in enc["offset_mapping"][i]]
+        word_ids = enc.word_ids(i)
+        out.append(Tokenized(enc["input_ids"][i], offsets, word_ids,
+                             word_shapes(text, offsets, word_ids)))
     return out
 
 
@@ -306,15 +408,20 @@ def pad_batch(windows: Sequence[Window], cls_id: int, sep_id: int, pad_id: int,
     ids = torch.full((len(windows), longest), pad_id, dtype=torch.long)
     mask = torch.zeros((len(windows), longest), dtype=torch.long)
     labels = torch.full((len(windows), longest), -100, dtype=torch.long)
+    shapes = torch.zeros((len(windows), longest), dtype=torch.long)
     for i, w in enumerate(windows):
         row = [cls_id, *w.input_ids, sep_id]
         ids[i, : len(row)] = torch.tensor(row)
         mask[i, : len(row)] = 1
         if w.labels is not None:
             labels[i, 1: 1 + len(w.labels)] = torch.tensor(w.labels)
+        if w.shapes:
+            shapes[i, 1: 1 + len(w.shapes)] = torch.tensor(w.shapes)
     out = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
     if any(w.labels is not None for w in windows):
         out["labels"] = labels.to(device)
+    if any(w.shapes for w in windows):
+        out["shape_ids"] = shapes.to(device)
     return out
 
 
@@ -421,7 +528,8 @@ class Predictor:
                               tok.pad_token_id, self.device)
             with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp,
                                                         enabled=self.amp is not None):
-                hidden = self.model.encode(batch["input_ids"], batch["attention_mask"])
+                hidden = self.model.encode(batch["input_ids"], batch["attention_mask"],
+                                           batch.get("shape_ids"))
                 logits = self.model.tag_logits(hidden)
             logits = logits.float().cpu()
             for row, i in enumerate(idx):
@@ -433,7 +541,7 @@ class Predictor:
         wins = []
         for ti, tk in enumerate(toks):
             for a, b in windows_for(len(tk.ids), self.max_tokens, self.stride):
-                wins.append(Window(ti, a, tk.ids[a:b]))
+                wins.append(Window(ti, a, tk.ids[a:b], shapes=tk.shapes[a:b]))
         return wins
 
     def predict(self, texts: Sequence[str], relations: bool = True) -> list[Prediction]:
@@ -462,9 +570,8 @@ class Predictor:
         scored = self._collect_pairs([(len(p), jobs) for _, p, jobs in launched])
         rels: dict[int, tuple[PredictedRelation, ...]] = {}
         for (ti, pairs, _), sc in zip(launched, scored, strict=True):
-            rels[ti] = tuple(PredictedRelation(h, t, lab, score) for (h, t), (lab, score)
-                             in zip(pairs, sc, strict=True)
-                             if lab != NA and score >= self.relation_threshold)
+            rels[ti] = tuple(PredictedRelation(h, t, lab, score) for (h, t), found
+                             in zip(pairs, sc, strict=True) for lab, score in found)
         return [Prediction(tuple(m), rels.get(ti, ())) for ti, m in enumerate(decoded)]
 
     def _decode(self, text: str, tk: Tokenized, parts: list[tuple[Window, torch.Tensor]]
@@ -535,39 +642,88 @@ class Predictor:
         return launched
 
     def _collect_pairs(self, texts: list[tuple[int, list[tuple[list[int], torch.Tensor]]]]
-                       ) -> list[list[tuple[str, float]]]:
-        """Labels and scores of launched pairs, per text of ``(pair count, launched)``: one
+                       ) -> list[list[list[tuple[str, float]]]]:
+        """The relations of launched pairs, per text of ``(pair count, launched)``: one
         transfer from the device for all of them."""
         flat = [lg for _, jobs in texts for _, lg in jobs]
-        probs = torch.cat([lg.float() for lg in flat]).softmax(-1).cpu() if flat else None
-        labels = self.model.relation_labels
+        decided = self.decide(torch.cat([lg.float() for lg in flat]).cpu()) if flat else []
         out, row = [], 0
         for n, jobs in texts:
-            res: list[tuple[str, float]] = [(NA, 0.0)] * n
+            res: list[list[tuple[str, float]]] = [[] for _ in range(n)]
             for pis, _ in jobs:
                 for pi in pis:
-                    assert probs is not None
-                    j = int(probs[row].argmax())
-                    res[pi] = (labels[j], float(probs[row, j]))
+                    res[pi] = decided[row]
                     row += 1
             out.append(res)
         return out
 
-    def _score_pairs(self, tk: Tokenized, spans: Sequence[tuple[int, int]],
-                     pairs: Sequence[tuple[int, int]],
-                     parts: list[tuple[Window, torch.Tensor]]) -> list[tuple[str, float]]:
-        """Label and score per pair, from the window holding both mentions."""
-        return self._collect_pairs([(len(pairs), self._launch_pairs(tk, spans, pairs,
-                                                                    parts))])[0]
+    def decide(self, logits: torch.Tensor) -> list[list[tuple[str, float]]]:
+        """Relations of each pair from its logits (P, C), best first, NA left out: every label
+        whose score (``sigmoid(logit - threshold logit)``) reaches ``relation_threshold``. A
+        model saved before the adaptive threshold gives its argmax, scored by softmax."""
+        labels = self.model.relation_labels
+        out: list[list[tuple[str, float]]] = []
+        if not self.model.adaptive_threshold:
+            probs = logits.softmax(-1)
+            for row in probs:
+                j = int(row.argmax())
+                keep = j != 0 and float(row[j]) >= self.relation_threshold
+                out.append([(labels[j], float(row[j]))] if keep else [])
+            return out
+        scores = torch.sigmoid(logits[:, 1:] - logits[:, :1])
+        for row in scores:
+            hit = (row >= self.relation_threshold).nonzero().flatten().tolist()
+            out.append(sorted(((labels[j + 1], float(row[j])) for j in hit),
+                              key=lambda x: -x[1]))
+        return out
 
     def classify_pairs(self, text: str, spans: Sequence[tuple[int, int]],
-                       pairs: Sequence[tuple[int, int]]) -> list[tuple[str, float]]:
-        """Relation label and score for given mention spans (character offsets) and pairs."""
+                       pairs: Sequence[tuple[int, int]],
+                       span_entity: Sequence[int] | None = None
+                       ) -> list[list[tuple[str, float]]]:
+        """Relations (label, score; best first, empty for NA) of given pairs in one text.
+
+        Args:
+            text: A sentence or a whole document (cut into windows as :meth:`predict` does).
+            spans: Mention spans, character offsets.
+            pairs: (head, tail) entity indices; mention indices when ``span_entity`` is None.
+            span_entity: The entity of each span: an entity pools all its mentions, in any
+                window (document-level relations).
+        """
+        if not pairs:
+            return []
         tk = tokenize(self.tokenizer, [text])[0]
         wins = self._windows([tk])
-        res = self._forward_windows(wins)
-        return self._score_pairs(tk, spans, pairs, [(w, r[1]) for w, r in
-                                                    zip(wins, res, strict=True)])
+        hidden = [r[1] for r in self._forward_windows(wins)]
+        ent = list(range(len(spans))) if span_entity is None else list(span_entity)
+        span_rows, span_ent = [], []
+        for (s, e), en in zip(spans, ent, strict=True):
+            ts = token_span(tk, s, e)
+            if ts is None:
+                continue
+            for wi, w in enumerate(wins):  # the first window that holds the whole mention
+                if w.tok_start <= ts[0] and ts[1] <= w.tok_start + hidden[wi].shape[0]:
+                    span_rows.append([wi, ts[0] - w.tok_start, ts[1] - w.tok_start])
+                    span_ent.append(en)
+                    break
+        seen = sorted(set(span_ent))
+        index = {en: i for i, en in enumerate(seen)}
+        todo = [k for k, (h, t) in enumerate(pairs) if h in index and t in index]
+        out: list[list[tuple[str, float]]] = [[] for _ in pairs]
+        if not todo:
+            return out
+        states = torch.nn.utils.rnn.pad_sequence(hidden, batch_first=True)
+        dev = self.device
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=self.amp,
+                                                    enabled=self.amp is not None):
+            logits = self.model.pair_logits(
+                states, torch.tensor(span_rows, device=dev),
+                torch.tensor([[index[pairs[k][0]], index[pairs[k][1]]] for k in todo],
+                             device=dev),
+                torch.tensor([index[en] for en in span_ent], device=dev))
+        for k, rels in zip(todo, self.decide(logits.float().cpu()), strict=True):
+            out[k] = rels
+        return out
 
 
 def default_token_budget(device: torch.device, model: nn.Module) -> int:

@@ -29,7 +29,7 @@ from kgx.corpus import KINDS, NA, iter_split, read_rows_at, row_kind, training_o
 from kgx.cpu import ThreadTuner
 from kgx.datasets import (
     DataError,
-    docred_sentence_rows,
+    docred_document_rows,
     held_out,
     read_conll,
     read_docred,
@@ -58,7 +58,7 @@ class TrainOptions:
 
     base_model: str = DEFAULT_BASE
     epochs: int = 3
-    batch_size: int = 16
+    batch_size: int = 16  # windows (a sentence is one, a document several)
     learning_rate: float = 5e-5
     head_learning_rate: float = 1e-3
     warmup: float = 0.1
@@ -69,6 +69,7 @@ class TrainOptions:
     max_train_sentences: int | None = None
     max_empty_share: float = 0.3
     freeze_encoder: bool = False
+    casing: bool = True  # the word-shape feature (kgx.model.SHAPES) beside the encoder
     max_eval_sentences: int | None = 2000
     max_minutes: float | None = None
     device: str | None = None
@@ -174,7 +175,7 @@ def load_source(src: TrainingSource, dev_path: Path | None = None, *,
     (:func:`kgx.corpus.training_offsets`), so the cost and the memory follow ``limit``, not the
     corpus; dev and test stop at ``max_eval`` rows. A CoNLL file's dev set is ``dev_path``, else
     its last tenth; a DocRED file's is the tenth of its documents :func:`held_out` picks by
-    title. DocRED documents become sentence rows (:func:`kgx.datasets.docred_sentence_rows`),
+    title. DocRED documents become document rows (:func:`kgx.datasets.docred_document_rows`),
     their Wikidata relation ids mapped by ``relation_label``.
 
     Raises:
@@ -214,12 +215,11 @@ def load_source(src: TrainingSource, dev_path: Path | None = None, *,
             docs = read_docred(data)
             keys = [d["title"] or str(i) for i, d in enumerate(docs)]
             label = relation_label or wikidata_relation_label()
-            counts: dict[str, int] = {}
-            train = docred_sentence_rows(
-                (d for d, k in zip(docs, keys, strict=True) if not held_out(k)), label, counts)
-            dev = docred_sentence_rows(
+            train = docred_document_rows(
+                (d for d, k in zip(docs, keys, strict=True) if not held_out(k)), label)
+            dev = docred_document_rows(
                 (d for d, k in zip(docs, keys, strict=True) if held_out(k)), label)
-            stats.update(documents=len(docs), **counts)
+            stats.update(documents=len(docs), relations=sum(len(d["labels"]) for d in docs))
         else:
             raise DataError(f"{data}: expected a corpus directory, a CoNLL file or a DocRED "
                             "JSON file")
@@ -302,59 +302,105 @@ def label_sets(rows: list[dict]) -> tuple[list[str], list[str]]:
 
 @dataclass(slots=True)
 class _Feature:
-    window: Window
-    spans: list[tuple[int, int]]  # token ranges within the window
-    pairs: list[tuple[int, int, int]]  # head span, tail span, label id
+    """One training row: its windows, its mentions grouped into entities, its entity pairs."""
+
+    windows: list[Window]
+    spans: list[tuple[int, int, int]]  # (window of this row, first token, end token)
+    span_entity: list[int]  # the entity (index within the row) of each span
+    pairs: list[tuple[int, int]]  # (head entity, tail entity)
+    targets: list[list[int]]  # relation label ids of each pair (empty: NA)
+
+
+def _entity_keys(row: dict) -> list[Any]:
+    """The entity each mention of a row refers to: its ``entity`` field, else itself."""
+    return [("mention", i) if m.get("entity") is None else ("entity", m["entity"])
+            for i, m in enumerate(row["mentions"])]
 
 
 def featurize(rows: list[dict], tokenizer: Any, ner_labels: list[str], rel_labels: list[str],
               max_length: int) -> list[_Feature]:
-    """Tokenize, align labels to sub-tokens, cut into windows."""
+    """Tokenize, align labels to sub-tokens, cut into windows, group mentions into entities.
+
+    A row's relations (between mention indices) become pairs of entities: the mentions of one
+    entity are pooled by the model wherever they are in the row, so a document row teaches
+    relations across sentences and windows.
+    """
     label2id = {lab: i for i, lab in enumerate(ner_labels)}
     rel2id = {lab: i for i, lab in enumerate(rel_labels)}
     feats = []
     toks = tokenize(tokenizer, [r["text"] for r in rows])
     for r, tk in zip(rows, toks, strict=True):
         labels = bio_labels(tk, r["mentions"], r.get("ignore", []), label2id)
-        mspans = [token_span(tk, m["start"], m["end"]) for m in r["mentions"]]
-        for a, b in windows_for(len(tk.ids), max_length - 2, 32):
-            w = Window(0, a, tk.ids[a:b], labels[a:b])
-            index: dict[int, int] = {}
-            spans: list[tuple[int, int]] = []
-            for mi, sp in enumerate(mspans):
-                if sp is not None and a <= sp[0] and sp[1] <= b:
-                    index[mi] = len(spans)
-                    spans.append((sp[0] - a, sp[1] - a))
-            pairs = [(index[x["head"]], index[x["tail"]], rel2id[x["label"]])
-                     for x in r.get("relations", [])
-                     if x["head"] in index and x["tail"] in index and x["label"] in rel2id]
-            feats.append(_Feature(w, spans, pairs))
+        bounds = windows_for(len(tk.ids), max_length - 2, 32)
+        windows = [Window(0, a, tk.ids[a:b], labels[a:b], tk.shapes[a:b]) for a, b in bounds]
+        keys = _entity_keys(r)
+        entity_of: dict[Any, int] = {}
+        spans, span_entity = [], []
+        for m, key in zip(r["mentions"], keys, strict=True):
+            sp = token_span(tk, m["start"], m["end"])
+            if sp is None:
+                continue
+            for wi, (a, b) in enumerate(bounds):  # the first window holding the mention
+                if a <= sp[0] and sp[1] <= b:
+                    spans.append((wi, sp[0] - a, sp[1] - a))
+                    span_entity.append(entity_of.setdefault(key, len(entity_of)))
+                    break
+        by_pair: dict[tuple[int, int], set[int]] = {}
+        for x in r.get("relations", []):
+            h, t = keys[x["head"]], keys[x["tail"]]
+            if h in entity_of and t in entity_of and h != t and x["label"] in rel2id:
+                got = by_pair.setdefault((entity_of[h], entity_of[t]), set())
+                if x["label"] != NA:
+                    got.add(rel2id[x["label"]])
+        feats.append(_Feature(windows, spans, span_entity, list(by_pair),
+                              [sorted(v) for v in by_pair.values()]))
     return feats
 
 
-def collate(feats: list[_Feature], tokenizer: Any, device: torch.device
+def collate(feats: list[_Feature], tokenizer: Any, device: torch.device, n_labels: int
             ) -> dict[str, torch.Tensor]:
-    batch = pad_batch([f.window for f in feats], tokenizer.cls_token_id, tokenizer.sep_token_id,
+    windows = [w for f in feats for w in f.windows]
+    batch = pad_batch(windows, tokenizer.cls_token_id, tokenizer.sep_token_id,
                       tokenizer.pad_token_id, device)
-    spans, pairs, plabels = [], [], []
-    for bi, f in enumerate(feats):
-        base = len(spans)
-        # +1: position 0 of each row is [CLS]
-        spans.extend([bi, s + 1, e + 1] for s, e in f.spans)
-        for h, t, lab in f.pairs:
-            pairs.append([base + h, base + t])
-            plabels.append(lab)
+    spans, span_entity, pairs, targets = [], [], [], []
+    row = n_entities = 0
+    for f in feats:
+        # +1: position 0 of each window is [CLS]
+        spans.extend([row + w, a + 1, b + 1] for w, a, b in f.spans)
+        span_entity.extend(n_entities + e for e in f.span_entity)
+        for (h, t), labs in zip(f.pairs, f.targets, strict=True):
+            pairs.append([n_entities + h, n_entities + t])
+            hot = [0.0] * n_labels
+            for j in labs:
+                hot[j] = 1.0
+            targets.append(hot)
+        row += len(f.windows)
+        n_entities += max(f.span_entity, default=-1) + 1
     if pairs:
         batch["spans"] = torch.tensor(spans, device=device)
+        batch["span_entity"] = torch.tensor(span_entity, device=device)
         batch["pairs"] = torch.tensor(pairs, device=device)
-        batch["pair_labels"] = torch.tensor(plabels, device=device)
+        batch["pair_targets"] = torch.tensor(targets, device=device)
     return batch
 
 
 def batches_by_length(feats: list[_Feature], size: int, rng: random.Random) -> list[list[int]]:
-    """Batches of similar length (less padding), in shuffled order."""
-    order = sorted(range(len(feats)), key=lambda i: (len(feats[i].window.input_ids), rng.random()))
-    groups = [order[i: i + size] for i in range(0, len(order), size)]
+    """Batches of rows of similar length (less padding), at most ``size`` windows each (a
+    sentence is one window, a document several), in shuffled order."""
+    order = sorted(range(len(feats)), key=lambda i: (
+        sum(len(w.input_ids) for w in feats[i].windows), rng.random()))
+    groups: list[list[int]] = []
+    cur: list[int] = []
+    n = 0
+    for i in order:
+        k = len(feats[i].windows)
+        if cur and n + k > size:
+            groups.append(cur)
+            cur, n = [], 0
+        cur.append(i)
+        n += k
+    if cur:
+        groups.append(cur)
     rng.shuffle(groups)
     return groups
 
@@ -411,12 +457,12 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     ner_labels, rel_labels = label_sets([r for d in loaded for r in d.train])
     device = pick_device(opts.device)
     tuner = ThreadTuner(enabled=device.type == "cpu")
-    model, tok = build_model(opts.base_model, ner_labels, rel_labels)
+    model, tok = build_model(opts.base_model, ner_labels, rel_labels, casing=opts.casing)
     model.to(device)
     # Each source's windows, drawn anew every epoch by its weight.
     source_feats = [(featurize(d.train, tok, ner_labels, rel_labels, opts.max_length),
                      d.source.weight) for d in loaded]
-    n_windows = sum(weighted_count(len(f), w) for f, w in source_feats)
+    n_windows = sum(weighted_count(sum(len(x.windows) for x in f), w) for f, w in source_feats)
     n_sentences = sum(weighted_count(len(d.train), d.source.weight) for d in loaded)
     heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
     enc_params = [p for n, p in model.named_parameters() if n.startswith("encoder.")]
@@ -440,7 +486,7 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     t0 = time.monotonic()
     trained = 0
     deadline = t0 + opts.max_minutes * 60 if opts.max_minutes else None
-    log(f"training on {n_sentences:,} sentences per epoch ({n_windows:,} windows) from "
+    log(f"training on {n_sentences:,} rows per epoch ({n_windows:,} windows) from "
         f"{len(sources)} source(s), dev "
         f"{len(dev_rows):,}, entity labels {ner_labels[1:]}, relation labels "
         f"{len(rel_labels) - 1}, device {device}")
@@ -454,7 +500,7 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
         stopped = False
         for g in groups:
             t_batch = time.perf_counter()
-            batch = collate([feats[i] for i in g], tok, device)
+            batch = collate([feats[i] for i in g], tok, device, len(rel_labels))
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 loss = model(batch)["loss"]
             optim.zero_grad(set_to_none=True)

@@ -350,31 +350,55 @@ def _docred_file(path: Path, n_docs: int = 12) -> Path:
     return path
 
 
-def test_docred_documents_become_sentence_rows(tmp_path: Path, tiny_bert: Path) -> None:
-    from kgx.datasets import docred_sentence_rows
-    from kgx.train import wikidata_relation_label
+def test_docred_documents_become_document_rows(tmp_path: Path, tiny_bert: Path) -> None:
+    from kgx.datasets import docred_document_rows
+    from kgx.train import featurize, wikidata_relation_label
 
     docs = read_docred(_docred_file(tmp_path / "d.json", 1))
-    counts: dict[str, int] = {}
-    rows = docred_sentence_rows(docs, wikidata_relation_label(), counts)
-    assert [r["text"] for r in rows] == ["Anna Berg0 was born in Town0 in 1901 .",
-                                         "Town0 is part of Shire0 .", "She worked for Acme0 ."]
-    first = rows[0]
-    names = [first["text"][m["start"]:m["end"]] for m in first["mentions"]]
-    assert names == ["Anna Berg0", "Town0", "1901"]
-    assert [m["label"] for m in first["mentions"]] == ["PER", "LOC", None]
-    rels = {(x["head"], x["tail"]): x["label"] for x in first["relations"]}
-    assert rels[(0, 1)] == "birthPlace" and rels[(0, 2)] == "birthDate"  # mapped onto kgx
-    assert rels[(1, 0)] == "NA" and rels[(2, 1)] == "NA"
-    assert {x["label"] for x in rows[1]["relations"]} == {"P361", "NA"}  # kept as its own
-    # P108 (employer) holds between entities that never share a sentence: not taught
-    assert counts == {"relations": 4, "relations_in_sentence": 3}
-    # a TIME mention has no tag: its words are "O", not a crash
+    (row,) = docred_document_rows(docs, wikidata_relation_label())
+    assert row["text"] == ("Anna Berg0 was born in Town0 in 1901 . Town0 is part of Shire0 . "
+                           "She worked for Acme0 .")
+    names = [(row["text"][m["start"]:m["end"]], m["entity"], m["label"])
+             for m in row["mentions"]]
+    assert names == [("Anna Berg0", 0, "PER"), ("Town0", 1, "LOC"), ("Town0", 1, "LOC"),
+                     ("1901", 2, None), ("Shire0", 3, "LOC"), ("Acme0", 4, "ORG")]
+    first = {0: 0, 1: 1, 2: 3, 3: 4, 4: 5}
+    rels = {(x["head"], x["tail"]): x["label"] for x in row["relations"]}
+    assert len(rels) == len(row["relations"]) == 5 * 4  # every ordered pair of entities
+    assert rels[(first[0], first[1])] == "birthPlace"  # mapped onto kgx
+    assert rels[(first[0], first[2])] == "birthDate"
+    assert rels[(first[1], first[3])] == "P361"  # not aligned: kept as its own label
+    assert rels[(first[0], first[4])] == "employer"  # across sentences: taught too
+    assert rels[(first[1], first[0])] == "NA"
+    # the model sees entities: Town0's two mentions are one entity, in pairs of entities
     tok = transformers.AutoTokenizer.from_pretrained(tiny_bert)
-    tk = tokenize(tok, [first["text"]])[0]
-    ids = bio_labels(tk, first["mentions"], [], {"O": 0, "B-PER": 1, "I-PER": 2, "B-LOC": 3})
-    year = next(i for i, (s, _e) in enumerate(tk.offsets) if first["text"][s:s + 4] == "1901")
+    ner = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+    (feat,) = featurize([row], tok, ner, ["NA", "birthPlace", "birthDate", "employer", "P361"],
+                        128)
+    assert len(feat.spans) == 6 and feat.span_entity == [0, 1, 1, 2, 3, 4]
+    targets = dict(zip(feat.pairs, feat.targets, strict=True))
+    assert len(targets) == 20 and targets[(0, 1)] == [1] and targets[(1, 0)] == []
+    # a TIME mention has no tag: its words are "O", not a crash
+    tk = tokenize(tok, [row["text"]])[0]
+    ids = bio_labels(tk, row["mentions"], [], {lab: i for i, lab in enumerate(ner)})
+    year = next(i for i, (s, _e) in enumerate(tk.offsets) if row["text"][s:s + 4] == "1901")
     assert ids[year] == 0
+
+
+def test_entity_pooling_and_adaptive_threshold_loss() -> None:
+    from kgx.model import adaptive_threshold_loss, pool_entities
+
+    m = torch.tensor([[1.0, -2.0], [3.0, 0.5], [0.0, 0.0]])
+    pooled = pool_entities(m, torch.tensor([1, 0, 1]))
+    assert torch.allclose(pooled[0], m[1])
+    assert torch.allclose(pooled[1], torch.logsumexp(m[[0, 2]], dim=0))
+    # a pair whose gold relation beats the threshold (class 0), and an NA pair below it, cost
+    # less than the same pairs the other way round
+    good = torch.tensor([[0.0, 5.0, -5.0], [0.0, -5.0, -5.0]])
+    bad = torch.tensor([[0.0, -5.0, -5.0], [0.0, 5.0, -5.0]])
+    targets = torch.tensor([[0, 1, 0], [0, 0, 0]])
+    assert adaptive_threshold_loss(good, targets) < 0.02 < 5 < adaptive_threshold_loss(bad,
+                                                                                       targets)
 
 
 def test_sources_are_mixed_by_weight_and_scored_each(tiny_bert: Path, sample_corpus: Path,
@@ -394,7 +418,8 @@ def test_sources_are_mixed_by_weight_and_scored_each(tiny_bert: Path, sample_cor
     assert [s["format"] for s in meta["sources"]] == ["corpus", "conll", "docred"]
     assert src["gold.conll"]["rows_per_epoch"] == 2 * src["gold.conll"]["rows_drawn"] == 36
     assert src["redocred.json"]["rows_per_epoch"] == round(src["redocred.json"]["rows_drawn"] / 2)
-    assert src["redocred.json"]["stats"]["relations_in_sentence"] > 0
+    assert src["redocred.json"]["stats"] == {"source": str(docred), "documents": 30,
+                                             "relations": 120}
     assert res.train_sentences == sum(s["rows_per_epoch"] for s in meta["sources"])
     # the label set is the union; Wikidata ids mapped onto kgx, unaligned ones kept
     assert {"CORP", "PER", "LOC"} <= set(meta["entity_labels"])
@@ -433,3 +458,44 @@ def test_bad_sources_fail_before_training(tiny_bert: Path, sample_corpus: Path,
     with pytest.raises(DataError, match=r"broken\.conll:2: expected"):
         train([sample_corpus, bad], tmp_path / "m", opts)
     assert not (tmp_path / "m").exists()
+
+
+def test_word_shapes() -> None:
+    from kgx.model import SHAPES, shape_of, word_shapes
+
+    shapes = {w: SHAPES[shape_of(w)] for w in
+              ("Paris", "paris", "USA", "I", "1990", ",", "iPhone", "Zoë", "東京", "Москва")}
+    assert shapes == {"Paris": "Capitalised", "paris": "lower", "USA": "UPPER", "I": "X",
+                      "1990": "digit", ",": "punct", "iPhone": "mIxed", "Zoë": "Capitalised",
+                      "東京": "caseless", "Москва": "Capitalised"}
+    # every piece of a word carries the word's shape; special tokens 0
+    text = "Washingtonian ok"
+    assert word_shapes(text, [(0, 10), (10, 13), (14, 16), (0, 0)], [0, 0, 1, None]) == \
+        [SHAPES.index("Capitalised")] * 2 + [SHAPES.index("lower"), 0]
+
+
+def test_casing_lets_an_uncased_encoder_tell_apple_from_apple(tiny_bert: Path,
+                                                              tmp_path: Path) -> None:
+    """The bundled encoder's vocabulary is uncased: "Apple" and "apple" are the same ids, so
+    only the word-shape feature can tell the company from the fruit."""
+    lines = []
+    for i in range(24):
+        lines += ["they O", "like O", "Apple B-ORG", ". O", ""]
+        lines += ["they O", "like O", "apple O", ". O", ""]
+    f = tmp_path / "apple.conll"
+    f.write_text("\n".join(lines), encoding="utf-8")
+    texts = ["they like Apple .", "they like apple ."]
+    found = {}
+    for casing in (False, True):
+        out = tmp_path / f"m{casing}"
+        train(f, out, TrainOptions(base_model=str(tiny_bert), epochs=12, patience=12,
+                                   learning_rate=1e-3, batch_size=8, casing=casing),
+              log=lambda m: None)
+        p = Predictor.load(out, device="cpu")
+        assert p.model.casing is casing
+        found[casing] = [[(m.start, m.end, m.label) for m in pr.mentions]
+                         for pr in p.predict(texts)]
+        # the feature survives saving: the config says so and the loaded model uses it
+        assert json.loads((out / "config.json").read_text())["kgx_casing"] is casing
+    assert found[False][0] == found[False][1]  # the same input ids, the same answer
+    assert found[True] == [[(10, 15, "ORG")], []]

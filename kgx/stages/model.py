@@ -26,7 +26,9 @@ class ModelStage(Stage):
             weights = Path(o.model) / "model.safetensors"
             return stage_key(str(Path(o.model).resolve()),
                              weights.stat().st_mtime_ns if weights.exists() else 0)
-        return stage_key(run.keys["corpus"], o.base_model, o.train_sentences, o.train_epochs)
+        # "train-2": casing feature, entity pooling and the adaptive threshold
+        return stage_key(run.keys["corpus"], o.base_model, o.train_sentences, o.train_epochs,
+                         "train-2")
 
     def execute(self, run: Run) -> dict[str, Any]:
         o = run.opts

@@ -271,7 +271,7 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
     setup = (out, work, model_dir, opts, threads)
     limit = opts.read_sentences
     pool = new_pool(None, n_workers, window=2, initializer=_init_reader, initargs=setup,
-                       start_method="spawn")
+                    start_method="spawn")
     log(f"[read] {total_docs:,} documents in {len(chunks):,} chunks, "
         f"{max(1, n_workers)} reading process(es)")
     t_loop = time.monotonic()
