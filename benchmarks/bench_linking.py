@@ -4,7 +4,8 @@ Quality: the wikilinks of the sample's test pages (the corpus's page-hash split)
 their anchor counts are removed from a copy of the alias table, then each anchor text is linked
 in its sentence. Reported: accuracy@1 (NIL counts as wrong) and recall@10, for the alias prior
 alone (argmax P(entity | anchor)) and for kgx's linker (prior + fuzzy + FAISS candidates,
-scored with context, type and name similarity).
+scored with context, type and name similarity), with its hand-set weights and with the scorer
+``kgx.linking_fit`` fits on the dev pages' links (fitted here on the same copy of the table).
 
 Latency: ``KnowledgeGraph.lookup`` p50 / p99 over names drawn from the sample, and over a
 synthetic index of ``--synthetic`` entities (random unit vectors in an IVF index, as
@@ -31,6 +32,7 @@ import numpy as np
 
 def held_out_links(out: Path) -> list[dict[str, Any]]:
     from kgx.corpus import iter_documents, split_of
+    from kgx.linking_fit import link_context
 
     links = []
     for doc in iter_documents(out / "documents.jsonl"):
@@ -38,10 +40,7 @@ def held_out_links(out: Path) -> list[dict[str, Any]]:
             continue
         text = doc["text"]
         for s, e, t in doc["links"]:
-            a = max(0, text.rfind("\n", 0, s) + 1, text.rfind(". ", 0, s) + 2)
-            b = text.find(". ", e)
-            b = len(text) if b < 0 else b + 1
-            links.append({"anchor": text[s:e], "target": t, "context": text[a:b],
+            links.append({"anchor": text[s:e], "target": t, "context": link_context(text, s, e),
                           "page": doc["title"]})
     return links
 
@@ -66,34 +65,41 @@ def remove_from_alias_table(db_path: Path, links: list[dict[str, Any]]) -> None:
 def linking_quality(out: Path, work: Path) -> dict[str, Any]:
     from kgx.aliases import AliasStore
     from kgx.linking import Linker
+    from kgx.linking_fit import fit_linker
 
     links = held_out_links(out)
     ev = work / "linking-eval"
     shutil.rmtree(ev, ignore_errors=True)
     ev.mkdir(parents=True)
-    for f in ("aliases.sqlite", "entities.faiss", "entities.json", "report.json"):
+    for f in ("aliases.sqlite", "entities.faiss", "entities.json", "report.json",
+              "documents.jsonl"):
         shutil.copy(out / f, ev / f)
     remove_from_alias_table(ev / "aliases.sqlite", links)
     ns = json.loads((out / "report.json").read_text())["site"]["namespace"]
-    linker = Linker(ev, ns)
+    t = time.perf_counter()
+    fit = fit_linker(ev, ns)  # on the dev pages' links, as `kgx extract` fits it
+    fit["seconds"] = round(time.perf_counter() - t, 1)
+    hand = Linker(ev, ns, fitted=False)
+    fitted = Linker(ev, ns, encoder=hand.encoder)
     resolve = AliasStore(ev / "aliases.sqlite").resolve
-    ctx = linker.encoder.encode([ln["context"] for ln in links])
-    base_hit = kgx_hit = base_rec = kgx_rec = 0
+    ctx = hand.encoder.encode([ln["context"] for ln in links])
+    hits: dict[str, int] = {"alias_prior": 0, "kgx_hand": 0, "kgx": 0}
+    recall = dict.fromkeys(hits, 0)
     for ln, c in zip(links, ctx, strict=True):
         gold = resolve(ln["target"])
-        prior = linker.aliases.candidates(ln["anchor"], k=10)
-        titles = [linker.aliases.entity(e)[0] for e, _ in prior]
-        base_hit += bool(titles) and titles[0] == gold
-        base_rec += gold in titles
-        ranked = linker.rank(ln["anchor"], c, None, k=10)
-        kgx_hit += bool(ranked) and ranked[0].score >= linker.nil_threshold and \
-            ranked[0].title == gold
-        kgx_rec += gold in [r.title for r in ranked]
+        prior = hand.aliases.candidates(ln["anchor"], k=10)
+        titles = [hand.aliases.entity(e)[0] for e, _ in prior]
+        hits["alias_prior"] += bool(titles) and titles[0] == gold
+        recall["alias_prior"] += gold in titles
+        for name, linker in (("kgx_hand", hand), ("kgx", fitted)):
+            ranked = linker.rank(ln["anchor"], c, None, k=10)
+            hits[name] += bool(ranked) and ranked[0].score >= linker.nil_threshold and \
+                ranked[0].title == gold
+            recall[name] += gold in [r.title for r in ranked]
     n = max(1, len(links))
-    return {"held_out_links": len(links),
-            "alias_prior": {"accuracy@1": round(base_hit / n, 4),
-                            "recall@10": round(base_rec / n, 4)},
-            "kgx": {"accuracy@1": round(kgx_hit / n, 4), "recall@10": round(kgx_rec / n, 4)}}
+    return {"held_out_links": len(links), "fit": fit,
+            **{k: {"accuracy@1": round(hits[k] / n, 4), "recall@10": round(recall[k] / n, 4)}
+               for k in hits}}
 
 
 def latency(fn: Any, queries: list[str]) -> dict[str, float]:
@@ -182,8 +188,15 @@ def main() -> None:
     q = res["quality"]
     print(f"linking, {q['held_out_links']:,} held-out wikilinks of the test pages:")
     print(f"  {'system':24} {'accuracy@1':>10} {'recall@10':>10}")
-    for k in ("alias_prior", "kgx"):
-        print(f"  {k:24} {q[k]['accuracy@1']:10.3f} {q[k]['recall@10']:10.3f}")
+    names = {"alias_prior": "alias prior alone", "kgx_hand": "kgx, hand-set weights",
+             "kgx": "kgx, fitted scorer"}
+    for k, name in names.items():
+        print(f"  {name:24} {q[k]['accuracy@1']:10.3f} {q[k]['recall@10']:10.3f}")
+    f = q["fit"]
+    if f.get("fitted"):
+        print(f"  scorer fitted on {f['links']:,} dev-page links ({f['candidates']:,} candidates)"
+              f" in {f['seconds']} s: weights {f['weights']}, bias {f['bias']:.3f}, NIL "
+              f"threshold {f['nil_threshold']:.3f}")
     s = res["sample_lookup"]
     print(f"lookup on the sample ({s['entities']:,} entities): p50 {s['p50_ms']} ms, "
           f"p99 {s['p99_ms']} ms")

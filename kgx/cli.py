@@ -187,15 +187,19 @@ def repack(
 @app.command(name="index")
 def build_index(out: Annotated[Path, typer.Argument(metavar="OUT",
     help="Output directory.")]) -> None:
-    """(Re)build the alias table and the FAISS entity index of OUT."""
+    """(Re)build the alias table and the FAISS entity index of OUT, and refit the linker's
+    scorer on its wikilinks (when OUT kept documents.jsonl)."""
     from kgx.encoder import shared_encoder
     from kgx.linking import build_entity_table, build_vector_index
+    from kgx.stages.entities import fit_scorer
 
     if not (out / "store").is_dir():
         _fail(f"{out}: no kgx graph here; run `kgx extract` first")
     n = build_entity_table(out)
     meta = build_vector_index(out, shared_encoder())
-    typer.echo(f"{n:,} entities indexed ({meta['index']}, {meta['dim']} dimensions)")
+    fit = fit_scorer(out, lambda m: typer.echo(m, err=True))
+    typer.echo(f"{n:,} entities indexed ({meta['index']}, {meta['dim']} dimensions); linker "
+               f"scorer {'fitted' if fit['fitted'] else 'not fitted (hand-set weights)'}")
 
 
 @app.command()
@@ -279,7 +283,8 @@ def train(
         help="Encoder: 'minilm' (bundled all-MiniLM-L6-v2), a local Hugging Face directory, "
              "or a hub id.")] = "minilm",
     epochs: Annotated[int, typer.Option(help="Epochs at most (early stopping on dev).")] = 3,
-    batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = 16,
+    batch_size: Annotated[int, typer.Option(
+        help="Windows per batch (a sentence is one, a document several).")] = 16,
     learning_rate: Annotated[float, typer.Option(help="Encoder learning rate.")] = 5e-5,
     max_length: Annotated[int, typer.Option(help="Encoder window in tokens.")] = 128,
     max_train_sentences: Annotated[int | None, typer.Option(
@@ -291,6 +296,9 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 13,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")
                       ] = None,
+    casing: Annotated[bool, typer.Option(
+        help="Give the tagger each word's shape (Capitalised, UPPER, lower, digit...) beside "
+             "the encoder: what an uncased encoder cannot see.")] = True,
 ) -> None:
     """Fine-tune the encoder for entities and relations; save a Hugging Face model directory.
 
@@ -309,7 +317,7 @@ def train(
     opts = TrainOptions(base_model=base_model, epochs=epochs, batch_size=batch_size,
                         learning_rate=learning_rate, max_length=max_length, seed=seed,
                         max_train_sentences=max_train_sentences, max_minutes=max_minutes,
-                        device=device, dev_path=str(dev) if dev else None)
+                        device=device, dev_path=str(dev) if dev else None, casing=casing)
     try:
         from kgx import logs
 

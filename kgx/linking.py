@@ -72,6 +72,13 @@ class Candidate:
 # --------------------------------------------------------------------------- building
 
 
+def priors(counts: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
+    """P(entity | alias) from (entity, link count) rows, smoothed: an alias seen once as a
+    title still has a prior below certainty."""
+    total = sum(n for _, n in counts) + 1e-9
+    return [(e, (n + 0.1) / (total + 0.1 * len(counts))) for e, n in counts]
+
+
 def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None) -> int:
     """Add ``entities`` and ``alias_index`` to ``out/aliases.sqlite``.
 
@@ -333,13 +340,14 @@ class AliasTable:
             raise LinkingIndexError(f"{path}: no entity tables ({exc}); rebuild with "
                                     "`kgx index OUT`") from exc
 
+    def counts(self, text: str, k: int = 20) -> list[tuple[int, float]]:
+        """(entity id, link count) for an alias, most linked first."""
+        return self.db.execute("SELECT entity, n FROM alias_index WHERE key = ? "
+                               "ORDER BY n DESC LIMIT ?", (alias_key(text), k)).fetchall()
+
     def candidates(self, text: str, k: int = 20) -> list[tuple[int, float]]:
         """(entity id, prior) for an alias, best first."""
-        rows = self.db.execute("SELECT entity, n FROM alias_index WHERE key = ? "
-                               "ORDER BY n DESC LIMIT ?", (alias_key(text), k)).fetchall()
-        total = sum(n for _, n in rows) + 1e-9
-        # Smoothed: an alias seen once as a title still has a prior below certainty.
-        return [(e, (n + 0.1) / (total + 0.1 * len(rows))) for e, n in rows]
+        return priors(self.counts(text, k))
 
     def fuzzy(self, text: str, k: int = 10) -> list[tuple[int, float]]:
         """(entity id, prior of the matched alias) for aliases within two edits of ``text``.
@@ -437,11 +445,13 @@ class Linker:
         nil_threshold: Best scores below this link to NIL.
     """
 
+    # Hand-set weights, used when the output has no fitted scorer (LINKER_FILE).
     WEIGHTS = {"prior": 0.45, "context": 0.25, "type": 0.15, "name": 0.15}
+    NIL_THRESHOLD = 0.35
     LOOKUP_WEIGHTS = {"prior": 0.6, "vector": 0.25, "name": 0.15}
 
     def __init__(self, out: Path, namespace: str, encoder: Any = None,
-                 nil_threshold: float = 0.35) -> None:
+                 nil_threshold: float | None = None, fitted: bool = True) -> None:
         from kgx.site import iri_escape
 
         self.out = Path(out)
@@ -450,7 +460,10 @@ class Linker:
         self.resource = namespace + "resource/"
         self._escape = iri_escape
         self._encoder = encoder
-        self.nil_threshold = nil_threshold
+        path = self.out / LINKER_FILE
+        self.scorer = LinkScorer.load(path) if fitted and path.exists() else None
+        self.nil_threshold = nil_threshold if nil_threshold is not None else \
+            self.scorer.nil_threshold if self.scorer else self.NIL_THRESHOLD
         self._vec_cache: dict[int, np.ndarray] = {}
 
     @property
@@ -567,15 +580,63 @@ class Linker:
             cands |= {int(i) for i in ids[0] if i > 0}
         out = []
         for eid in cands:
-            title, coarse, _, _ = self.aliases.entity(eid)
-            sig = {"prior": prior.get(eid, 0.0), "name": name_similarity(mention, title),
-                   "type": _type_score(mention_type, coarse)}
-            sig["context"] = float(self.entity_vector(eid) @ context) if context is not None \
-                else 0.0
-            score = sum(self.WEIGHTS[s] * max(0.0, v) for s, v in sig.items())
-            out.append(self._candidate(eid, score, sig))
+            sig = self.signals(eid, mention, mention_type, context, prior.get(eid, 0.0))
+            out.append(self._candidate(eid, self.score(sig), sig))
         out.sort(key=lambda c: (-c.score, c.title))
         return out[:k]
+
+    def signals(self, eid: int, mention: str, mention_type: str | None,
+                context: np.ndarray | None, prior: float) -> dict[str, float]:
+        """What scores a candidate: its prior for the mention's text, name similarity, type
+        agreement with the mention, similarity of its embedding to the context's."""
+        title, coarse, _, _ = self.aliases.entity(eid)
+        return {"prior": prior, "name": name_similarity(mention, title),
+                "type": _type_score(mention_type, coarse),
+                "context": float(self.entity_vector(eid) @ context) if context is not None
+                else 0.0}
+
+    def score(self, signals: dict[str, float]) -> float:
+        """A candidate's score: the fitted scorer's probability, or the hand-set weights'
+        sum."""
+        if self.scorer is not None:
+            return self.scorer.probability(signals)
+        return sum(self.WEIGHTS[s] * max(0.0, v) for s, v in signals.items())
+
+
+LINKER_FILE = "linker.json"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkScorer:
+    """A logistic regression over a candidate's signals (see :meth:`Linker.signals`), fitted
+    on wikilinks by :func:`kgx.linking_fit.fit_linker`, with the NIL threshold fitted with it."""
+
+    weights: dict[str, float]
+    bias: float
+    nil_threshold: float
+    fitted_on: dict[str, Any] = field(default_factory=dict)
+
+    def probability(self, signals: dict[str, float]) -> float:
+        z = self.bias + sum(w * signals.get(s, 0.0) for s, w in self.weights.items())
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+    @classmethod
+    def load(cls, path: Path) -> LinkScorer:
+        try:
+            d = json.loads(path.read_text("utf-8"))
+            return cls({k: float(v) for k, v in d["weights"].items()}, float(d["bias"]),
+                       float(d["nil_threshold"]), d.get("fitted_on", {}))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise LinkingIndexError(f"{path}: not a fitted linker scorer ({exc}); delete it "
+                                    "to use the default weights, or run `kgx index` again"
+                                    ) from exc
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"weights": self.weights, "bias": self.bias,
+                                   "nil_threshold": self.nil_threshold,
+                                   "fitted_on": self.fitted_on}, indent=2), encoding="utf-8")
+        tmp.replace(path)
 
 
 def _type_score(mention_type: str | None, entity_type: str | None) -> float:

@@ -156,3 +156,55 @@ def test_name_similarity_and_keys() -> None:
     assert alias_key("  Saint   PETERSBURG ") == "saint petersburg"
     assert name_similarity("Einstien", "Albert Einstein") > 0.7
     assert name_similarity("Paris", "Paris (Texas)") == 1.0
+
+
+def _linked_wiki(n_people: int = 160) -> list[tuple[str, str]]:
+    """People born in towns, each linked by surname or full name; some towns share a name
+    with a person, so that the name alone is ambiguous."""
+    pages = []
+    for i in range(n_people):
+        town = f"Town{i % 40}"
+        pages.append((f"Anna Person{i}", f"'''Anna Person{i}''' was born in [[{town}]]. She "
+                      f"met [[Anna Person{(i + 1) % n_people}|Person{(i + 1) % n_people}]] "
+                      f"in [[{town}]] and [[Anna Person{(i + 7) % n_people}]]."))
+    pages += [(f"Town{j}", f"'''Town{j}''' is a town in [[Land{j % 3}]].") for j in range(40)]
+    return pages
+
+
+def test_the_scorer_is_fitted_on_dev_pages_and_used(tmp_path: Path) -> None:
+    from kgx.corpus import split_of
+    from kgx.encoder import shared_encoder
+    from kgx.linking import LINKER_FILE, LinkingIndexError, LinkScorer
+    from kgx.linking_fit import dev_links, fit_linker
+    from tests.conftest import dump_xml, page_xml
+
+    dump = tmp_path / "wiki.xml"
+    pages = _linked_wiki()
+    dump.write_text(dump_xml([page_xml(i, t, x) for i, (t, x) in enumerate(pages, 1)]),
+                    encoding="utf-8")
+    o = tmp_path / "out"
+    extract(dump, o, ExtractOptions(workers=0, progress=False, keep_documents=True))
+    build_entity_table(o)
+    enc = shared_encoder()
+    build_vector_index(o, enc)
+    import random
+
+    links = dev_links(o / "documents.jsonl", 10_000, random.Random(0))
+    dev_titles = {t for i, (t, _) in enumerate(pages, 1) if split_of(i) == "dev"}
+    assert links and len(links) == sum(x.count("[[") for t, x in pages if t in dev_titles)
+    fit = fit_linker(o, "https://kgx.dev/x/", encoder=enc)
+    assert fit["fitted"] and fit["links"] == len(links) >= 50
+    assert 0.0 < fit["nil_threshold"] < 1.0 and fit["accuracy"] >= fit["hand_weights_accuracy"]
+    scorer = LinkScorer.load(o / LINKER_FILE)
+    assert scorer.weights == fit["weights"] and scorer.fitted_on["split"] == "dev"
+    fitted = Linker(o, "https://kgx.dev/x/", encoder=enc)
+    hand = Linker(o, "https://kgx.dev/x/", encoder=enc, fitted=False)
+    assert fitted.nil_threshold == fit["nil_threshold"] and hand.nil_threshold == 0.35
+    ctx = enc.encode(["She was born in Town3, a town."])[0]
+    best = fitted.link("Town3", ctx, "LOC")
+    assert best is not None and best.title == "Town3" and 0.0 < best.score <= 1.0
+    sig = best.signals
+    assert best.score == pytest.approx(scorer.probability(sig), abs=1e-4)
+    (o / LINKER_FILE).write_text("{not json")
+    with pytest.raises(LinkingIndexError, match="linker.json: not a fitted linker scorer"):
+        Linker(o, "https://kgx.dev/x/", encoder=enc)

@@ -8,7 +8,9 @@ Two steps, each committed to the stage's journal (``OUT/.work/entities``):
 2. the entity embeddings, in chunks of :data:`kgx.linking.ENTITY_CHUNK` entities, each one
    embedded by a worker process (one per 2 cores on a CPU, a few sharing a GPU) and saved as
    a ``.npy`` part; a kill costs the chunks in flight. The FAISS index is then written from
-   the parts in id order.
+   the parts in id order;
+3. the linker's scorer, fitted on the wikilinks of the corpus's dev pages
+   (:mod:`kgx.linking_fit`, ``linker.json``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class EntitiesStage(Stage):
         return ["entities.faiss", "entities.json"]
 
     def key(self, run: Run) -> str:
-        return stage_key(run.keys["structure"], ENCODER, "entities-2")
+        return stage_key(run.keys["structure"], ENCODER, "entities-3")
 
     def execute(self, run: Run) -> dict[str, Any]:
         return build_entities(run.out, run.work(self.name), run.keys[self.name], run.opts,
@@ -83,7 +85,7 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
     n_workers = embed_workers(opts, len(chunks))
     threads = max(1, _cores() // n_workers) if n_workers > 1 else None
     pool = new_pool(None, n_workers, window=2, initializer=_init_embedder,
-                       initargs=(opts.device, threads), start_method="spawn")
+                    initargs=(opts.device, threads), start_method="spawn")
     t = time.monotonic()
     with Progress(total=n, unit="entities", enabled=opts.progress, desc="embed") as bar:
         bar.update(sum(hi - lo + 1 for k, lo, hi in chunks if k in done))
@@ -96,10 +98,33 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
         out, (np.load(parts / f"{k:09d}.npy", mmap_mode="r") for k, _, _ in chunks), n,
         _dim(parts, chunks), ENCODER)
     journal.db.close()
+    fit = fit_scorer(out, log)
     shutil.rmtree(work, ignore_errors=True)
     return {**meta, "alias_keys": tables["alias_keys"], "seconds_tables": tables["seconds"],
             "seconds_embedding": round(seconds_embedding, 2), "embed_workers": max(1, n_workers),
-            "chunks": len(chunks)}
+            "chunks": len(chunks), "linker_scorer": fit}
+
+
+def fit_scorer(out: Path, log: Any) -> dict[str, Any]:
+    """Step 3: the linker's weights and NIL threshold, fitted on the dev pages' wikilinks
+    (:mod:`kgx.linking_fit`); without ``documents.jsonl`` the hand-set weights stay."""
+    from kgx.linking import LINKER_FILE
+    from kgx.linking_fit import fit_linker
+
+    (out / LINKER_FILE).unlink(missing_ok=True)  # never one fitted on another index
+    if not (out / "documents.jsonl").exists():
+        log("[entities] no documents.jsonl: the linker keeps its hand-set weights")
+        return {"fitted": False}
+    t = time.monotonic()
+    fit = fit_linker(out, "")
+    fit["seconds"] = round(time.monotonic() - t, 2)
+    if fit["fitted"]:
+        log(f"[entities] linker scorer fitted on {fit['links']:,} wikilinks of dev pages: "
+            f"accuracy {fit['accuracy']} (hand-set weights {fit['hand_weights_accuracy']})")
+    else:
+        log(f"[entities] {fit['links']} wikilinks of dev pages: too few to fit the linker; "
+            "it keeps its hand-set weights")
+    return fit
 
 
 def embed_workers(opts: Any, chunks: int) -> int:
