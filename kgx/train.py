@@ -59,6 +59,7 @@ class TrainOptions:
     base_model: str = DEFAULT_BASE
     epochs: int = 3
     batch_size: int = 16  # windows (a sentence is one, a document several)
+    batch_tokens: int = 640  # tokens per batch at most (16 sentences, or 4-5 document windows)
     learning_rate: float = 5e-5
     head_learning_rate: float = 1e-3
     warmup: float = 0.1
@@ -384,21 +385,24 @@ def collate(feats: list[_Feature], tokenizer: Any, device: torch.device, n_label
     return batch
 
 
-def batches_by_length(feats: list[_Feature], size: int, rng: random.Random) -> list[list[int]]:
-    """Batches of rows of similar length (less padding), at most ``size`` windows each (a
-    sentence is one window, a document several), in shuffled order."""
-    order = sorted(range(len(feats)), key=lambda i: (
-        sum(len(w.input_ids) for w in feats[i].windows), rng.random()))
+def batches_by_length(feats: list[_Feature], size: int, rng: random.Random,
+                      tokens: int | None = None) -> list[list[int]]:
+    """Batches of rows of similar length (less padding), in shuffled order: at most ``size``
+    windows (a sentence is one, a document several) and ``tokens`` tokens each, so that a batch
+    of short sentences and one of documents take about the same step."""
+    lengths = [sum(len(w.input_ids) for w in f.windows) for f in feats]
+    order = sorted(range(len(feats)), key=lambda i: (lengths[i], rng.random()))
     groups: list[list[int]] = []
     cur: list[int] = []
-    n = 0
+    n = t = 0
     for i in order:
         k = len(feats[i].windows)
-        if cur and n + k > size:
+        if cur and (n + k > size or (tokens is not None and t + lengths[i] > tokens)):
             groups.append(cur)
-            cur, n = [], 0
+            cur, n, t = [], 0, 0
         cur.append(i)
         n += k
+        t += lengths[i]
     if cur:
         groups.append(cur)
     rng.shuffle(groups)
@@ -473,7 +477,9 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     else:
         groups.append({"params": enc_params, "lr": opts.learning_rate})
     optim = torch.optim.AdamW(groups, weight_decay=opts.weight_decay)
-    steps_per_epoch = math.ceil(n_windows / opts.batch_size)
+    steps_per_epoch = len(batches_by_length(
+        [x for f, w in source_feats for x in weighted(f, w, random.Random(0))],
+        opts.batch_size, random.Random(0), opts.batch_tokens))
     total = max(1, steps_per_epoch * opts.epochs)
     warm = int(total * opts.warmup)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -494,7 +500,7 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
         model.train()
         losses = []
         feats = [x for f, w in source_feats for x in weighted(f, w, rng)]
-        groups = batches_by_length(feats, opts.batch_size, rng)
+        groups = batches_by_length(feats, opts.batch_size, rng, opts.batch_tokens)
         bar = Progress(total=len(groups), unit="batches", enabled=progress,
                        desc=f"model, epoch {epoch}")
         stopped = False
