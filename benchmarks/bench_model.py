@@ -225,6 +225,7 @@ def main() -> None:
             h = evaluate_docred(system, heldout, labels)
             line.update({"heldout_entity_f1": h["entities"]["micro"]["f1"],
                          "heldout_relation_f1": h["relations"]["micro"]["f1"],
+                         "heldout_reliability": h["relations"]["reliability"],
                          "heldout_covered": h["gold_relations_covered"],
                          "heldout_total": h["gold_relations"]})
 
@@ -262,6 +263,12 @@ def main() -> None:
               f"{f(r.get('redocred_relation_p'))} {f(r.get('redocred_relation_r'))} "
               f"{f(r.get('redocred_relation_f1')):>7} {f(r.get('heldout_entity_f1')):>17} "
               f"{f(r.get('heldout_relation_f1')):>7}")
+    for r in rows:
+        if any(b["predictions"] for b in r.get("heldout_reliability", [])):
+            print(f"\nreliability of {r['system']}'s relations on the held-out documents:")
+            for b in r["heldout_reliability"]:
+                print(f"  score {b['from']:.2f}-{b['to']:.2f}: {b['predictions']:5,} predicted, "
+                      f"right {b['precision'] if b['precision'] is not None else '-'}")
     if heldout:
         print(f"\nheld-out: {len(heldout)} Re-DocRED documents kept out of the gold model's "
               f"training file ({gold_train}); Re-DocRED columns: the first "

@@ -479,7 +479,7 @@ def test_casing_lets_an_uncased_encoder_tell_apple_from_apple(tiny_bert: Path,
     """The bundled encoder's vocabulary is uncased: "Apple" and "apple" are the same ids, so
     only the word-shape feature can tell the company from the fruit."""
     lines = []
-    for i in range(24):
+    for _ in range(24):
         lines += ["they O", "like O", "Apple B-ORG", ". O", ""]
         lines += ["they O", "like O", "apple O", ". O", ""]
     f = tmp_path / "apple.conll"
@@ -499,3 +499,13 @@ def test_casing_lets_an_uncased_encoder_tell_apple_from_apple(tiny_bert: Path,
         assert json.loads((out / "config.json").read_text())["kgx_casing"] is casing
     assert found[False][0] == found[False][1]  # the same input ids, the same answer
     assert found[True] == [[(10, 15, "ORG")], []]
+
+
+def test_reliability_table() -> None:
+    from kgx.evaluate import reliability
+
+    table = reliability([0.55, 0.62, 0.95, 1.0, 0.81], [True, False, True, True, False])
+    assert [b["predictions"] for b in table] == [1, 1, 0, 1, 2]
+    assert table[-1] == {"from": 0.9, "to": 1.0, "predictions": 2, "precision": 1.0,
+                         "mean_score": 0.975}
+    assert table[2]["precision"] is None and table[3]["precision"] == 0.0
