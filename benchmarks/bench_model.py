@@ -54,6 +54,8 @@ class Gazetteer:
         votes: dict[str, Counter[str]] = {}
         for r in rows:
             for m in r["mentions"]:
+                if not m.get("label"):
+                    continue  # a pronoun: no type to tag
                 s = r["text"][m["start"]:m["end"]]
                 votes.setdefault(s, Counter())[m["label"]] += 1
         self.types = {s: c.most_common(1)[0][0] for s, c in votes.items() if len(s) > 1}

@@ -7,7 +7,9 @@ mentions and relation examples, and ``stats.json``.
 * **Mentions** come from wikilinks, typed from the linked entity's class in the graph (infobox
   class, else category rules), mapped onto PER / ORG / LOC / MISC with the finer ontology class
   kept. Unlinked mentions of entities linked in the same page are labelled too: the page's own
-  title and aliases, and every linked entity's anchor texts and, for people, surnames.
+  title and aliases, and every linked entity's anchor texts and, for people, surnames. In an
+  English biography the subject pronoun (he or she) is a mention of the page's subject with no
+  type: no tag is taught for it, but relation examples use it.
 * **Sentences are dropped** where an unlabelled capitalised word would teach the model a wrong
   negative (the WikiNER recipe). A link whose target has no known type is an entity of unknown
   type: its span is kept as ``ignore`` (masked out of the loss and the scores) rather than
@@ -45,6 +47,7 @@ COARSE = ("PER", "ORG", "LOC", "MISC")
 NA = "NA"
 _CAPITALISED = re.compile(r"\b[A-Z][\w'’-]*")
 _WORD = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]", re.U)
+_PRONOUN = re.compile(r"\b(?:[Hh]e|[Ss]he)\b")
 # Capitalised words that are not names (English); other languages rely on the link rule alone.
 _NOT_NAMES = frozenset((
     "I A An The This That These Those He She It They We You His Her Its Their Our Your My In On "
@@ -61,10 +64,10 @@ _NOT_NAMES = frozenset((
 class _Span:
     start: int
     end: int
-    label: str
+    label: str | None  # None: a pronoun, a relation argument with no entity type
     fine: str | None
     entity: str | None
-    source: str  # link | self | alias | surname
+    source: str  # link | self | alias | surname | pronoun
 
 
 def split_of(page_id: int) -> str:
@@ -104,6 +107,7 @@ class CorpusBuilder:
         except (ImportError, KeyError):
             self.nlp = spacy.blank("xx")
         self.nlp.add_pipe("sentencizer")
+        self.lang = lang
         self.drop_caps = drop_unlabelled_caps
         self.max_na = max_na_per_sentence
         self.stats: Counter[str] = Counter()
@@ -145,9 +149,11 @@ class CorpusBuilder:
             names = [me, _strip_qualifier(me)] + list(doc.get("aliases", []))
             for n in names:
                 surface[n] = (me, coarse, fine, "self")
-            if coarse == "PER":
-                surface.setdefault(_strip_qualifier(me).split()[-1], (me, coarse, fine, "self"))
+            if coarse == "PER":  # on a biography its surname is its subject, not a relative's
+                surface[_strip_qualifier(me).split()[-1]] = (me, coarse, fine, "self")
         taken = sorted((sp.start, sp.end) for sp in spans)
+        if coarse == "PER" and self.lang == "en":
+            self._pronoun_spans(text, me, fine, spans, taken)
         # Longest names first, so "Abraham Lincoln" wins over "Lincoln".
         for name in sorted(surface, key=len, reverse=True):
             if not name or not name[0].isupper():
@@ -161,6 +167,23 @@ class CorpusBuilder:
                 spans.append(_Span(st, en, c, f, target, source))
         spans.sort(key=lambda sp: sp.start)
         return spans, unknown
+
+    def _pronoun_spans(self, text: str, title: str, fine: str | None, spans: list[_Span],
+                       taken: list[tuple[int, int]]) -> None:
+        """A biography's subject pronoun (he or she, whichever the page uses at least twice
+        and twice as often as the other) refers to the page's subject: a mention with no
+        entity type (no tag is taught for a pronoun) that relation examples can use, so that
+        "He was born in [[Ulm]]" states the page's infobox birth place."""
+        counts = Counter(m.group().lower() for m in _PRONOUN.finditer(text))
+        he, she = counts["he"], counts["she"]
+        word = "he" if he >= 2 and he >= 2 * she else "she" if she >= 2 and she >= 2 * he \
+            else None
+        if word is None:
+            return
+        for m in _PRONOUN.finditer(text):
+            if m.group().lower() == word:
+                spans.append(_Span(m.start(), m.end(), None, fine, title, "pronoun"))
+                taken.append((m.start(), m.end()))
 
     def sentences(self, doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Labelled sentences of one document (dropped ones are only counted)."""
@@ -211,7 +234,8 @@ class CorpusBuilder:
             mentions.append({"start": sp.start - s0, "end": sp.end - s0, "label": sp.label,
                              "fine": sp.fine[len(KGX):] if sp.fine else None,
                              "entity": sp.entity, "source": sp.source})
-            self.mentions[sp.label] += 1
+            if sp.label:
+                self.mentions[sp.label] += 1
             self.mention_sources[sp.source] += 1
         rels = []
         na = 0
@@ -250,16 +274,18 @@ def iter_documents(path: Path) -> Iterator[dict[str, Any]]:
 
 
 DOCS_PER_CHUNK = 200  # documents per committed chunk of the corpus stage
+CORPUS_VERSION = "corpus-2"  # what the labelling does; a change makes old corpora re-run
 SPLITS = ("train", "dev", "test")
 # Kinds of training row, in the order the trainer takes them (see kgx.train.plan_sample).
 KINDS = ("relation", "mentions", "empty")
 
 
 def row_kind(row: dict[str, Any]) -> int:
-    """0: a sentence with a relation example; 1: with mentions only; 2: with neither."""
+    """0: a sentence with a relation example; 1: with typed mentions only; 2: with neither
+    (a pronoun alone is no entity to tag)."""
     if any(x["label"] != NA for x in row.get("relations", [])):
         return 0
-    return 1 if row["mentions"] else 2
+    return 1 if any(m.get("label") for m in row["mentions"]) else 2
 
 
 def offsets_path(corpus: Path, kind: int) -> Path:
@@ -378,7 +404,7 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
         st_docs = docs_path.stat()
         resumed = prepare_work(work, stage_key(str(docs_path.resolve()), st_docs.st_size,
                                                st_docs.st_mtime_ns, lang, drop_unlabelled_caps,
-                                               DOCS_PER_CHUNK))
+                                               DOCS_PER_CHUNK, CORPUS_VERSION))
         parts.mkdir(exist_ok=True)
         journal = Journal(sqlite3.connect(work / "journal.sqlite"))
         done = journal.done()

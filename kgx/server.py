@@ -526,9 +526,18 @@ def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Calla
 
     resource = (kg.namespace or "") + "resource/" if kg.namespace else ""
 
+    def candidates(name: str, k: int) -> list[Any]:
+        """The linker's candidates for a name (empty without an index or for a bad name)."""
+        if lookup is None or not name.strip():
+            return []
+        try:
+            with lookup_lock:
+                return kg.lookup(name, k=k)
+        except (ValueError, RuntimeError):
+            return []
+
     def suggest(name: str, k: int) -> list[str]:
-        with lookup_lock:
-            return [c.iri for c in kg.lookup(name, k=k)]
+        return [c.iri for c in candidates(name, k)]
 
     pool = QueryPool(out, opts, lookup, suggest if lookup is not None else None)
     connections = threading.BoundedSemaphore(opts.max_connections)
@@ -633,16 +642,6 @@ def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Calla
                 return
             self._send(status, ctype, body, headers)
 
-        def _candidates(self, name: str, k: int) -> list[Any]:
-            """The linker's candidates for a name (empty without an index or for a bad name)."""
-            if lookup is None or not name.strip():
-                return []
-            try:
-                with lookup_lock:
-                    return kg.lookup(name, k=k)
-            except (ValueError, RuntimeError):
-                return []
-
         def _entity(self, tail: str, params: dict[str, list[str]], accept: str) -> None:
             if not tail or not resource:
                 self._error(404, "no entity named (try /entity/Title)")
@@ -665,7 +664,7 @@ def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Calla
             elif q.strip():
                 params["candidates"] = [
                     {"iri": c.iri, "label": c.label, "types": list(c.types), "score": c.score}
-                    for c in self._candidates(q, 10)]
+                    for c in candidates(q, 10)]
             self._job(("page", "search", params))
 
         def _read_body(self) -> bytes | None:

@@ -20,7 +20,9 @@ class CorpusStage(Stage):
                 "corpus/stats.json", *(f"corpus/train.{k}.offsets" for k in KINDS)]
 
     def key(self, run: Run) -> str:
-        return stage_key(run.keys["structure"])
+        from kgx.corpus import CORPUS_VERSION
+
+        return stage_key(run.keys["structure"], CORPUS_VERSION)
 
     def execute(self, run: Run) -> dict[str, Any]:
         from kgx.corpus import build_corpus
