@@ -292,7 +292,7 @@ def train(
     max_minutes: Annotated[float | None, typer.Option(help="Stop training after M minutes."
                                                       )] = None,
     dev: Annotated[Path | None, typer.Option(
-        help="Dev file of a CoNLL source (default: its last tenth).")] = None,
+        help="Dev file of the first source, a CoNLL file (default: its last tenth).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 13,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")
                       ] = None,

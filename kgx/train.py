@@ -429,7 +429,7 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
             (unaligned ids kept as their own labels). Each source is scored on its own dev
             set every epoch, and early stopping watches their mean.
         out: Model directory to write.
-        options: Settings (``dev_path``: the dev file of a CoNLL source).
+        options: Settings (``dev_path``: the dev file of the first source, a CoNLL file).
         log: Where per-epoch lines go.
         progress: Progress bar (default: on a terminal).
 
@@ -450,10 +450,11 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     rng = random.Random(opts.seed)
     onto = load_ontology()
     relation_label = wikidata_relation_label(onto)
-    loaded = [load_source(src, Path(opts.dev_path) if opts.dev_path else None,
+    dev_path = Path(opts.dev_path) if opts.dev_path else None  # the first source's
+    loaded = [load_source(src, dev_path if i == 0 else None,
                           limit=opts.max_train_sentences, max_empty_share=opts.max_empty_share,
                           rng=rng, max_eval=opts.max_eval_sentences or None,
-                          relation_label=relation_label) for src in sources]
+                          relation_label=relation_label) for i, src in enumerate(sources)]
     names = source_names(sources)
     dev_sets = {n: d.dev for n, d in zip(names, loaded, strict=True) if d.dev}
     dev_rows, test_rows = loaded[0].dev, loaded[0].test
