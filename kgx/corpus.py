@@ -41,7 +41,7 @@ from kgx.entities import EntityInfo, EntityTypes, coarse_type, load_entities
 from kgx.ontology import KGX
 
 __all__ = ["CorpusBuilder", "EntityInfo", "build_corpus", "coarse_type", "iter_split",
-           "read_rows_at", "row_kind", "training_offsets", "words"]
+           "mention_entities", "read_rows_at", "row_kind", "training_offsets", "words"]
 
 COARSE = ("PER", "ORG", "LOC", "MISC")
 NA = "NA"
@@ -278,6 +278,13 @@ CORPUS_VERSION = "corpus-2"  # what the labelling does; a change makes old corpo
 SPLITS = ("train", "dev", "test")
 # Kinds of training row, in the order the trainer takes them (see kgx.train.plan_sample).
 KINDS = ("relation", "mentions", "empty")
+
+
+def mention_entities(row: dict[str, Any]) -> list[Any]:
+    """The entity each mention of a row refers to: its ``entity`` field, else the mention
+    itself. Mentions with the same key are one entity to the relation head."""
+    return [("mention", i) if m.get("entity") is None else ("entity", m["entity"])
+            for i, m in enumerate(row["mentions"])]
 
 
 def row_kind(row: dict[str, Any]) -> int:

@@ -18,7 +18,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from kgx.corpus import NA, iter_split, words
+from kgx.corpus import NA, iter_split, mention_entities, words
 from kgx.datasets import DataError, read_conll, read_docred, sniff_format
 
 
@@ -121,9 +121,7 @@ def evaluate_rows(predictor: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
     if rel_rows and len(predictor.relation_labels) > 1:
         gold_items, pred_items = [], []
         for ri, r in enumerate(rel_rows):
-            # mentions of one entity (same "entity" field) are scored as one, as trained
-            keys = [("mention", i) if m.get("entity") is None else ("entity", m["entity"])
-                    for i, m in enumerate(r["mentions"])]
+            keys = mention_entities(r)  # one entity's mentions are scored as one, as trained
             entity = {k: e for e, k in enumerate(dict.fromkeys(keys))}
             spans = [(m["start"], m["end"]) for m in r["mentions"]]
             pairs = sorted({(entity[keys[x["head"]]], entity[keys[x["tail"]]])

@@ -85,9 +85,10 @@ class KgxModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         hidden = encoder.config.hidden_size
+        # False: a model saved before the adaptive threshold (softmax over NA and the labels)
+        self.adaptive_threshold = True
         # Word shape (see word_shapes) added to the input embeddings: what an uncased
         # encoder cannot see. Starts at zero, so training starts from the encoder as it is.
-        self.adaptive_threshold = True  # False: a model of kgx 0.1 (softmax, argmax)
         self.shape_embeddings = nn.Embedding(len(SHAPES), hidden) if casing else None
         if self.shape_embeddings is not None:
             nn.init.zeros_(self.shape_embeddings.weight)
@@ -378,6 +379,14 @@ def token_span(tok: Tokenized, start: int, end: int) -> tuple[int, int] | None:
     return None if first is None else (first, last + 1)
 
 
+def first_window(windows: Sequence[Window], span: tuple[int, int]) -> int | None:
+    """The first of a text's windows that holds the whole token ``span``, or None."""
+    for i, w in enumerate(windows):
+        if w.tok_start <= span[0] and span[1] <= w.tok_start + len(w.input_ids):
+            return i
+    return None
+
+
 def bio_labels(tok: Tokenized, mentions: Sequence[dict[str, Any]],
                ignore: Sequence[Sequence[int]], label2id: dict[str, int]) -> list[int]:
     """Label ids per token: first piece of each word gets B-/I-/O, the rest -100."""
@@ -611,16 +620,15 @@ class Predictor:
         """Start scoring pairs, each in the window holding both mentions; the logits stay on
         the device until :meth:`_collect_pairs`."""
         tok_spans = [token_span(tk, s, e) for s, e in spans]
+        windows = [w for w, _ in parts]
         jobs: dict[int, list[int]] = {}
         for pi, (h, t) in enumerate(pairs):
             hs, ts = tok_spans[h], tok_spans[t]
             if hs is None or ts is None:
                 continue
-            lo, hi = min(hs[0], ts[0]), max(hs[1], ts[1])
-            for wi, (w, hidden) in enumerate(parts):
-                if w.tok_start <= lo and hi <= w.tok_start + hidden.shape[0]:
-                    jobs.setdefault(wi, []).append(pi)
-                    break
+            wi = first_window(windows, (min(hs[0], ts[0]), max(hs[1], ts[1])))
+            if wi is not None:
+                jobs.setdefault(wi, []).append(pi)
         launched = []
         for wi, pis in jobs.items():
             w, hidden = parts[wi]
@@ -699,13 +707,10 @@ class Predictor:
         span_rows, span_ent = [], []
         for (s, e), en in zip(spans, ent, strict=True):
             ts = token_span(tk, s, e)
-            if ts is None:
-                continue
-            for wi, w in enumerate(wins):  # the first window that holds the whole mention
-                if w.tok_start <= ts[0] and ts[1] <= w.tok_start + hidden[wi].shape[0]:
-                    span_rows.append([wi, ts[0] - w.tok_start, ts[1] - w.tok_start])
-                    span_ent.append(en)
-                    break
+            wi = None if ts is None else first_window(wins, ts)
+            if ts is not None and wi is not None:
+                span_rows.append([wi, ts[0] - wins[wi].tok_start, ts[1] - wins[wi].tok_start])
+                span_ent.append(en)
         seen = sorted(set(span_ent))
         index = {en: i for i, en in enumerate(seen)}
         todo = [k for k, (h, t) in enumerate(pairs) if h in index and t in index]

@@ -25,7 +25,15 @@ from typing import Any, TypeVar
 import torch
 
 from kgx import __version__
-from kgx.corpus import KINDS, NA, iter_split, read_rows_at, row_kind, training_offsets
+from kgx.corpus import (
+    KINDS,
+    NA,
+    iter_split,
+    mention_entities,
+    read_rows_at,
+    row_kind,
+    training_offsets,
+)
 from kgx.cpu import ThreadTuner
 from kgx.datasets import (
     DataError,
@@ -42,6 +50,7 @@ from kgx.model import (
     autocast_dtype,
     bio_labels,
     build_model,
+    first_window,
     pad_batch,
     pick_device,
     token_span,
@@ -312,12 +321,6 @@ class _Feature:
     targets: list[list[int]]  # relation label ids of each pair (empty: NA)
 
 
-def _entity_keys(row: dict) -> list[Any]:
-    """The entity each mention of a row refers to: its ``entity`` field, else itself."""
-    return [("mention", i) if m.get("entity") is None else ("entity", m["entity"])
-            for i, m in enumerate(row["mentions"])]
-
-
 def featurize(rows: list[dict], tokenizer: Any, ner_labels: list[str], rel_labels: list[str],
               max_length: int) -> list[_Feature]:
     """Tokenize, align labels to sub-tokens, cut into windows, group mentions into entities.
@@ -334,18 +337,16 @@ def featurize(rows: list[dict], tokenizer: Any, ner_labels: list[str], rel_label
         labels = bio_labels(tk, r["mentions"], r.get("ignore", []), label2id)
         bounds = windows_for(len(tk.ids), max_length - 2, 32)
         windows = [Window(0, a, tk.ids[a:b], labels[a:b], tk.shapes[a:b]) for a, b in bounds]
-        keys = _entity_keys(r)
+        keys = mention_entities(r)
         entity_of: dict[Any, int] = {}
         spans, span_entity = [], []
         for m, key in zip(r["mentions"], keys, strict=True):
             sp = token_span(tk, m["start"], m["end"])
-            if sp is None:
-                continue
-            for wi, (a, b) in enumerate(bounds):  # the first window holding the mention
-                if a <= sp[0] and sp[1] <= b:
-                    spans.append((wi, sp[0] - a, sp[1] - a))
-                    span_entity.append(entity_of.setdefault(key, len(entity_of)))
-                    break
+            wi = None if sp is None else first_window(windows, sp)
+            if sp is not None and wi is not None:
+                a = windows[wi].tok_start
+                spans.append((wi, sp[0] - a, sp[1] - a))
+                span_entity.append(entity_of.setdefault(key, len(entity_of)))
         by_pair: dict[tuple[int, int], set[int]] = {}
         for x in r.get("relations", []):
             h, t = keys[x["head"]], keys[x["tail"]]
