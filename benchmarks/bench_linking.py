@@ -31,18 +31,10 @@ import numpy as np
 
 
 def held_out_links(out: Path) -> list[dict[str, Any]]:
-    from kgx.corpus import iter_documents, split_of
-    from kgx.linking_fit import link_context
+    """Every wikilink of the test pages, in document order."""
+    from kgx.linking_fit import split_links
 
-    links = []
-    for doc in iter_documents(out / "documents.jsonl"):
-        if split_of(doc["page_id"]) != "test":
-            continue
-        text = doc["text"]
-        for s, e, t in doc["links"]:
-            links.append({"anchor": text[s:e], "target": t, "context": link_context(text, s, e),
-                          "page": doc["title"]})
-    return links
+    return split_links(out / "documents.jsonl", 1 << 62, random.Random(0), split="test")
 
 
 def remove_from_alias_table(db_path: Path, links: list[dict[str, Any]]) -> None:

@@ -632,11 +632,11 @@ class LinkScorer:
                                     ) from exc
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"weights": self.weights, "bias": self.bias,
-                                   "nil_threshold": self.nil_threshold,
-                                   "fitted_on": self.fitted_on}, indent=2), encoding="utf-8")
-        tmp.replace(path)
+        from kgx.stages.runner import write_atomic
+
+        write_atomic(path, json.dumps({"weights": self.weights, "bias": self.bias,
+                                       "nil_threshold": self.nil_threshold,
+                                       "fitted_on": self.fitted_on}, indent=2))
 
 
 def _type_score(mention_type: str | None, entity_type: str | None) -> float:

@@ -40,8 +40,8 @@ def link_context(text: str, start: int, end: int) -> str:
     return text[a:len(text) if b < 0 else b + 1]
 
 
-def dev_links(docs_path: Path, max_links: int, rng: random.Random, split: str = "dev"
-              ) -> list[dict[str, Any]]:
+def split_links(docs_path: Path, max_links: int, rng: random.Random, split: str = "dev"
+                ) -> list[dict[str, Any]]:
     """At most ``max_links`` wikilinks of the pages of one corpus split (a uniform sample),
     each with its anchor, target, context and its page's count of the same (anchor, target)."""
     from kgx.corpus import iter_documents, split_of
@@ -80,7 +80,7 @@ def fit_linker(out: Path, namespace: str, max_links: int = 1000, seed: int = 13,
     from kgx.aliases import AliasStore
 
     rng = random.Random(seed)
-    links = dev_links(out / "documents.jsonl", max_links, rng)
+    links = split_links(out / "documents.jsonl", max_links, rng)
     linker = Linker(out, namespace, encoder=encoder, fitted=False)
     resolve = AliasStore(out / "aliases.sqlite").resolve
     contexts = linker.encoder.encode([ln["context"] for ln in links]) if links else []
@@ -112,18 +112,13 @@ def fit_linker(out: Path, namespace: str, max_links: int = 1000, seed: int = 13,
         return {"links": len(links), "fitted": False}
     x, y = np.asarray(rows), np.asarray(labels)
     model = LogisticRegression(max_iter=1000).fit(x, y)
-    scorer = LinkScorer(dict(zip(SIGNALS, map(float, model.coef_[0]), strict=True)),
-                        float(model.intercept_[0]), 0.5)
-    probs = model.predict_proba(x)[:, 1]
-    best_t, best_acc = _nil_threshold(probs, y, groups)
-    hand = np.asarray([sum(Linker.WEIGHTS[s] * max(0.0, v) for s, v in zip(SIGNALS, r,
-                                                                            strict=True))
-                       for r in rows])
-    hand_acc = _accuracy(hand, y, groups, Linker.NIL_THRESHOLD)
+    best_t, best_acc = _nil_threshold(model.predict_proba(x)[:, 1], y, groups)
+    hand = np.asarray([linker.score(dict(zip(SIGNALS, r, strict=True))) for r in rows])
     info = {"links": len(links), "candidates": len(rows), "nil_share": NIL_SHARE,
             "split": "dev", "accuracy": round(best_acc, 4),
-            "hand_weights_accuracy": round(hand_acc, 4)}
-    scorer = LinkScorer(scorer.weights, scorer.bias, best_t, info)
+            "hand_weights_accuracy": round(_accuracy(hand, y, groups, linker.nil_threshold), 4)}
+    scorer = LinkScorer(dict(zip(SIGNALS, map(float, model.coef_[0]), strict=True)),
+                        float(model.intercept_[0]), best_t, info)
     scorer.save(out / LINKER_FILE)
     return {**info, "fitted": True, "weights": scorer.weights, "bias": scorer.bias,
             "nil_threshold": best_t}

@@ -175,7 +175,7 @@ def test_the_scorer_is_fitted_on_dev_pages_and_used(tmp_path: Path) -> None:
     from kgx.corpus import split_of
     from kgx.encoder import shared_encoder
     from kgx.linking import LINKER_FILE, LinkingIndexError, LinkScorer
-    from kgx.linking_fit import dev_links, fit_linker
+    from kgx.linking_fit import fit_linker, split_links
     from tests.conftest import dump_xml, page_xml
 
     dump = tmp_path / "wiki.xml"
@@ -189,7 +189,7 @@ def test_the_scorer_is_fitted_on_dev_pages_and_used(tmp_path: Path) -> None:
     build_vector_index(o, enc)
     import random
 
-    links = dev_links(o / "documents.jsonl", 10_000, random.Random(0))
+    links = split_links(o / "documents.jsonl", 10_000, random.Random(0))
     dev_titles = {t for i, (t, _) in enumerate(pages, 1) if split_of(i) == "dev"}
     assert links and len(links) == sum(x.count("[[") for t, x in pages if t in dev_titles)
     fit = fit_linker(o, "https://kgx.dev/x/", encoder=enc)
