@@ -37,6 +37,11 @@ def ray_available() -> bool:
     return True
 
 
+def alive_nodes(ray: Any) -> int:
+    """The Ray cluster's live nodes."""
+    return sum(1 for n in ray.nodes() if n.get("Alive"))
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None, workers: int, log: Callable[[str], None]) -> Iterator[Any]:
     """Ray, joined at ``address`` (``auto``: the running cluster) or started on this machine
@@ -54,11 +59,11 @@ def ray_session(address: str | None, workers: int, log: Callable[[str], None]) -
         else:
             # A Ray of one machine listens on loopback only.
             ctx = ray.init(num_cpus=max(1, workers), _node_ip_address="127.0.0.1", **kwargs)
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
         cpus = int(ray.cluster_resources().get("CPU", 0))
         url = getattr(ctx, "dashboard_url", None)
         log(f"kgx: Ray {'cluster at ' + address if address else 'started on this machine'}: "
-            f"{len(nodes)} node(s), {cpus} CPU(s)" + (f"; dashboard http://{url}" if url else ""))
+            f"{alive_nodes(ray)} node(s), {cpus} CPU(s)"
+            + (f"; dashboard http://{url}" if url else ""))
     try:
         yield ray
     finally:
@@ -87,10 +92,9 @@ class RayPool:
         self.crashes = 0
         self._init = (initializer, initargs)
         self._actors: list[Any] = []
-        self.nodes: dict[str, int] = {}  # node id -> chunks done there
 
-    def _count(self, node: str) -> None:
-        self.nodes[node] = self.nodes.get(node, 0) + 1
+    @staticmethod
+    def _count(node: str) -> None:
         NODE_CHUNKS[node] = NODE_CHUNKS.get(node, 0) + 1
 
     def _new_actor(self) -> Any:
@@ -230,7 +234,7 @@ def use_engine(engine: str, address: str | None, workers: int,
         return
     with ray_session(address, workers, log) as ray:
         info["address"] = address or "local"
-        info["nodes"] = len([n for n in ray.nodes() if n.get("Alive")])
+        info["nodes"] = alive_nodes(ray)
         NODE_CHUNKS.clear()
         kgx.workers.POOL_CLASS = RayPool
         try:

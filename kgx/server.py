@@ -509,7 +509,14 @@ def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Calla
     import pyoxigraph as ox
 
     from kgx.graph import KnowledgeGraph
-    from kgx.web import ENTITY_FORMATS, entity_format, iri_from_path, static_file, wants_html
+    from kgx.web import (
+        ENTITY_FORMATS,
+        accept_ranking,
+        entity_format,
+        iri_from_path,
+        static_file,
+        wants_html,
+    )
 
     opts = opts or ServeOptions()
     out = str(out)
@@ -613,7 +620,7 @@ def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Calla
                 self._entity(url.path[len("/entity/"):], params, accept)
             elif url.path.startswith("/fact/"):
                 as_json = (params.get("format") or [""])[0] == "json" or (
-                    "application/json" in accept and not wants_html(accept))
+                    "application/json" in accept_ranking(accept) and not wants_html(accept))
                 self._job(("page", "fact", {"digest": url.path[len("/fact/"):],
                                             "json": as_json}))
             elif url.path.startswith("/static/"):
