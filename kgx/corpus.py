@@ -174,13 +174,14 @@ class CorpusBuilder:
         and twice as often as the other) refers to the page's subject: a mention with no
         entity type (no tag is taught for a pronoun) that relation examples can use, so that
         "He was born in [[Ulm]]" states the page's infobox birth place."""
-        counts = Counter(m.group().lower() for m in _PRONOUN.finditer(text))
+        found = list(_PRONOUN.finditer(text))
+        counts = Counter(m.group().lower() for m in found)
         he, she = counts["he"], counts["she"]
         word = "he" if he >= 2 and he >= 2 * she else "she" if she >= 2 and she >= 2 * he \
             else None
         if word is None:
             return
-        for m in _PRONOUN.finditer(text):
+        for m in found:
             if m.group().lower() == word:
                 spans.append(_Span(m.start(), m.end(), None, fine, title, "pronoun"))
                 taken.append((m.start(), m.end()))
