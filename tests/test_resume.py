@@ -186,30 +186,56 @@ def test_read_stage_resumes_after_kill_9(reference: tuple[Path, dict], short_art
 def test_merge_continues_after_a_failure(reference: tuple[Path, dict], short_articles: Path,
                                          readme_out: Path, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed in the entailments' chunks, then in the transitive chains (with half a line
+    written), the merge continues each time where it was."""
     import pyoxigraph as ox
 
     import kgx.reasoning
+    import kgx.stages.merge
     from kgx.pipeline import run
+    from kgx.stages.runner import Journal
 
     ref, _ = reference
     out = tmp_path / "out"
-    materialise = kgx.reasoning.materialise
+    infer_chunk, close_transitive = kgx.reasoning.infer_chunk, kgx.reasoning.close_transitive
+    monkeypatch.setattr(kgx.stages.merge, "INFER_CHUNK_BYTES", 256 << 10)
+    chunks: list[int] = []
 
-    def die(*a: object, **k: object) -> None:
-        raise RuntimeError("killed while reasoning")
+    def die_at_third(*a: object, **k: object):  # noqa: ANN202
+        chunks.append(1)
+        if len(chunks) == 3:  # once only
+            raise RuntimeError("killed while reasoning")
+        return infer_chunk(*a, **k)
 
-    monkeypatch.setattr(kgx.reasoning, "materialise", die)
+    monkeypatch.setattr(kgx.reasoning, "infer_chunk", die_at_third)
     with pytest.raises(RuntimeError, match="killed while reasoning"):
         run(short_articles, out, pipeline_options(readme_out / "model"), log=lambda m: None)
     state = json.loads((out / "store" / "kgx-merge.json").read_text())
     assert state["done"] == ["model.nq", "mentions.nq"]
-    monkeypatch.setattr(kgx.reasoning, "materialise", materialise)
+    journal = Journal(sqlite3.connect(out / ".work" / "merge" / "journal.sqlite"))
+    assert journal.done() == {0, 1}
+    journal.db.close()
+
+    def die_in_chains(store: object, graph: str, rules: object, f: object) -> None:
+        f.write("<https://kgx.dev/half")  # type: ignore[attr-defined]
+        raise RuntimeError("killed in the chains")
+
+    monkeypatch.setattr(kgx.reasoning, "close_transitive", die_in_chains)
+    with pytest.raises(RuntimeError, match="killed in the chains"):
+        run(short_articles, out, pipeline_options(readme_out / "model"), log=lambda m: None)
+    parts = len(list((out / ".work" / "merge" / "parts").iterdir()))
+    assert parts > 3 and len(chunks) == 3 + parts - 2  # the third chunk, and the rest
+    state = json.loads((out / "store" / "kgx-merge.json").read_text())
+    assert state["done"] == ["model.nq", "mentions.nq", "inferred-groups"]
+
+    monkeypatch.setattr(kgx.reasoning, "close_transitive", close_transitive)
     log: list[str] = []
     run(short_articles, out, pipeline_options(readme_out / "model"), log=log.append)
     assert sum("unchanged inputs" in m for m in log) == 4, log  # all but merge
     assert sorted_quads(out / "graph.nq") == sorted_quads(ref / "graph.nq")
     a, b = ox.Store.read_only(str(out / "store")), ox.Store.read_only(str(ref / "store"))
     assert len(a) == len(b) and sorted(map(str, a)) == sorted(map(str, b))
+    assert not (out / ".work" / "merge").exists()
 
 
 def test_corpus_is_the_same_with_any_number_of_workers_and_resumes(

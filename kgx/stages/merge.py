@@ -4,11 +4,13 @@
 Nothing is loaded twice and nothing is copied whole: the structure stage's ``graph.nq`` is
 extended in place (the structure part ends at the byte the structure stage recorded, so a
 re-run cuts back to it first), and the store, a set of quads, takes each part with one bulk
-load. Entailments (:mod:`kgx.reasoning`) are computed in the store in bounded batches and
-appended. Each step is recorded in ``store/kgx-merge.json`` once done: a killed merge
-continues with the step in flight. Only when the read stage's output changed after an earlier
-merge is the store rebuilt from the structure part of ``graph.nq``, since the old model
-facts must go.
+load. Entailments (:mod:`kgx.reasoning`) are found in chunks of ``graph.nq``, each read by a
+worker process against the store (opened read-only) and committed to a journal in
+``OUT/.work/merge``; the transitive properties' chains are then closed in the store. Each
+step is recorded in ``store/kgx-merge.json`` once done: a killed merge continues with the
+step in flight (within the entailments, with the chunks in flight). Only when the read
+stage's output changed after an earlier merge is the store rebuilt from the structure part of
+``graph.nq``, since the old model facts must go.
 
 Once the merge is recorded, ``model.nq`` and ``mentions.nq`` (now inside ``graph.nq``) are
 deleted, unless ``--keep-intermediate``.
@@ -19,13 +21,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kgx.extract import GRAPH_FILE, REPORT_FILE, STORE_DIR, add_to_store, load_store
-from kgx.stages.runner import Run, Stage, stage_key, write_atomic
+from kgx.stages.runner import WORK_DIR, Run, Stage, stage_key, write_atomic
 
 INFERRED_FILE = "inferred.nq"
+TRANSITIVE_FILE = "transitive.nq"  # in the work folder: the transitive properties' chains
 # Kept inside the store's folder: a store built afresh (by the structure stage, or rebuilt
 # here) has none, which is exactly right, since it holds nothing merged. RocksDB leaves files
 # it did not name alone.
@@ -58,11 +62,14 @@ class MergeStage(Stage):
             run.log(f"[merge] {' and '.join(what)} into graph.nq and the store")
         return merge(run.out, self.parts(run), run.opts.reasoning,
                      run.info["structure"]["graph_bytes"], run.keys[self.name],
-                     keep_inferred=bool(getattr(run.opts, "keep_intermediate", False)))
+                     keep_inferred=bool(getattr(run.opts, "keep_intermediate", False)),
+                     work=run.work(self.name), workers=run.opts.extract.workers, log=run.log,
+                     progress=run.opts.progress)
 
 
 def merge(out: Path, parts: list[str], reasoning: bool, structure_bytes: int,
-          key: str, keep_inferred: bool = False) -> dict[str, int]:
+          key: str, keep_inferred: bool = False, work: Path | None = None, workers: int = 0,
+          log: Callable[[str], None] = print, progress: bool = False) -> dict[str, int]:
     """Fold ``parts`` (files in ``out``) and, with ``reasoning``, the entailments into
     ``graph.nq`` and the store; returns the inferred triples and the quads the store refused.
 
@@ -70,11 +77,15 @@ def merge(out: Path, parts: list[str], reasoning: bool, structure_bytes: int,
         structure_bytes: Where the structure stage's part of ``graph.nq`` ends.
         key: What is being merged; a state with another key is not continued.
         keep_inferred: Also write the entailments to ``inferred.nq``.
+        work: The folder of the inference's chunks (default ``out/.work/merge``).
+        workers: Processes that infer (0: this one).
+        log, progress: Where lines go, and whether a progress bar is drawn.
     """
     import pyoxigraph as ox
 
-    from kgx.reasoning import materialise
+    from kgx.reasoning import GroupRules, close_transitive, materialise, rules, tbox_closure
 
+    work = work or out / WORK_DIR / "merge"
     state_path = out / STORE_DIR / STATE_FILE
     state: dict[str, Any] = json.loads(state_path.read_text("utf-8")) \
         if state_path.exists() else {}
@@ -108,23 +119,84 @@ def merge(out: Path, parts: list[str], reasoning: bool, structure_bytes: int,
         if reasoning and "inferred" not in state["done"]:
             report = json.loads((out / REPORT_FILE).read_text("utf-8"))
             ns = report.get("site", {}).get("namespace", "https://kgx.dev/wiki/")
-            n = 0
-            side = open(out / INFERRED_FILE, "w", encoding="utf-8") if keep_inferred \
-                else None  # noqa: SIM115
-            with open(graph, "a", encoding="utf-8") as g:
-                for line in materialise(store, ns + "graph/inferred"):
-                    g.write(line)
-                    if side is not None:
-                        side.write(line)
-                    n += 1
-            if side is not None:
-                side.close()
+            inferred = ns + "graph/inferred"
+            group_rules = GroupRules.of(rules(tbox_closure()))
+            if group_rules is None:  # rules that groups cannot take: the SPARQL fixpoint
+                n = _append_lines(graph, materialise(store, inferred))
+                _keep(out, [graph], keep_inferred, start=state["bytes"])
+            else:
+                groups, chains = work / INFERRED_FILE, work / TRANSITIVE_FILE
+                if "inferred-groups" not in state["done"]:
+                    store.flush()
+                    store = None  # closed: the workers open it read-only
+                    lost = infer_groups(out, work, state["bytes"], inferred, group_rules,
+                                        workers, log, progress)
+                    store = ox.Store(str(out / STORE_DIR))
+                    add_to_store(store, groups)
+                    _append_file(graph, groups)
+                    state["lost_chunks"] = lost
+                    state["inferred"] = _count_lines(groups)
+                    step_done("inferred-groups")
+                    chains.unlink(missing_ok=True)
+                # A killed run's chains are in the file, maybe not all in the store.
+                _truncate_to_line(chains)
+                add_to_store(store, chains)
+                with open(chains, "a", encoding="utf-8") as f:
+                    close_transitive(store, inferred, group_rules, f)
+                _append_file(graph, chains)
+                n = int(state["inferred"]) + _count_lines(chains)
+                _keep(out, [groups, chains], keep_inferred)
             state["inferred"] = n
             step_done("inferred")
+            shutil.rmtree(work, ignore_errors=True)
         store.flush()
     finally:
-        del store
-    return {"inferred_triples": int(state["inferred"]), "refused_quads": refused}
+        store = None  # closed
+    return {"inferred_triples": int(state["inferred"]), "refused_quads": refused,
+            "inference_chunks_lost": len(state.get("lost_chunks", []))}
+
+
+def _append_lines(path: Path, lines: Any) -> int:
+    n = 0
+    with open(path, "a", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line)
+            n += 1
+    return n
+
+
+def _append_file(path: Path, src: Path) -> None:
+    with open(path, "ab") as f, open(src, "rb") as s:
+        shutil.copyfileobj(s, f, 1 << 20)
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+
+
+def _truncate_to_line(path: Path) -> None:
+    """Cut a partly written last line off ``path`` (made empty if missing)."""
+    path.touch()
+    with open(path, "r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        start = max(0, size - (1 << 20))
+        f.seek(start)
+        cut = f.read().rfind(b"\n") + 1  # 0: no line ends in the last MB
+        if start + cut < size and (cut or not start):
+            f.truncate(start + cut)
+
+
+def _keep(out: Path, files: list[Path], keep: bool, start: int = 0) -> None:
+    """With ``keep`` (``--keep-intermediate``), the entailments also go to ``out/inferred.nq``:
+    the ``files`` joined, the first from byte ``start``."""
+    if not keep:
+        return
+    with open(out / INFERRED_FILE, "wb") as f:
+        for k, src in enumerate(files):
+            with open(src, "rb") as s:
+                s.seek(start if k == 0 else 0)
+                shutil.copyfileobj(s, f, 1 << 20)
 
 
 def _truncate(path: Path, size: int) -> None:
@@ -132,3 +204,100 @@ def _truncate(path: Path, size: int) -> None:
         with open(path, "r+b") as f:
             f.truncate(size)
             os.fsync(f.fileno())
+
+
+INFER_CHUNK_BYTES = 32 << 20  # graph.nq read by one inference task
+
+
+def infer_groups(out: Path, work: Path, stated_bytes: int, graph: str, group_rules: Any,
+                 workers: int, log: Callable[[str], None], progress: bool) -> list[int]:
+    """The group entailments (:func:`kgx.reasoning.infer_chunk`) of ``graph.nq``'s first
+    ``stated_bytes``, chunk by chunk in ``workers`` processes, into ``work/inferred.nq``.
+
+    Each chunk's entailments go to a part file, renamed into place, and the chunk is then
+    recorded in the work folder's journal: a kill costs the chunks in flight. Returns the
+    chunks lost (their worker died twice), which are logged.
+    """
+    import sqlite3
+
+    from kgx.progress import Progress
+    from kgx.stages.runner import Journal, concatenate, drop_uncommitted, prepare_work
+    from kgx.workers import Crashed, new_pool
+
+    size = INFER_CHUNK_BYTES
+    resumed = prepare_work(work, stage_key("infer", stated_bytes, size, graph))
+    parts = work / "parts"
+    parts.mkdir(exist_ok=True)
+    journal = Journal(sqlite3.connect(work / "journal.sqlite"))
+    done = journal.done()
+    drop_uncommitted(parts, done)
+    chunks = [(k, lo, min(lo + size, stated_bytes))
+              for k, lo in enumerate(range(0, stated_bytes, size))]
+    if resumed and done:
+        log(f"[merge] resuming the entailments: {len(done):,} of {len(chunks):,} chunks "
+            "committed before")
+    workers = min(workers, len(chunks) - len(done))
+    pool = new_pool(None, workers if workers > 1 else 0, window=2,
+                    initializer=_init_reasoner,
+                    initargs=(str(out / STORE_DIR), graph, group_rules))
+    lost: list[int] = []
+    todo = ((k, str(out / GRAPH_FILE), lo, hi, str(parts)) for k, lo, hi in chunks
+            if k not in done)
+    with Progress(total=stated_bytes, unit="B", enabled=progress,
+                  desc="entailments") as bar:
+        bar.update(sum(hi - lo for k, lo, hi in chunks if k in done))
+        for res in pool.map(infer_part, todo):
+            if isinstance(res, Crashed):
+                k, _, lo, hi, _ = res.task
+                log(f"[merge] entailments of graph.nq bytes {lo:,}-{hi:,} lost: their "
+                    "worker died twice")
+                lost.append(k)
+                continue
+            journal.commit(res["chunk"], res)
+            bar.update(res["bytes"])
+    journal.db.close()
+    concatenate(sorted(parts.iterdir()), work / INFERRED_FILE)
+    return lost
+
+
+_REASONER: Any = None  # a worker's (read-only store, inferred graph, rules)
+
+
+def _init_reasoner(store: str, graph: str, group_rules: Any) -> None:
+    import pyoxigraph as ox
+
+    from kgx.workers import ignore_interrupts_in_worker
+
+    global _REASONER
+    ignore_interrupts_in_worker()
+    _REASONER = (ox.Store.read_only(store), graph, group_rules)
+
+
+def infer_part(chunk: int, path: str, start: int, end: int, parts: str) -> dict[str, Any]:
+    """Worker task: the entailments of the groups whose least triple is in the lines of
+    ``path`` that begin in bytes ``start``..``end``, into ``parts/<chunk>.nq``."""
+    from kgx.reasoning import infer_chunk
+
+    store, graph, group_rules = _REASONER
+    with open(path, "rb") as f:
+        data = _lines_from(f, start, end)
+    dst = os.path.join(parts, f"{chunk:09d}.nq")
+    n = 0
+    with open(dst + ".tmp", "w", encoding="utf-8") as f:
+        for line in infer_chunk(store, data, graph, group_rules):
+            f.write(line)
+            n += 1
+    os.replace(dst + ".tmp", dst)
+    return {"chunk": chunk, "bytes": end - start, "inferred": n}
+
+
+def _lines_from(f: Any, start: int, end: int) -> bytes:
+    """The lines of ``f`` that begin at a byte in ``start``..``end`` (exclusive)."""
+    if start > 0:
+        f.seek(start - 1)
+        f.readline()  # the line in progress at ``start`` is the chunk before's
+    begin = f.tell()
+    if begin >= end:
+        return b""
+    data = f.read(end - begin)
+    return data if data.endswith(b"\n") else data + f.readline()
