@@ -195,7 +195,7 @@ def build_index(out: Annotated[Path, typer.Argument(metavar="OUT",
 
     if not (out / "store").is_dir():
         _fail(f"{out}: no kgx graph here; run `kgx extract` first")
-    n = build_entity_table(out)
+    n = build_entity_table(out, workers=os.cpu_count() or 1)
     meta = build_vector_index(out, shared_encoder())
     fit = fit_scorer(out, lambda m: typer.echo(m, err=True))
     typer.echo(f"{n:,} entities indexed ({meta['index']}, {meta['dim']} dimensions); linker "

@@ -21,7 +21,9 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 import re
+import shutil
 import sqlite3
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
@@ -79,11 +81,19 @@ def priors(counts: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
     return [(e, (n + 0.1) / (total + 0.1 * len(counts))) for e, n in counts]
 
 
-def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None) -> int:
+ALIAS_CHUNK_ROWS = 100_000  # rows of titles, redirects or anchors per alias task
+
+
+def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
+                       workers: int = 0) -> int:
     """Add ``entities`` and ``alias_index`` to ``out/aliases.sqlite``.
 
     Entities are the dump's articles and every page they link to (resolved through
-    redirects); disambiguation pages and redirects are not entities.
+    redirects); disambiguation pages and redirects are not entities. Alias keys and redirect
+    targets are worked out by ``workers`` processes (0: this one), chunks of titles,
+    redirects and anchors at a time (:func:`alias_rows`); this process numbers the entities
+    in the order the chunks give them (so any number of workers makes the same tables) and
+    writes the rows, which SQLite sums once, sorted, at the end.
 
     Returns:
         The number of entities.
@@ -95,6 +105,7 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None) -
 
     from kgx.aliases import AliasStore
     from kgx.entities import EntityTypes, load_entities
+    from kgx.workers import Crashed, new_pool
 
     if entities_info is None:
         load_entities(out).close()  # the tables exist from here on
@@ -110,6 +121,8 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None) -
 
     store = AliasStore(out / "aliases.sqlite")
     db = store.db
+    # The workers read the tables while this process writes others: WAL lets them.
+    db.execute("PRAGMA journal_mode=WAL")
     info = entities_info if entities_info is not None else \
         EntityTypes(out / "aliases.sqlite", connection=db)
     # Every table here lives in SQLite and every read streams: nothing is held per entity,
@@ -121,14 +134,18 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None) -
         CREATE TABLE alias_index (key TEXT NOT NULL, entity INTEGER NOT NULL, n REAL NOT NULL,
                                   PRIMARY KEY (key, entity));
         CREATE TEMP TABLE abstracts (title TEXT PRIMARY KEY, text TEXT);
+        DROP TABLE IF EXISTS alias_rows;
+        CREATE TABLE alias_rows (key TEXT NOT NULL, title TEXT NOT NULL, n REAL NOT NULL);
     """)
-    rows: list[tuple[str, str]] = []
+    rows: list[tuple[Any, ...]] = []
     for sol in query("SELECT ?s ?a WHERE { ?s kgx:abstract ?a }"):
         rows.append((title_of(sol["s"].value), _first_sentence(sol["a"].value)))
         if len(rows) >= 50_000:
             db.executemany("INSERT OR REPLACE INTO abstracts VALUES (?, ?)", rows)
             rows.clear()
     db.executemany("INSERT OR REPLACE INTO abstracts VALUES (?, ?)", rows)
+    rows.clear()
+    db.commit()
     n_entities = 0
 
     @lru_cache(maxsize=1 << 20)
@@ -149,50 +166,137 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None) -
                     abstract[0] if abstract else ""))
         return n_entities
 
-    def entity(title: str) -> int | None:
-        return entity_id(store.resolve(title))
+    def number(titles: Iterable[str]) -> None:
+        for t in titles:
+            entity_id(t)
 
-    counts: dict[tuple[str, int], float] = {}
+    def take(found: Any) -> None:
+        """A task's titles numbered, then its alias rows copied in (SQLite to SQLite)."""
+        if isinstance(found, Crashed):
+            raise RuntimeError(f"the alias rows of {found.task[0]} rows {found.task[1]:,}-"
+                               f"{found.task[2]:,} were not made: their worker died twice")
+        titles, part = found
+        number(titles)
+        db.commit()
+        db.execute("ATTACH DATABASE ? AS part", (part,))
+        db.execute("INSERT INTO alias_rows SELECT key, title, n FROM part.rows")
+        db.commit()
+        db.execute("DETACH DATABASE part")
+        os.unlink(part)
 
-    def add(alias: str, eid: int | None, n: float) -> None:
-        if eid is None or not alias.strip():
-            return
-        k = (alias_key(alias), eid)
-        counts[k] = counts.get(k, 0.0) + n
-        if len(counts) > 500_000:
-            flush()
+    def chunks(table: str) -> list[tuple[str, int, int, str]]:
+        top = db.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
+        return [(table, lo, lo + ALIAS_CHUNK_ROWS - 1, str(parts))
+                for lo in range(1, top + 1, ALIAS_CHUNK_ROWS)]
 
-    def flush() -> None:
-        db.executemany("INSERT INTO alias_index VALUES (?, ?, ?) ON CONFLICT(key, entity) "
-                       "DO UPDATE SET n = n + excluded.n",
-                       [(k, e, n) for (k, e), n in counts.items()])
-        counts.clear()
+    from kgx.stages.runner import WORK_DIR
 
-    # Each read has a cursor of its own, streamed while other statements write other tables.
-    for (title,) in db.cursor().execute("SELECT title FROM titles WHERE kind = 'article'"):
-        eid = entity(title)
-        add(title, eid, 1.0)
-        short = _QUALIFIER.sub("", title)
-        if short != title:
-            add(short, eid, 1.0)
-    for source, target in db.cursor().execute("SELECT source, target FROM redirects"):
-        add(source, entity(target), 1.0)
-    for sol in query('SELECT ?s ?a WHERE { GRAPH ?g { ?s kgx:alias ?a } '
-                     '?g kgx:extractor "label" }'):  # names in bold in an article's lead
-        add(sol["a"].value, entity(title_of(sol["s"].value)), 1.0)
-    for anchor, target, n in db.cursor().execute("SELECT anchor, target, n FROM anchors"):
-        eid = entity(target)
-        add(anchor, eid, float(n))
-        add(target, eid, 0.0)  # the target's own title is an alias, even unseen as anchor
-    flush()
+    parts = out / WORK_DIR / "alias-rows"  # a killed run's are cleared here
+    shutil.rmtree(parts, ignore_errors=True)
+    parts.mkdir(parents=True)
+    db.commit()
+    try:
+        # Spawned, not forked: this process holds an Oxigraph store and its threads.
+        pool = new_pool(None, workers if workers > 1 else 0, window=2,
+                        initializer=_init_alias_reader,
+                        initargs=(str(out / "aliases.sqlite"),), start_method="spawn")
+        for found in pool.map(alias_rows, chunks("titles") + chunks("redirects")):
+            take(found)
+        for sol in query('SELECT ?s ?a WHERE { GRAPH ?g { ?s kgx:alias ?a } '
+                         '?g kgx:extractor "label" }'):  # names in bold in an article's lead
+            title = store.resolve(title_of(sol["s"].value))
+            number([title])
+            if sol["a"].value.strip():
+                rows.append((alias_key(sol["a"].value), title, 1.0))
+        db.executemany("INSERT INTO alias_rows VALUES (?, ?, ?)", rows)
+        rows.clear()
+        for found in pool.map(alias_rows, chunks("anchors")):
+            take(found)
+    finally:
+        _close_alias_reader()  # with 0 workers, this process's
+        shutil.rmtree(parts, ignore_errors=True)
+    # One sorted pass sums the rows (SQLite's sorter spills to disk when it must); titles
+    # that are no entity (disambiguation pages) find no entity row and drop out.
+    db.execute("INSERT INTO alias_index SELECT r.key, e.id, sum(r.n) FROM alias_rows r "
+               "JOIN entities e ON e.title = r.title GROUP BY r.key, e.id")
+    db.execute("DROP TABLE alias_rows")
     db.execute("CREATE INDEX IF NOT EXISTS alias_by_key ON alias_index(key)")
     db.commit()
     # Misspelt names: a symmetric-delete index over every alias key (kgx.fuzzy).
     db.execute("DROP TABLE IF EXISTS alias_trigrams")
     fuzzy.build(db, fuzzy.iter_keys(db))
+    db.execute("PRAGMA journal_mode=OFF")  # folds the WAL back into the file
     n = n_entities
     store.close()
     return n
+
+
+_ALIAS_READER: Any = None  # a worker's read-only alias table
+
+
+def _init_alias_reader(path: str) -> None:
+    from kgx.aliases import AliasStore
+    from kgx.workers import ignore_interrupts_in_worker
+
+    global _ALIAS_READER
+    ignore_interrupts_in_worker()
+    _ALIAS_READER = AliasStore(path, read_only=True)
+
+
+_ALIAS_SOURCES = {
+    "titles": "SELECT title, title, 1 FROM titles WHERE kind = 'article' AND rowid BETWEEN ? AND ?",
+    "redirects": "SELECT source, target, 1 FROM redirects WHERE rowid BETWEEN ? AND ?",
+    "anchors": "SELECT anchor, target, n FROM anchors WHERE rowid BETWEEN ? AND ?",
+}
+
+
+def _close_alias_reader() -> None:
+    global _ALIAS_READER
+    if _ALIAS_READER is not None:
+        _ALIAS_READER.close()
+        _ALIAS_READER = None
+
+
+def alias_rows(table: str, first: int, last: int, parts: str) -> tuple[list[str], str]:
+    """Worker task: the alias rows of ``table``'s rows ``first``..``last`` (by rowid).
+
+    An article's title (and the title without its qualifier, "Paris (band)" -> "Paris"), a
+    redirect's source, a link's anchor and its target's own title (count 0: an alias even
+    unseen as an anchor), each with the title it resolves to. The rows, ``(alias key,
+    title, count)`` summed, go to an SQLite file of their own in ``parts``.
+
+    Returns:
+        The resolved titles in the order they first come (blank aliases included), and the
+        file.
+    """
+    aliases = _ALIAS_READER
+    counts: dict[tuple[str, str], float] = {}
+    titles: dict[str, None] = {}
+
+    def add(alias: str, title: str, n: float) -> None:
+        titles[title] = None
+        if alias.strip():
+            k = (alias_key(alias), title)
+            counts[k] = counts.get(k, 0.0) + n
+
+    for alias, target, n in aliases.db.execute(_ALIAS_SOURCES[table], (first, last)):
+        title = aliases.resolve(target)
+        add(alias, title, float(n))
+        if table == "titles":
+            short = _QUALIFIER.sub("", alias)
+            if short != alias:
+                add(short, title, 1.0)
+        elif table == "anchors":
+            add(target, title, 0.0)
+    path = os.path.join(parts, f"{table}-{first:012d}.sqlite")
+    part = sqlite3.connect(path + ".tmp")
+    part.execute("CREATE TABLE rows (key TEXT, title TEXT, n REAL)")
+    part.executemany("INSERT INTO rows VALUES (?, ?, ?)",
+                     ((k, t, n) for (k, t), n in counts.items()))
+    part.commit()
+    part.close()
+    os.replace(path + ".tmp", path)
+    return list(titles), path
 
 
 def _first_sentence(text: str, limit: int = 300) -> str:

@@ -208,3 +208,28 @@ def test_the_scorer_is_fitted_on_dev_pages_and_used(tmp_path: Path) -> None:
     (o / LINKER_FILE).write_text("{not json")
     with pytest.raises(LinkingIndexError, match="linker.json: not a fitted linker scorer"):
         Linker(o, "https://kgx.dev/x/", encoder=enc)
+
+
+def test_entity_tables_are_the_same_with_worker_processes(out: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """Alias rows made by 2 spawned workers, 3 rows of a table at a time, give the tables one
+    process gives in one chunk: the same entity ids, alias counts and misspelling index."""
+    import shutil
+    import sqlite3
+
+    import kgx.linking
+
+    o = tmp_path / "out"
+    o.mkdir()
+    for name in ("aliases.sqlite", "report.json"):
+        shutil.copyfile(out / name, o / name)
+    (o / "store").symlink_to(out / "store")
+    monkeypatch.setattr(kgx.linking, "ALIAS_CHUNK_ROWS", 3)
+    build_entity_table(o, workers=2)
+    tables = {"entities": "id", "alias_index": "key, entity", "alias_keys": "id"}
+    for t, order in tables.items():
+        a, b = (sqlite3.connect(x / "aliases.sqlite").execute(
+            f"SELECT * FROM {t} ORDER BY {order}").fetchall() for x in (out, o))
+        assert a and a == b, t
+    assert not (o / ".work" / "alias-rows").exists()

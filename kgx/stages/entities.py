@@ -4,7 +4,7 @@
 Two steps, each committed to the stage's journal (``OUT/.work/entities``):
 
 1. the entity and alias tables and the misspelt-name index, in ``aliases.sqlite`` (one step:
-   a kill during it redoes it);
+   a kill during it redoes it; the alias rows are made by worker processes);
 2. the entity embeddings, in chunks of :data:`kgx.linking.ENTITY_CHUNK` entities, each one
    embedded by a worker process (one per 2 cores on a CPU, a few sharing a GPU) and saved as
    a ``.npy`` part; a kill costs the chunks in flight. The FAISS index is then written from
@@ -72,7 +72,7 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
             f"{len(done - {TABLES_STEP}):,} chunks of vectors committed before")
     if TABLES_STEP not in done:
         t = time.monotonic()
-        n = build_entity_table(out)
+        n = build_entity_table(out, workers=opts.extract.workers)
         alias_keys = _count(out, "alias_keys")
         infos[TABLES_STEP] = {"entities": n, "alias_keys": alias_keys,
                               "seconds": round(time.monotonic() - t, 2)}
