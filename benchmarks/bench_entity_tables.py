@@ -1,0 +1,94 @@
+"""The entities stage's first step (entity table, alias index, misspelt-name index) in one
+process against worker processes, on one finished output, in one run.
+
+Copies ``OUT/aliases.sqlite`` (the structure stage's titles, redirects and anchors) and builds
+the tables from it twice, each in a fresh child process: with ``--workers 0`` (every alias row
+made in the building process) and with ``--workers N`` (:func:`kgx.linking.alias_rows` in N
+spawned processes). Prints seconds, pages per second, anchor rows, CPU seconds of the process
+tree over wall seconds and peak memory, then whether both made the same tables. Usage:
+``python benchmarks/bench_entity_tables.py OUT [--workers N] [--work DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+RUNNER = """
+import json, resource, sys, time
+from pathlib import Path
+from kgx.linking import build_entity_table
+if __name__ == "__main__":
+    t = time.perf_counter()
+    n = build_entity_table(Path(sys.argv[1]), workers=int(sys.argv[2]))
+    wall = time.perf_counter() - t
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(json.dumps({"seconds": wall, "entities": n, "cpu": me.ru_utime + me.ru_stime
+                      + kids.ru_utime + kids.ru_stime,
+                      "rss_mb": max(me.ru_maxrss, kids.ru_maxrss) / 1024}))
+"""
+
+
+def tables_digest(db: Path) -> str:
+    con = sqlite3.connect(db)
+    h = hashlib.sha256()
+    for table, order in (("entities", "id"), ("alias_index", "key, entity"),
+                         ("alias_keys", "id"), ("alias_deletes", "variant, len, key")):
+        for row in con.execute(f"SELECT * FROM {table} ORDER BY {order}"):
+            h.update(repr(row).encode())
+    con.close()
+    return h.hexdigest()[:16]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out", type=Path, help="a finished kgx output folder")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/kgx-bench-entity-tables"))
+    args = ap.parse_args()
+    src = sqlite3.connect(args.out / "aliases.sqlite")
+    pages = src.execute("SELECT count(*) FROM titles").fetchone()[0]
+    anchors = src.execute("SELECT count(*) FROM anchors").fetchone()[0]
+    src.close()
+    print(f"{args.out}: {pages:,} pages, {anchors:,} anchor rows; {os.cpu_count()} cores")
+    rows = {}
+    for workers in (0, args.workers):
+        dst = args.work / f"w{workers}"
+        shutil.rmtree(dst, ignore_errors=True)
+        dst.mkdir(parents=True)
+        shutil.copyfile(args.out / "aliases.sqlite", dst / "aliases.sqlite")
+        shutil.copyfile(args.out / "report.json", dst / "report.json")
+        (dst / "store").symlink_to((args.out / "store").resolve())
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        res = subprocess.run([sys.executable, "-c", RUNNER, str(dst), str(workers)], env=env,
+                             capture_output=True, text=True)
+        if res.returncode:
+            sys.exit(f"workers={workers} failed:\n{res.stderr}")
+        rows[workers] = json.loads(res.stdout.strip().splitlines()[-1])
+        rows[workers]["digest"] = tables_digest(dst / "aliases.sqlite")
+        shutil.rmtree(dst)
+    base = rows[0]["seconds"]
+    print("| workers | seconds | pages/s | us per page | cores busy | peak RSS MB | speed |")
+    print("|---|---|---|---|---|---|---|")
+    for w, r in rows.items():
+        print(f"| {w or '0 (this process)'} | {r['seconds']:.1f} | {pages / r['seconds']:,.0f} | "
+              f"{1e6 * r['seconds'] / pages:,.0f} | {r['cpu'] / r['seconds']:.2f} | "
+              f"{r['rss_mb']:,.0f} | {base / r['seconds']:.2f}x |")
+    print(f"same tables: {rows[0]['digest'] == rows[args.workers]['digest']} "
+          f"({rows[args.workers]['digest']}), {rows[0]['entities']:,} entities")
+    (args.work / "bench-entity-tables.json").write_text(json.dumps(
+        {"pages": pages, "anchors": anchors, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
