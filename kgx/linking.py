@@ -105,7 +105,7 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
 
     from kgx.aliases import AliasStore
     from kgx.entities import EntityTypes, load_entities
-    from kgx.workers import Crashed, new_pool
+    from kgx.workers import Crashed, ignore_interrupts_in_worker, new_pool
 
     if entities_info is None:
         load_entities(out).close()  # the tables exist from here on
@@ -186,7 +186,7 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
 
     def chunks(table: str) -> list[tuple[str, int, int, str]]:
         top = db.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
-        return [(table, lo, lo + ALIAS_CHUNK_ROWS - 1, str(parts))
+        return [(table, lo, lo + ALIAS_CHUNK_ROWS - 1, str(parts), str(out / "aliases.sqlite"))
                 for lo in range(1, top + 1, ALIAS_CHUNK_ROWS)]
 
     from kgx.stages.runner import WORK_DIR
@@ -198,8 +198,7 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
     try:
         # Spawned, not forked: this process holds an Oxigraph store and its threads.
         pool = new_pool(None, workers if workers > 1 else 0, window=2,
-                        initializer=_init_alias_reader,
-                        initargs=(str(out / "aliases.sqlite"),), start_method="spawn")
+                        initializer=ignore_interrupts_in_worker, start_method="spawn")
         for found in pool.map(alias_rows, chunks("titles") + chunks("redirects")):
             take(found)
         for sol in query('SELECT ?s ?a WHERE { GRAPH ?g { ?s kgx:alias ?a } '
@@ -213,7 +212,6 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
         for found in pool.map(alias_rows, chunks("anchors")):
             take(found)
     finally:
-        _close_alias_reader()  # with 0 workers, this process's
         shutil.rmtree(parts, ignore_errors=True)
     # One sorted pass sums the rows (SQLite's sorter spills to disk when it must); titles
     # that are no entity (disambiguation pages) find no entity row and drop out.
@@ -231,18 +229,6 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
     return n
 
 
-_ALIAS_READER: Any = None  # a worker's read-only alias table
-
-
-def _init_alias_reader(path: str) -> None:
-    from kgx.aliases import AliasStore
-    from kgx.workers import ignore_interrupts_in_worker
-
-    global _ALIAS_READER
-    ignore_interrupts_in_worker()
-    _ALIAS_READER = AliasStore(path, read_only=True)
-
-
 _ALIAS_SOURCES = {
     "titles": "SELECT title, title, 1 FROM titles WHERE kind = 'article' AND rowid BETWEEN ? AND ?",
     "redirects": "SELECT source, target, 1 FROM redirects WHERE rowid BETWEEN ? AND ?",
@@ -250,15 +236,11 @@ _ALIAS_SOURCES = {
 }
 
 
-def _close_alias_reader() -> None:
-    global _ALIAS_READER
-    if _ALIAS_READER is not None:
-        _ALIAS_READER.close()
-        _ALIAS_READER = None
-
-
-def alias_rows(table: str, first: int, last: int, parts: str) -> tuple[list[str], str]:
-    """Worker task: the alias rows of ``table``'s rows ``first``..``last`` (by rowid).
+def alias_rows(table: str, first: int, last: int, parts: str, db: str
+               ) -> tuple[list[str], str]:
+    """Worker task: the alias rows of ``table``'s rows ``first``..``last`` (by rowid) in the
+    alias table ``db``, opened read-only for the task (a connection left open would keep
+    the building process from folding its write-ahead log back).
 
     An article's title (and the title without its qualifier, "Paris (band)" -> "Paris"), a
     redirect's source, a link's anchor and its target's own title (count 0: an alias even
@@ -269,7 +251,9 @@ def alias_rows(table: str, first: int, last: int, parts: str) -> tuple[list[str]
         The resolved titles in the order they first come (blank aliases included), and the
         file.
     """
-    aliases = _ALIAS_READER
+    from kgx.aliases import AliasStore
+
+    aliases = AliasStore(db, read_only=True)
     counts: dict[tuple[str, str], float] = {}
     titles: dict[str, None] = {}
 
@@ -288,6 +272,7 @@ def alias_rows(table: str, first: int, last: int, parts: str) -> tuple[list[str]
                 add(short, title, 1.0)
         elif table == "anchors":
             add(target, title, 0.0)
+    aliases.close()
     path = os.path.join(parts, f"{table}-{first:012d}.sqlite")
     part = sqlite3.connect(path + ".tmp")
     part.execute("CREATE TABLE rows (key TEXT, title TEXT, n REAL)")

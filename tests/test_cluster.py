@@ -45,21 +45,37 @@ def test_structure_on_ray_equals_local(tmp_path: Path) -> None:
     assert graphs["ray"] == graphs["local"]
 
 
-def test_model_stages_on_ray_equal_local(short_articles: Path, readme_out: Path,  # noqa: F811
-                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                         ) -> None:
+def model_options(readme_out: Path, engine: str) -> object:
+    """The whole pipeline with the README fixture's (tiny) reader, 2 workers, on ``engine``."""
+    opts = pipeline_options(readme_out / "model")
+    opts.extract.workers = 2
+    opts.engine = engine
+    return opts
+
+
+@pytest.fixture(scope="module")
+def local_run(short_articles: Path, readme_out: Path,  # noqa: F811
+              tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 40-article wiki through the whole pipeline on the local engine."""
     from kgx.pipeline import run
 
-    monkeypatch.setenv("KGX_THREADS", "1")  # the same arithmetic in every process
-    graphs = {}
-    for engine in ("local", "ray"):
-        opts = pipeline_options(readme_out / "model")
-        opts.extract.workers = 2
-        opts.engine = engine
-        rep = run(short_articles, tmp_path / engine, opts, log=lambda m: None)
-        graphs[engine] = sorted_lines(tmp_path / engine / "graph.nq")
-        assert rep["pipeline"]["read"]["chunks"] >= 10
-    assert graphs["ray"] == graphs["local"]
+    out = tmp_path_factory.mktemp("local") / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KGX_THREADS", "1")  # the same arithmetic in every process
+        run(short_articles, out, model_options(readme_out, "local"), log=lambda m: None)
+    return out
+
+
+def test_model_stages_on_ray_equal_local(short_articles: Path, readme_out: Path,  # noqa: F811
+                                         local_run: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from kgx.pipeline import run
+
+    monkeypatch.setenv("KGX_THREADS", "1")
+    rep = run(short_articles, tmp_path / "ray", model_options(readme_out, "ray"),
+              log=lambda m: None)
+    assert rep["pipeline"]["read"]["chunks"] >= 10
+    assert sorted_lines(tmp_path / "ray" / "graph.nq") == sorted_lines(local_run / "graph.nq")
 
 
 # ---------------------------------------------------------------- faults, on the pool itself
@@ -94,3 +110,38 @@ def test_a_killed_actor_costs_only_its_chunk() -> None:
     # chunk 3 died; retried as its parts 30 and 31: 30 dies again and is reported, 31 is done
     assert isinstance(out[3], Crashed) and out[3].task == (30,) and out[4] == 31 * 31
     assert pool.crashes == 2
+
+
+# ---------------------------------------------------------------- resume across engines
+
+
+@pytest.mark.parametrize("first,then", [("local", "ray"), ("ray", "local")])
+def test_a_run_killed_on_one_engine_is_finished_on_the_other(
+        first: str, then: str, short_articles: Path, readme_out: Path,  # noqa: F811
+        local_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read stage is killed after 3 committed chunks on one engine; the same command on
+    the other engine skips those chunks and ends with the uninterrupted run's graph."""
+    from kgx.pipeline import run
+    from kgx.stages.runner import Journal
+
+    monkeypatch.setenv("KGX_THREADS", "1")  # the same arithmetic in every process
+    commit = Journal.commit
+    read_commits: list[int] = []
+
+    def killed_after_three(self: Journal, chunk: int, info: dict, write=None) -> None:  # noqa: ANN001
+        if "/read/" in self.db.execute("PRAGMA database_list").fetchone()[2]:
+            if len(read_commits) == 3:
+                raise KeyboardInterrupt
+            read_commits.append(chunk)
+        commit(self, chunk, info, write)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(Journal, "commit", killed_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        run(short_articles, out, model_options(readme_out, first), log=lambda m: None)
+    monkeypatch.setattr(Journal, "commit", commit)
+    log: list[str] = []
+    rep = run(short_articles, out, model_options(readme_out, then), log=log.append)
+    assert any("[read] resuming: 3 chunks committed before" in m for m in log), log
+    assert rep["pipeline"]["engine"]["name"] == then
+    assert sorted_lines(out / "graph.nq") == sorted_lines(local_run / "graph.nq")
