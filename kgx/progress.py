@@ -8,10 +8,12 @@ the lines reach stderr only when it is not a terminal.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 from tqdm import tqdm
@@ -19,6 +21,9 @@ from tqdm import tqdm
 from kgx.logs import progress_line
 
 _ACTIVE: list[Progress] = []  # open Progress objects with items, innermost last
+# Functions whose text ends every progress line while they are here (the Ray engine's nodes
+# and their throughput, say).
+LINE_EXTRAS: list[Callable[[], str]] = []
 
 
 def _interval() -> float:
@@ -105,6 +110,9 @@ class Progress:
         if self.total and rate > 0:
             parts.append(f"ETA {_duration(max(0.0, (self.total - self.n) / scale / rate))}")
         parts.append(f"elapsed {_duration(elapsed)}")
+        for extra in list(LINE_EXTRAS):
+            with contextlib.suppress(Exception):  # a progress line never fails the run
+                parts.append(extra())
         return head + ", ".join(parts)
 
     def _beat(self) -> None:

@@ -42,6 +42,7 @@ def test_structure_on_ray_equals_local(tmp_path: Path) -> None:
             info = rep["pipeline"]["engine"]
             assert info["name"] == "ray" and info["nodes"] == 1
             assert sum(info["chunks_per_node"].values()) > 0
+            assert info["chunks_per_node"].keys() == info["task_seconds_per_node"].keys()
     assert graphs["ray"] == graphs["local"]
 
 
@@ -110,6 +111,29 @@ def test_a_killed_actor_costs_only_its_chunk() -> None:
     # chunk 3 died; retried as its parts 30 and 31: 30 dies again and is reported, 31 is done
     assert isinstance(out[3], Crashed) and out[3].task == (30,) and out[4] == 31 * 31
     assert pool.crashes == 2
+
+
+def test_progress_lines_name_the_nodes_and_their_throughput() -> None:
+    import ray.cloudpickle
+
+    from kgx.cluster import NODE_CHUNKS, RayPool, ray_session
+    from kgx.progress import Progress
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    lines = []
+    with ray_session(None, 2, lambda m: None):
+        NODE_CHUNKS.clear()
+        pool = RayPool(None, 2, initializer=_nothing)
+        with Progress(total=5, unit="chunks", enabled=False, desc="squares") as bar:
+            for _ in pool.map(_square_or_die, [(i,) for i in (1, 2, 4, 5, 6)]):
+                bar.update(1)
+                lines.append(bar.line())
+            after = bar.line()
+    assert lines[-1].startswith("[squares] 5/5 chunks (100%)")
+    node, (chunks, seconds) = next(iter(NODE_CHUNKS.items()))
+    assert lines[-1].endswith(f"1 node(s); node {node[:6]}: 5 chunks, "
+                              f"{float(lines[-1].rsplit(', ', 1)[1][:-2]):.2f}/s")
+    assert chunks == 5 and seconds >= 0 and "node(s)" not in after
 
 
 # ---------------------------------------------------------------- resume across engines
