@@ -12,6 +12,8 @@ interface (:class:`kgx.workers.OrderedPool`): ``map(fn, tasks, split=None)`` yie
 * **Faults**: a chunk whose actor dies (its process killed, its node lost) is run again on a
   new actor, split into pages where the stage can (the structure stage), as the local pool
   does; one that dies again is yielded as :class:`kgx.workers.Crashed` and reported as lost.
+  When a node is lost and the cluster has no CPU left for a new actor, the pool goes on with
+  fewer actors.
   An exception raised by the stage's own code is raised in the driver, as locally.
 * **Where data lives**: the dump and ``OUT`` must be on storage every node sees (a shared
   file system path), and kgx installed on every node, at the same path or as the same
@@ -118,11 +120,32 @@ class RayPool:
         return _actor_class(ray).remote(*self._init)
 
     def _replace(self, i: int) -> None:
+        """A new actor in slot ``i``; the slot is dropped (None) when the cluster has no CPU
+        left for it (a node was lost): its chunks go to the other actors."""
         import ray
 
         with contextlib.suppress(Exception):
             ray.kill(self._actors[i], no_restart=True)
-        self._actors[i] = self._new_actor()
+        self._actors[i] = None
+        others = sum(a is not None for a in self._actors)
+        if others and others >= int(ray.cluster_resources().get("CPU", 0)):
+            return
+        actor = self._new_actor()
+        try:  # a node just lost may still be counted: an actor that cannot start is dropped
+            ray.get(actor.ping.remote(), timeout=REPLACE_TIMEOUT)
+        except ray.exceptions.GetTimeoutError:
+            ray.kill(actor, no_restart=True)
+            return
+        self._actors[i] = actor
+
+    def _live(self, i: int) -> int:
+        """Slot ``i`` if its actor lives, else another live slot."""
+        if self._actors[i] is not None:
+            return i
+        for j, a in enumerate(self._actors):
+            if a is not None:
+                return j
+        raise RuntimeError("no Ray worker is left: every node of the pool was lost")
 
     def map(self, fn: Callable[..., Any], tasks: Iterable[tuple[Any, ...]],
             split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
@@ -169,7 +192,8 @@ class RayPool:
                             self._replace(i)
                         except RayTaskError as exc:
                             done[ref] = ("error", exc)
-                        free.append(i)
+                        if self._actors[i] is not None:
+                            free.append(i)
                 while pending and pending[0][2] in done:
                     task, _, ref = pending.popleft()
                     kind, value = done.pop(ref)
@@ -185,19 +209,22 @@ class RayPool:
             with contextlib.suppress(ValueError):
                 LINE_EXTRAS.remove(self.nodes_line)
             for a in self._actors:
-                with contextlib.suppress(Exception):
-                    ray.kill(a, no_restart=True)
+                if a is not None:
+                    with contextlib.suppress(Exception):
+                        ray.kill(a, no_restart=True)
             self._actors = []
 
     def _retry(self, fn: Callable[..., Any], task: tuple[Any, ...],
                split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None, i: int
                ) -> Iterator[Any]:
         """A chunk whose actor died, again on that actor's replacement (a new actor would wait
-        for a CPU the pool's actors hold), split when the stage can."""
+        for a CPU the pool's actors hold), or on another actor when the replacement had no CPU
+        to start on, split when the stage can."""
         import ray
         from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
         for part in (split(task) if split else [task]):
+            i = self._live(i)
             try:
                 result, node, seconds = ray.get(self._actors[i].run.remote(fn, part))
             except (RayActorError, WorkerCrashedError):
@@ -212,6 +239,7 @@ class RayPool:
 
 
 _ACTOR: Any = None
+REPLACE_TIMEOUT = 60.0  # seconds a replacement actor may take to start before it is dropped
 
 
 def _actor_class(ray: Any) -> Any:
@@ -225,6 +253,9 @@ def _actor_class(ray: Any) -> Any:
                 os.environ.setdefault("KGX_ENGINE", "ray")
                 initializer(*initargs)
                 self.node = ray.get_runtime_context().get_node_id()
+
+            def ping(self) -> str:
+                return self.node
 
             def run(self, fn: Callable[..., Any], args: tuple[Any, ...]
                     ) -> tuple[Any, str, float]:

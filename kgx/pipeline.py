@@ -88,8 +88,9 @@ def run(dump: str | os.PathLike[str], out: str | os.PathLike[str],
         OutputInUse: Another kgx process is writing ``out``.
         DiskFull: The disk filled up (what was committed is kept).
     """
+    # Absolute paths: a Ray worker on another node (or another folder) gets them as given.
     with output_lock(Path(out)):
-        return _run(Path(dump), Path(out), opts or PipelineOptions(), log)
+        return _run(Path(dump).absolute(), Path(out).absolute(), opts or PipelineOptions(), log)
 
 
 def _run(dump_p: Path, out_p: Path, opts: PipelineOptions, log: Callable[[str], None]
