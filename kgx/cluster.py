@@ -133,10 +133,35 @@ class RayPool:
         actor = self._new_actor()
         try:  # a node just lost may still be counted: an actor that cannot start is dropped
             ray.get(actor.ping.remote(), timeout=REPLACE_TIMEOUT)
-        except ray.exceptions.GetTimeoutError:
-            ray.kill(actor, no_restart=True)
+        except Exception:  # noqa: BLE001 - timed out, or died where it was placed
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
             return
         self._actors[i] = actor
+
+    def _start_actors(self) -> list[Any]:
+        """The map's actors: one per worker, at most one per CPU of the live nodes (a node
+        lost in an earlier map leaves fewer); one that does not start in time is left out."""
+        import ray
+
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        actors = [self._new_actor() for _ in range(max(1, min(self.workers, cpus)))]
+        pings = [a.ping.remote() for a in actors]
+        ready, _ = ray.wait(pings, num_returns=len(pings), timeout=REPLACE_TIMEOUT)
+        started: list[Any] = []
+        for a, p in zip(actors, pings, strict=True):
+            if p in ready:
+                try:
+                    ray.get(p)
+                    started.append(a)
+                    continue
+                except Exception:  # noqa: BLE001, S110 - died as it started: left out
+                    pass
+            with contextlib.suppress(Exception):
+                ray.kill(a, no_restart=True)
+        if not started:
+            raise RuntimeError("no Ray worker started: the cluster has no CPU for kgx")
+        return started + [None] * (self.workers - len(started))
 
     def _live(self, i: int) -> int:
         """Slot ``i`` if its actor lives, else another live slot."""
@@ -160,8 +185,8 @@ class RayPool:
         LINE_EXTRAS.append(self.nodes_line)
         # One actor per worker, each holding a CPU: the pool never asks for more, so no actor
         # waits for another to end.
-        self._actors = [self._new_actor() for _ in range(self.workers)]
-        free = deque(range(self.workers))
+        self._actors = self._start_actors()
+        free = deque(i for i, a in enumerate(self._actors) if a is not None)
         # (task, actor index, object ref); results in the order tasks were given
         pending: deque[tuple[tuple[Any, ...], int, Any]] = deque()
         done: dict[Any, Any] = {}  # ref -> ("ok", (value, node)) | ("died", exc) | ("error", exc)
