@@ -3,10 +3,12 @@ loses a node half way, on one synthetic dump, in one run.
 
 * **Overhead**: the local engine and Ray started by kgx on this machine (local mode), on the
   same cores, ``--runs`` times each, alternating.
-* **Two nodes on one machine**: ``ray start --head`` and a second ``ray start --address`` with
-  its own ``--num-cpus``, both announcing 127.0.0.1, with a token of this run's own
-  (``RAY_AUTH_MODE=token``). kgx runs on it once whole, then once more with the second node's
-  raylet killed (SIGKILL) at half the whole run's time; the seconds lost are the difference.
+* **Two nodes on one machine** (``tests/ray_nodes.py``): ``ray start --head`` and a second
+  ``ray start --address``, one CPU each, both announcing 127.0.0.1, with a token of their own
+  (``RAY_AUTH_MODE=token``), stopped by the PIDs of their own processes. kgx runs on one such
+  cluster once whole, then on a fresh one with the second node's raylet killed (SIGKILL) at
+  half the whole run's time; the seconds lost are the difference. The cluster is started
+  before each run, so these runs do not pay for starting Ray; the local-mode runs do.
 * **Same graph**: every run's ``graph.nq`` is compared with the first local run's (line count
   and an order-free digest).
 * **Projection for N nodes**, as arithmetic, from the Ray run's measured chunk seconds: the
@@ -23,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -34,26 +35,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+sys.path.insert(0, str(ROOT))
+
 from bench_scale import ENWIKI, build_dump, digest  # noqa: E402
 
-RAY = str(Path(sys.executable).with_name("ray"))
-HEAD_PORT, NODE_PORT = 6399, 6411
+from tests.ray_nodes import TwoNodeCluster  # noqa: E402
 
-
-def ray_env(token: Path) -> dict[str, str]:
-    return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
-            "RAY_USAGE_STATS_ENABLED": "0", "KGX_THREADS": "1", "KGX_PROGRESS_SECONDS": "30"}
+BASE_ENV = {"KGX_THREADS": "1", "KGX_PROGRESS_SECONDS": "30", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def extract(dump: str, out: Path, workers: int, env: dict[str, str], engine: str = "local",
-            address: str | None = None, kill_after: float | None = None) -> dict:
-    """One ``kgx extract --no-model``; with ``kill_after``, the second node's raylet is killed
-    that many seconds in."""
+            cluster: TwoNodeCluster | None = None, kill_after: float | None = None) -> dict:
+    """One ``kgx extract --no-model``, on ``cluster`` if given; with ``kill_after``, the
+    cluster's second raylet is killed that many seconds in."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "kgx", "extract", dump, "-o", str(out), "--no-model",
            "--no-progress", "--workers", str(workers), "--engine", engine]
-    if address:
-        cmd += ["--ray-address", address]
+    if cluster is not None:
+        cmd += ["--ray-address", cluster.address]
+        env = {**cluster.env, **BASE_ENV}
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -62,7 +62,7 @@ def extract(dump: str, out: Path, workers: int, env: dict[str, str], engine: str
         try:
             proc.wait(kill_after)
         except subprocess.TimeoutExpired:
-            killed = raylet_pid(NODE_PORT)
+            killed = cluster.second_raylet() if cluster is not None else None
             if killed:
                 os.kill(killed, signal.SIGKILL)
     output, _ = proc.communicate()
@@ -76,36 +76,6 @@ def extract(dump: str, out: Path, workers: int, env: dict[str, str], engine: str
             "stages": {k: v["seconds"] for k, v in stages.items() if "seconds" in v},
             "structure_parts": report["seconds"], "killed_raylet": killed,
             "entities_tables": stages.get("entities", {}).get("seconds_tables")}
-
-
-def raylet_pid(port: int) -> int | None:
-    """The raylet whose node manager listens on ``port`` (the second node's)."""
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if b"raylet" in cmd and f"--node_manager_port={port}".encode() in cmd:
-            return int(p.name)
-    return None
-
-
-def start_cluster(env: dict[str, str]) -> None:
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
-    for cmd in ([RAY, "start", "--head", f"--port={HEAD_PORT}", "--include-dashboard=false",
-                 *common],
-                [RAY, "start", f"--address=127.0.0.1:{HEAD_PORT}",
-                 f"--node-manager-port={NODE_PORT}", *common]):
-        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-        if res.returncode:
-            stop_cluster(env)
-            sys.exit(f"{' '.join(cmd)} failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
-
-
-def stop_cluster(env: dict[str, str]) -> None:
-    subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
 def projection(run: dict, cores: int) -> str:
@@ -135,10 +105,7 @@ def main() -> None:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     meta = build_dump(args.copies, args.work)
-    token = args.work / "ray-token"
-    token.write_text(secrets.token_hex(32))
-    token.chmod(0o600)
-    env = ray_env(token)
+    env = {**os.environ, **BASE_ENV}
     print(f"dump: {meta['copies']} copies of the sample, {meta['pages']:,} pages, "
           f"{meta['xml_bytes'] / 1e6:,.0f} MB of XML; {os.cpu_count()} cores, "
           f"{args.workers} workers")
@@ -149,19 +116,15 @@ def main() -> None:
             results[engine].append(r)
             print(f"{engine}: {r['seconds']} s", flush=True)
     reference = results["local"][0]["graph"]
-    stop_cluster(env)
-    start_cluster(env)
-    try:
-        address = f"127.0.0.1:{HEAD_PORT}"
+    with TwoNodeCluster() as cluster:
         whole = extract(meta["dump"], args.work / "out-2nodes", args.workers, env, "ray",
-                        address)
+                        cluster)
         print(f"two nodes: {whole['seconds']} s", flush=True)
+    with TwoNodeCluster() as cluster:  # a fresh one: the first lost no node
         killed = extract(meta["dump"], args.work / "out-2nodes-kill", args.workers, env, "ray",
-                         address, kill_after=whole["seconds"] / 2)
+                         cluster, kill_after=whole["seconds"] / 2)
         print(f"two nodes, one killed at {whole['seconds'] / 2:.0f} s: {killed['seconds']} s",
               flush=True)
-    finally:
-        stop_cluster(env)
     local = [r["seconds"] for r in results["local"]]
     ray = [r["seconds"] for r in results["ray"]]
     mean = {k: sum(v) / len(v) for k, v in (("local", local), ("ray", ray))}

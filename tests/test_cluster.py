@@ -7,6 +7,7 @@ Skipped, with the reason, where Ray is not installed (``pip install 'kgx[cluster
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -169,3 +170,50 @@ def test_a_run_killed_on_one_engine_is_finished_on_the_other(
     assert any("[read] resuming: 3 chunks committed before" in m for m in log), log
     assert rep["pipeline"]["engine"]["name"] == then
     assert sorted_lines(out / "graph.nq") == sorted_lines(local_run / "graph.nq")
+
+
+# ---------------------------------------------------------------- two nodes, one lost
+
+
+@pytest.mark.slow
+def test_a_two_node_cluster_that_loses_a_node_gives_the_local_graph(tmp_path: Path) -> None:
+    """``ray start --head`` plus a second node on this machine; the second node's raylet is
+    killed while the structure stage's pages are read; the run ends with the local engine's
+    graph, its lost chunks rerun on the node left. (``benchmarks/bench_cluster.py`` does
+    the same on a 4x synthetic dump, with timings.)"""
+    import signal
+    import subprocess
+    import time
+
+    from kgx.multistream import repack
+
+    from .ray_nodes import TwoNodeCluster
+
+    dump = tmp_path / "sample-multistream.xml.bz2"
+    repack(SAMPLE, dump, pages_per_stream=5)  # 43 streams: chunks enough to kill one
+
+    def extract(out: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "kgx", "extract", str(dump), "-o", str(out), "--no-model",
+             "--no-progress", "--workers", "2", *extra], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+
+    local = extract(tmp_path / "local")
+    assert local.wait(300) == 0, local.stdout.read()  # type: ignore[union-attr]
+    with TwoNodeCluster() as cluster:
+        run = extract(tmp_path / "ray", "--engine", "ray", "--ray-address", cluster.address,
+                      env=cluster.env)
+        parts = tmp_path / "ray" / ".work" / "structure" / "parts"
+        end = time.monotonic() + 120
+        while time.monotonic() < end and run.poll() is None and \
+                not (parts.exists() and len(list(parts.iterdir())) >= 6):
+            time.sleep(0.05)
+        raylet = cluster.second_raylet()
+        assert raylet and run.poll() is None, "the run ended before the kill"
+        os.kill(raylet, signal.SIGKILL)
+        output, _ = run.communicate(timeout=400)
+        assert run.returncode == 0, output
+    report = json.loads((tmp_path / "ray" / "report.json").read_text())
+    assert report["pipeline"]["engine"]["nodes"] == 2 and not report["pages"]["lost"]
+    assert sorted_lines(tmp_path / "ray" / "graph.nq") == \
+        sorted_lines(tmp_path / "local" / "graph.nq")
