@@ -61,7 +61,8 @@ def ray_session(address: str | None, workers: int, log: Callable[[str], None]) -
         if address:
             ctx = ray.init(address=address, **kwargs)
         else:
-            # A Ray of one machine listens on loopback only.
+            # A Ray of one machine announces loopback (its servers still listen on every
+            # interface: Ray 2.60 binds them so whatever the node address).
             ctx = ray.init(num_cpus=max(1, workers), _node_ip_address="127.0.0.1", **kwargs)
         cpus = int(ray.cluster_resources().get("CPU", 0))
         url = getattr(ctx, "dashboard_url", None)
