@@ -146,3 +146,31 @@ def test_the_samples_entailments_are_the_sparql_fixpoints(readme_out: Path) -> N
     stated = [x for x in lines if not x.endswith(f"<{graph}> .\n")]
     assert got and set(got) == sparql_fixpoint(stated, graph)
     assert len(got) == len(set(got))
+
+
+@pytest.mark.parametrize("way", ["groups", "sparql"])
+def test_kept_entailments_are_the_appended_ones(tmp_path: Path, way: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--keep-intermediate`` writes ``inferred.nq``: the lines appended to graph.nq, both
+    by the groups and by the SPARQL fixpoint the merge falls back to (rules that groups
+    cannot take)."""
+    from kgx.extract import load_store
+    from kgx.reasoning import GroupRules
+    from kgx.stages.merge import merge
+
+    if way == "sparql":
+        monkeypatch.setattr(GroupRules, "of", classmethod(lambda cls, r: None))
+    lines = list(dict.fromkeys(stated_lines()))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "graph.nq").write_text("".join(lines), "utf-8")
+    (out / "report.json").write_text(json.dumps({"site": {"namespace": X}}), "utf-8")
+    load_store(out / "graph.nq", out / "store")
+    size = (out / "graph.nq").stat().st_size
+    got = merge(out, [], True, size, "key", keep_inferred=True, log=lambda m: None)
+    with open(out / "graph.nq", "rb") as f:
+        f.seek(size)
+        appended = f.read().decode("utf-8")
+    assert set(appended.splitlines(keepends=True)) == sparql_fixpoint(lines)
+    assert (out / "inferred.nq").read_text("utf-8") == appended
+    assert got["inferred_triples"] == appended.count("\n")
