@@ -93,7 +93,10 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
     targets are worked out by ``workers`` processes (0: this one), chunks of titles,
     redirects and anchors at a time (:func:`alias_rows`); this process numbers the entities
     in the order the chunks give them (so any number of workers makes the same tables) and
-    writes the rows, which SQLite sums once, sorted, at the end.
+    writes the rows, which SQLite sums once, sorted, at the end. Nothing writes
+    ``aliases.sqlite`` while the workers read it (the new tables grow in
+    ``OUT/.work/entity-tables`` first), so workers on other hosts may read it over a shared
+    file system.
 
     Returns:
         The number of entities.
@@ -119,23 +122,28 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
     def title_of(iri: str) -> str:
         return unquote(iri[len(res):]).replace("_", " ")
 
+    from kgx.stages.runner import WORK_DIR
+
     store = AliasStore(out / "aliases.sqlite")
     db = store.db
-    # The workers read the tables while this process writes others: WAL lets them.
-    db.execute("PRAGMA journal_mode=WAL")
     info = entities_info if entities_info is not None else \
         EntityTypes(out / "aliases.sqlite", connection=db)
-    # Every table here lives in SQLite and every read streams: nothing is held per entity,
-    # anchor or abstract, so memory does not grow with the dump.
+    # While the workers read aliases.sqlite (maybe from other hosts, over a shared file
+    # system), nothing writes it: the new tables grow in a database of their own, copied in
+    # at the end. Every table here lives in SQLite and every read streams: nothing is held
+    # per entity, anchor or abstract, so memory does not grow with the dump.
+    work = out / WORK_DIR / "entity-tables"
+    shutil.rmtree(work, ignore_errors=True)  # a killed run's
+    (work / "alias-rows").mkdir(parents=True)
+    db.executescript("DROP TABLE IF EXISTS entities; DROP TABLE IF EXISTS alias_index;")
+    db.commit()
+    db.execute("ATTACH DATABASE ? AS build", (str(work / "tables.sqlite"),))
     db.executescript("""
-        DROP TABLE IF EXISTS entities; DROP TABLE IF EXISTS alias_index;
-        CREATE TABLE entities (id INTEGER PRIMARY KEY, title TEXT UNIQUE NOT NULL,
-                               coarse TEXT, fine TEXT, description TEXT);
-        CREATE TABLE alias_index (key TEXT NOT NULL, entity INTEGER NOT NULL, n REAL NOT NULL,
-                                  PRIMARY KEY (key, entity));
+        PRAGMA build.journal_mode=OFF; PRAGMA build.synchronous=OFF;
+        CREATE TABLE build.entities (id INTEGER PRIMARY KEY, title TEXT UNIQUE NOT NULL,
+                                     coarse TEXT, fine TEXT, description TEXT);
+        CREATE TABLE build.alias_rows (key TEXT NOT NULL, title TEXT NOT NULL, n REAL NOT NULL);
         CREATE TEMP TABLE abstracts (title TEXT PRIMARY KEY, text TEXT);
-        DROP TABLE IF EXISTS alias_rows;
-        CREATE TABLE alias_rows (key TEXT NOT NULL, title TEXT NOT NULL, n REAL NOT NULL);
     """)
     rows: list[tuple[Any, ...]] = []
     for sol in query("SELECT ?s ?a WHERE { ?s kgx:abstract ?a }"):
@@ -152,7 +160,7 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
     def entity_id(t: str) -> int | None:
         """The entity id of a resolved title, made on first sight; None for non-entities."""
         nonlocal n_entities
-        row = db.execute("SELECT id FROM entities WHERE title = ?", (t,)).fetchone()
+        row = db.execute("SELECT id FROM build.entities WHERE title = ?", (t,)).fetchone()
         if row is not None:
             return row[0]
         kind = db.execute("SELECT kind FROM titles WHERE title = ?", (t,)).fetchone()
@@ -161,7 +169,7 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
         inf = info.get(t)
         abstract = db.execute("SELECT text FROM abstracts WHERE title = ?", (t,)).fetchone()
         n_entities += 1
-        db.execute("INSERT INTO entities VALUES (?, ?, ?, ?, ?)",
+        db.execute("INSERT INTO build.entities VALUES (?, ?, ?, ?, ?)",
                    (n_entities, t, inf.coarse if inf else None, inf.fine if inf else None,
                     abstract[0] if abstract else ""))
         return n_entities
@@ -179,7 +187,7 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
         number(titles)
         db.commit()
         db.execute("ATTACH DATABASE ? AS part", (part,))
-        db.execute("INSERT INTO alias_rows SELECT key, title, n FROM part.rows")
+        db.execute("INSERT INTO build.alias_rows SELECT key, title, n FROM part.rows")
         db.commit()
         db.execute("DETACH DATABASE part")
         os.unlink(part)
@@ -189,11 +197,7 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
         return [(table, lo, lo + ALIAS_CHUNK_ROWS - 1, str(parts), str(out / "aliases.sqlite"))
                 for lo in range(1, top + 1, ALIAS_CHUNK_ROWS)]
 
-    from kgx.stages.runner import WORK_DIR
-
-    parts = out / WORK_DIR / "alias-rows"  # a killed run's are cleared here
-    shutil.rmtree(parts, ignore_errors=True)
-    parts.mkdir(parents=True)
+    parts = work / "alias-rows"
     db.commit()
     try:
         # Spawned, not forked: this process holds an Oxigraph store and its threads.
@@ -207,23 +211,32 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
             number([title])
             if sol["a"].value.strip():
                 rows.append((alias_key(sol["a"].value), title, 1.0))
-        db.executemany("INSERT INTO alias_rows VALUES (?, ?, ?)", rows)
+        db.executemany("INSERT INTO build.alias_rows VALUES (?, ?, ?)", rows)
         rows.clear()
         for found in pool.map(alias_rows, chunks("anchors")):
             take(found)
+        db.commit()
+        # The workers are done: the tables go into aliases.sqlite. One sorted pass sums the
+        # rows (SQLite's sorter spills to disk when it must); titles that are no entity
+        # (disambiguation pages) find no entity row and drop out.
+        db.executescript("""
+            CREATE TABLE main.entities (id INTEGER PRIMARY KEY, title TEXT UNIQUE NOT NULL,
+                                        coarse TEXT, fine TEXT, description TEXT);
+            INSERT INTO main.entities SELECT * FROM build.entities ORDER BY id;
+            CREATE TABLE main.alias_index (key TEXT NOT NULL, entity INTEGER NOT NULL,
+                                           n REAL NOT NULL, PRIMARY KEY (key, entity));
+            INSERT INTO main.alias_index SELECT r.key, e.id, sum(r.n)
+                FROM build.alias_rows r JOIN build.entities e ON e.title = r.title
+                GROUP BY r.key, e.id;
+            CREATE INDEX IF NOT EXISTS main.alias_by_key ON alias_index(key);
+        """)
+        db.commit()
+        db.execute("DETACH DATABASE build")
     finally:
-        shutil.rmtree(parts, ignore_errors=True)
-    # One sorted pass sums the rows (SQLite's sorter spills to disk when it must); titles
-    # that are no entity (disambiguation pages) find no entity row and drop out.
-    db.execute("INSERT INTO alias_index SELECT r.key, e.id, sum(r.n) FROM alias_rows r "
-               "JOIN entities e ON e.title = r.title GROUP BY r.key, e.id")
-    db.execute("DROP TABLE alias_rows")
-    db.execute("CREATE INDEX IF NOT EXISTS alias_by_key ON alias_index(key)")
-    db.commit()
+        shutil.rmtree(work, ignore_errors=True)
     # Misspelt names: a symmetric-delete index over every alias key (kgx.fuzzy).
     db.execute("DROP TABLE IF EXISTS alias_trigrams")
     fuzzy.build(db, fuzzy.iter_keys(db))
-    db.execute("PRAGMA journal_mode=OFF")  # folds the WAL back into the file
     n = n_entities
     store.close()
     return n
@@ -239,8 +252,7 @@ _ALIAS_SOURCES = {
 def alias_rows(table: str, first: int, last: int, parts: str, db: str
                ) -> tuple[list[str], str]:
     """Worker task: the alias rows of ``table``'s rows ``first``..``last`` (by rowid) in the
-    alias table ``db``, opened read-only for the task (a connection left open would keep
-    the building process from folding its write-ahead log back).
+    alias table ``db``, opened read-only for the task (a Ray actor may outlive it).
 
     An article's title (and the title without its qualifier, "Paris (band)" -> "Paris"), a
     redirect's source, a link's anchor and its target's own title (count 0: an alias even
