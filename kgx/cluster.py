@@ -142,27 +142,13 @@ class RayPool:
 
     def _start_actors(self) -> list[Any]:
         """The map's actors: one per worker, at most one per CPU of the live nodes (a node
-        lost in an earlier map leaves fewer); one that does not start in time is left out."""
+        lost in an earlier map leaves fewer: an actor with no CPU would never start). They
+        are not waited for: a stage's set-up (loading a model) may take minutes."""
         import ray
 
         cpus = int(ray.cluster_resources().get("CPU", 0))
-        actors = [self._new_actor() for _ in range(max(1, min(self.workers, cpus)))]
-        pings = [a.ping.remote() for a in actors]
-        ready, _ = ray.wait(pings, num_returns=len(pings), timeout=REPLACE_TIMEOUT)
-        started: list[Any] = []
-        for a, p in zip(actors, pings, strict=True):
-            if p in ready:
-                try:
-                    ray.get(p)
-                    started.append(a)
-                    continue
-                except Exception:  # noqa: BLE001, S110 - died as it started: left out
-                    pass
-            with contextlib.suppress(Exception):
-                ray.kill(a, no_restart=True)
-        if not started:
-            raise RuntimeError("no Ray worker started: the cluster has no CPU for kgx")
-        return started + [None] * (self.workers - len(started))
+        n = max(1, min(self.workers, cpus))
+        return [self._new_actor() for _ in range(n)] + [None] * (self.workers - n)
 
     def _live(self, i: int) -> int:
         """Slot ``i`` if its actor lives, else another live slot."""
@@ -265,7 +251,9 @@ class RayPool:
 
 
 _ACTOR: Any = None
-REPLACE_TIMEOUT = 60.0  # seconds a replacement actor may take to start before it is dropped
+# Seconds a replacement actor may take to start (its stage's set-up included) before it is
+# dropped; a lost node is usually known by then, and then none is started at all.
+REPLACE_TIMEOUT = 300.0
 
 
 def _actor_class(ray: Any) -> Any:
