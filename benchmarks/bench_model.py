@@ -200,10 +200,13 @@ def main() -> None:
         systems[name] = out
         if not (args.reuse and (out / "kgx.json").exists()):
             train(data, out, opts, log=lambda m: None)
-        tr = json.loads((out / "kgx.json").read_text())["training"]
+        meta = json.loads((out / "kgx.json").read_text())
+        tr = meta["training"]
         results.setdefault("training", {})[name] = {
             "seconds": tr["seconds"], "sentences_per_second": tr["sentences_per_second"],
-            "train_sentences": tr["train_sentences"], "epochs": tr["epochs_run"]}
+            "train_sentences": tr["train_sentences"], "epochs": tr["epochs_run"],
+            "tag_decoder": meta.get("tag_decoder"),
+            "tag_decoder_dev_f1": meta.get("tag_decoder_dev_f1")}
 
     onto = load_ontology()
     wd = {local: p.wikidata for local, p in onto.properties.items() if p.wikidata}
@@ -281,7 +284,16 @@ def main() -> None:
               f"on the pairs that share a sentence: {rows[0]['redocred_recall_same_sentence']}")
     for name, tr in results["training"].items():
         print(f"training {name}: {tr['train_sentences']:,} sentences x {tr['epochs']} epochs, "
-              f"{tr['sentences_per_second']} sentences/s, {tr['seconds']} s")
+              f"{tr['sentences_per_second']} sentences/s, {tr['seconds']} s; tag decoding "
+              f"{tr['tag_decoder']} (dev entity F1: " + ", ".join(
+                  f"{k} {v:.3f}" for k, v in (tr["tag_decoder_dev_f1"] or {}).items()) + ")")
+    stats = json.loads((c / "stats.json").read_text())
+    positives = {k: v for k, v in stats["relations"].items() if k != "NA"}
+    results["silver_positives"] = positives
+    print(f"silver corpus: {sum(positives.values()):,} positive relation examples (one per "
+          f"sentence, entity pair and property) over {len(positives)} properties; "
+          f"{stats['relations'].get('NA', 0):,} NA pairs; mentions by source "
+          f"{stats['mention_sources']}")
     s = results["speed"]
     print(f"inference: {s['kgx_sentences_s']:.1f} sentences/s, {s['kgx_tokens_s']:.0f} tokens/s; "
           f"bare encoder {s['encoder_sentences_s']:.1f} sentences/s; kgx / encoder = "

@@ -67,7 +67,7 @@ class _Span:
     label: str | None  # None: a pronoun, a relation argument with no entity type
     fine: str | None
     entity: str | None
-    source: str  # link | self | alias | surname | pronoun
+    source: str  # link | self | alias | surname | pronoun | description | fact
 
 
 def split_of(page_id: int) -> str:
@@ -151,9 +151,18 @@ class CorpusBuilder:
                 surface[n] = (me, coarse, fine, "self")
             if coarse == "PER":  # on a biography its surname is its subject, not a relative's
                 surface[_strip_qualifier(me).split()[-1]] = (me, coarse, fine, "self")
+        info = self.entities.get(me)
+        for _prop, obj in info.facts if info else ():
+            # the page's infobox names its facts' objects, linked in the prose or not
+            oc, of = self._type(obj)
+            if oc is not None:
+                for n in (obj, _strip_qualifier(obj)):
+                    surface.setdefault(n, (obj, oc, of, "fact"))
         taken = sorted((sp.start, sp.end) for sp in spans)
         if coarse == "PER" and self.lang == "en":
             self._pronoun_spans(text, me, fine, spans, taken)
+        elif coarse is not None and self.lang == "en":
+            self._description_spans(text, me, fine, spans, taken)
         # Longest names first, so "Abraham Lincoln" wins over "Lincoln".
         for name in sorted(surface, key=len, reverse=True):
             if not name or not name[0].isupper():
@@ -186,6 +195,23 @@ class CorpusBuilder:
                 spans.append(_Span(m.start(), m.end(), None, fine, title, "pronoun"))
                 taken.append((m.start(), m.end()))
 
+    def _description_spans(self, text: str, title: str, fine: str | None, spans: list[_Span],
+                           taken: list[tuple[int, int]]) -> None:
+        """A page that is not a biography calls its subject by the noun its first sentence
+        defines it with: "Alabama is a state in ..." makes "the state" a mention of Alabama
+        (with no entity type: "the state" is not a name, no tag is taught for it), so that
+        "The state's capital is [[Montgomery]]" states the infobox's capital. The noun
+        comes from the page itself, not from a list: the head of the first "is a ..." phrase
+        of the lead."""
+        noun = class_noun(text)
+        if noun is None:
+            return
+        for m in re.finditer(r"\b[Tt]he " + re.escape(noun) + r"\b", text):
+            if any(a < m.end() and m.start() < b for a, b in taken):
+                continue
+            spans.append(_Span(m.start(), m.end(), None, fine, title, "description"))
+            taken.append((m.start(), m.end()))
+
     def sentences(self, doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Labelled sentences of one document (dropped ones are only counted)."""
         text = doc["text"]
@@ -202,17 +228,30 @@ class CorpusBuilder:
                 inside = [sp for sp in spans if sp.start >= s0 and sp.end <= s1]
                 ignore = [(a, b) for a, b in unknown if a >= s0 and b <= s1
                           and not any(sp.start < b and a < sp.end for sp in inside)]
-                if self.drop_caps and self._unlabelled_caps(stext, s0, inside, ignore):
-                    self.stats["dropped_unlabelled_capitalised"] += 1
-                    continue
+                unlabelled = self._unlabelled_caps(stext, s0, inside, ignore) \
+                    if self.drop_caps else []
+                if unlabelled:
+                    if not self._states_a_fact(inside) or any(
+                            sp.start < b and a < sp.end for a, b in unlabelled for sp in inside):
+                        # (a name that runs into a mention, "Jean-Paul" around "Paul",
+                        # cannot be masked without masking the mention)
+                        self.stats["dropped_unlabelled_capitalised"] += 1
+                        continue
+                    # a sentence that states a known fact is kept for it, its unlabelled
+                    # names masked out of the tagger's loss like links of unknown type
+                    self.stats["kept_for_a_fact_names_masked"] += 1
+                    ignore = sorted(ignore + unlabelled)
                 if ignore:
                     self.stats["sentences_with_ignored_spans"] += 1
                     self.stats["ignored_spans"] += len(ignore)
                 yield self._example(pid, doc["title"], s0, stext, inside, ignore)
 
     def _unlabelled_caps(self, stext: str, s0: int, inside: list[_Span],
-                         ignore: list[tuple[int, int]]) -> bool:
+                         ignore: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The capitalised words of a sentence (not its first word) that no mention or
+        ignored span covers: names the labels miss."""
         first = True
+        found = []
         for m in _CAPITALISED.finditer(stext):
             w = m.group()
             start = m.start()
@@ -225,6 +264,15 @@ class CorpusBuilder:
             a = s0 + start
             if not any(sp.start <= a < sp.end for sp in inside) and \
                     not any(x <= a < y for x, y in ignore):
+                found.append((a, s0 + m.end()))
+        return found
+
+    def _states_a_fact(self, inside: list[_Span]) -> bool:
+        """Whether two mentions of the sentence are the subject and object of a known fact."""
+        entities = {sp.entity for sp in inside if sp.entity}
+        for e in entities:
+            info = self.entities.get(e)
+            if info and any(o in entities and o != e for _p, o in info.facts):
                 return True
         return False
 
@@ -239,25 +287,45 @@ class CorpusBuilder:
                 self.mentions[sp.label] += 1
             self.mention_sources[sp.source] += 1
         rels = []
-        na = 0
+        na: set[tuple[str, str]] = set()
+        counted: set[tuple[str, str, str]] = set()  # one example per entity pair and label
         for i, h in enumerate(mentions):
             facts = self.entities.get(h["entity"]) if h["entity"] else None
             for j, t in enumerate(mentions):
                 if i == j or h["entity"] == t["entity"]:
                     continue
                 labels = [p for p, o in (facts.facts if facts else []) if o == t["entity"]]
+                pair = (h["entity"], t["entity"])
                 if labels:
                     for lab in dict.fromkeys(labels):
                         rels.append({"head": i, "tail": j, "label": lab})
-                        self.relations[lab] += 1
-                elif na < self.max_na:
+                        if (*pair, lab) not in counted:
+                            counted.add((*pair, lab))
+                            self.relations[lab] += 1
+                elif pair in na or len(na) < self.max_na:
                     rels.append({"head": i, "tail": j, "label": NA})
-                    self.relations[NA] += 1
-                    na += 1
+                    if pair not in na:
+                        na.add(pair)
+                        self.relations[NA] += 1
         self.stats["sentences_kept"] += 1
         return {"page_id": pid, "title": title, "start": s0, "text": stext,
                 "mentions": mentions, "relations": rels,
                 "ignore": [[a - s0, b - s0] for a, b in ignore]}
+
+
+_DEFINITION = re.compile(r"\b(?:is|was|are|were)\s+(?:a|an|the|one of the)\s+"
+                         r"((?:[\w-]+\s+){0,4}?)([a-z][a-z-]{2,})(?<!ed)(?<!ing)(?=\s*(?:[,.;:(]|"
+                         r"\s(?:in|of|on|at|for|from|that|which|who|whose|with|by|where|to|"
+                         r"[a-z]+ed)\b))")
+
+
+def class_noun(text: str) -> str | None:
+    """The noun an English lead defines its subject with ("Alabama is a state in the
+    southeastern region ..." -> "state"), from the first 300 characters, or None."""
+    m = _DEFINITION.search(text[:300])
+    if m is None or not all(w.islower() for w in m.group(1).split()):
+        return None
+    return m.group(2)
 
 
 def _paragraphs(text: str) -> Iterator[tuple[int, str]]:
@@ -275,7 +343,7 @@ def iter_documents(path: Path) -> Iterator[dict[str, Any]]:
 
 
 DOCS_PER_CHUNK = 200  # documents per committed chunk of the corpus stage
-CORPUS_VERSION = "corpus-2"  # what the labelling does; a change makes old corpora re-run
+CORPUS_VERSION = "corpus-3"  # what the labelling does; a change makes old corpora re-run
 SPLITS = ("train", "dev", "test")
 # Kinds of training row, in the order the trainer takes them (see kgx.train.plan_sample).
 KINDS = ("relation", "mentions", "empty")

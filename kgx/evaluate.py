@@ -105,32 +105,48 @@ def _prf(tp: int, n_pred: int, n_gold: int) -> dict[str, float]:
             "support": n_gold}
 
 
+def entity_scores(rows: Sequence[dict[str, Any]], predicted: Sequence[Sequence[Any]]
+                  ) -> dict[str, Any]:
+    """seqeval scores of predicted mentions against corpus-format rows; a prediction inside
+    a row's ``ignore`` span (an entity of unknown type) is neither right nor wrong."""
+    gold_tags, pred_tags = [], []
+    for r, ms in zip(rows, predicted, strict=True):
+        ignore = r.get("ignore", [])
+        kept = [m for m in ms if not any(a < _get(m, "end") and _get(m, "start") < b
+                                         for a, b in ignore)]
+        gold_tags.append(word_tags(r["text"], r["mentions"]))
+        pred_tags.append(word_tags(r["text"], kept))
+    return score_ner(gold_tags, pred_tags)
+
+
+def row_pairs(row: dict[str, Any]) -> tuple[list[int], dict[tuple[int, int], list[str]]]:
+    """A corpus-format row's entity of each mention (one entity's mentions are scored as one,
+    as trained) and its relation examples by entity pair: every label, NA included."""
+    keys = mention_entities(row)
+    entity = {k: e for e, k in enumerate(dict.fromkeys(keys))}
+    gold: dict[tuple[int, int], list[str]] = {}
+    for x in row["relations"]:
+        pair = (entity[keys[x["head"]]], entity[keys[x["tail"]]])
+        if pair[0] != pair[1]:
+            gold.setdefault(pair, []).append(x["label"])
+    return [entity[k] for k in keys], gold
+
+
 def evaluate_rows(predictor: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Scores on corpus-format rows (kgx corpus or CoNLL)."""
     texts = [r["text"] for r in rows]
     preds = predictor.predict(texts, relations=False)
-    gold_tags, pred_tags = [], []
-    for r, p in zip(rows, preds, strict=True):
-        ignore = r.get("ignore", [])
-        kept = [m for m in p.mentions
-                if not any(a < m.end and m.start < b for a, b in ignore)]
-        gold_tags.append(word_tags(r["text"], r["mentions"]))
-        pred_tags.append(word_tags(r["text"], kept))
-    result: dict[str, Any] = {"sentences": len(rows), "entities": score_ner(gold_tags, pred_tags)}
+    result: dict[str, Any] = {"sentences": len(rows),
+                              "entities": entity_scores(rows, [p.mentions for p in preds])}
     rel_rows = [r for r in rows if r.get("relations")]
     if rel_rows and len(predictor.relation_labels) > 1:
         gold_items, pred_items = [], []
         for ri, r in enumerate(rel_rows):
-            keys = mention_entities(r)  # one entity's mentions are scored as one, as trained
-            entity = {k: e for e, k in enumerate(dict.fromkeys(keys))}
+            span_entity, gold = row_pairs(r)
             spans = [(m["start"], m["end"]) for m in r["mentions"]]
-            pairs = sorted({(entity[keys[x["head"]]], entity[keys[x["tail"]]])
-                            for x in r["relations"]} - {(e, e) for e in entity.values()})
-            scored = predictor.classify_pairs(r["text"], spans, pairs,
-                                              [entity[k] for k in keys])
-            for x in r["relations"]:
-                gold_items.append(((ri, entity[keys[x["head"]]], entity[keys[x["tail"]]]),
-                                   x["label"]))
+            pairs = sorted(gold)
+            scored = predictor.classify_pairs(r["text"], spans, pairs, span_entity)
+            gold_items.extend(((ri, *pair), lab) for pair, labs in gold.items() for lab in labs)
             for pair, found in zip(pairs, scored, strict=True):
                 pred_items.extend(((ri, *pair), lab) for lab, _sc in found)
         result["relations"] = score_relations(gold_items, pred_items)

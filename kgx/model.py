@@ -498,6 +498,9 @@ class Predictor:
         self.device = next(model.parameters()).device
         self.amp = autocast_dtype(self.device)
         self.token_budget = token_budget or default_token_budget(self.device, model)
+        trans = metadata.get("tag_transitions")
+        self.transitions = torch.tensor(trans) if trans else None
+        self.relation_temperature = float(metadata.get("relation_temperature") or 1.0)
         if self.device.type != "cpu":
             # On a GPU the budget, not the window count, bounds a batch.
             self.batch_size = max(batch_size, self.token_budget // 16)
@@ -558,30 +561,45 @@ class Predictor:
         texts = list(texts)
         if not texts:
             return []
-        toks = tokenize(self.tokenizer, texts)
-        wins = self._windows(toks)
-        results = self._forward_windows(wins)
-        by_text: dict[int, list[int]] = {}
-        for wi, w in enumerate(wins):
-            by_text.setdefault(w.text_index, []).append(wi)
+        encoded = self.encode_texts(texts)
         decoded = []
         launched = []  # (text, pairs, [(pair indices, logits on the device)])
-        for ti, text in enumerate(texts):
-            tk = toks[ti]
-            wis = by_text.get(ti, [])
-            mentions = self._decode(text, tk, [(wins[i], results[i][0]) for i in wis])
+        for ti, (text, (tk, tags, hidden)) in enumerate(zip(texts, encoded, strict=True)):
+            mentions = self._decode(text, tk, tags)
             decoded.append(mentions)
             if relations and len(mentions) > 1:
                 spans = [(m.start, m.end) for m in mentions]
                 pairs = [(h, t) for h in range(len(spans)) for t in range(len(spans)) if h != t]
-                launched.append((ti, pairs, self._launch_pairs(
-                    tk, spans, pairs, [(wins[i], results[i][1]) for i in wis])))
+                launched.append((ti, pairs, self._launch_pairs(tk, spans, pairs, hidden)))
         scored = self._collect_pairs([(len(p), jobs) for _, p, jobs in launched])
         rels: dict[int, tuple[PredictedRelation, ...]] = {}
         for (ti, pairs, _), sc in zip(launched, scored, strict=True):
             rels[ti] = tuple(PredictedRelation(h, t, lab, score) for (h, t), found
                              in zip(pairs, sc, strict=True) for lab, score in found)
         return [Prediction(tuple(m), rels.get(ti, ())) for ti, m in enumerate(decoded)]
+
+    def encode_texts(self, texts: Sequence[str]) -> list[tuple[Tokenized, list[tuple[
+            Window, torch.Tensor]], list[tuple[Window, torch.Tensor]]]]:
+        """One encoder pass over ``texts``: per text, its tokens, the tag logits of each of
+        its windows (on the CPU) and the windows' hidden states (on the device)."""
+        toks = tokenize(self.tokenizer, texts)
+        wins = self._windows(toks)
+        results = self._forward_windows(wins)
+        by_text: dict[int, list[int]] = {}
+        for wi, w in enumerate(wins):
+            by_text.setdefault(w.text_index, []).append(wi)
+        out = []
+        for ti, tk in enumerate(toks):
+            wis = by_text.get(ti, [])
+            out.append((tk, [(wins[i], results[i][0]) for i in wis],
+                        [(wins[i], results[i][1]) for i in wis]))
+        return out
+
+    def decode_mentions(self, text: str, encoded: tuple[Tokenized, list[tuple[
+            Window, torch.Tensor]], Any]) -> list[PredictedMention]:
+        """The mentions of one text from its :meth:`encode_texts` output, under this
+        predictor's tag decoding (so several decodings can share one encoder pass)."""
+        return self._decode(text, encoded[0], encoded[1])
 
     def _decode(self, text: str, tk: Tokenized, parts: list[tuple[Window, torch.Tensor]]
                 ) -> list[PredictedMention]:
@@ -595,22 +613,29 @@ class Predictor:
             total[w.tok_start: w.tok_start + logits.shape[0]] += logits
             count[w.tok_start: w.tok_start + logits.shape[0]] += 1
         probs = (total / count.clamp(min=1)).softmax(-1)
-        best = probs.argmax(-1).tolist()
-        conf = probs.max(-1).values.tolist()
         labels = self.model.ner_labels
         # One tag per word, from its first piece.
-        words: list[tuple[int, int, str, float]] = []
+        bounds: list[list[int]] = []  # [start, end, first piece]
         prev = None
         for i, w in enumerate(tk.word_ids):
             if w is None:
                 continue
             s, e = tk.offsets[i]
-            if w == prev and words:
-                ws, _, lab, sc = words[-1]
-                words[-1] = (ws, e, lab, sc)
+            if w == prev and bounds:
+                bounds[-1][1] = e
             else:
-                words.append((s, e, labels[best[i]], conf[i]))
+                bounds.append([s, e, i])
             prev = w
+        if not bounds:
+            return []
+        word_probs = probs[[b[2] for b in bounds]]
+        if self.transitions is not None:
+            best = viterbi(word_probs.clamp(min=1e-9).log(), self.transitions)
+        else:
+            best = word_probs.argmax(-1).tolist()
+        conf = word_probs.gather(1, torch.tensor(best).unsqueeze(1)).squeeze(1).tolist()
+        words = [(s, e, labels[t], c) for (s, e, _), t, c in zip(bounds, best, conf,
+                                                                 strict=True)]
         return spans_from_bio(text, words)
 
     def _launch_pairs(self, tk: Tokenized, spans: Sequence[tuple[int, int]],
@@ -667,7 +692,8 @@ class Predictor:
 
     def decide(self, logits: torch.Tensor) -> list[list[tuple[str, float]]]:
         """Relations of each pair from its logits (P, C), best first, NA left out: every label
-        whose score (``sigmoid(logit - threshold logit)``) reaches ``relation_threshold``. A
+        whose score (``sigmoid((logit - threshold logit) / T)``, T the temperature fitted on
+        dev at training, 1 for a model saved without one) reaches ``relation_threshold``. A
         model saved before the adaptive threshold gives its argmax, scored by softmax."""
         labels = self.model.relation_labels
         out: list[list[tuple[str, float]]] = []
@@ -678,7 +704,7 @@ class Predictor:
                 keep = j != 0 and float(row[j]) >= self.relation_threshold
                 out.append([(labels[j], float(row[j]))] if keep else [])
             return out
-        scores = torch.sigmoid(logits[:, 1:] - logits[:, :1])
+        scores = torch.sigmoid((logits[:, 1:] - logits[:, :1]) / self.relation_temperature)
         for row in scores:
             hit = (row >= self.relation_threshold).nonzero().flatten().tolist()
             out.append(sorted(((labels[j + 1], float(row[j])) for j in hit),
@@ -700,6 +726,20 @@ class Predictor:
         """
         if not pairs:
             return []
+        out: list[list[tuple[str, float]]] = [[] for _ in pairs]
+        todo, logits = self.pair_logits_of(text, spans, pairs, span_entity)
+        if todo:
+            for k, rels in zip(todo, self.decide(logits), strict=True):
+                out[k] = rels
+        return out
+
+    def pair_logits_of(self, text: str, spans: Sequence[tuple[int, int]],
+                       pairs: Sequence[tuple[int, int]],
+                       span_entity: Sequence[int] | None = None
+                       ) -> tuple[list[int], torch.Tensor]:
+        """The relation logits (on the CPU, NA's first) of the pairs of
+        :meth:`classify_pairs` whose entities have a mention the encoder saw, and their
+        indices in ``pairs``."""
         tk = tokenize(self.tokenizer, [text])[0]
         wins = self._windows([tk])
         hidden = [r[1] for r in self._forward_windows(wins)]
@@ -714,9 +754,8 @@ class Predictor:
         seen = sorted(set(span_ent))
         index = {en: i for i, en in enumerate(seen)}
         todo = [k for k, (h, t) in enumerate(pairs) if h in index and t in index]
-        out: list[list[tuple[str, float]]] = [[] for _ in pairs]
         if not todo:
-            return out
+            return [], torch.zeros((0, len(self.model.relation_labels)))
         states = torch.nn.utils.rnn.pad_sequence(hidden, batch_first=True)
         dev = self.device
         with torch.inference_mode(), torch.autocast(dev.type, dtype=self.amp,
@@ -726,9 +765,7 @@ class Predictor:
                 torch.tensor([[index[pairs[k][0]], index[pairs[k][1]]] for k in todo],
                              device=dev),
                 torch.tensor([index[en] for en in span_ent], device=dev))
-        for k, rels in zip(todo, self.decide(logits.float().cpu()), strict=True):
-            out[k] = rels
-        return out
+        return todo, logits.float().cpu()
 
 
 def default_token_budget(device: torch.device, model: nn.Module) -> int:
@@ -741,6 +778,84 @@ def default_token_budget(device: torch.device, model: nn.Module) -> int:
     cfg = getattr(getattr(model, "encoder", None), "config", None)
     hidden = int(getattr(cfg, "hidden_size", 768))
     return int(max(8192, min(262_144, free // 4 // (hidden * 64 * 4))))
+
+
+def bio_allowed(prev: str | None, tag: str) -> bool:
+    """Whether BIO allows ``tag`` after ``prev`` (None: the first word): an I- tag only
+    continues a mention of its own type."""
+    if not tag.startswith("I-"):
+        return True
+    return prev is not None and prev != "O" and prev[2:] == tag[2:]
+
+
+def word_tag_sequence(labels: Sequence[int], word_ids: Sequence[int | None]) -> list[int]:
+    """The tag of each word (its first piece's label, -100 where it is unknown) from
+    :func:`bio_labels`'s per-token labels."""
+    out = []
+    prev = None
+    for lab, w in zip(labels, word_ids, strict=True):
+        if w is not None and w != prev:
+            out.append(lab)
+        prev = w
+    return out
+
+
+def tag_transitions(sequences: Iterable[tuple[Sequence[int], float]], labels: Sequence[str],
+                    smoothing: float = 1.0, prior_weight: float = 1.0) -> list[list[float]]:
+    """Transition scores between the tags of consecutive words, counted on training tag
+    sequences (each with a weight): ``log P(tag | previous tag) - log P(tag)``, add-
+    ``smoothing``. Row 0 is the first word of a text, row ``1 + i`` follows tag ``i``;
+    transitions that BIO forbids are ``-inf``.
+
+    The tagger's outputs are posteriors that already hold each tag's prior, so the prior is
+    divided out (the hybrid HMM's scaled likelihood): what is left says only how much more or
+    less likely a tag is after the previous one. In silver data most mentions are one word
+    long (a surname, a repeated name), so a tagger alone tends to tag each word of "Salt Lake
+    City" as a new mention; the counts say how rarely two mentions of one type follow each
+    other with nothing between them.
+
+    A sequence's -100 (a word of unknown label) breaks it: no transition into or out of it is
+    counted.
+    """
+    n = len(labels)
+    counts = [[0.0] * n for _ in range(n + 1)]
+    prior = [smoothing] * n
+    for seq, weight in sequences:
+        prev: int | None = 0  # row of "start of text"
+        for t in seq:
+            if t < 0:
+                prev = None
+                continue
+            prior[t] += weight
+            if prev is not None:
+                counts[prev][t] += weight
+            prev = 1 + t
+    log_prior = [math.log(c / sum(prior)) for c in prior]
+    out = []
+    for row_i, row in enumerate(counts):
+        before = None if row_i == 0 else labels[row_i - 1]
+        allowed = [bio_allowed(before, lab) for lab in labels]
+        total = sum(c + smoothing for c, ok in zip(row, allowed, strict=True) if ok)
+        out.append([math.log((c + smoothing) / total) - prior_weight * lp if ok else -math.inf
+                    for c, ok, lp in zip(row, allowed, log_prior, strict=True)])
+    return out
+
+
+def viterbi(emissions: torch.Tensor, transitions: torch.Tensor) -> list[int]:
+    """The best tag sequence for per-word log-probabilities ``emissions`` (words x tags)
+    under ``transitions`` (see :func:`tag_transitions`)."""
+    score = emissions[0] + transitions[0]
+    back = []
+    step = transitions[1:]  # previous tag x tag
+    for i in range(1, emissions.shape[0]):
+        total = score.unsqueeze(1) + step
+        score, arg = total.max(0)
+        score = score + emissions[i]
+        back.append(arg)
+    best = [int(score.argmax())]
+    for arg in reversed(back):
+        best.append(int(arg[best[-1]]))
+    return best[::-1]
 
 
 def spans_from_bio(text: str, words: Iterable[tuple[int, int, str, float]]

@@ -43,13 +43,17 @@ def test_corpus_splits_and_labels(sample_corpus: Path) -> None:
                 assert 0 <= m["start"] < m["end"] <= len(r["text"])
                 assert m["label"] in ("PER", "ORG", "LOC", "MISC") or (
                     m["label"] is None and m["source"] == "pronoun"
-                    and r["text"][m["start"]:m["end"]].lower() in ("he", "she"))
+                    and r["text"][m["start"]:m["end"]].lower() in ("he", "she")) or (
+                    m["label"] is None and m["source"] == "description")
                 assert r["text"][m["start"]:m["end"]].strip()
             for a, b in r["ignore"]:
                 assert not any(m["start"] < b and a < m["end"] for m in r["mentions"])
             for x in r["relations"]:
                 assert x["head"] != x["tail"]
-                n_rel += x["label"] != "NA"
+            # a positive is counted once per sentence, entity pair and label
+            ms = r["mentions"]
+            n_rel += len({(ms[x["head"]]["entity"], ms[x["tail"]]["entity"], x["label"])
+                          for x in r["relations"] if x["label"] != "NA"})
     assert n_rel == sum(v for k, v in stats["relations"].items() if k != "NA") > 20
     # every step of the recipe is counted
     assert {"links_typed", "dropped_unlabelled_capitalised", "ignored_spans"} <= set(
@@ -134,6 +138,31 @@ def test_distant_supervision_finds_a_known_fact(sample_corpus: Path) -> None:
     assert by_pronoun and all(r["mentions"][x["head"]]["label"] is None for r in rows
                               for x in r["relations"]
                               if r["mentions"][x["head"]]["source"] == "pronoun")
+
+
+def test_a_page_calls_its_subject_by_the_noun_its_lead_defines(sample_corpus: Path) -> None:
+    from kgx.corpus import class_noun
+
+    assert class_noun("Alabama () is a state located in the southeastern region of the "
+                      "United States.") == "state"
+    assert class_noun("Autism is a neurodevelopmental disorder characterized by impaired "
+                      "social interaction.") == "disorder"
+    assert class_noun("Animal Farm is an allegorical and dystopian novella by George "
+                      "Orwell.") == "novella"
+    assert class_noun("Alaska () is a U.S. state situated in the northwest.") is None
+    assert class_noun("Ada may refer to: Ada (food), a delicacy.") is None
+    rows = [r for s in ("train", "dev", "test") for r in read_split(sample_corpus / f"{s}.jsonl")]
+    described = [(r["title"], r["text"][m["start"]:m["end"]], m) for r in rows
+                 for m in r["mentions"] if m["source"] == "description"]
+    assert described
+    for title, text, m in described:
+        assert m["label"] is None and m["entity"] == title  # a mention, not a name to tag
+        assert text.lower().startswith("the ")
+    stated = {(r["mentions"][x["head"]]["entity"], x["label"], r["mentions"][x["tail"]]["entity"])
+              for r in rows for x in r["relations"] if x["label"] != "NA"
+              and "description" in (r["mentions"][x["head"]]["source"],
+                                    r["mentions"][x["tail"]]["source"])}
+    assert stated
 
 
 def test_label_alignment(tiny_bert: Path) -> None:
@@ -392,6 +421,77 @@ def test_docred_documents_become_document_rows(tmp_path: Path, tiny_bert: Path) 
     ids = bio_labels(tk, row["mentions"], [], {lab: i for i, lab in enumerate(ner)})
     year = next(i for i, (s, _e) in enumerate(tk.offsets) if row["text"][s:s + 4] == "1901")
     assert ids[year] == 0
+
+
+def test_tag_transitions_and_viterbi_join_a_name_the_tagger_split() -> None:
+    from kgx.model import tag_transitions, viterbi, word_tag_sequence
+
+    labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    # training tags: a two-word place, single-word people, and a word of unknown label (-100)
+    seqs = [([0, 1, 2, 0, 3, 0], 1.0), ([3, 0, 0, 1, 2, 2], 2.0), ([0, -100, 3, 0], 1.0)]
+    t = tag_transitions(seqs, labels)
+    assert len(t) == len(labels) + 1 and all(len(row) == len(labels) for row in t)
+    inf = float("inf")
+    # BIO forbids an I- tag at the start, after O, and after another type's tag
+    assert t[0][2] == t[0][4] == t[1][2] == t[1 + 3][2] == -inf
+    assert t[1 + 1][2] > -inf and t[1 + 2][2] > -inf
+    # B-LOC -> I-LOC was seen three times (weights 1 + 2), B-LOC -> B-LOC never
+    assert t[1 + 1][2] > t[1 + 1][1]
+    # a tagger that calls "Salt" B-LOC and "Lake" B-LOC (I-LOC close behind) gives one place
+    em = torch.tensor([[0.1, 0.8, 0.02, 0.05, 0.03],
+                       [0.1, 0.5, 0.35, 0.03, 0.02],
+                       [0.9, 0.03, 0.03, 0.02, 0.02]]).log()
+    assert em.argmax(-1).tolist() == [1, 1, 0]
+    assert viterbi(em, torch.tensor(t)) == [1, 2, 0]
+    # a confident second mention is not swallowed
+    em2 = torch.tensor([[0.05, 0.9, 0.01, 0.02, 0.02],
+                        [0.02, 0.01, 0.01, 0.95, 0.01]]).log()
+    assert viterbi(em2, torch.tensor(t)) == [1, 3]
+    assert word_tag_sequence([-100, 1, -100, 0, -100], [None, 0, 0, 1, None]) == [1, 0]
+
+
+def test_training_keeps_the_decoder_that_scores_better_on_dev(tiny_model) -> None:
+    from kgx.train import PRIOR_WEIGHTS
+
+    out, _ = tiny_model
+    meta = json.loads((out / "kgx.json").read_text())
+    f1 = meta["tag_decoder_dev_f1"]
+    assert len(f1) == 1 + len(PRIOR_WEIGHTS) and "argmax" in f1
+    assert f1[meta["tag_decoder"]] == max(f1.values())
+    viterbi = meta["tag_decoder"] != "argmax"
+    assert ("tag_transitions" in meta) == viterbi
+    assert meta["dev"]["entities"]["micro"]["f1"] == f1[meta["tag_decoder"]]
+    p = Predictor.load(out, device="cpu")
+    assert (p.transitions is not None) == viterbi
+
+
+def test_relation_scores_are_scaled_by_a_temperature_fitted_on_dev(tiny_model,
+                                                                   sample_corpus: Path) -> None:
+    from kgx.train import TEMPERATURES
+
+    out, _ = tiny_model
+    meta = json.loads((out / "kgx.json").read_text())
+    t = meta["relation_temperature"]
+    cal = meta["relation_calibration"]
+    assert t in TEMPERATURES and 0 < cal["positives"] < cal["examples"]
+    assert cal["log_loss_after"] <= cal["log_loss_before"]
+    # the temperature changes the scores, never which side of 0.5 they fall on
+    rows = [r for r in read_split(sample_corpus / "dev.jsonl") if len(r["mentions"]) > 1][:20]
+    fitted = Predictor.load(out, device="cpu")
+    plain = Predictor.load(out, device="cpu")
+    plain.relation_temperature = 1.0
+    fitted.relation_threshold = plain.relation_threshold = 0.0  # every label, with its score
+    for r in rows:
+        spans = [(m["start"], m["end"]) for m in r["mentions"]]
+        pairs = [(0, 1), (1, 0)]
+        a, b = fitted.classify_pairs(r["text"], spans, pairs), plain.classify_pairs(
+            r["text"], spans, pairs)
+        for x, y in zip(a, b, strict=True):
+            assert [lab for lab, _ in sorted(x)] == [lab for lab, _ in sorted(y)]
+            for (_, sx), (_, sy) in zip(sorted(x), sorted(y), strict=True):
+                assert (sx >= 0.5) == (sy >= 0.5)
+                if t != 1.0 and abs(sy - 0.5) > 1e-3:
+                    assert sx != sy
 
 
 def test_entity_pooling_and_adaptive_threshold_loss() -> None:
