@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy
 import torch
 from torch import nn
 
@@ -499,7 +500,7 @@ class Predictor:
         self.amp = autocast_dtype(self.device)
         self.token_budget = token_budget or default_token_budget(self.device, model)
         trans = metadata.get("tag_transitions")
-        self.transitions = torch.tensor(trans) if trans else None
+        self.transitions = numpy.array(trans, dtype=numpy.float64) if trans else None
         self.relation_temperature = float(metadata.get("relation_temperature") or 1.0)
         if self.device.type != "cpu":
             # On a GPU the budget, not the window count, bounds a batch.
@@ -628,12 +629,12 @@ class Predictor:
             prev = w
         if not bounds:
             return []
-        word_probs = probs[[b[2] for b in bounds]]
+        word_probs = probs[[b[2] for b in bounds]].numpy()
         if self.transitions is not None:
-            best = viterbi(word_probs.clamp(min=1e-9).log(), self.transitions)
+            best = viterbi(numpy.log(numpy.maximum(word_probs, 1e-9)), self.transitions)
         else:
             best = word_probs.argmax(-1).tolist()
-        conf = word_probs.gather(1, torch.tensor(best).unsqueeze(1)).squeeze(1).tolist()
+        conf = word_probs[numpy.arange(len(best)), best].tolist()
         words = [(s, e, labels[t], c) for (s, e, _), t, c in zip(bounds, best, conf,
                                                                  strict=True)]
         return spans_from_bio(text, words)
@@ -841,19 +842,22 @@ def tag_transitions(sequences: Iterable[tuple[Sequence[int], float]], labels: Se
     return out
 
 
-def viterbi(emissions: torch.Tensor, transitions: torch.Tensor) -> list[int]:
+def viterbi(emissions: Any, transitions: Any) -> list[int]:
     """The best tag sequence for per-word log-probabilities ``emissions`` (words x tags)
-    under ``transitions`` (see :func:`tag_transitions`)."""
-    score = emissions[0] + transitions[0]
-    back = []
-    step = transitions[1:]  # previous tag x tag
-    for i in range(1, emissions.shape[0]):
-        total = score.unsqueeze(1) + step
-        score, arg = total.max(0)
-        score = score + emissions[i]
-        back.append(arg)
+    under ``transitions`` (see :func:`tag_transitions`); arrays or CPU tensors. In NumPy: a
+    sentence's few dozen steps over a handful of tags cost microseconds there, where each
+    small torch operation costs several."""
+    em = numpy.asarray(emissions, dtype=numpy.float64)
+    tr = numpy.asarray(transitions, dtype=numpy.float64)
+    step = tr[1:]  # previous tag x tag
+    score = em[0] + tr[0]
+    back = numpy.empty((max(0, len(em) - 1), em.shape[1]), dtype=numpy.int64)
+    for i in range(1, len(em)):
+        total = score[:, None] + step
+        back[i - 1] = total.argmax(0)
+        score = total.max(0) + em[i]
     best = [int(score.argmax())]
-    for arg in reversed(back):
+    for arg in back[::-1]:
         best.append(int(arg[best[-1]]))
     return best[::-1]
 

@@ -22,6 +22,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy
 import torch
 
 from kgx import __version__
@@ -700,7 +701,7 @@ def choose_decoder(reader: Predictor, tag_sequences: list[tuple[list[int], float
                for n, rows in dev_sets.items() if rows}
     scores: dict[str, dict[str, Any]] = {}
     for name, trans in candidates.items():
-        reader.transitions = None if trans is None else torch.tensor(trans)
+        reader.transitions = None if trans is None else numpy.array(trans)
         scores[name] = {n: entity_scores(dev_sets[n], [reader.decode_mentions(r["text"], e)
                                                         for r, e in zip(dev_sets[n], enc,
                                                                         strict=True)])
