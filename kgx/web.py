@@ -71,9 +71,10 @@ EXAMPLES = (
      'SELECT ?book ?author WHERE { GRAPH ?g { ?book kgx:author ?author } '
      '?g kgx:extractor "infobox" } ORDER BY ?book'),
     ("Facts the model read, with a sentence",
-     'SELECT ?s ?p ?o ?confidence ?agrees ?sentence WHERE { GRAPH ?g { ?s ?p ?o } '
-     '?g kgx:extractor "model" ; kgx:confidence ?confidence ; kgx:agreesWithInfobox ?agrees ; '
-     'kgx:evidence ?e . ?e kgx:sentence ?sentence } ORDER BY DESC(?confidence) ?s LIMIT 3'),
+     'SELECT ?s ?p ?o ?confidence ?support ?agrees ?sentence WHERE { GRAPH ?g { ?s ?p ?o } '
+     '?g kgx:extractor "model" ; kgx:confidence ?confidence ; kgx:supportCount ?support ; '
+     'kgx:agreesWithInfobox ?agrees ; kgx:evidence ?e . ?e kgx:sentence ?sentence } '
+     'ORDER BY DESC(?support) ?s ?sentence LIMIT 3'),
     ("Capitals (Wikidata's property, inferred)",
      "SELECT DISTINCT ?capital WHERE { res:Afghanistan wdt:P36 ?capital }"),
     ("Where a looked-up name was born",
