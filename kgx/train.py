@@ -574,7 +574,8 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     decoder.update(fit_relation_temperature(Predictor(model, tok, {}, max_length=opts.max_length),
                                             dev_sets, log))
     for name, ents in decoder.pop("dev_entities").items():  # as the saved model tags
-        result.dev_by_source[name]["entities"] = ents
+        if name in result.dev_by_source:
+            result.dev_by_source[name]["entities"] = ents
     result.dev = result.dev_by_source.get(names[0], result.dev)
     if test_rows:
         result.test = evaluate_rows(Predictor(model, tok, decoder, max_length=opts.max_length),
@@ -619,7 +620,8 @@ def fit_relation_temperature(reader: Predictor, dev_sets: dict[str, list[dict]],
     its threshold stay as trained; only what a score of 0.8 means changes.
 
     Returns:
-        ``relation_temperature`` and ``relation_calibration`` (examples, the log loss and
+        ``relation_temperature`` and ``relation_calibration`` (the pair-and-property scores
+        it was fitted on, ``examples``, and the positive ones; the log loss and
         the expected calibration error of the scores at or above 0.5, those a fact can carry,
         before and after) for ``kgx.json``; nothing when the dev sets hold no relation
         example of both kinds or the model has no adaptive threshold.
@@ -668,8 +670,8 @@ def fit_relation_temperature(reader: Predictor, dev_sets: dict[str, list[dict]],
     out = {"examples": len(y), "positives": int(y.sum()), "log_loss_before": round(loss(1.0), 4),
            "log_loss_after": round(loss(best), 4), "ece_before": round(ece(1.0), 4),
            "ece_after": round(ece(best), 4)}
-    log(f"relation scores: temperature {best} fitted on {out['examples']:,} dev examples "
-        f"({out['positives']:,} positive); log loss {out['log_loss_before']} -> "
+    log(f"relation scores: temperature {best} fitted on {out['examples']:,} dev scores (pairs x "
+        f"properties, {out['positives']:,} positive); log loss {out['log_loss_before']} -> "
         f"{out['log_loss_after']}, calibration error {out['ece_before']} -> {out['ece_after']}")
     return {"relation_temperature": best, "relation_calibration": out}
 
@@ -789,7 +791,8 @@ def _decoding_section(meta: dict[str, Any]) -> list[str]:
             lines.append("")
         lines.append(f"Relation scores: `sigmoid((logit - threshold logit) / "
                      f"{meta['relation_temperature']})`, the temperature fitted on "
-                     f"{cal['examples']:,} dev examples ({cal['positives']:,} positive): log loss "
+                     f"{cal['examples']:,} dev scores (pairs x properties, {cal['positives']:,} "
+                     "positive): log loss "
                      f"{cal['log_loss_before']} -> {cal['log_loss_after']}, expected calibration "
                      f"error of the scores at or above 0.5 {cal['ece_before']} -> "
                      f"{cal['ece_after']}.")
