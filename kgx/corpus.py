@@ -9,14 +9,18 @@ mentions and relation examples, and ``stats.json``.
   kept. Unlinked mentions of entities linked in the same page are labelled too: the page's own
   title and aliases, and every linked entity's anchor texts and, for people, surnames. In an
   English biography the subject pronoun (he or she) is a mention of the page's subject with no
-  type: no tag is taught for it, but relation examples use it.
+  type: no tag is taught for it, but relation examples use it. On other English pages so is
+  "the <noun>", the noun the lead defines the subject with ("Alabama is a state ..."). The
+  objects of the page's infobox facts are mentions wherever the prose names them.
 * **Sentences are dropped** where an unlabelled capitalised word would teach the model a wrong
-  negative (the WikiNER recipe). A link whose target has no known type is an entity of unknown
+  negative (the WikiNER recipe), unless the sentence states a known fact: then its unlabelled
+  names are masked instead. A link whose target has no known type is an entity of unknown
   type: its span is kept as ``ignore`` (masked out of the loss and the scores) rather than
   dropping the sentence or teaching "not an entity".
 * **Relations** (distant supervision): a sentence that mentions both the subject and the object
   of an infobox fact is a positive example for the fact's Wikidata-aligned property; the other
-  mention pairs of that sentence are NA examples.
+  mention pairs of that sentence are NA examples. ``stats.json`` counts each once per
+  sentence and entity pair.
 * **Splits** are by page (a hash of the page id), so no page is in two splits.
 
 Every step is counted in ``stats.json``, so what each one does to the labels is measured.

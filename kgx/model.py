@@ -499,8 +499,10 @@ class Predictor:
         self.device = next(model.parameters()).device
         self.amp = autocast_dtype(self.device)
         self.token_budget = token_budget or default_token_budget(self.device, model)
-        trans = metadata.get("tag_transitions")
-        self.transitions = numpy.array(trans, dtype=numpy.float64) if trans else None
+        trans = metadata.get("tag_transitions")  # JSON: null for a forbidden transition
+        self.transitions = numpy.array(
+            [[-math.inf if v is None else v for v in row] for row in trans],
+            dtype=numpy.float64) if trans else None
         self.relation_temperature = float(metadata.get("relation_temperature") or 1.0)
         if self.device.type != "cpu":
             # On a GPU the budget, not the window count, bounds a batch.

@@ -720,8 +720,9 @@ def choose_decoder(reader: Predictor, tag_sequences: list[tuple[list[int], float
     out: dict[str, Any] = {"tag_decoder": best,
                            "tag_decoder_dev_f1": {n: mean_f1(n) for n in candidates},
                            "dev_entities": scores[best]}
-    if candidates[best] is not None:
-        out["tag_transitions"] = candidates[best]
+    if candidates[best] is not None:  # strict JSON: a forbidden transition is null
+        out["tag_transitions"] = [[None if math.isinf(v) else v for v in row]
+                                  for row in candidates[best]]
     return out
 
 

@@ -460,9 +460,13 @@ def test_training_keeps_the_decoder_that_scores_better_on_dev(tiny_model) -> Non
     assert f1[meta["tag_decoder"]] == max(f1.values())
     viterbi = meta["tag_decoder"] != "argmax"
     assert ("tag_transitions" in meta) == viterbi
+    assert "Infinity" not in (out / "kgx.json").read_text()  # strict JSON
     assert meta["dev"]["entities"]["micro"]["f1"] == f1[meta["tag_decoder"]]
     p = Predictor.load(out, device="cpu")
     assert (p.transitions is not None) == viterbi
+    if viterbi:  # BIO forbids an I- tag at the start: saved as null, loaded as -inf
+        assert None in meta["tag_transitions"][0]
+        assert float("-inf") in p.transitions[0].tolist()
 
 
 def test_relation_scores_are_scaled_by_a_temperature_fitted_on_dev(tiny_model,
@@ -492,6 +496,32 @@ def test_relation_scores_are_scaled_by_a_temperature_fitted_on_dev(tiny_model,
                 assert (sx >= 0.5) == (sy >= 0.5)
                 if t != 1.0 and abs(sy - 0.5) > 1e-3:
                     assert sx != sy
+
+
+def test_a_model_with_tag_transitions_loads_and_decodes_by_them(tiny_model,
+                                                                 tmp_path: Path) -> None:
+    import math
+    import shutil
+
+    from kgx.model import tag_transitions
+
+    out, _ = tiny_model
+    model_dir = tmp_path / "model"
+    shutil.copytree(out, model_dir)
+    meta = json.loads((model_dir / "kgx.json").read_text())
+    p = Predictor.load(model_dir, device="cpu")
+    labels = p.model.ner_labels
+    b_per, i_per = labels.index("B-PER"), labels.index("I-PER")
+    # transitions that make a person's name two words long, as training rows would
+    trans = tag_transitions([([b_per, i_per, 0], 1.0)] * 50, labels)
+    meta["tag_transitions"] = [[None if math.isinf(v) else v for v in row] for row in trans]
+    (model_dir / "kgx.json").write_text(json.dumps(meta, allow_nan=False))
+    p = Predictor.load(model_dir, device="cpu")
+    assert p.transitions is not None and float("-inf") in p.transitions[0].tolist()
+    texts = ["Albert Einstein was born in Ulm.", "Ayn Rand wrote Atlas Shrugged in New York."]
+    for pred in p.predict(texts):
+        for m in pred.mentions:
+            assert m.label in {lab[2:] for lab in labels if "-" in lab}
 
 
 def test_entity_pooling_and_adaptive_threshold_loss() -> None:
