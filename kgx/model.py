@@ -803,26 +803,14 @@ def word_tag_sequence(labels: Sequence[int], word_ids: Sequence[int | None]) -> 
     return out
 
 
-def tag_transitions(sequences: Iterable[tuple[Sequence[int], float]], labels: Sequence[str],
-                    smoothing: float = 1.0, prior_weight: float = 1.0) -> list[list[float]]:
-    """Transition scores between the tags of consecutive words, counted on training tag
-    sequences (each with a weight): ``log P(tag | previous tag) - log P(tag)``, add-
-    ``smoothing``. Row 0 is the first word of a text, row ``1 + i`` follows tag ``i``;
-    transitions that BIO forbids are ``-inf``.
-
-    The tagger's outputs are posteriors that already hold each tag's prior, so the prior is
-    divided out (the hybrid HMM's scaled likelihood): what is left says only how much more or
-    less likely a tag is after the previous one. In silver data most mentions are one word
-    long (a surname, a repeated name), so a tagger alone tends to tag each word of "Salt Lake
-    City" as a new mention; the counts say how rarely two mentions of one type follow each
-    other with nothing between them.
-
-    A sequence's -100 (a word of unknown label) breaks it: no transition into or out of it is
-    counted.
-    """
-    n = len(labels)
-    counts = [[0.0] * n for _ in range(n + 1)]
-    prior = [smoothing] * n
+def tag_counts(sequences: Iterable[tuple[Sequence[int], float]], n_labels: int
+               ) -> tuple[list[list[float]], list[float]]:
+    """How often each tag follows each other in training tag sequences (each with a weight),
+    and how often each tag occurs: the input of :func:`tag_transitions`. Row 0 of the first
+    table is the first word of a text, row ``1 + i`` follows tag ``i``. A sequence's -100 (a
+    word of unknown label) breaks it: no transition into or out of it is counted."""
+    counts = [[0.0] * n_labels for _ in range(n_labels + 1)]
+    prior = [0.0] * n_labels
     for seq, weight in sequences:
         prev: int | None = 0  # row of "start of text"
         for t in seq:
@@ -833,7 +821,26 @@ def tag_transitions(sequences: Iterable[tuple[Sequence[int], float]], labels: Se
             if prev is not None:
                 counts[prev][t] += weight
             prev = 1 + t
-    log_prior = [math.log(c / sum(prior)) for c in prior]
+    return counts, prior
+
+
+def tag_transitions(counted: tuple[list[list[float]], list[float]], labels: Sequence[str],
+                    smoothing: float = 1.0, prior_weight: float = 1.0) -> list[list[float]]:
+    """Transition scores between the tags of consecutive words, from :func:`tag_counts`:
+    ``log P(tag | previous tag) - prior_weight * log P(tag)``, add-``smoothing``. Row 0 is
+    the first word of a text, row ``1 + i`` follows tag ``i``; transitions that BIO forbids
+    are ``-inf``.
+
+    The tagger's outputs are posteriors that already hold each tag's prior, so the prior is
+    divided out (the hybrid HMM's scaled likelihood): what is left says only how much more or
+    less likely a tag is after the previous one. In silver data most mentions are one word
+    long (a surname, a repeated name), so a tagger alone tends to tag each word of "Salt Lake
+    City" as a new mention; the counts say how rarely two mentions of one type follow each
+    other with nothing between them.
+    """
+    counts, prior = counted
+    smoothed = [c + smoothing for c in prior]
+    log_prior = [math.log(c / sum(smoothed)) for c in smoothed]
     out = []
     for row_i, row in enumerate(counts):
         before = None if row_i == 0 else labels[row_i - 1]

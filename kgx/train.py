@@ -54,6 +54,7 @@ from kgx.model import (
     first_window,
     pad_batch,
     pick_device,
+    tag_counts,
     tag_transitions,
     token_span,
     tokenize,
@@ -569,10 +570,9 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    decoder = choose_decoder(Predictor(model, tok, {}, max_length=opts.max_length),
-                             tag_sequences, dev_sets, log)
-    decoder.update(fit_relation_temperature(Predictor(model, tok, {}, max_length=opts.max_length),
-                                            dev_sets, log))
+    reader = Predictor(model, tok, {}, max_length=opts.max_length)
+    decoder = choose_decoder(reader, tag_sequences, dev_sets, log)
+    decoder.update(fit_relation_temperature(reader, dev_sets, log))  # scores before T
     for name, ents in decoder.pop("dev_entities").items():  # as the saved model tags
         if name in result.dev_by_source:
             result.dev_by_source[name]["entities"] = ents
@@ -695,9 +695,10 @@ def choose_decoder(reader: Predictor, tag_sequences: list[tuple[list[int], float
     from kgx.evaluate import entity_scores
 
     labels = reader.model.ner_labels
+    counted = tag_counts(tag_sequences, len(labels))  # once, for every weight
     candidates: dict[str, Any] = {"argmax": None}
     for w in PRIOR_WEIGHTS:
-        candidates[f"viterbi, prior weight {w}"] = tag_transitions(tag_sequences, labels,
+        candidates[f"viterbi, prior weight {w}"] = tag_transitions(counted, labels,
                                                                    prior_weight=w)
     encoded = {n: reader.encode_texts([r["text"] for r in rows])
                for n, rows in dev_sets.items() if rows}

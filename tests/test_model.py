@@ -424,12 +424,12 @@ def test_docred_documents_become_document_rows(tmp_path: Path, tiny_bert: Path) 
 
 
 def test_tag_transitions_and_viterbi_join_a_name_the_tagger_split() -> None:
-    from kgx.model import tag_transitions, viterbi, word_tag_sequence
+    from kgx.model import tag_counts, tag_transitions, viterbi, word_tag_sequence
 
     labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
     # training tags: a two-word place, single-word people, and a word of unknown label (-100)
     seqs = [([0, 1, 2, 0, 3, 0], 1.0), ([3, 0, 0, 1, 2, 2], 2.0), ([0, -100, 3, 0], 1.0)]
-    t = tag_transitions(seqs, labels)
+    t = tag_transitions(tag_counts(seqs, len(labels)), labels)
     assert len(t) == len(labels) + 1 and all(len(row) == len(labels) for row in t)
     inf = float("inf")
     # BIO forbids an I- tag at the start, after O, and after another type's tag
@@ -503,7 +503,7 @@ def test_a_model_with_tag_transitions_loads_and_decodes_by_them(tiny_model,
     import math
     import shutil
 
-    from kgx.model import tag_transitions
+    from kgx.model import tag_counts, tag_transitions
 
     out, _ = tiny_model
     model_dir = tmp_path / "model"
@@ -513,7 +513,7 @@ def test_a_model_with_tag_transitions_loads_and_decodes_by_them(tiny_model,
     labels = p.model.ner_labels
     b_per, i_per = labels.index("B-PER"), labels.index("I-PER")
     # transitions that make a person's name two words long, as training rows would
-    trans = tag_transitions([([b_per, i_per, 0], 1.0)] * 50, labels)
+    trans = tag_transitions(tag_counts([([b_per, i_per, 0], 1.0)] * 50, len(labels)), labels)
     meta["tag_transitions"] = [[None if math.isinf(v) else v for v in row] for row in trans]
     (model_dir / "kgx.json").write_text(json.dumps(meta, allow_nan=False))
     p = Predictor.load(model_dir, device="cpu")
