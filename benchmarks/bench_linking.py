@@ -125,14 +125,13 @@ def synthetic(n: int, work: Path, dim: int = 384) -> dict[str, Any]:
         CREATE TABLE entities (id INTEGER PRIMARY KEY, title TEXT UNIQUE NOT NULL,
                                coarse TEXT, fine TEXT, description TEXT);
         CREATE TABLE alias_index (key TEXT NOT NULL, entity INTEGER NOT NULL, n REAL NOT NULL,
-                                  PRIMARY KEY (key, entity));""")
+                                  PRIMARY KEY (key, entity)) WITHOUT ROWID;""")
     syll = ["ka", "lo", "mi", "ne", "ru", "ta", "vi", "zo", "be", "do", "fa", "gu"]
     names = [" ".join("".join(rng.choice(syll, 3)) for _ in range(2)).title() for _ in range(n)]
     db.executemany("INSERT OR IGNORE INTO entities VALUES (?, ?, 'PER', NULL, '')",
                    ((i + 1, f"{nm} {i}") for i, nm in enumerate(names)))
     db.executemany("INSERT OR IGNORE INTO alias_index VALUES (?, ?, 1)",
                    ((nm.lower(), i + 1) for i, nm in enumerate(names)))
-    db.execute("CREATE INDEX alias_by_key ON alias_index(key)")
     db.commit()
     from kgx import fuzzy
 

@@ -99,7 +99,7 @@ class AliasStore:
 
     def finish(self) -> None:
         """Flush; sum the anchor rows into ``anchors`` in one sorted pass; drop the structure
-        pass's page table (it served duplicate ids); index; leave one self-contained file.
+        pass's page table (it served duplicate ids); leave one self-contained file.
 
         Idempotent: a run killed during it does it again, from the same rows.
         """
@@ -117,8 +117,6 @@ class AliasStore:
                     "DO UPDATE SET n = n + excluded.n")
                 self.db.execute("DROP TABLE anchor_rows")
                 self.db.execute("DROP TABLE IF EXISTS pages")
-                self.db.execute("CREATE INDEX IF NOT EXISTS anchors_by_target ON "
-                                "anchors(target)")
                 self.db.execute("CREATE TABLE anchors_summed (at TEXT)")
         self.db.execute("PRAGMA journal_mode=DELETE")  # folds a WAL back into the file
 

@@ -23,8 +23,12 @@ interface (:class:`kgx.workers.OrderedPool`): ``map(fn, tasks, split=None)`` yie
 from __future__ import annotations
 
 import contextlib
+import gc
+import logging
+import math
 import os
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -279,6 +283,147 @@ def _actor_class(ray: Any) -> Any:
 
         _ACTOR = ray.remote(num_cpus=1, max_restarts=0)(ChunkWorker)
     return _ACTOR
+
+
+# A step's task that dies with its actor (the process killed, its node lost) is retried this
+# many times on a restarted actor before its chunk is reported lost: a chunk that kills every
+# process that reads it must not be retried for ever.
+STEP_RETRIES = 3
+
+
+# Where the read stage's steps run on Ray: "auto" gives each step a pool of its own (a Ray Data
+# pipeline) when the cluster has GPUs, and runs all of a chunk's steps on one actor, as the
+# local engine does, when it has none; "pools" and "fused" force one or the other. Measured on
+# 2 CPU cores (benchmarks/bench_read_engines.py, three runs), separate pools took 1.18x the
+# local engine's time and fused actors 1.01x: with no GPU the model is most of the work, and
+# handing chunks between pools only takes CPU from it.
+STEP_POOLS = "auto"
+
+
+def map_steps(steps: list[Any], tasks: Iterable[tuple[Any, ...]], workers: int,
+              split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
+              ) -> Iterator[Any]:
+    """Each task through ``steps`` (:class:`kgx.workers.Step`) on Ray: fused on one actor
+    (:class:`RayPool`, which retries a task whose actor died as its ``split`` parts), or in a
+    pool per step (:data:`STEP_POOLS`, :func:`map_step_pools`), where a task lost on every
+    retry is yielded whole as :class:`kgx.workers.Crashed`."""
+    import ray
+
+    from kgx.workers import init_steps, run_steps
+
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    pools = STEP_POOLS == "pools" or (STEP_POOLS == "auto" and gpus > 0)
+    if pools:
+        try:
+            import ray.data  # noqa: F401
+        except ImportError:
+            pools = False
+    if pools:
+        # A chunk lost on every retry is lost whole here: reading it again in parts takes a
+        # second stream, and a second Ray Data stream in one Ray session hung in the tests.
+        yield from map_step_pools(steps, tasks)
+        return
+    pool = RayPool(None, workers, window=2, initializer=init_steps, initargs=(steps,))
+    yield from pool.map(run_steps, tasks, split=split)
+
+
+def map_step_pools(steps: list[Any], tasks: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
+    """Each task through ``steps`` (:class:`kgx.workers.Step`) as a Ray Data stream: every
+    step is an actor pool of its own, so the model step holds the GPUs and the others the
+    CPUs, and Ray Data moves chunks between them with backpressure.
+
+    * **Pools.** With G GPUs in the cluster, the model step has G actors of one GPU each, and
+      the other steps share the CPUs. With none, the model step has about two CPUs in three
+      (torch threads to match) and the others the rest.
+    * **Results** come as chunks finish, not in task order. A step's own exception is raised
+      here, with its traceback. A task whose actor died :data:`STEP_RETRIES` times more is
+      yielded as :class:`kgx.workers.Crashed`, once the stream has ended.
+    """
+    import pickle
+
+    import ray
+    import ray.data as rd
+
+    tasks = list(tasks)
+    if not tasks:
+        return
+    ctx = rd.DataContext.get_current()
+    ctx.enable_progress_bars = False  # kgx's progress lines say it
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its plan, in its own log file
+    ctx.max_errored_blocks = -1  # a chunk lost on every retry: found missing below, reported
+    cpus = max(1.0, float(ray.cluster_resources().get("CPU", 1)))
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    sizes = step_pools(steps, cpus, gpus)
+    ds = rd.from_items([{"i": i, "data": pickle.dumps(("ok", t))} for i, t in enumerate(tasks)],
+                       override_num_blocks=len(tasks))
+    for k, (step, (actors, num_cpus, num_gpus)) in enumerate(zip(steps, sizes, strict=True)):
+        threads = max(1, math.ceil(num_cpus)) if step.model and not gpus else None
+        with warnings.catch_warnings():  # Ray 2.60 names no parameter for the retries
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+            ds = ds.map(_StepActor, fn_constructor_args=(step, k == 0, threads),
+                        compute=rd.ActorPoolStrategy(size=actors), num_cpus=num_cpus,
+                        num_gpus=num_gpus, max_restarts=-1, max_task_retries=STEP_RETRIES)
+    seen: set[int] = set()
+    try:
+        for row in ds.iter_rows():
+            seen.add(row["i"])
+            kind, value = pickle.loads(row["data"])
+            if kind == "error":
+                raise RuntimeError(f"a chunk's step failed on Ray:\n{value}")
+            yield value
+    finally:
+        # The stream's actors go once nothing refers to them, and Ray Data's executor holds
+        # them in reference cycles: collected here, not whenever Python next collects.
+        del ds
+        gc.collect()
+    for i, t in enumerate(tasks):
+        if i not in seen:
+            yield Crashed(t)
+
+
+def step_pools(steps: list[Any], cpus: float, gpus: int) -> list[tuple[int, float, float]]:
+    """(actors, CPUs per actor, GPUs per actor) of each step's pool, within the cluster's
+    ``cpus`` and ``gpus`` (see :func:`map_steps`)."""
+    others = sum(1 for s in steps if not s.model)
+    if gpus:
+        model = (gpus, min(1.0, cpus / (gpus + others)), 1.0)
+        left = max(cpus - model[0] * model[1], 0.5 * others)
+    else:
+        n = max(1, int(cpus * 2 // 3) // 2)  # actors of about two CPUs
+        model = (n, min(cpus * 2 / 3, 2.0 * n) / n if others else cpus / n, 0.0)
+        left = cpus - model[0] * model[1]
+    out = []
+    share = left / max(1, others)  # each other step's CPUs
+    for s in steps:
+        if s.model:
+            out.append(model)
+        else:
+            actors = max(1, int(share))
+            out.append((actors, share / actors, 0.0))
+    return out
+
+
+class _StepActor:
+    """A Ray Data actor of one step: rows are ``{"i": task index, "data": pickled (kind,
+    value)}``; an ``error`` passes through the later steps untouched."""
+
+    def __init__(self, step: Any, first: bool, threads: int | None) -> None:
+        os.environ.setdefault("KGX_ENGINE", "ray")
+        self.fn = step.cls(*step.args, **{**step.kwargs, **({"threads": threads} if threads
+                                                            else {})})
+        self.first = first
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        import pickle
+        import traceback
+
+        kind, value = pickle.loads(row["data"])
+        if kind == "ok":
+            try:
+                value = self.fn(*value) if self.first else self.fn(value)
+            except Exception:  # noqa: BLE001 - raised in the driver, with this traceback
+                kind, value = "error", traceback.format_exc()
+        return {"i": row["i"], "data": pickle.dumps((kind, value))}
 
 
 ENGINES = ("local", "ray")

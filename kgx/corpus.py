@@ -456,13 +456,14 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
     """
     from kgx.stages.runner import (
         Journal,
+        SplitChunks,
         concatenate,
         drop_uncommitted,
         prepare_work,
         stage_key,
         write_atomic,
     )
-    from kgx.workers import new_pool
+    from kgx.workers import Crashed, new_pool
 
     out.mkdir(parents=True, exist_ok=True)
     report = json.loads((graph_dir / "report.json").read_text(encoding="utf-8"))
@@ -495,9 +496,28 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
             info(f"[corpus] resuming: {len(done):,} chunks committed before")
         tasks = ((k, str(docs_path), off, n)
                  for k, (off, n) in enumerate(document_chunks(docs_path)) if k not in done)
+
+        def split(task: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+            """A chunk whose worker died, document by document: only the culprit is lost."""
+            k, path, off, n = task
+            for f in parts.glob(f"{k:09d}*"):
+                f.unlink()
+            return [(k, path, o, 1, i) for i, o in enumerate(document_offsets(Path(path), off,
+                                                                               n))]
+
+        retried = SplitChunks(split)
         pool = new_pool(None, workers, initializer=_init_corpus_worker, initargs=setup)
-        for res in pool.map(label_chunk, tasks):
-            journal.commit(res["chunk"], res)
+        for res in pool.map(label_chunk, tasks, split=retried.split):
+            k = res.task[0] if isinstance(res, Crashed) else res["chunk"]
+            got = retried.gather(k, res)
+            if got is not None:
+                delta = _chunk_delta(k, got)
+                journal.commit(k, delta)
+                for x in delta["lost"]:
+                    from kgx.logs import info
+
+                    info(f"[corpus] lost {x['documents']:,} document(s) from {x['title']!r} "
+                         f"(page {x['page_id']}): {x['reason']}")
         deltas = [d for _, d in journal.infos()]
         journal.db.close()
     total: dict[str, Counter[str]] = {k: Counter() for k in _COUNTED}
@@ -526,6 +546,7 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
                 / max(1, st["sentences_seen"]), 3),
         },
         "kept_share": round(kept / max(1, st["sentences_seen"]), 3),
+        "lost_documents": [x for d in deltas for x in d.get("lost", [])],
     }
     write_atomic(out / "stats.json", json.dumps(stats, indent=2, ensure_ascii=False))
     return stats
@@ -548,6 +569,32 @@ def document_chunks(docs_path: Path, size: int | None = None) -> Iterator[tuple[
                 start, n = pos, 0
         if n:
             yield start, n
+
+
+def document_offsets(docs_path: Path, offset: int, n: int) -> list[int]:
+    """Byte offsets of the ``n`` documents from ``offset`` of ``documents.jsonl``."""
+    offsets = []
+    with open(docs_path, "rb") as f:
+        f.seek(offset)
+        for _ in range(n):
+            offsets.append(offset)
+            offset += len(f.readline())
+    return offsets
+
+
+def lost_documents(docs_path: Path, offset: int, n: int) -> dict[str, Any]:
+    """What the report says of ``n`` documents of ``documents.jsonl`` whose reading killed its
+    process on every try: the first one's page, and why."""
+    with open(docs_path, "rb") as f:
+        f.seek(offset)
+        line = f.readline()
+    try:
+        doc = json.loads(line)
+        page_id, title = doc.get("page_id"), doc.get("title")
+    except ValueError:
+        page_id = title = None
+    return {"page_id": page_id, "title": title, "documents": n, "offset": offset,
+            "reason": "the process reading it died on every try"}
 
 
 def _join_offsets(parts: Path, out: Path) -> None:
@@ -588,18 +635,42 @@ def read_documents(docs_path: str | Path, offset: int, n: int) -> Iterator[dict[
             yield json.loads(f.readline())
 
 
-def label_chunk(chunk: int, docs_path: str, offset: int, n: int) -> dict[str, Any]:
-    """Worker task: label ``n`` documents from byte ``offset`` of ``documents.jsonl``."""
-    return _label_chunk(chunk, read_documents(docs_path, offset, n))
+def label_chunk(chunk: int, docs_path: str, offset: int, n: int, sub: int | None = None
+                ) -> dict[str, Any]:
+    """Worker task: label ``n`` documents from byte ``offset`` of ``documents.jsonl`` (``sub``:
+    the one document of a chunk retried document by document)."""
+    return _label_chunk(chunk, read_documents(docs_path, offset, n), sub)
 
 
-def _label_chunk(chunk: int, documents: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def _chunk_delta(chunk: int, results: list[Any]) -> dict[str, Any]:
+    """One chunk's counts from its results (several for a chunk retried document by
+    document); a :class:`kgx.workers.Crashed` part is a document lost."""
+    from kgx.workers import Crashed
+
+    delta: dict[str, Any] = {"chunk": chunk, "lost": []}
+    for k in _COUNTED:
+        delta[k] = Counter()
+    for res in results:
+        if isinstance(res, Crashed):
+            _, path, off, n = res.task[:4]
+            delta["lost"].append(lost_documents(Path(path), off, n))
+            continue
+        for k in _COUNTED:
+            delta[k].update(res[k])
+    return {k: dict(v) if isinstance(v, Counter) else v for k, v in delta.items()}
+
+
+def _label_chunk(chunk: int, documents: Iterable[dict[str, Any]], sub: int | None = None
+                 ) -> dict[str, Any]:
     """Label documents into this chunk's part files; return what it counted."""
+    from kgx.workers import part_name
+
     assert _BUILDER is not None, "corpus worker not initialised"
     builder, parts = _BUILDER
+    stem = part_name(chunk, sub)
     for k in ("stats", "mentions", "mention_sources", "relations"):
         setattr(builder, k, Counter())
-    files = {s: open(os.path.join(parts, f"{chunk:09d}.{s}.jsonl"), "wb")  # noqa: SIM115
+    files = {s: open(os.path.join(parts, f"{stem}.{s}.jsonl"), "wb")  # noqa: SIM115
              for s in SPLITS}
     offsets = [array("Q") for _ in KINDS]  # of this part's training rows, by kind
     counts: Counter[str] = Counter()
@@ -617,7 +688,7 @@ def _label_chunk(chunk: int, documents: Iterable[dict[str, Any]]) -> dict[str, A
         for f in files.values():
             f.close()
     for kind, a in enumerate(offsets):
-        with open(os.path.join(parts, f"{chunk:09d}.{KINDS[kind]}.offsets"), "wb") as f:
+        with open(os.path.join(parts, f"{stem}.{KINDS[kind]}.offsets"), "wb") as f:
             f.write(a.tobytes())
     return {"chunk": chunk, "sentences": dict(counts), "pages": dict(pages),
             "steps": dict(builder.stats), "mentions": dict(builder.mentions),

@@ -41,6 +41,7 @@ from kgx.records import Page
 from kgx.site import Site, check_namespace
 from kgx.stages.runner import (
     Journal,
+    SplitChunks,
     concatenate,
     drop_uncommitted,
     dump_fingerprint,
@@ -447,21 +448,19 @@ def _progress(opts: ExtractOptions, total: int | None, unit: str) -> Progress:
 
 def _run_sequential(reader: DumpReader, pool: OrderedPool, writer: _Writer,
                     opts: ExtractOptions) -> None:
-    retries: dict[int, tuple[int, list[TaskResult]]] = {}  # task -> (pages, results so far)
-
     def split(task: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Retry a batch whose worker died page by page, dropping its partial output."""
         task_id, pages = task
         for f in writer.parts.glob(f"{part_name(task_id)}.*"):
             f.unlink()
-        retries[task_id] = (len(pages), [])
         return [(task_id, [p], k) for k, p in enumerate(pages)]
 
+    retried = SplitChunks(split)
     done = writer.committed
     tasks = (t for t in _batches(reader, opts.limit) if t[0] not in done)
     with _progress(opts, reader.size, "B") as bar:
         n = writer.report.pages.get("read", 0)
-        for res in pool.map(run_pages, tasks, split=split):
+        for res in pool.map(run_pages, tasks, split=retried.split):
             if isinstance(res, Crashed):  # a one-page retry that killed its worker again
                 task_id, pages, _ = res.task
                 page = pages[0]
@@ -469,15 +468,9 @@ def _run_sequential(reader: DumpReader, pool: OrderedPool, writer: _Writer,
                                                       "worker process died")])
             n += len(res.results)
             bar.update_to(reader.compressed_pos, pages=n)
-            if res.task_id in retries:  # one page of a split task: commit when all are in
-                want, got = retries[res.task_id]
-                got.append(res)
-                if len(got) < want:
-                    continue
-                del retries[res.task_id]
+            got = retried.gather(res.task_id, res)  # a split task: committed when all are in
+            if got is not None:
                 writer.commit(res.task_id, got)
-            else:
-                writer.commit(res.task_id, [res])
 
 
 def _run_multistream(path: Path, streams: list[Stream], pool: OrderedPool, writer: _Writer,

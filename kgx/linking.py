@@ -224,11 +224,11 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
                                         coarse TEXT, fine TEXT, description TEXT);
             INSERT INTO main.entities SELECT * FROM build.entities ORDER BY id;
             CREATE TABLE main.alias_index (key TEXT NOT NULL, entity INTEGER NOT NULL,
-                                           n REAL NOT NULL, PRIMARY KEY (key, entity));
+                                           n REAL NOT NULL, PRIMARY KEY (key, entity))
+                WITHOUT ROWID;
             INSERT INTO main.alias_index SELECT r.key, e.id, sum(r.n)
                 FROM build.alias_rows r JOIN build.entities e ON e.title = r.title
                 GROUP BY r.key, e.id;
-            CREATE INDEX IF NOT EXISTS main.alias_by_key ON alias_index(key);
         """)
         db.commit()
         db.execute("DETACH DATABASE build")

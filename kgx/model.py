@@ -559,12 +559,14 @@ class Predictor:
                 wins.append(Window(ti, a, tk.ids[a:b], shapes=tk.shapes[a:b]))
         return wins
 
-    def predict(self, texts: Sequence[str], relations: bool = True) -> list[Prediction]:
-        """Mentions and relations for each text (any length)."""
+    def predict(self, texts: Sequence[str], relations: bool = True,
+                toks: Sequence[Tokenized] | None = None) -> list[Prediction]:
+        """Mentions and relations for each text (any length); ``toks``, the texts'
+        :func:`tokenize` output, when another process tokenised them."""
         texts = list(texts)
         if not texts:
             return []
-        encoded = self.encode_texts(texts)
+        encoded = self.encode_texts(texts, toks)
         decoded = []
         launched = []  # (text, pairs, [(pair indices, logits on the device)])
         for ti, (text, (tk, tags, hidden)) in enumerate(zip(texts, encoded, strict=True)):
@@ -581,11 +583,14 @@ class Predictor:
                              in zip(pairs, sc, strict=True) for lab, score in found)
         return [Prediction(tuple(m), rels.get(ti, ())) for ti, m in enumerate(decoded)]
 
-    def encode_texts(self, texts: Sequence[str]) -> list[tuple[Tokenized, list[tuple[
-            Window, torch.Tensor]], list[tuple[Window, torch.Tensor]]]]:
+    def encode_texts(self, texts: Sequence[str], toks: Sequence[Tokenized] | None = None
+                     ) -> list[tuple[Tokenized, list[tuple[Window, torch.Tensor]],
+                                     list[tuple[Window, torch.Tensor]]]]:
         """One encoder pass over ``texts``: per text, its tokens, the tag logits of each of
         its windows (on the CPU) and the windows' hidden states (on the device)."""
-        toks = tokenize(self.tokenizer, texts)
+        toks = list(toks) if toks is not None else tokenize(self.tokenizer, texts)
+        if len(toks) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(toks)} tokenised texts")
         wins = self._windows(toks)
         results = self._forward_windows(wins)
         by_text: dict[int, list[int]] = {}

@@ -453,6 +453,60 @@ def new_pool(ctx: Context | None, workers: int, **kwargs: Any) -> Any:
     return cls(ctx, workers, **kwargs)
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a chunk's work: ``cls(*args, **kwargs)`` is built once per process and
+    called with the step before's output (the first step with the task's items).
+
+    ``model`` marks the step that runs the model: an engine that runs steps apart gives it the
+    GPUs or, on CPUs, sets its ``threads`` keyword (torch threads).
+    """
+
+    cls: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
+    model: bool = False
+
+
+_STEPS: list[Any] = []  # a worker's built steps (init_steps)
+
+
+def init_steps(steps: list[Step]) -> None:
+    """Worker initialiser: build each step once."""
+    ignore_interrupts_in_worker()
+    _STEPS[:] = [s.cls(*s.args, **s.kwargs) for s in steps]
+
+
+def run_steps(*task: Any) -> Any:
+    """Worker task: the task through every step, in order."""
+    x = _STEPS[0](*task)
+    for step in _STEPS[1:]:
+        x = step(x)
+    return x
+
+
+def map_steps(steps: list[Step], tasks: Iterable[tuple[Any, ...]], workers: int,
+              split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
+              ) -> Iterator[Any]:
+    """Each task through ``steps``, on the engine in force.
+
+    Locally, ``workers`` processes (spawned: the steps may run torch) each run all the steps
+    of a chunk, and results come in task order; a task whose worker died is retried as
+    :meth:`OrderedPool.map` retries it (``split``). On Ray (:func:`kgx.cluster.map_steps`),
+    the same, on actors; or, on a cluster with GPUs, each step is a pool of its own, results
+    come as they finish, and a task lost on every retry is yielded as :class:`Crashed`.
+    ``workers=0`` runs them in this process.
+    """
+    if POOL_CLASS is not None and workers > 0:
+        from kgx.cluster import map_steps as ray_map_steps
+
+        yield from ray_map_steps(steps, tasks, workers, split)
+        return
+    pool = OrderedPool(None, workers, window=2, initializer=init_steps, initargs=(steps,),
+                       start_method="spawn")
+    yield from pool.map(run_steps, tasks, split=split)
+
+
 def iri_key(title: str) -> str:
     """The path of an entity IRI under the resource namespace (what redirects are keyed by)."""
     return iri_escape(title.replace(" ", "_"))

@@ -8,6 +8,7 @@ Skipped, with the reason, where Ray is not installed (``pip install 'kgx[cluster
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -68,11 +69,16 @@ def local_run(short_articles: Path, readme_out: Path,  # noqa: F811
     return out
 
 
-def test_model_stages_on_ray_equal_local(short_articles: Path, readme_out: Path,  # noqa: F811
-                                         local_run: Path, tmp_path: Path,
+@pytest.mark.parametrize("step_pools", ["auto", "pools"])
+def test_model_stages_on_ray_equal_local(step_pools: str, short_articles: Path,  # noqa: F811
+                                         readme_out: Path, local_run: Path, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no GPU the read stage's steps run fused on one actor ("auto"); forced into a
+    pool per step (the Ray Data pipeline a GPU cluster gets), they give the same graph."""
+    import kgx.cluster
     from kgx.pipeline import run
 
+    monkeypatch.setattr(kgx.cluster, "STEP_POOLS", step_pools)
     monkeypatch.setenv("KGX_THREADS", "1")
     rep = run(short_articles, tmp_path / "ray", model_options(readme_out, "ray"),
               log=lambda m: None)
@@ -135,6 +141,78 @@ def test_progress_lines_name_the_nodes_and_their_throughput() -> None:
     assert lines[-1].endswith(f"1 node(s); node {node[:6]}: 5 chunks, "
                               f"{float(lines[-1].rsplit(', ', 1)[1][:-2]):.2f}/s")
     assert chunks == 5 and seconds >= 0 and "node(s)" not in after
+
+
+class _Double:
+    """A first step: called with a task's items."""
+
+    def __call__(self, x: int) -> int:
+        return 2 * x
+
+
+class _DieOrPair:
+    """A model step: kills its own process on 6 every time, on 4 the first time only."""
+
+    def __init__(self, marker: str, threads: int | None = None) -> None:
+        self.marker = Path(marker)
+        self.threads = threads
+
+    def __call__(self, x: int) -> tuple[int, int | None]:
+        if x == 6 or (x == 4 and not self.marker.exists()):
+            self.marker.touch()
+            os._exit(1)
+        if x == 8:
+            raise ValueError("eight is not welcome")
+        return x, self.threads
+
+
+def test_steps_on_ray_data_retry_a_killed_actor_and_report_a_chunk_that_always_dies(
+        tmp_path: Path) -> None:
+    """Each step a pool of its own: a task whose actor died once is done on a restarted one;
+    one that kills every actor is yielded as lost once the stream ends; the model step gets
+    torch threads for its CPUs."""
+    import ray.cloudpickle
+
+    from kgx.cluster import map_step_pools, ray_session, step_pools
+    from kgx.workers import Crashed, Step
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    steps = [Step(_Double), Step(_DieOrPair, (str(tmp_path / "died"),), model=True)]
+    with ray_session(None, 2, lambda m: None):
+        out = list(map_step_pools(steps, [(i,) for i in range(4)]))
+    threads = math.ceil(step_pools(steps, 2.0, 0)[1][1])
+    assert sorted(r for r in out if not isinstance(r, Crashed)) == [
+        (0, threads), (2, threads), (4, threads)]
+    assert [r.task for r in out if isinstance(r, Crashed)] == [(3,)]
+    assert isinstance(out[-1], Crashed)  # reported after every chunk that was done
+
+
+def test_a_steps_own_error_on_ray_data_is_raised_with_its_traceback(tmp_path: Path) -> None:
+    import ray.cloudpickle
+
+    from kgx.cluster import map_step_pools, ray_session
+    from kgx.workers import Step
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    steps = [Step(_Double), Step(_DieOrPair, (str(tmp_path / "died"),), model=True)]
+    with ray_session(None, 2, lambda m: None), \
+            pytest.raises(RuntimeError, match="(?s)step failed on Ray.*eight is not welcome"):
+        list(map_step_pools(steps, [(4,)]))
+
+
+def test_step_pools_fit_the_cluster() -> None:
+    """The model step gets the GPUs, or two CPUs in three; every pool fits the cluster."""
+    from kgx.cluster import step_pools
+    from kgx.workers import Step
+
+    steps = [Step(int), Step(int, model=True), Step(int)]
+    for cpus, gpus in ((2.0, 0), (16.0, 0), (16.0, 1), (64.0, 4), (1.0, 0), (2.0, 1)):
+        pools = step_pools(steps, cpus, gpus)
+        assert sum(n * c for n, c, _ in pools) <= cpus + 1e-9 or gpus, (cpus, gpus, pools)
+        assert sum(n * g for n, _, g in pools) == gpus
+        assert all(n >= 1 and c > 0 for n, c, _ in pools)
+    assert step_pools(steps, 16.0, 0)[1] == (5, 2.0, 0.0)
+    assert step_pools(steps, 16.0, 1)[1] == (1, 1.0, 1.0)
 
 
 # ---------------------------------------------------------------- resume across engines

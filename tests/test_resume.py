@@ -183,6 +183,93 @@ def test_read_stage_resumes_after_kill_9(reference: tuple[Path, dict], short_art
     assert sorted_quads(out / "graph.nq") == sorted_quads(ref / "graph.nq")
 
 
+class _DyingSplitter:
+    """The read stage's first step, killing its process whenever its chunk holds the page
+    ``poison`` (spawned workers import it from here)."""
+
+    def __init__(self, poison: str, *args: object) -> None:
+        from kgx.stages.read import SentenceSplitter
+
+        self.poison = poison
+        self.split = SentenceSplitter(*args)
+
+    def __call__(self, *task: object) -> object:
+        rc = self.split(*task)
+        if any(d["title"] == self.poison for d in rc.docs):
+            os._exit(1)
+        return rc
+
+
+def test_a_document_that_kills_its_reader_is_lost_alone(
+        reference: tuple[Path, dict], short_articles: Path, readme_out: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its chunk is read again document by document; the document that kills its process
+    again is reported lost, and every other page's mentions are as in an uninterrupted run."""
+    import kgx.stages.read
+    from kgx.pipeline import run
+    from kgx.workers import Step
+
+    read_steps = kgx.stages.read.read_steps
+
+    def poisoned(*a: object, **k: object) -> list[Step]:
+        steps = read_steps(*a, **k)
+        return [Step(_DyingSplitter, ("Town 7", *steps[0].args))] + steps[1:]
+
+    monkeypatch.setattr(kgx.stages.read, "read_steps", poisoned)
+    ref, ref_rep = reference
+    out = tmp_path / "out"
+    log: list[str] = []
+    rep = run(short_articles, out, pipeline_options(readme_out / "model"), log=log.append)
+    read = rep["pipeline"]["read"]
+    assert read["lost_documents"] == 1
+    assert [(x["title"], x["page_id"], x["documents"]) for x in read["lost"]] == [
+        ("Town 7", 8, 1)]
+    assert read["documents"] == ref_rep["pipeline"]["read"]["documents"] - 1
+    assert any("[read] lost 1 document(s) from 'Town 7' (page 8)" in m for m in log), log
+
+    def mentions(path: Path) -> set[str]:
+        return {q for q in sorted_quads(path) if "/mentions>" in q}
+
+    lost = "/graph/page/8/mentions>"
+    assert any(lost in q for q in mentions(ref / "graph.nq"))  # the test means something
+    assert mentions(out / "graph.nq") == {q for q in mentions(ref / "graph.nq") if lost not in q}
+
+
+def test_a_document_that_kills_its_corpus_worker_is_lost_alone(
+        reference: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The corpus stage's chunk is labelled again document by document; the document that
+    kills its process again is listed in ``stats.json``, and the other pages' rows are all
+    there."""
+    import shutil
+
+    from kgx.corpus import CorpusBuilder, build_corpus
+
+    ref, _ = reference
+    sentences = CorpusBuilder.sentences
+
+    def dies_on_town_7(self: CorpusBuilder, doc: dict) -> object:
+        if doc["title"] == "Town 7":
+            os._exit(1)  # in the forked worker
+        return sentences(self, doc)
+
+    def corpus(name: str) -> tuple[dict, list[str]]:
+        graph = tmp_path / name
+        shutil.copytree(ref, graph, ignore=shutil.ignore_patterns("corpus", ".work"))
+        stats = build_corpus(graph, graph / "corpus", workers=1)
+        rows = [line for split in ("train", "dev", "test")
+                for line in (graph / "corpus" / f"{split}.jsonl").read_text().splitlines()]
+        return stats, rows
+
+    whole, rows = corpus("whole")
+    monkeypatch.setattr(CorpusBuilder, "sentences", dies_on_town_7)
+    lost, rows2 = corpus("lost")
+    assert [(x["title"], x["page_id"], x["documents"]) for x in lost["lost_documents"]] == [
+        ("Town 7", 8, 1)] and whole["lost_documents"] == []
+    assert sum(lost["pages"].values()) == sum(whole["pages"].values()) - 1
+    town_7 = [r for r in rows if '"page_id": 8,' in r]
+    assert town_7 and sorted(rows2) == sorted(r for r in rows if r not in town_7)
+
+
 def test_merge_continues_after_a_failure(reference: tuple[Path, dict], short_articles: Path,
                                          readme_out: Path, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
@@ -362,3 +449,57 @@ def test_entities_stage_embeds_in_chunks_and_resumes(
     assert any("tables built, 3 chunks of vectors committed before" in m for m in log), log
     assert seen[:3] == [0, 1, 2] and sorted(seen[3:]) == list(range(3, one["chunks"]))
     assert np.allclose(vecs, vecs3, atol=1e-5) and again["entities"] == one["entities"]
+
+
+def test_entities_whose_embedder_dies_every_time_get_no_vector_and_are_counted(
+        reference: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk of entity vectors whose process died on every try is zeros in the index (the
+    alias table still links its entities), said in the log and the stage's figures; the
+    other chunks are as an undisturbed run makes them."""
+    import shutil
+
+    import faiss
+    import numpy as np
+
+    import kgx.linking
+    import kgx.stages.entities as stage
+    import kgx.workers
+    from kgx.pipeline import PipelineOptions
+    from kgx.workers import Crashed
+
+    ref, _ = reference
+    monkeypatch.setattr(kgx.linking, "ENTITY_CHUNK", 8)
+    opts = PipelineOptions(extract=ExtractOptions(workers=1, progress=False), progress=False)
+    new_pool = kgx.workers.new_pool
+
+    def build(name: str) -> tuple[dict, np.ndarray, list[str]]:
+        out = tmp_path / name
+        shutil.copytree(ref, out, ignore=shutil.ignore_patterns("entities.*", ".work"))
+        log: list[str] = []
+        meta = stage.build_entities(out, out / ".work" / "entities", "key", opts, log.append)
+        index = faiss.read_index(str(out / "entities.faiss"))
+        return meta, index.reconstruct_n(0, index.ntotal), log
+
+    whole, vecs, _ = build("whole")
+
+    def losing_pool(ctx: object, workers: int, **kw: object) -> object:
+        pool = new_pool(ctx, workers, **kw)
+        real = pool.map
+
+        def map_(fn, tasks, split=None):  # noqa: ANN001, ANN202
+            for t in tasks:
+                if t[0] == 1:
+                    yield Crashed(t)
+                else:
+                    yield from real(fn, [t], split)
+
+        pool.map = map_
+        return pool
+
+    monkeypatch.setattr(kgx.workers, "new_pool", losing_pool)
+    lost, vecs2, log = build("lost")
+    assert lost["entities_without_vector"] == 8 and whole["entities_without_vector"] == 0
+    assert any("entities 9..16 get no vector" in m for m in log), log  # ids from 1
+    assert vecs2.shape == vecs.shape and not vecs2[8:16].any() and vecs[8:16].any()
+    assert np.allclose(np.delete(vecs, range(8, 16), 0), np.delete(vecs2, range(8, 16), 0),
+                       atol=1e-5)

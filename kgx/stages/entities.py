@@ -58,7 +58,7 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
 
     from kgx.linking import build_entity_table, entity_chunks, write_vector_index
     from kgx.progress import Progress
-    from kgx.workers import new_pool
+    from kgx.workers import Crashed, new_pool
 
     resumed = prepare_work(work, key)
     parts = work / "vectors"
@@ -91,9 +91,17 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
         bar.update(sum(hi - lo + 1 for k, lo, hi in chunks if k in done))
         todo = ((k, str(out), lo, hi, str(parts)) for k, lo, hi in chunks if k not in done)
         for res in pool.map(embed_chunk, todo):
+            if isinstance(res, Crashed):  # died twice: its entities get no vector
+                k, _, lo, hi, _ = res.task
+                _zeros(parts, k, hi - lo + 1, _dim(parts, [c for c in chunks if c[0] != k]))
+                res = {"chunk": k, "entities": hi - lo + 1, "lost": True}
+                log(f"[entities] entities {lo:,}..{hi:,} get no vector: the process "
+                    "embedding them died on every try (the alias table still links them)")
             journal.commit(res["chunk"], res)
             bar.update(res["entities"])
     seconds_embedding = time.monotonic() - t
+    without_vector = sum(i["entities"] for k, i in journal.infos()
+                         if k != TABLES_STEP and i.get("lost"))
     meta = write_vector_index(
         out, (np.load(parts / f"{k:09d}.npy", mmap_mode="r") for k, _, _ in chunks), n,
         _dim(parts, chunks), ENCODER)
@@ -101,6 +109,7 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
     fit = fit_scorer(out, log)
     shutil.rmtree(work, ignore_errors=True)
     return {**meta, "alias_keys": tables["alias_keys"], "seconds_tables": tables["seconds"],
+            "entities_without_vector": without_vector,
             "seconds_embedding": round(seconds_embedding, 2), "embed_workers": max(1, n_workers),
             "chunks": len(chunks), "linker_scorer": fit}
 
@@ -151,13 +160,25 @@ def _count(out: Path, table: str) -> int:
 
 
 def _dim(parts: Path, chunks: list[tuple[int, int, int]]) -> int:
+    """The vectors' size: a committed chunk's, else the encoder's."""
     import numpy as np
 
-    if chunks:
-        return int(np.load(parts / f"{chunks[0][0]:09d}.npy", mmap_mode="r").shape[1])
+    for k, _, _ in chunks:
+        if (parts / f"{k:09d}.npy").exists():
+            return int(np.load(parts / f"{k:09d}.npy", mmap_mode="r").shape[1])
     from kgx.encoder import shared_encoder
 
     return shared_encoder(ENCODER, None).dim
+
+
+def _zeros(parts: Path, chunk: int, n: int, dim: int) -> None:
+    """A chunk of ``n`` zero vectors (entities with none), renamed into place."""
+    import numpy as np
+
+    dst = parts / f"{chunk:09d}.npy"
+    with open(dst.with_suffix(".tmp"), "wb") as f:
+        np.save(f, np.zeros((n, dim), dtype=np.float32))
+    os.replace(dst.with_suffix(".tmp"), dst)
 
 
 _ENCODER: Any = None  # a worker's sentence encoder

@@ -5,13 +5,17 @@ linker; gives ``mentions.nq`` (each linked mention with its span, type, how it w
 confidence) and ``model.nq`` (one named graph per distinct fact, its confidence aggregated over
 its evidence sentences, each sentence kept as evidence).
 
-Work is done in **chunks** of ``read_chunk_documents`` documents (200 by default), read by
-several processes, each with its own copy of the model, linker and sentence splitter
-(:func:`read_workers`); chunks are committed in document order. A
-chunk's mentions go to a part file, renamed into place, and its fact rows go into
-``.work/read/facts.sqlite`` in the transaction that records the chunk in the journal: after a
-kill, a re-run skips the committed chunks' documents and redoes at most the chunk in flight.
-Facts are aggregated once every chunk is in, from SQLite, sorted on disk.
+Work is done in **chunks** of ``read_chunk_documents`` documents (200 by default). A chunk
+goes through three steps (:func:`read_steps`): :class:`SentenceSplitter` (sentences and tokens,
+CPU), :class:`ChunkPredictor` (the model) and :class:`ChunkLinker` (linking, the mentions part
+file and the fact rows, CPU). Locally, several processes (:func:`read_workers`) each run all
+three on a chunk at a time; on Ray each step is a pool of its own, the model's on the GPUs
+(:func:`kgx.workers.map_steps`). A chunk's mentions go to a part file, renamed into place, and
+its fact rows go into ``.work/read/facts.sqlite`` in the transaction that records the chunk in
+the journal, in whatever order chunks finish: after a kill, a re-run skips the committed
+chunks' documents and redoes at most the chunks in flight. A chunk whose process dies twice is
+read again document by document, and a document that kills its process again is reported as
+lost. Facts are aggregated once every chunk is in, from SQLite, sorted on disk.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import time
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,7 @@ from kgx.rdf import literal
 from kgx.stages.runner import (
     Journal,
     Run,
+    SplitChunks,
     Stage,
     concatenate,
     drop_uncommitted,
@@ -53,8 +59,9 @@ BATCH_SENTENCES = 256  # sentences per model call
 _FACTS = ("CREATE TABLE IF NOT EXISTS f (h TEXT, p TEXT, t TEXT, page INTEGER, rev INTEGER, "
           "s0 INTEGER, s1 INTEGER, e0 INTEGER, e1 INTEGER, sentence TEXT, conf REAL, "
           "title TEXT, h0 INTEGER, h1 INTEGER, t0 INTEGER, t1 INTEGER)")
-_STATS = ("documents", "sentences", "mentions", "linked_mentions", "linked_by_wikilink",
-          "linked_by_page", "linked_by_linker", "relations_predicted",
+MAX_LOST_LISTED = 100
+_STATS = ("documents", "lost_documents", "sentences", "mentions", "linked_mentions",
+          "linked_by_wikilink", "linked_by_page", "linked_by_linker", "relations_predicted",
           "relations_between_linked", "relations_against_domain_or_range", "mention_triples")
 
 
@@ -89,124 +96,171 @@ def iter_sentences(nlp: Any, text: str) -> Iterator[tuple[int, int]]:
         pos += len(line) + 1
 
 
-class _Reader:
-    """What one read worker holds: the sentence splitter, the model, the linker. Reads a
-    chunk of documents into a mentions part file and fact rows."""
+@dataclass(slots=True)
+class ReadChunk:
+    """A chunk of documents on its way through the read steps: cut into sentences and
+    tokenised (:class:`SentenceSplitter`), then predicted (:class:`ChunkPredictor`)."""
 
-    def __init__(self, out: Path, work: Path, model_dir: Path, opts: Any, threads: int | None
-                 ) -> None:
+    chunk: int
+    sub: int | None  # the document's index in its chunk, for a chunk retried document by document
+    docs: list[dict[str, Any]]
+    sentences: list[tuple[int, int, int]]  # (index in docs, start, end)
+    toks: list[Any]  # kgx.model.Tokenized, one per sentence
+    predictions: list[Any] | None = None  # kgx.model.Prediction, one per sentence
+
+
+class SentenceSplitter:
+    """Read step 1 (CPU): a chunk's documents, cut into sentences and tokenised."""
+
+    def __init__(self, out: Path, model_dir: Path) -> None:
         import spacy
+        from transformers import AutoTokenizer
 
-        from kgx.linking import Linker
-        from kgx.model import Predictor
+        from kgx.logs import quiet_transformers
 
         report = json.loads((out / "report.json").read_text("utf-8"))
-        self.ns = ns = report["site"]["namespace"]
         lang = report["site"].get("lang", "en")
         try:
             self.nlp = spacy.blank(lang)
         except (ImportError, KeyError):
             self.nlp = spacy.blank("xx")
         self.nlp.add_pipe("sentencizer")
-        self.predictor = Predictor.load(model_dir, device=opts.device,
-                                        relation_threshold=opts.relation_threshold)
+        quiet_transformers()
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+
+    def __call__(self, chunk: int, docs_path: str, offset: int, n: int, remaining: int | None,
+                 sub: int | None = None) -> ReadChunk:
+        """``n`` documents from byte ``offset`` of ``documents.jsonl``, at most ``remaining``
+        sentences."""
+        from kgx.corpus import read_documents
+        from kgx.model import tokenize
+
+        docs: list[dict[str, Any]] = []
+        sentences: list[tuple[int, int, int]] = []
+        for doc in read_documents(docs_path, offset, n):
+            if remaining is not None and len(sentences) >= remaining:
+                break
+            docs.append(doc)
+            for a, b in iter_sentences(self.nlp, doc["text"]):
+                if remaining is not None and len(sentences) >= remaining:
+                    break
+                sentences.append((len(docs) - 1, a, b))
+        toks = tokenize(self.tokenizer, [docs[d]["text"][a:b] for d, a, b in sentences])
+        return ReadChunk(chunk, sub, docs, sentences, toks)
+
+
+class ChunkPredictor:
+    """Read step 2 (the model): mentions and relations of a chunk's sentences,
+    :data:`BATCH_SENTENCES` at a time (the predictor batches their windows by tokens).
+
+    Args:
+        threads: Torch threads on a CPU; None tunes them while reading.
+    """
+
+    def __init__(self, model_dir: Path, device: str | None, relation_threshold: float,
+                 threads: int | None = None) -> None:
+        from kgx.model import Predictor
+
+        self.predictor = Predictor.load(model_dir, device=device,
+                                        relation_threshold=relation_threshold)
         cpu = self.predictor.device.type == "cpu"
         if cpu and threads:  # several readers share the cores: each keeps its share
             import torch
 
             torch.set_num_threads(threads)
         self.tuner = ThreadTuner(enabled=cpu and not threads, period=16, trial=2)
-        self.linker = Linker(out, ns)
+
+    def __call__(self, rc: ReadChunk) -> ReadChunk:
+        preds: list[Any] = []
+        for i in range(0, len(rc.sentences), BATCH_SENTENCES):
+            batch = rc.sentences[i: i + BATCH_SENTENCES]
+            t = time.perf_counter()
+            preds += self.predictor.predict([rc.docs[d]["text"][a:b] for d, a, b in batch],
+                                            toks=rc.toks[i: i + BATCH_SENTENCES])
+            self.tuner.step(time.perf_counter() - t, len(batch))
+        rc.predictions = preds
+        rc.toks = []  # read: no need to carry them further
+        return rc
+
+
+class ChunkLinker:
+    """Read step 3 (CPU): links a predicted chunk's mentions, writes its mentions part file
+    (renamed into place) and returns its stats and fact rows."""
+
+    def __init__(self, out: Path, work: Path, mentions: bool) -> None:
+        from kgx.linking import Linker
+
+        report = json.loads((out / "report.json").read_text("utf-8"))
+        self.ns = report["site"]["namespace"]
+        self.linker = Linker(out, self.ns)
         self.signature = Signatures()
         self.work = work
-        self.mentions = opts.mentions
-        self.iri = entity_iri(ns)
+        self.mentions = mentions
+        self.iri = entity_iri(self.ns)
 
-    def read_chunk(self, chunk: int, docs: Iterator[dict[str, Any]], remaining: int | None
-                   ) -> dict[str, Any]:
-        """Read documents (at most ``remaining`` sentences); write the chunk's mentions part
-        (renamed into place); return its stats and fact rows."""
-        from kgx.linking import alias_key
+    def __call__(self, rc: ReadChunk) -> dict[str, Any]:
+        from kgx.workers import part_name
 
-        cs: Counter[str] = Counter()
+        assert rc.predictions is not None, "a chunk must be predicted before it is linked"
+        cs: Counter[str] = Counter(documents=len(rc.docs), sentences=len(rc.sentences))
         rows: list[tuple[Any, ...]] = []
         lines: list[str] = []
-        batch: list[tuple[dict[str, Any], int, int]] = []
-        predictor, linker = self.predictor, self.linker
-
-        def predict() -> None:
-            if not batch:
-                return
-            t_batch = time.perf_counter()
-            preds = predictor.predict([d["text"][a:b] for d, a, b in batch])
-            self.tuner.step(time.perf_counter() - t_batch, len(batch))
-            pending = []
-            for (doc, a, _), pred in zip(batch, preds, strict=True):
-                ctx = _page_context(linker, doc)
-                for m in pred.mentions:
-                    pending.append((doc, a, m, ctx))
-            linked = _link_mentions(linker, pending, cs, alias_key)
-            by_sentence: dict[tuple[int, int], list[Any]] = {}
-            for (doc, a, m, _), ent in zip(pending, linked, strict=True):
-                by_sentence.setdefault((doc["page_id"], a), []).append(ent)
-                if self.mentions and ent is not None:
-                    cs["mention_triples"] += _write_mention(lines, self.ns, doc, a, m, ent,
-                                                            self.iri)
-            for (doc, a, b), pred in zip(batch, preds, strict=True):
-                ents = by_sentence.get((doc["page_id"], a), [])
-                cs["relations_predicted"] += len(pred.relations)
-                for r in pred.relations:
-                    h, tl = ents[r.head], ents[r.tail]
-                    if h is None or tl is None or h[0] == tl[0]:
-                        continue
-                    cs["relations_between_linked"] += 1
-                    mh, mt = pred.mentions[r.head], pred.mentions[r.tail]
-                    if not self.signature.fits(r.label, mh.label, mt.label):
-                        cs["relations_against_domain_or_range"] += 1
-                        continue
-                    e0, e1 = a + min(mh.start, mt.start), a + max(mh.end, mt.end)
-                    rows.append((h[0], r.label, tl[0], doc["page_id"], doc.get("revision_id"),
-                                 a, b, e0, e1, doc["text"][a:b], r.score, doc["title"],
-                                 a + mh.start, a + mh.end, a + mt.start, a + mt.end))
-            batch.clear()
-
-        for doc in docs:
-            if remaining is not None and cs["sentences"] >= remaining:
-                break
-            cs["documents"] += 1
-            for a, b in iter_sentences(self.nlp, doc["text"]):
-                if remaining is not None and cs["sentences"] >= remaining:
-                    break
-                batch.append((doc, a, b))
-                cs["sentences"] += 1
-                if len(batch) >= BATCH_SENTENCES:
-                    predict()
-        predict()
-        part = self.work / "mentions" / f"{chunk:09d}.nq"
+        # Linked in the predictor's batches, so a mention is linked alike on every engine.
+        for i in range(0, len(rc.sentences), BATCH_SENTENCES):
+            self._link(rc.docs, rc.sentences[i: i + BATCH_SENTENCES],
+                       rc.predictions[i: i + BATCH_SENTENCES], cs, rows, lines)
+        part = self.work / "mentions" / f"{part_name(rc.chunk, rc.sub)}.nq"
         with open(part.with_suffix(".tmp"), "w", encoding="utf-8") as f:
             f.writelines(lines)
         os.replace(part.with_suffix(".tmp"), part)
-        return {"chunk": chunk, "stats": dict(cs), "rows": rows}
+        return {"chunk": rc.chunk, "stats": dict(cs), "rows": rows}
+
+    def _link(self, docs: list[dict[str, Any]], sentences: list[tuple[int, int, int]],
+              preds: list[Any], cs: Counter[str], rows: list[tuple[Any, ...]],
+              lines: list[str]) -> None:
+        from kgx.linking import alias_key
+
+        linker = self.linker
+        pending = []
+        for (d, a, _), pred in zip(sentences, preds, strict=True):
+            ctx = _page_context(linker, docs[d])
+            for m in pred.mentions:
+                pending.append((docs[d], a, m, ctx))
+        linked = _link_mentions(linker, pending, cs, alias_key)
+        by_sentence: dict[tuple[int, int], list[Any]] = {}
+        for (doc, a, m, _), ent in zip(pending, linked, strict=True):
+            by_sentence.setdefault((doc["page_id"], a), []).append(ent)
+            if self.mentions and ent is not None:
+                cs["mention_triples"] += _write_mention(lines, self.ns, doc, a, m, ent,
+                                                        self.iri)
+        for (d, a, b), pred in zip(sentences, preds, strict=True):
+            doc = docs[d]
+            ents = by_sentence.get((doc["page_id"], a), [])
+            cs["relations_predicted"] += len(pred.relations)
+            for r in pred.relations:
+                h, tl = ents[r.head], ents[r.tail]
+                if h is None or tl is None or h[0] == tl[0]:
+                    continue
+                cs["relations_between_linked"] += 1
+                mh, mt = pred.mentions[r.head], pred.mentions[r.tail]
+                if not self.signature.fits(r.label, mh.label, mt.label):
+                    cs["relations_against_domain_or_range"] += 1
+                    continue
+                e0, e1 = a + min(mh.start, mt.start), a + max(mh.end, mt.end)
+                rows.append((h[0], r.label, tl[0], doc["page_id"], doc.get("revision_id"),
+                             a, b, e0, e1, doc["text"][a:b], r.score, doc["title"],
+                             a + mh.start, a + mh.end, a + mt.start, a + mt.end))
 
 
-_READER: _Reader | None = None  # a read worker's
+def read_steps(out: Path, work: Path, model_dir: Path, opts: Any, threads: int | None
+               ) -> list[Any]:
+    """The read stage's steps, in order: split, predict, link (:class:`kgx.workers.Step`)."""
+    from kgx.workers import Step
 
-
-def _init_reader(*args: Any) -> None:
-    from kgx.workers import ignore_interrupts_in_worker
-
-    global _READER
-    ignore_interrupts_in_worker()
-    _READER = _Reader(*args)
-
-
-def read_chunk(chunk: int, docs_path: str, offset: int, n: int, remaining: int | None
-               ) -> dict[str, Any]:
-    """Worker task: read ``n`` documents from byte ``offset`` of ``documents.jsonl``."""
-    from kgx.corpus import read_documents
-
-    assert _READER is not None, "read worker not initialised"
-    return _READER.read_chunk(chunk, read_documents(docs_path, offset, n), remaining)
+    return [Step(SentenceSplitter, (out, model_dir)),
+            Step(ChunkPredictor, (model_dir, opts.device, opts.relation_threshold),
+                 {"threads": threads}, model=True),
+            Step(ChunkLinker, (out, work, opts.mentions))]
 
 
 def entity_iri(ns: str) -> Callable[[str], str]:
@@ -243,11 +297,11 @@ def _cuda() -> bool:
 def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
               log: Callable[[str], None]) -> dict[str, Any]:
     """Predict, link and aggregate over every sentence of every article, chunk by chunk, in
-    :func:`read_workers` processes."""
-    from kgx.corpus import document_chunks, load_entities
+    :func:`read_workers` processes (or, on Ray, a pipeline of the three steps)."""
+    from kgx.corpus import document_chunks, document_offsets, load_entities
     from kgx.cpu import usable_cores
     from kgx.model import load_metadata
-    from kgx.workers import new_pool
+    from kgx.workers import Crashed, map_steps
 
     resumed = prepare_work(work, key)
     (work / "mentions").mkdir(exist_ok=True)
@@ -255,9 +309,11 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
     facts_db.execute(_FACTS)
     journal = Journal(facts_db)
     stats: Counter[str] = Counter({k: 0 for k in _STATS})
+    lost: list[dict[str, Any]] = []
     done = journal.done()
     for _, info in journal.infos():
         stats.update(info["stats"])
+        lost += info.get("lost", [])
     drop_uncommitted(work / "mentions", done)  # parts of chunks a killed run did not commit
     if resumed and done:
         log(f"[read] resuming: {len(done):,} chunks committed before "
@@ -268,10 +324,7 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
     total_docs = sum(n for _, n in chunks)
     n_workers = read_workers(opts)
     threads = max(1, usable_cores() // n_workers) if n_workers > 1 else None
-    setup = (out, work, model_dir, opts, threads)
     limit = opts.read_sentences
-    pool = new_pool(None, n_workers, window=2, initializer=_init_reader, initargs=setup,
-                    start_method="spawn")
     log(f"[read] {total_docs:,} documents in {len(chunks):,} chunks, "
         f"{max(1, n_workers)} reading process(es)")
     t_loop = time.monotonic()
@@ -285,14 +338,33 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
             yield (k, str(docs_path), off, n,
                    None if limit is None else limit - stats["sentences"])
 
+    def split(task: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """A chunk whose worker died, document by document: only the culprit is lost."""
+        k, path, off, n, remaining = task[:5]
+        for f in (work / "mentions").glob(f"{k:09d}*"):
+            f.unlink()
+        return [(k, path, o, 1, remaining, i) for i, o in enumerate(document_offsets(
+            Path(path), off, n))]
+
+    retried = SplitChunks(split)
+    steps = read_steps(out, work, model_dir, opts, threads)
     with Progress(total=total_docs, unit="documents", enabled=opts.progress, desc="read") as bar:
         bar.update(sum(n for k, (_, n) in enumerate(chunks) if k in done))
-        for res in pool.map(read_chunk, tasks()):
-            journal.commit(res["chunk"], {"stats": res["stats"]}, lambda db, r=res: (
-                db.executemany(f"INSERT INTO f VALUES ({','.join('?' * 16)})", r["rows"])))
-            stats.update(res["stats"])
-            bar.update(chunks[res["chunk"]][1], sentences=stats["sentences"],
-                       mentions=stats["mentions"])
+        for res in map_steps(steps, tasks(), n_workers, split=retried.split):
+            k = res.task[0] if isinstance(res, Crashed) else res["chunk"]
+            parts = retried.gather(k, res)
+            if parts is None:
+                continue
+            info = _chunk_info(parts)
+            journal.commit(k, {"stats": info["stats"], "lost": info["lost"]},
+                           lambda db, r=info["rows"]: db.executemany(
+                               f"INSERT INTO f VALUES ({','.join('?' * 16)})", r))
+            stats.update(info["stats"])
+            lost += info["lost"]
+            for x in info["lost"]:
+                log(f"[read] lost {x['documents']:,} document(s) from {x['title']!r} "
+                    f"(page {x['page_id']}): {x['reason']}")
+            bar.update(chunks[k][1], sentences=stats["sentences"], mentions=stats["mentions"])
     seconds_reading = time.monotonic() - t_loop
     if opts.mentions:
         concatenate(sorted((work / "mentions").glob("*.nq")), out / MENTIONS_FILE)
@@ -301,6 +373,7 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
                   f"({meta.get('base_model', 'unknown')}, {model_dir.name})")
     ns = json.loads((out / "report.json").read_text("utf-8"))["site"]["namespace"]
     result: dict[str, Any] = dict(stats)
+    result["lost"] = lost[:MAX_LOST_LISTED]
     result.update(_write_model_facts(out, facts_db, ns, model_name, entities,
                                      entity_iri(ns)))
     result["chunks"] = len(journal.done())
@@ -310,8 +383,30 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
     shutil.rmtree(work, ignore_errors=True)
     log(f"[read] {stats['sentences']:,} sentences, {stats['mentions']:,} mentions "
         f"({stats['linked_mentions']:,} linked), {result['model_facts']:,} model facts "
-        f"({result['agreeing_with_infobox']:,} restate an infobox fact)")
+        f"({result['agreeing_with_infobox']:,} restate an infobox fact)"
+        + (f"; {stats['lost_documents']:,} document(s) lost" if stats["lost_documents"] else ""))
     return result
+
+
+def _chunk_info(parts: list[Any]) -> dict[str, Any]:
+    """One chunk's stats, fact rows and lost documents from its results: one, or one per
+    document for a chunk retried document by document; a :class:`kgx.workers.Crashed` part
+    is documents lost."""
+    from kgx.corpus import lost_documents
+    from kgx.workers import Crashed
+
+    stats: Counter[str] = Counter()
+    rows: list[tuple[Any, ...]] = []
+    lost: list[dict[str, Any]] = []
+    for res in parts:
+        if isinstance(res, Crashed):
+            _, path, off, n = res.task[:4]
+            lost.append(lost_documents(Path(path), off, n))
+            stats["lost_documents"] += n
+        else:
+            stats.update(res["stats"])
+            rows += res["rows"]
+    return {"stats": dict(stats), "rows": rows, "lost": lost}
 
 
 class Signatures:

@@ -17,7 +17,10 @@ The runner (:func:`run_stages`) skips a stage whose key is recorded in ``stages.
 outputs are there (or were consumed by a later stage that is itself done), times the others,
 and records the disk each output uses. Chunks are handed to workers through an executor with
 ``map(fn, tasks)``; the local process pool is :class:`kgx.workers.OrderedPool`, Ray's is
-:class:`kgx.cluster.RayPool` (:func:`kgx.workers.new_pool` gives the one in force).
+:class:`kgx.cluster.RayPool` (:func:`kgx.workers.new_pool` gives the one in force). A stage
+whose chunk goes through steps that want different hardware (the read stage: split on a CPU,
+predict on the GPU, link on a CPU) hands :func:`kgx.workers.map_steps` its steps: locally
+each worker runs all of a chunk's steps, and on Ray each step is a pool of its own.
 """
 
 from __future__ import annotations
@@ -69,6 +72,38 @@ def drop_uncommitted(parts: Path, committed: set[int]) -> int:
             f.unlink()
             n += 1
     return n
+
+
+class SplitChunks:
+    """Gathers a chunk that the pool retried in parts (its worker died: see
+    :meth:`kgx.workers.OrderedPool.map`'s ``split``) back into one commit.
+
+    Args:
+        split: Task -> the smaller tasks to retry it as; the chunk id is each task's first
+            item.
+    """
+
+    def __init__(self, split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]]) -> None:
+        self._split = split
+        self._waiting: dict[Any, tuple[int, list[Any]]] = {}  # chunk -> (parts, results)
+
+    def split(self, task: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """The pool's ``split``: the parts, remembered so that :meth:`gather` waits for all."""
+        parts = self._split(task)
+        self._waiting[task[0]] = (len(parts), [])
+        return parts
+
+    def gather(self, chunk: Any, result: Any) -> list[Any] | None:
+        """The results of ``chunk`` once all are in (one, for a chunk that was not split),
+        else None."""
+        if chunk not in self._waiting:
+            return [result]
+        want, got = self._waiting[chunk]
+        got.append(result)
+        if len(got) < want:
+            return None
+        del self._waiting[chunk]
+        return got
 
 
 def concatenate(parts: Iterable[Path], dst: Path,
