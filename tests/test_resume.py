@@ -344,16 +344,17 @@ def test_corpus_is_the_same_with_any_number_of_workers_and_resumes(
     real = kgx.corpus._label_chunk
     seen: list[int] = []
 
-    def dies_after_three(chunk: int, docs: object) -> dict:
+    def dies_after_three(chunk: int, docs: object, sub: int | None = None) -> dict:
         if len(seen) == 3:
             raise KeyboardInterrupt
         seen.append(chunk)
-        return real(chunk, docs)
+        return real(chunk, docs, sub)
 
     monkeypatch.setattr(kgx.corpus, "_label_chunk", dies_after_three)
     with pytest.raises(KeyboardInterrupt):
         build_corpus(readme_out, tmp_path / "three", workers=0)
-    monkeypatch.setattr(kgx.corpus, "_label_chunk", lambda c, d: (seen.append(c), real(c, d))[1])
+    monkeypatch.setattr(kgx.corpus, "_label_chunk",
+                        lambda c, d, s=None: (seen.append(c), real(c, d, s))[1])
     again = build_corpus(readme_out, tmp_path / "three", workers=0)
     assert seen[:3] == [0, 1, 2] and 0 not in seen[3:] and len(seen) == 11  # 106 documents
     assert {k: v for k, v in again.items() if k != "graph"} == \
@@ -395,14 +396,29 @@ def test_a_full_disk_names_the_folder_and_stage_and_keeps_committed_work(tmp_pat
 # --------------------------------------------------------------------------- entities
 
 
+def build_entities_from(ref: Path, out: Path, opts: object) -> tuple[dict, object, list[str]]:
+    """The entities stage on a copy of ``ref`` (once: a second call goes on with the copy);
+    its figures, the index's vectors and its log."""
+    import shutil
+
+    import faiss
+
+    import kgx.stages.entities as stage
+
+    if not out.exists():
+        shutil.copytree(ref, out, ignore=shutil.ignore_patterns("entities.*", ".work"))
+    log: list[str] = []
+    meta = stage.build_entities(out, out / ".work" / "entities", "key", opts, log.append)
+    index = faiss.read_index(str(out / "entities.faiss"))
+    return meta, index.reconstruct_n(0, index.ntotal), log
+
+
 def test_entities_stage_embeds_in_chunks_and_resumes(
         reference: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Entity vectors embedded chunk by chunk by 2 worker processes, or by a run that died
     after 3 chunks and was run again, make the index one process makes; the re-run rebuilds
     neither the tables nor the committed chunks."""
-    import shutil
 
-    import faiss
     import numpy as np
 
     import kgx.linking
@@ -414,13 +430,7 @@ def test_entities_stage_embeds_in_chunks_and_resumes(
     opts = PipelineOptions(extract=ExtractOptions(workers=1, progress=False), progress=False)
 
     def build(name: str, **kw: object) -> tuple[dict, np.ndarray, list[str]]:
-        out = tmp_path / name
-        if not out.exists():
-            shutil.copytree(ref, out, ignore=shutil.ignore_patterns("entities.*", ".work"))
-        log: list[str] = []
-        meta = stage.build_entities(out, out / ".work" / "entities", "key", opts, log.append)
-        index = faiss.read_index(str(out / "entities.faiss"))
-        return meta, index.reconstruct_n(0, index.ntotal), log
+        return build_entities_from(ref, tmp_path / name, opts)
 
     one, vecs, _ = build("one")
     assert one["chunks"] >= 6 and one["embed_workers"] == 1
@@ -456,13 +466,10 @@ def test_entities_whose_embedder_dies_every_time_get_no_vector_and_are_counted(
     """A chunk of entity vectors whose process died on every try is zeros in the index (the
     alias table still links its entities), said in the log and the stage's figures; the
     other chunks are as an undisturbed run makes them."""
-    import shutil
 
-    import faiss
     import numpy as np
 
     import kgx.linking
-    import kgx.stages.entities as stage
     import kgx.workers
     from kgx.pipeline import PipelineOptions
     from kgx.workers import Crashed
@@ -473,12 +480,7 @@ def test_entities_whose_embedder_dies_every_time_get_no_vector_and_are_counted(
     new_pool = kgx.workers.new_pool
 
     def build(name: str) -> tuple[dict, np.ndarray, list[str]]:
-        out = tmp_path / name
-        shutil.copytree(ref, out, ignore=shutil.ignore_patterns("entities.*", ".work"))
-        log: list[str] = []
-        meta = stage.build_entities(out, out / ".work" / "entities", "key", opts, log.append)
-        index = faiss.read_index(str(out / "entities.faiss"))
-        return meta, index.reconstruct_n(0, index.ntotal), log
+        return build_entities_from(ref, tmp_path / name, opts)
 
     whole, vecs, _ = build("whole")
 
