@@ -409,8 +409,7 @@ class _StepActor:
 
     def __init__(self, step: Any, first: bool, threads: int | None) -> None:
         os.environ.setdefault("KGX_ENGINE", "ray")
-        self.fn = step.cls(*step.args, **{**step.kwargs, **({"threads": threads} if threads
-                                                            else {})})
+        self.fn = step.build(**({"threads": threads} if threads else {}))
         self.first = first
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:

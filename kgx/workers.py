@@ -467,6 +467,10 @@ class Step:
     kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
     model: bool = False
 
+    def build(self, **extra: Any) -> Any:
+        """The step's callable, ``extra`` keywords over its own."""
+        return self.cls(*self.args, **{**self.kwargs, **extra})
+
 
 _STEPS: list[Any] = []  # a worker's built steps (init_steps)
 
@@ -474,7 +478,7 @@ _STEPS: list[Any] = []  # a worker's built steps (init_steps)
 def init_steps(steps: list[Step]) -> None:
     """Worker initialiser: build each step once."""
     ignore_interrupts_in_worker()
-    _STEPS[:] = [s.cls(*s.args, **s.kwargs) for s in steps]
+    _STEPS[:] = [s.build() for s in steps]
 
 
 def run_steps(*task: Any) -> Any:
