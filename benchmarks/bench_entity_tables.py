@@ -2,10 +2,12 @@
 process against worker processes, on one finished output, in one run.
 
 Copies ``OUT/aliases.sqlite`` (the structure stage's titles, redirects and anchors) and builds
-the tables from it twice, each in a fresh child process: with ``--workers 0`` (every alias row
-made in the building process) and with ``--workers N`` (:func:`kgx.linking.alias_rows` in N
-spawned processes). Prints seconds, pages per second, anchor rows, CPU seconds of the process
-tree over wall seconds and peak memory, then whether both made the same tables. Usage:
+the tables from it three times, each in a fresh child process: with ``--workers 0`` (every
+alias row made in the building process) and with ``--workers N`` (:func:`kgx.linking.alias_rows`
+in N spawned processes), SQLite's sorter on one thread, then N workers with the sorter's helper
+threads (:func:`kgx.cpu.sort_threads`, kgx's default). Prints seconds, pages per second, anchor
+rows, CPU seconds of the process tree over wall seconds and peak memory, then whether every way
+made the same tables. Usage:
 ``python benchmarks/bench_entity_tables.py OUT [--workers N] [--work DIR]``.
 """
 
@@ -26,8 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNNER = """
 import json, resource, sys, time
 from pathlib import Path
+import kgx.cpu
 from kgx.linking import build_entity_table
 if __name__ == "__main__":
+    kgx.cpu.SORT_THREADS = None if sys.argv[3] == "auto" else int(sys.argv[3])
     t = time.perf_counter()
     n = build_entity_table(Path(sys.argv[1]), workers=int(sys.argv[2]))
     wall = time.perf_counter() - t
@@ -62,30 +66,35 @@ def main() -> None:
     src.close()
     print(f"{args.out}: {pages:,} pages, {anchors:,} anchor rows; {os.cpu_count()} cores")
     rows = {}
-    for workers in (0, args.workers):
-        dst = args.work / f"w{workers}"
+    ways = {"0 (this process), sorter 1 thread": (0, "0"),
+            f"{args.workers}, sorter 1 thread": (args.workers, "0"),
+            f"{args.workers}, sorter helper threads (now)": (args.workers, "auto")}
+    for way, (workers, threads) in ways.items():
+        dst = args.work / f"w{workers}-{threads}"
         shutil.rmtree(dst, ignore_errors=True)
         dst.mkdir(parents=True)
         shutil.copyfile(args.out / "aliases.sqlite", dst / "aliases.sqlite")
         shutil.copyfile(args.out / "report.json", dst / "report.json")
         (dst / "store").symlink_to((args.out / "store").resolve())
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        res = subprocess.run([sys.executable, "-c", RUNNER, str(dst), str(workers)], env=env,
-                             capture_output=True, text=True)
+        res = subprocess.run([sys.executable, "-c", RUNNER, str(dst), str(workers), threads],
+                             env=env, capture_output=True, text=True)
         if res.returncode:
-            sys.exit(f"workers={workers} failed:\n{res.stderr}")
-        rows[workers] = json.loads(res.stdout.strip().splitlines()[-1])
-        rows[workers]["digest"] = tables_digest(dst / "aliases.sqlite")
+            sys.exit(f"{way} failed:\n{res.stderr}")
+        rows[way] = json.loads(res.stdout.strip().splitlines()[-1])
+        rows[way]["digest"] = tables_digest(dst / "aliases.sqlite")
         shutil.rmtree(dst)
-    base = rows[0]["seconds"]
+    first = next(iter(rows.values()))
+    base = first["seconds"]
     print("| workers | seconds | pages/s | us per page | cores busy | peak RSS MB | speed |")
     print("|---|---|---|---|---|---|---|")
     for w, r in rows.items():
-        print(f"| {w or '0 (this process)'} | {r['seconds']:.1f} | {pages / r['seconds']:,.0f} | "
+        print(f"| {w} | {r['seconds']:.1f} | {pages / r['seconds']:,.0f} | "
               f"{1e6 * r['seconds'] / pages:,.0f} | {r['cpu'] / r['seconds']:.2f} | "
               f"{r['rss_mb']:,.0f} | {base / r['seconds']:.2f}x |")
-    print(f"same tables: {rows[0]['digest'] == rows[args.workers]['digest']} "
-          f"({rows[args.workers]['digest']}), {rows[0]['entities']:,} entities")
+    digests = {r["digest"] for r in rows.values()}
+    print(f"same tables: {len(digests) == 1} ({', '.join(sorted(digests))}), "
+          f"{first['entities']:,} entities")
     (args.work / "bench-entity-tables.json").write_text(json.dumps(
         {"pages": pages, "anchors": anchors, "rows": rows}, indent=1))
 

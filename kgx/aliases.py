@@ -14,6 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from kgx.cpu import sort_threads
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS titles (title TEXT PRIMARY KEY, page_id INTEGER, kind TEXT);
 CREATE TABLE IF NOT EXISTS redirects (source TEXT PRIMARY KEY, target TEXT NOT NULL);
@@ -47,7 +49,7 @@ class AliasStore:
             self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
                                       check_same_thread=False)
         else:
-            self.db = sqlite3.connect(self.path, check_same_thread=False)
+            self.db = sort_threads(sqlite3.connect(self.path, check_same_thread=False))
             self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
         self._pages_table = False
         self._resolve = lru_cache(maxsize=1 << 18)(self._resolve_uncached)

@@ -305,11 +305,13 @@ def map_steps(steps: list[Any], tasks: Iterable[tuple[Any, ...]], workers: int,
               ) -> Iterator[Any]:
     """Each task through ``steps`` (:class:`kgx.workers.Step`) on Ray: fused on one actor
     (:class:`RayPool`, which retries a task whose actor died as its ``split`` parts), or in a
-    pool per step (:data:`STEP_POOLS`, :func:`map_step_pools`), where a task lost on every
-    retry is yielded whole as :class:`kgx.workers.Crashed`."""
+    pool per step (:data:`STEP_POOLS`, :func:`map_step_pools`). A task lost on every retry
+    of the pools is read again, once the stream has ended, as its ``split`` parts in a local
+    worker process, so that only the part that kills its process is lost (a
+    :class:`kgx.workers.Crashed`), as with the local engine."""
     import ray
 
-    from kgx.workers import init_steps, run_steps
+    from kgx.workers import OrderedPool, init_steps, run_steps
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
     pools = STEP_POOLS == "pools" or (STEP_POOLS == "auto" and gpus > 0)
@@ -319,9 +321,21 @@ def map_steps(steps: list[Any], tasks: Iterable[tuple[Any, ...]], workers: int,
         except ImportError:
             pools = False
     if pools:
-        # A chunk lost on every retry is lost whole here: reading it again in parts takes a
-        # second stream, and a second Ray Data stream in one Ray session hung in the tests.
-        yield from map_step_pools(steps, tasks)
+        lost = []
+        for result in map_step_pools(steps, tasks):
+            if isinstance(result, Crashed):
+                lost.append(result.task)
+            else:
+                yield result
+        if lost and split is not None:
+            # On this node, outside Ray: the parts are few, and Ray actors asked for now may
+            # wait on CPUs that the stream's actors still hold (seen under pytest: the
+            # stream's actors outlived it, and the next actors never started).
+            pool = OrderedPool(None, 1, window=2, initializer=init_steps, initargs=(steps,),
+                               start_method="spawn")
+            yield from pool.map(run_steps, [part for t in lost for part in split(t)])
+        else:
+            yield from (Crashed(t) for t in lost)
         return
     pool = RayPool(None, workers, window=2, initializer=init_steps, initargs=(steps,))
     yield from pool.map(run_steps, tasks, split=split)

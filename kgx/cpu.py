@@ -1,4 +1,4 @@
-"""torch's CPU threads on a machine whose cores other work may share.
+"""CPU threads: torch's on a machine whose cores other work may share, and SQLite's sorter's.
 
 Takes the loop's own batch timings; gives the number of intra-op threads to use. torch's
 default (one thread per core) collapses when another process holds a core: its OpenMP threads
@@ -11,6 +11,7 @@ from the cores that are free now and keeps testing its neighbour while the loop 
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 
 
@@ -20,6 +21,23 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+SORT_THREADS: int | None = None  # SQLite sorter threads; None: one per usable core (at most 8)
+
+
+def sort_threads(db: sqlite3.Connection) -> sqlite3.Connection:
+    """Let SQLite's external sorter use helper threads (``PRAGMA threads``) on ``db``.
+
+    The big sorts of a run (the anchor sums, the alias index, the misspelt-name index, the
+    read stage's facts) are single statements over millions of rows; SQLite then sorts its
+    runs in parallel. Measured on the 2-core development machine, a GROUP BY of 4 million
+    anchor rows into a keyed table: 6.95 s with no helper thread, 5.7-5.9 s with 1, 2 or 4;
+    a larger page cache made it slower (8.8 s at 64 MB). SQLite caps the helpers at 8.
+    """
+    n = usable_cores() if SORT_THREADS is None else SORT_THREADS
+    db.execute(f"PRAGMA threads = {max(0, min(8, int(n)))}")
+    return db
 
 
 def _cpu_times() -> tuple[int, int] | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from kgx.cpu import sort_threads
 from kgx.ontology import KGX, RDF_TYPE, Ontology, load_ontology
 
 _COARSE_OF = {"Person": "PER", "Deity": "PER", "Organisation": "ORG", "Place": "LOC"}
@@ -87,7 +88,7 @@ def load_entities(graph_dir: Path, onto: Ontology | None = None) -> EntityTypes:
     """
     graph_dir = Path(graph_dir)
     db_path = graph_dir / ALIASES_FILE
-    db = sqlite3.connect(db_path)
+    db = sort_threads(sqlite3.connect(db_path))
     try:
         have = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'entity_types_done'"
                           ).fetchone()

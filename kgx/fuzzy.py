@@ -25,6 +25,8 @@ import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator
 
+from kgx.cpu import sort_threads
+
 PREFIX = 16  # characters of a key whose deletions are indexed (SymSpell's prefix length)
 MAX_CANDIDATES = 2000  # keys verified per query at most (a very common prefix)
 
@@ -62,6 +64,7 @@ def build(db: sqlite3.Connection, keys: Iterable[str], batch: int = 200_000) -> 
     Returns:
         The number of keys indexed.
     """
+    sort_threads(db)
     db.executescript(SCHEMA)
     n = 0
     key_rows: list[tuple[int, str]] = []

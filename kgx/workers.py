@@ -498,7 +498,9 @@ def map_steps(steps: list[Step], tasks: Iterable[tuple[Any, ...]], workers: int,
     of a chunk, and results come in task order; a task whose worker died is retried as
     :meth:`OrderedPool.map` retries it (``split``). On Ray (:func:`kgx.cluster.map_steps`),
     the same, on actors; or, on a cluster with GPUs, each step is a pool of its own, results
-    come as they finish, and a task lost on every retry is yielded as :class:`Crashed`.
+    come as they finish, and a task lost on every retry is read again as its ``split`` parts
+    in a local worker once the stream has ended (a part whose worker dies twice is yielded as
+    :class:`Crashed`).
     ``workers=0`` runs them in this process.
     """
     if POOL_CLASS is not None and workers > 0:

@@ -187,6 +187,31 @@ def test_steps_on_ray_data_retry_a_killed_actor_and_report_a_chunk_that_always_d
     assert isinstance(out[-1], Crashed)  # reported after every chunk that was done
 
 
+def _split_odd(task: tuple[int]) -> list[tuple[int]]:
+    return [task, (task[0] + 2,)]
+
+
+def test_a_chunk_lost_on_the_pools_is_read_again_in_parts(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """The pools lose chunk 3 (its model step kills every actor); it is read again as its
+    parts 3 and 5 in a local worker: 5 is done, 3 alone is reported lost."""
+    import ray.cloudpickle
+
+    import kgx.cluster
+    from kgx.cluster import map_steps, ray_session
+    from kgx.workers import Crashed, Step
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(kgx.cluster, "STEP_POOLS", "pools")
+    steps = [Step(_Double), Step(_DieOrPair, (str(tmp_path / "died"),), model=True)]
+    with ray_session(None, 2, lambda m: None):
+        out = list(map_steps(steps, [(0,), (2,), (3,)], 2, split=_split_odd))
+    done = sorted(r[0] for r in out if not isinstance(r, Crashed))
+    assert done == [0, 4, 10]
+    assert [r.task for r in out if isinstance(r, Crashed)] == [(3,)]
+
+
 def test_a_steps_own_error_on_ray_data_is_raised_with_its_traceback(tmp_path: Path) -> None:
     import ray.cloudpickle
 

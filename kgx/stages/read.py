@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from kgx import __version__
-from kgx.cpu import ThreadTuner
+from kgx.cpu import ThreadTuner, sort_threads
 from kgx.ontology import KGX, XSD, relation_iri
 from kgx.progress import Progress
 from kgx.rdf import literal
@@ -305,7 +305,7 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
 
     resumed = prepare_work(work, key)
     (work / "mentions").mkdir(exist_ok=True)
-    facts_db = sqlite3.connect(work / "facts.sqlite")
+    facts_db = sort_threads(sqlite3.connect(work / "facts.sqlite"))
     facts_db.execute(_FACTS)
     journal = Journal(facts_db)
     stats: Counter[str] = Counter({k: 0 for k in _STATS})
