@@ -8,8 +8,11 @@ and distinct anchors grows with the wiki (on the sample, half the pages are redi
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,11 +26,12 @@ CREATE TABLE IF NOT EXISTS anchors (anchor TEXT NOT NULL, target TEXT NOT NULL,
                                     n INTEGER NOT NULL, PRIMARY KEY (anchor, target));
 """
 # Link anchors as the structure pass sees them, one row per (chunk, anchor, target): appended
-# without an index (cheap in the parent), summed into ``anchors`` once, sorted, at the end.
-_ANCHOR_ROWS = """
-CREATE TABLE IF NOT EXISTS anchor_rows (anchor TEXT NOT NULL, target TEXT NOT NULL,
-                                        n INTEGER NOT NULL);
-"""
+# without an index (cheap in the parent) to one of ANCHOR_PARTS tables by a hash of the anchor,
+# summed at the end, each table by a worker of its own (sum_anchor_part), into ``anchors``.
+ANCHOR_PARTS = 16  # fixed, not the worker count: a run resumed with other workers finds them
+_ANCHOR_ROWS = "".join(
+    f"CREATE TABLE IF NOT EXISTS anchor_rows_{k} (anchor TEXT NOT NULL, target TEXT NOT NULL, "
+    "n INTEGER NOT NULL);\n" for k in range(ANCHOR_PARTS))
 # Where each page's facts are, so that a page id seen twice keeps one page (structure pass only).
 _PAGES = """
 CREATE TABLE IF NOT EXISTS pages (id INTEGER PRIMARY KEY, rev INTEGER, title TEXT, part TEXT,
@@ -52,6 +56,7 @@ class AliasStore:
             self.db = sort_threads(sqlite3.connect(self.path, check_same_thread=False))
             self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
         self._pages_table = False
+        self._anchor_tables = False
         self._resolve = lru_cache(maxsize=1 << 18)(self._resolve_uncached)
 
     # ------------------------------------------------------------ writing
@@ -95,12 +100,21 @@ class AliasStore:
 
     def add_anchor_rows(self, counts: Mapping[tuple[str, str], int]) -> None:
         """One chunk's anchor counts, appended unsummed; :meth:`finish` sums them."""
-        self.db.execute(_ANCHOR_ROWS)
-        self.db.executemany("INSERT INTO anchor_rows VALUES (?, ?, ?)",
-                            [(a, t, n) for (a, t), n in counts.items()])
+        if not self._anchor_tables:  # one statement each: a script would commit the chunk
+            for create in _ANCHOR_ROWS.splitlines():
+                self.db.execute(create)
+            self._anchor_tables = True
+        parts: list[list[tuple[str, str, int]]] = [[] for _ in range(ANCHOR_PARTS)]
+        for (a, t), n in counts.items():
+            parts[anchor_part(a)].append((a, t, n))
+        for k, rows in enumerate(parts):
+            if rows:
+                self.db.executemany(f"INSERT INTO anchor_rows_{k} VALUES (?, ?, ?)", rows)
 
-    def finish(self) -> None:
-        """Flush; sum the anchor rows into ``anchors`` in one sorted pass; drop the structure
+    def finish(self, map_tasks: Callable[..., Iterable[Any]] | None = None) -> None:
+        """Flush; sum the anchor rows into ``anchors``, each of the :data:`ANCHOR_PARTS`
+        tables by a task of its own (:func:`sum_anchor_part`, through ``map_tasks(fn,
+        tasks)``, a worker pool's ``map``; in this process without one); drop the structure
         pass's page table (it served duplicate ids); leave one self-contained file.
 
         Idempotent: a run killed during it does it again, from the same rows.
@@ -109,17 +123,32 @@ class AliasStore:
         done = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'anchors_summed'"
                                ).fetchone()
         if not done:
-            with self.db:
-                self.db.execute(_ANCHOR_ROWS)
-                # GROUP BY sorts on disk when it must (SQLite's external sorter), so memory
-                # stays flat however many anchors a dump has.
-                self.db.execute(
-                    "INSERT INTO anchors SELECT anchor, target, sum(n) FROM anchor_rows "
-                    "WHERE true GROUP BY anchor, target ON CONFLICT(anchor, target) "
-                    "DO UPDATE SET n = n + excluded.n")
-                self.db.execute("DROP TABLE anchor_rows")
-                self.db.execute("DROP TABLE IF EXISTS pages")
-                self.db.execute("CREATE TABLE anchors_summed (at TEXT)")
+            self.db.executescript(_ANCHOR_ROWS)
+            self.db.commit()
+            work = self.path.parent / f"{self.path.name}.anchor-sums"
+            shutil.rmtree(work, ignore_errors=True)  # a killed run's
+            work.mkdir()
+            tasks = [(str(self.path), k, str(work / f"{k:02d}.sqlite"))
+                     for k in range(ANCHOR_PARTS)]
+            sums = list((map_tasks or _map_here)(sum_anchor_part, tasks))
+            for task, path in zip(tasks, sums, strict=True):
+                if not isinstance(path, str):  # kgx.workers.Crashed: its worker died twice
+                    raise RuntimeError(f"{self.path}: the anchor rows of part {task[1]} were "
+                                       "not summed: their worker died twice")
+            self.db.execute("DELETE FROM anchors")  # a killed run's
+            for path in sums:  # the parts' anchors are disjoint: no conflict to resolve
+                self.db.commit()
+                self.db.execute("ATTACH DATABASE ? AS part", (path,))
+                self.db.execute("INSERT INTO anchors SELECT anchor, target, n FROM part.summed")
+                self.db.commit()
+                self.db.execute("DETACH DATABASE part")
+            self.db.execute("CREATE TABLE anchors_summed (at TEXT)")
+            self.db.commit()
+            shutil.rmtree(work, ignore_errors=True)
+        for k in range(ANCHOR_PARTS):
+            self.db.execute(f"DROP TABLE IF EXISTS anchor_rows_{k}")
+        self.db.execute("DROP TABLE IF EXISTS pages")
+        self.db.commit()
         self.db.execute("PRAGMA journal_mode=DELETE")  # folds a WAL back into the file
 
     # ------------------------------------------------------------ reading
@@ -145,3 +174,37 @@ class AliasStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+def anchor_part(anchor: str) -> int:
+    """Which of the :data:`ANCHOR_PARTS` tables an anchor's rows go to (a hash that every
+    process agrees on, unlike Python's own)."""
+    return zlib.crc32(anchor.encode("utf-8", "surrogatepass")) % ANCHOR_PARTS
+
+
+def sum_anchor_part(db: str, k: int, out: str) -> str:
+    """Worker task: the rows of ``anchor_rows_K`` in the alias table ``db`` summed by (anchor,
+    target), sorted, into the table ``summed`` of a new SQLite file ``out``.
+
+    GROUP BY sorts on disk when it must (SQLite's external sorter), so memory stays flat
+    however many anchors a dump has.
+    """
+    if os.path.exists(out):
+        os.unlink(out)
+    con = sort_threads(sqlite3.connect(out + ".tmp", uri=True))
+    con.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; "
+                      "DROP TABLE IF EXISTS summed; "
+                      "CREATE TABLE summed (anchor TEXT NOT NULL, target TEXT NOT NULL, "
+                      "n INTEGER NOT NULL);")
+    con.execute("ATTACH DATABASE ? AS src", (f"file:{db}?mode=ro",))
+    con.execute(f"INSERT INTO summed SELECT anchor, target, sum(n) FROM src.anchor_rows_{k} "
+                "GROUP BY anchor, target")
+    con.commit()
+    con.close()
+    os.replace(out + ".tmp", out)
+    return out
+
+
+def _map_here(fn: Callable[..., Any], tasks: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
+    for t in tasks:
+        yield fn(*t)

@@ -93,6 +93,43 @@ def test_structure_pass_resumes_after_kill_9(layout: str, small_streams: Path,
     assert not (out / ".work").exists()
 
 
+def test_anchor_sums_by_part_are_redone_after_a_kill(tmp_path: Path) -> None:
+    """Anchor rows go to tables by a hash of the anchor and are summed table by table; a
+    finish that stops half way is done again from the same rows, without counting twice."""
+    from kgx.aliases import ANCHOR_PARTS, AliasStore, anchor_part
+
+    names = [f"Place {i}" for i in range(60)]
+    assert len({anchor_part(a) for a in names}) > ANCHOR_PARTS // 2  # the rows are spread
+    store = AliasStore(tmp_path / "aliases.sqlite")
+    for chunk in range(3):  # every chunk links each place once, and chunk 2 twice more
+        with store.db:
+            store.add_anchor_rows({(a, a.upper()): 1 + 2 * (chunk == 2) for a in names})
+            store.add_anchor_rows({("the place", "Place 0"): 1})
+
+    class Killed(Exception):
+        pass
+
+    def killed_half_way(fn, tasks):
+        for i, t in enumerate(tasks):
+            if i == ANCHOR_PARTS // 2:
+                raise Killed
+            yield fn(*t)
+
+    with pytest.raises(Killed):
+        store.finish(killed_half_way)
+    store.close()
+    store = AliasStore(tmp_path / "aliases.sqlite")
+    store.finish()
+    got = dict(((a, t), n) for a, t, n in store.db.execute("SELECT * FROM anchors"))
+    assert got == {**{(a, a.upper()): 5 for a in names}, ("the place", "Place 0"): 3}
+    left = store.db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'anchor_rows%'")
+    assert left.fetchall() == []
+    store.finish()  # done: nothing summed again
+    assert store.db.execute("SELECT sum(n) FROM anchors").fetchone()[0] == 5 * 60 + 3
+    store.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["aliases.sqlite"]
+
+
 def test_a_changed_dump_starts_the_structure_pass_over(small_streams: Path,
                                                        tmp_path: Path) -> None:
     dump = tmp_path / small_streams.name
