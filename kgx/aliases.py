@@ -23,11 +23,13 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS titles (title TEXT PRIMARY KEY, page_id INTEGER, kind TEXT);
 CREATE TABLE IF NOT EXISTS redirects (source TEXT PRIMARY KEY, target TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS anchors (anchor TEXT NOT NULL, target TEXT NOT NULL,
-                                    n INTEGER NOT NULL, PRIMARY KEY (anchor, target));
+                                    n INTEGER NOT NULL);
 """
 # Link anchors as the structure pass sees them, one row per (chunk, anchor, target): appended
 # without an index (cheap in the parent) to one of ANCHOR_PARTS tables by a hash of the anchor,
-# summed at the end, each table by a worker of its own (sum_anchor_part), into ``anchors``.
+# summed at the end, each table by a worker of its own (sum_anchor_part), into ``anchors``:
+# a plain table, read by rowid range (kgx.linking.alias_rows); nothing looks it up by key, so
+# it has no key index to keep in order while the parts are copied in.
 ANCHOR_PARTS = 16  # fixed, not the worker count: a run resumed with other workers finds them
 _ANCHOR_ROWS = "".join(
     f"CREATE TABLE IF NOT EXISTS anchor_rows_{k} (anchor TEXT NOT NULL, target TEXT NOT NULL, "

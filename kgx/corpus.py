@@ -506,7 +506,10 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
                                                                                n))]
 
         retried = SplitChunks(split)
-        pool = new_pool(None, workers, initializer=_init_corpus_worker, initargs=setup)
+        # Spawned, not forked: a worker needs only what _init_corpus_worker loads, not the
+        # memory of the process that ran the stages before.
+        pool = new_pool(None, workers, initializer=_init_corpus_worker, initargs=setup,
+                        start_method="spawn")
         for res in pool.map(label_chunk, tasks, split=retried.split):
             k = res.task[0] if isinstance(res, Crashed) else res["chunk"]
             got = retried.gather(k, res)
