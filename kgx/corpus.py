@@ -454,6 +454,7 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
     Returns:
         The statistics written to ``stats.json``.
     """
+    import kgx.workers
     from kgx.stages.runner import (
         Journal,
         SplitChunks,
@@ -506,10 +507,8 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
                                                                                n))]
 
         retried = SplitChunks(split)
-        # Spawned, not forked: a worker needs only what _init_corpus_worker loads, not the
-        # memory of the process that ran the stages before.
         pool = new_pool(None, workers, initializer=_init_corpus_worker, initargs=setup,
-                        start_method="spawn")
+                        start_method=kgx.workers.STAGE_START_METHOD)
         for res in pool.map(label_chunk, tasks, split=retried.split):
             k = res.task[0] if isinstance(res, Crashed) else res["chunk"]
             got = retried.gather(k, res)

@@ -446,6 +446,13 @@ class OrderedPool:
 POOL_CLASS: Any = None
 
 
+# How the corpus and merge stages start their workers: spawned, so that a worker holds only
+# what its initialiser loads, not the memory of the `kgx extract` process that ran the stages
+# before (forked, each merge worker counted the read stage's model again: see merge). Tests
+# whose stand-ins must reach the workers set "fork".
+STAGE_START_METHOD = "spawn"
+
+
 def new_pool(ctx: Context | None, workers: int, **kwargs: Any) -> Any:
     """The chunk pool of the engine in force (:class:`OrderedPool`'s arguments and interface).
     ``workers=0`` always runs tasks in this process."""

@@ -279,6 +279,7 @@ def test_a_document_that_kills_its_corpus_worker_is_lost_alone(
     there."""
     import shutil
 
+    import kgx.workers
     from kgx.corpus import CorpusBuilder, build_corpus
 
     ref, _ = reference
@@ -299,6 +300,7 @@ def test_a_document_that_kills_its_corpus_worker_is_lost_alone(
 
     whole, rows = corpus("whole")
     monkeypatch.setattr(CorpusBuilder, "sentences", dies_on_town_7)
+    monkeypatch.setattr(kgx.workers, "STAGE_START_METHOD", "fork")  # so the stand-in is there
     lost, rows2 = corpus("lost")
     assert [(x["title"], x["page_id"], x["documents"]) for x in lost["lost_documents"]] == [
         ("Town 7", 8, 1)] and whole["lost_documents"] == []

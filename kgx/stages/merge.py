@@ -220,6 +220,7 @@ def infer_groups(out: Path, work: Path, stated_bytes: int, graph: str, group_rul
     """
     import sqlite3
 
+    import kgx.workers
     from kgx.progress import Progress
     from kgx.stages.runner import Journal, concatenate, drop_uncommitted, prepare_work
     from kgx.workers import Crashed, new_pool
@@ -237,13 +238,14 @@ def infer_groups(out: Path, work: Path, stated_bytes: int, graph: str, group_rul
         log(f"[merge] resuming the entailments: {len(done):,} of {len(chunks):,} chunks "
             "committed before")
     workers = min(workers, len(chunks) - len(done))
-    # Spawned, not forked: in `kgx extract` this process still holds the earlier stages'
-    # model and indexes, which each forked worker would map, with the store's threads. Read
-    # and merge run again on bench_scale's 16x output: 2.2 GB resident in the process tree at
-    # the peak, forked, against 1.1 GB spawned (the workers 150 MB each, not 680).
+    # Spawned (kgx.workers.STAGE_START_METHOD): in `kgx extract` this process still holds the
+    # earlier stages' model and indexes, which each forked worker would map, with the store's
+    # threads. Read and merge run again on bench_scale's 16x output: 2.2 GB resident in the
+    # process tree at the peak, forked, against 1.1 GB spawned (workers 150 MB each, not 680).
     pool = new_pool(None, workers if workers > 1 else 0, window=2,
                     initializer=_init_reasoner,
-                    initargs=(str(out / STORE_DIR), graph, group_rules), start_method="spawn")
+                    initargs=(str(out / STORE_DIR), graph, group_rules),
+                    start_method=kgx.workers.STAGE_START_METHOD)
     lost: list[int] = []
     todo = ((k, str(out / GRAPH_FILE), lo, hi, str(parts)) for k, lo, hi in chunks
             if k not in done)
