@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from ways import print_ways  # this folder
+
 ROOT = Path(__file__).resolve().parent.parent
 
 RUNNER = """
@@ -135,16 +137,8 @@ def main() -> None:
         results[name]["digest"] = anchors_digest(path)
         results[name]["anchors"] = sqlite3.connect(path).execute(
             "SELECT count(*) FROM anchors").fetchone()[0]
-    base = next(iter(results.values()))["seconds"]
-    print("| way | seconds | rows/s | cores busy | peak RSS MB | speed |")
-    print("|---|---|---|---|---|---|")
-    for name, r in results.items():
-        print(f"| {name} | {r['seconds']:.1f} | {rows / r['seconds']:,.0f} | "
-              f"{r['cpu'] / r['seconds']:.2f} | {r['rss_mb']:,.0f} | "
-              f"{base / r['seconds']:.2f}x |")
-    digests = {r["digest"] for r in results.values()}
-    print(f"same anchors: {len(digests) == 1} ({', '.join(sorted(digests))}), "
-          f"{next(iter(results.values()))['anchors']:,} distinct (anchor, target)")
+    print_ways(results, rows, "row", "anchors")
+    print(f"{next(iter(results.values()))['anchors']:,} distinct (anchor, target)")
     (args.work / "bench-anchor-sums.json").write_text(json.dumps(
         {"rows": rows, "results": results}, indent=1))
 

@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ways import print_ways  # this folder
+
 ROOT = Path(__file__).resolve().parent.parent
 
 RUNNER = """
@@ -84,17 +86,8 @@ def main() -> None:
         rows[way] = json.loads(res.stdout.strip().splitlines()[-1])
         rows[way]["digest"] = tables_digest(dst / "aliases.sqlite")
         shutil.rmtree(dst)
-    first = next(iter(rows.values()))
-    base = first["seconds"]
-    print("| workers | seconds | pages/s | us per page | cores busy | peak RSS MB | speed |")
-    print("|---|---|---|---|---|---|---|")
-    for w, r in rows.items():
-        print(f"| {w} | {r['seconds']:.1f} | {pages / r['seconds']:,.0f} | "
-              f"{1e6 * r['seconds'] / pages:,.0f} | {r['cpu'] / r['seconds']:.2f} | "
-              f"{r['rss_mb']:,.0f} | {base / r['seconds']:.2f}x |")
-    digests = {r["digest"] for r in rows.values()}
-    print(f"same tables: {len(digests) == 1} ({', '.join(sorted(digests))}), "
-          f"{first['entities']:,} entities")
+    print_ways(rows, pages, "page", "tables")
+    print(f"{next(iter(rows.values()))['entities']:,} entities")
     (args.work / "bench-entity-tables.json").write_text(json.dumps(
         {"pages": pages, "anchors": anchors, "rows": rows}, indent=1))
 
