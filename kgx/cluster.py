@@ -311,7 +311,7 @@ def map_steps(steps: list[Any], tasks: Iterable[tuple[Any, ...]], workers: int,
     :class:`kgx.workers.Crashed`), as with the local engine."""
     import ray
 
-    from kgx.workers import OrderedPool, init_steps, run_steps
+    from kgx.workers import init_steps, map_steps_here, run_steps
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
     pools = STEP_POOLS == "pools" or (STEP_POOLS == "auto" and gpus > 0)
@@ -331,9 +331,7 @@ def map_steps(steps: list[Any], tasks: Iterable[tuple[Any, ...]], workers: int,
             # On this node, outside Ray: the parts are few, and Ray actors asked for now may
             # wait on CPUs that the stream's actors still hold (seen under pytest: the
             # stream's actors outlived it, and the next actors never started).
-            pool = OrderedPool(None, 1, window=2, initializer=init_steps, initargs=(steps,),
-                               start_method="spawn")
-            yield from pool.map(run_steps, [part for t in lost for part in split(t)])
+            yield from map_steps_here(steps, [part for t in lost for part in split(t)], 1)
         else:
             yield from (Crashed(t) for t in lost)
         return

@@ -515,6 +515,13 @@ def map_steps(steps: list[Step], tasks: Iterable[tuple[Any, ...]], workers: int,
 
         yield from ray_map_steps(steps, tasks, workers, split)
         return
+    yield from map_steps_here(steps, tasks, workers, split)
+
+
+def map_steps_here(steps: list[Step], tasks: Iterable[tuple[Any, ...]], workers: int,
+                   split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
+                   ) -> Iterator[Any]:
+    """:func:`map_steps` on this machine's processes, whatever the engine in force."""
     pool = OrderedPool(None, workers, window=2, initializer=init_steps, initargs=(steps,),
                        start_method="spawn")
     yield from pool.map(run_steps, tasks, split=split)
