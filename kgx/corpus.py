@@ -455,6 +455,7 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
         The statistics written to ``stats.json``.
     """
     import kgx.workers
+    from kgx.logs import info
     from kgx.stages.runner import (
         Journal,
         SplitChunks,
@@ -492,8 +493,6 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
         done = journal.done()
         drop_uncommitted(parts, done)
         if resumed and done:
-            from kgx.logs import info
-
             info(f"[corpus] resuming: {len(done):,} chunks committed before")
         tasks = ((k, str(docs_path), off, n)
                  for k, (off, n) in enumerate(document_chunks(docs_path)) if k not in done)
@@ -516,8 +515,6 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
                 delta = _chunk_delta(k, got)
                 journal.commit(k, delta)
                 for x in delta["lost"]:
-                    from kgx.logs import info
-
                     info(f"[corpus] lost {x['documents']:,} document(s) from {x['title']!r} "
                          f"(page {x['page_id']}): {x['reason']}")
         deltas = [d for _, d in journal.infos()]
