@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
@@ -113,11 +114,13 @@ class AliasStore:
             if rows:
                 self.db.executemany(f"INSERT INTO anchor_rows_{k} VALUES (?, ?, ?)", rows)
 
-    def finish(self, map_tasks: Callable[..., Iterable[Any]] | None = None) -> None:
+    def finish(self, map_tasks: Callable[..., Iterable[Any]] | None = None,
+               log: Callable[[str], None] | None = None) -> None:
         """Flush; sum the anchor rows into ``anchors``, each of the :data:`ANCHOR_PARTS`
         tables by a task of its own (:func:`sum_anchor_part`, through ``map_tasks(fn,
-        tasks)``, a worker pool's ``map``; in this process without one); drop the structure
-        pass's page table (it served duplicate ids); leave one self-contained file.
+        tasks)``, a worker pool's ``map``; in this process without one), ``log`` told of the
+        parts summed every 10 s or more; drop the structure pass's page table (it served
+        duplicate ids); leave one self-contained file.
 
         Idempotent: a run killed during it does it again, from the same rows.
         """
@@ -132,11 +135,18 @@ class AliasStore:
             work.mkdir()
             tasks = [(str(self.path), k, str(work / f"{k:02d}.sqlite"))
                      for k in range(ANCHOR_PARTS)]
-            sums = list((map_tasks or _map_here)(sum_anchor_part, tasks))
-            for task, path in zip(tasks, sums, strict=True):
+            sums = []
+            t0 = last = time.monotonic()
+            for task, path in zip(tasks, (map_tasks or _map_here)(sum_anchor_part, tasks),
+                                  strict=True):
                 if not isinstance(path, str):  # kgx.workers.Crashed: its worker died twice
                     raise RuntimeError(f"{self.path}: the anchor rows of part {task[1]} were "
                                        "not summed: their worker died twice")
+                sums.append(path)
+                if log is not None and time.monotonic() - last >= 10:  # a long sum only
+                    last = time.monotonic()
+                    log(f"[structure] anchor rows summed: part {len(sums)} of {len(tasks)} "
+                        f"({last - t0:.1f} s)")
             self.db.execute("DELETE FROM anchors")  # a killed run's
             for path in sums:  # the parts' anchors are disjoint: no conflict to resolve
                 self.db.commit()

@@ -19,7 +19,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -332,9 +332,10 @@ class _Writer:
         return sorted(f.name[: -len(".nq")] for f in self.parts.glob("*.nq")
                       if not f.name.endswith(RESOLVED))
 
-    def close(self, pool: Any = None) -> None:
-        """Sum the anchors (in ``pool``'s workers, when given) and flush the alias table."""
-        self.aliases.finish(pool.map if pool is not None else None)
+    def close(self, pool: Any, log: Callable[[str], None]) -> None:
+        """Sum the anchors in ``pool``'s workers, a line to ``log`` per part; flush the alias
+        table."""
+        self.aliases.finish(pool.map, log)
 
 
 RESOLVED = ".resolved.nq"
@@ -433,7 +434,7 @@ def _extract(dump_p: Path, out_p: Path, opts: ExtractOptions) -> Report:
         report.seconds["pages"] = round(time.monotonic() - t0, 3)
         if report.error != "interrupted":
             t = time.monotonic()
-            writer.close(pool)  # the anchor rows summed (kgx.aliases.AliasStore.finish)
+            writer.close(pool, log)  # the anchor rows summed (kgx.aliases.AliasStore.finish)
             report.seconds["anchors"] = round(time.monotonic() - t, 3)
             try:
                 _finish(out_p, work, pool, writer, report, opts)
