@@ -168,7 +168,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, default=ROOT / "bench-out" / "model")
     ap.add_argument("--train-sentences", type=int, default=1500)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--redocred-docs", type=int, default=500)
     ap.add_argument("--device", default=None)
     ap.add_argument("--reuse", action="store_true", help="reuse models trained by a previous run")

@@ -58,7 +58,7 @@ def extract(
     base_model: Annotated[str, typer.Option(help="Encoder to fine-tune when training.")
                           ] = "minilm",
     train_sentences: Annotated[int, typer.Option(help="Training sentences at most.")] = 1500,
-    train_epochs: Annotated[int, typer.Option(help="Training epochs at most.")] = 2,
+    train_epochs: Annotated[int, typer.Option(help="Training epochs at most.")] = 3,
     read_sentences: Annotated[int | None, typer.Option(
         help="Read at most N sentences (default: every sentence of every article).")] = None,
     relation_threshold: Annotated[float, typer.Option(help="Lowest model-fact confidence.")
@@ -299,6 +299,10 @@ def train(
     casing: Annotated[bool, typer.Option(
         help="Give the tagger each word's shape (Capitalised, UPPER, lower, digit...) beside "
              "the encoder: what an uncased encoder cannot see.")] = True,
+    link_typing_rows: Annotated[int, typer.Option(
+        help="After the first epoch, type the silver corpus's links to pages of no known type "
+             "by the tagger's reading of them, in the training rows and N more (0: off).")
+    ] = 8000,
 ) -> None:
     """Fine-tune the encoder for entities and relations; save a Hugging Face model directory.
 
@@ -307,8 +311,8 @@ def train(
     relation ids mapped onto kgx's properties; each source is scored on its own dev set.
 
     The defaults train on every sentence for up to 3 epochs, which is what a gold set or a GPU
-    wants. `kgx extract` trains a quicker model (1,500 sentences x 2 epochs, to fit the sample
-    into 10 minutes on 2 cores): `--max-train-sentences 1500 --epochs 2` gives the same.
+    wants. `kgx extract` trains a quicker model (1,500 sentences x 3 epochs, to fit the sample
+    into 10 minutes on 2 cores): `--max-train-sentences 1500` gives the same.
     """
     from kgx.datasets import DataError
     from kgx.train import TrainOptions
@@ -317,7 +321,8 @@ def train(
     opts = TrainOptions(base_model=base_model, epochs=epochs, batch_size=batch_size,
                         learning_rate=learning_rate, max_length=max_length, seed=seed,
                         max_train_sentences=max_train_sentences, max_minutes=max_minutes,
-                        device=device, dev_path=str(dev) if dev else None, casing=casing)
+                        device=device, dev_path=str(dev) if dev else None, casing=casing,
+                        link_typing_rows=link_typing_rows)
     try:
         from kgx import logs
 

@@ -16,7 +16,8 @@ mentions and relation examples, and ``stats.json``.
   negative (the WikiNER recipe), unless the sentence states a known fact: then its unlabelled
   names are masked instead. A link whose target has no known type is an entity of unknown
   type: its span is kept as ``ignore`` (masked out of the loss and the scores) rather than
-  dropping the sentence or teaching "not an entity".
+  dropping the sentence or teaching "not an entity", and listed with its target in
+  ``untyped``, for the trainer to type from context (:mod:`kgx.link_typing`).
 * **Relations** (distant supervision): a sentence that mentions both the subject and the object
   of an infobox fact is a positive example for the fact's Wikidata-aligned property; the other
   mention pairs of that sentence are NA examples. ``stats.json`` counts each once per
@@ -118,23 +119,27 @@ class CorpusBuilder:
         self.mentions: Counter[str] = Counter()
         self.mention_sources: Counter[str] = Counter()
         self.relations: Counter[str] = Counter()
+        # Sentences dropped for an unlabelled name that hold links to untyped pages: not
+        # training rows, but contexts the trainer reads those links in (kgx.link_typing).
+        self.link_contexts: list[dict[str, Any]] = []
 
     def _type(self, title: str) -> tuple[str | None, str | None]:
         info = self.entities.get(title)
         return (info.coarse, info.fine) if info else (None, None)
 
     def document_spans(self, doc: dict[str, Any]) -> tuple[list[_Span], list[tuple[int, int]]]:
-        """Labelled spans of a document, and the spans of links to untyped targets."""
+        """Labelled spans of a document, and the links to untyped targets (start, end,
+        target)."""
         text = doc["text"]
         spans: list[_Span] = []
-        unknown: list[tuple[int, int]] = []
+        unknown: list[tuple[int, int, str]] = []
         surface: dict[str, tuple[str, str, str | None, str]] = {}
         for s, e, target in doc["links"]:
             coarse, fine = self._type(target)
             self.stats["links"] += 1
             if coarse is None:
                 if text[s:s + 1].isupper():
-                    unknown.append((s, e))
+                    unknown.append((s, e, target))
                     self.stats["links_untyped_capitalised"] += 1
                 else:
                     self.stats["links_untyped_lowercase"] += 1
@@ -230,8 +235,9 @@ class CorpusBuilder:
                     continue
                 self.stats["sentences_seen"] += 1
                 inside = [sp for sp in spans if sp.start >= s0 and sp.end <= s1]
-                ignore = [(a, b) for a, b in unknown if a >= s0 and b <= s1
-                          and not any(sp.start < b and a < sp.end for sp in inside)]
+                untyped = [(a, b, t) for a, b, t in unknown if a >= s0 and b <= s1
+                           and not any(sp.start < b and a < sp.end for sp in inside)]
+                ignore = [(a, b) for a, b, _t in untyped]
                 unlabelled = self._unlabelled_caps(stext, s0, inside, ignore) \
                     if self.drop_caps else []
                 if unlabelled:
@@ -240,6 +246,10 @@ class CorpusBuilder:
                         # (a name that runs into a mention, "Jean-Paul" around "Paul",
                         # cannot be masked without masking the mention)
                         self.stats["dropped_unlabelled_capitalised"] += 1
+                        if untyped:
+                            self.link_contexts.append({
+                                "page_id": pid, "start": s0, "text": stext,
+                                "untyped": [[a - s0, b - s0, t] for a, b, t in untyped]})
                         continue
                     # a sentence that states a known fact is kept for it, its unlabelled
                     # names masked out of the tagger's loss like links of unknown type
@@ -248,7 +258,7 @@ class CorpusBuilder:
                 if ignore:
                     self.stats["sentences_with_ignored_spans"] += 1
                     self.stats["ignored_spans"] += len(ignore)
-                yield self._example(pid, doc["title"], s0, stext, inside, ignore)
+                yield self._example(pid, doc["title"], s0, stext, inside, ignore, untyped)
 
     def _unlabelled_caps(self, stext: str, s0: int, inside: list[_Span],
                          ignore: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -281,7 +291,8 @@ class CorpusBuilder:
         return False
 
     def _example(self, pid: int, title: str, s0: int, stext: str, inside: list[_Span],
-                 ignore: list[tuple[int, int]]) -> dict[str, Any]:
+                 ignore: list[tuple[int, int]], untyped: list[tuple[int, int, str]]
+                 ) -> dict[str, Any]:
         mentions = []
         for sp in inside:
             mentions.append({"start": sp.start - s0, "end": sp.end - s0, "label": sp.label,
@@ -314,7 +325,8 @@ class CorpusBuilder:
         self.stats["sentences_kept"] += 1
         return {"page_id": pid, "title": title, "start": s0, "text": stext,
                 "mentions": mentions, "relations": rels,
-                "ignore": [[a - s0, b - s0] for a, b in ignore]}
+                "ignore": [[a - s0, b - s0] for a, b in ignore],
+                "untyped": [[a - s0, b - s0, t] for a, b, t in untyped]}
 
 
 _DEFINITION = re.compile(r"\b(?:is|was|are|were)\s+(?:a|an|the|one of the)\s+"
@@ -347,8 +359,11 @@ def iter_documents(path: Path) -> Iterator[dict[str, Any]]:
 
 
 DOCS_PER_CHUNK = 200  # documents per committed chunk of the corpus stage
-CORPUS_VERSION = "corpus-3"  # what the labelling does; a change makes old corpora re-run
+CORPUS_VERSION = "corpus-4"  # what the labelling does; a change makes old corpora re-run
 SPLITS = ("train", "dev", "test")
+# ``train.links.jsonl``: training pages' sentences dropped for an unlabelled name that hold
+# links to untyped pages (page_id, start, text, untyped), read by kgx.link_typing only.
+LINKS = "train.links"
 # Kinds of training row, in the order the trainer takes them (see kgx.train.plan_sample).
 KINDS = ("relation", "mentions", "empty")
 
@@ -523,7 +538,7 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
     for d in deltas:
         for k in _COUNTED:
             total[k].update(d[k])
-    for split in SPLITS:
+    for split in (*SPLITS, LINKS):
         concatenate(sorted(parts.glob(f"*.{split}.jsonl")), out / f"{split}.jsonl")
     _join_offsets(parts, out)
     shutil.rmtree(work, ignore_errors=True)
@@ -670,7 +685,7 @@ def _label_chunk(chunk: int, documents: Iterable[dict[str, Any]], sub: int | Non
     for k in ("stats", "mentions", "mention_sources", "relations"):
         setattr(builder, k, Counter())
     files = {s: open(os.path.join(parts, f"{stem}.{s}.jsonl"), "wb")  # noqa: SIM115
-             for s in SPLITS}
+             for s in (*SPLITS, LINKS)}
     offsets = [array("Q") for _ in KINDS]  # of this part's training rows, by kind
     counts: Counter[str] = Counter()
     pages: Counter[str] = Counter()
@@ -683,6 +698,10 @@ def _label_chunk(chunk: int, documents: Iterable[dict[str, Any]], sub: int | Non
                     offsets[row_kind(ex)].append(files[split].tell())
                 files[split].write((json.dumps(ex, ensure_ascii=False) + "\n").encode("utf-8"))
                 counts[split] += 1
+            if split == "train":
+                for ex in builder.link_contexts:
+                    files[LINKS].write((json.dumps(ex, ensure_ascii=False) + "\n").encode())
+            builder.link_contexts.clear()
     finally:
         for f in files.values():
             f.close()

@@ -64,7 +64,7 @@ class PipelineOptions:
     model: str | None = None
     base_model: str = "minilm"
     train_sentences: int = 1500
-    train_epochs: int = 2
+    train_epochs: int = 3
     read_sentences: int | None = None
     relation_threshold: float = 0.5
     mentions: bool = True

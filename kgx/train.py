@@ -44,6 +44,7 @@ from kgx.datasets import (
     read_docred,
     sniff_format,
 )
+from kgx.link_typing import draw_rows, type_links
 from kgx.model import (
     DEFAULT_BASE,
     Predictor,
@@ -85,6 +86,10 @@ class TrainOptions:
     freeze_encoder: bool = False
     casing: bool = True  # the word-shape feature (kgx.model.SHAPES) beside the encoder
     max_eval_sentences: int | None = 2000
+    # After the first epoch, the links of a silver corpus to pages of no known type are
+    # typed by the tagger's reading of them (kgx.link_typing) in the training rows and in
+    # this many more drawn from the corpus, and the later epochs learn from them. 0: off.
+    link_typing_rows: int = 8000
     max_minutes: float | None = None
     device: str | None = None
     dev_path: str | None = None
@@ -101,6 +106,7 @@ class TrainResult:
     seconds: float = 0.0
     sentences_per_second: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
+    link_typing: dict[str, Any] = field(default_factory=dict)
     dev: dict[str, Any] = field(default_factory=dict)  # the first source's
     dev_by_source: dict[str, dict[str, Any]] = field(default_factory=dict)
     test: dict[str, Any] = field(default_factory=dict)
@@ -467,6 +473,10 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     dev_rows, test_rows = loaded[0].dev, loaded[0].test
     corpus_stats = loaded[0].stats
     ner_labels, rel_labels = label_sets([r for d in loaded for r in d.train])
+    link_typing = bool(opts.link_typing_rows) and opts.epochs > 1 and \
+        loaded[0].format == "corpus"
+    typing_rows = draw_rows(sources[0].path, opts.link_typing_rows,
+                            random.Random(opts.seed + 1)) if link_typing else []
     device = pick_device(opts.device)
     tuner = ThreadTuner(enabled=device.type == "cpu")
     model, tok = build_model(opts.base_model, ner_labels, rel_labels, casing=opts.casing)
@@ -565,6 +575,18 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
         if stopped:
             log(f"stopped: time budget of {opts.max_minutes} minutes reached")
             break
+        if link_typing and epoch == 1:
+            rows, typing = type_links(reader, loaded[0].train, typing_rows)
+            loaded[0].train = sample_training_rows(rows, opts.max_train_sentences,
+                                                   opts.max_empty_share, rng)
+            source_feats[0] = (featurize(loaded[0].train, tok, ner_labels, rel_labels,
+                                         opts.max_length), loaded[0].source.weight)
+            tag_sequences = [(x.word_tags, w) for f, w in source_feats for x in f]
+            result.link_typing = asdict(typing)
+            log(f"link typing: {typing.links:,} links to {typing.targets:,} untyped pages read "
+                f"in {typing.seconds} s; typed {typing.typed or 'none'}; "
+                f"{typing.mentions_added:,} mentions added")
+            typing_rows = []  # read: not kept through the later epochs
     result.seconds = round(time.monotonic() - t0, 1)
     result.sentences_per_second = round(trained / max(1e-9, result.seconds), 1)
     if best_state is not None:
@@ -754,6 +776,7 @@ def model_card(meta: dict[str, Any]) -> str:
          "wikilinks typed through the linked page's class; relations from infobox facts whose "
          "subject and object share a sentence (distant supervision). Mentions per type in the "
          "corpus: " + (", ".join(f"{k} {v:,}" for k, v in types.most_common()) or "n/a") + "."
+         + _link_typing_sentence(tr.get("link_typing") or {})
          if silver else
          f"Gold data: `{meta['trained_on']}` ({tr['train_sentences']:,} training sentences "
          "per epoch)."), "",
@@ -776,6 +799,15 @@ def model_card(meta: dict[str, Any]) -> str:
         "tagger; the relation head (`relation_head.*`) is read by kgx.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _link_typing_sentence(lt: dict[str, Any]) -> str:
+    if not lt:
+        return ""
+    return (f" After the first epoch the tagger read {lt['links']:,} links to "
+            f"{lt['targets']:,} pages of no known type and typed those most of their links "
+            "agreed on (" + (", ".join(f"{k} {v:,}" for k, v in lt["typed"].items()) or "none")
+            + f"); the later epochs learned {lt['mentions_added']:,} more mentions from them.")
 
 
 def _decoding_section(meta: dict[str, Any]) -> list[str]:

@@ -48,6 +48,9 @@ def test_corpus_splits_and_labels(sample_corpus: Path) -> None:
                 assert r["text"][m["start"]:m["end"]].strip()
             for a, b in r["ignore"]:
                 assert not any(m["start"] < b and a < m["end"] for m in r["mentions"])
+            # a link to a page of no known type is masked, and kept with its target
+            for a, b, target in r["untyped"]:
+                assert [a, b] in r["ignore"] and target and r["text"][a].isupper()
             for x in r["relations"]:
                 assert x["head"] != x["tail"]
             # a positive is counted once per sentence, entity pair and label
@@ -55,6 +58,14 @@ def test_corpus_splits_and_labels(sample_corpus: Path) -> None:
             n_rel += len({(ms[x["head"]]["entity"], ms[x["tail"]]["entity"], x["label"])
                           for x in r["relations"] if x["label"] != "NA"})
     assert n_rel == sum(v for k, v in stats["relations"].items() if k != "NA") > 20
+    # sentences of training pages dropped for an unlabelled name keep their untyped links
+    # for link typing (kgx.link_typing), and are no training rows
+    lines = (sample_corpus / "train.links.jsonl").read_text("utf-8").splitlines()
+    contexts = [json.loads(x) for x in lines]
+    assert len(contexts) > 100 and all(split_of(r["page_id"]) == "train" and r["untyped"]
+                                       and "mentions" not in r for r in contexts)
+    assert all(r["text"][a:b] and r["text"][a].isupper() for r in contexts
+               for a, b, _t in r["untyped"])
     # every step of the recipe is counted
     assert {"links_typed", "dropped_unlabelled_capitalised", "ignored_spans"} <= set(
         stats["steps"])
@@ -197,7 +208,8 @@ def tiny_model(tiny_bert: Path, sample_corpus: Path, tmp_path_factory) -> tuple[
     out = tmp_path_factory.mktemp("model")
     res = train(sample_corpus, out, TrainOptions(
         base_model=str(tiny_bert), epochs=4, patience=10, max_train_sentences=300,
-        max_eval_sentences=60, learning_rate=1e-3, batch_size=16), log=lambda m: None)
+        max_eval_sentences=60, learning_rate=1e-3, batch_size=16, link_typing_rows=400),
+        log=lambda m: None)
     return out, res
 
 
@@ -211,6 +223,10 @@ def test_training_lowers_the_loss_and_saves_hf_layout(tiny_model) -> None:
     assert meta["ontology_version"] and meta["corpus_stats"]["sentences"]
     assert meta["relation_labels"][0] == "NA" and "dev" in meta and "test" in meta
     assert meta["relation_wikidata"].get("birthPlace") == "P19"
+    # after the first epoch the tagger read the links to untyped pages (kgx.link_typing)
+    typing = meta["training"]["link_typing"]
+    assert typing["links"] > 0 and typing["targets"] > 0
+    assert typing["mentions_added"] >= sum(typing["typed"].values())
     # transformers loads encoder + tagger from the directory as it is
     from transformers import AutoModelForTokenClassification
 
@@ -648,3 +664,46 @@ def test_reliability_table() -> None:
     assert table[-1] == {"from": 0.9, "to": 1.0, "predictions": 2, "precision": 1.0,
                          "mean_score": 0.975}
     assert table[2]["precision"] is None and table[3]["precision"] == 0.0
+
+
+def test_link_typing_takes_the_type_most_links_to_a_page_are_read_as() -> None:
+    from kgx.link_typing import relabel, type_links, vote_types
+    from kgx.model import PredictedMention, Prediction
+
+    def row(start: int, text: str, untyped: list, mentions: list | None = None) -> dict:
+        return {"page_id": 1, "start": start, "text": text, "mentions": mentions or [],
+                "relations": [], "ignore": [[a, b] for a, b, _ in untyped], "untyped": untyped}
+
+    class Reader:  # reads "Ulm" as a place twice and as a person once; "Bosch" as no name
+        said = {"In Ulm he": ("LOC",), "Ulm again": ("LOC",), "A Ulm": ("PER",)}
+
+        def predict(self, texts: list[str], relations: bool = False) -> list[Prediction]:
+            out = []
+            for t in texts:
+                i = t.find("Ulm")
+                out.append(Prediction(tuple(PredictedMention(i, i + 3, lab, 0.9, "Ulm")
+                                            for lab in self.said.get(t, ())), ()))
+            return out
+
+    person = {"start": 6, "end": 8, "label": "PER", "fine": None, "entity": "He", "source": "x"}
+    train_rows = [row(0, "In Ulm he", [[3, 6, "Ulm"]], [person]),
+                  row(10, "Bosch", [[0, 5, "Bosch"]])]
+    dropped = {"page_id": 1, "start": 20, "text": "Ulm again", "untyped": [[0, 3, "Ulm"]]}
+    drawn = [dropped,  # a sentence of train.links.jsonl: its links are read, not trained on
+             row(30, "A Ulm", [[2, 5, "Ulm"]]),
+             row(0, "In Ulm he", [[3, 6, "Ulm"]])]  # already among the training rows
+    rows, info = type_links(Reader(), train_rows, drawn)
+    assert info.links == 4 and info.targets == 2 and info.typed == {"LOC": 1}
+    assert [r["start"] for r in rows] == [0, 10, 30]  # each training sentence once
+    first = rows[0]
+    assert first["mentions"][0] == person  # relation examples keep their mention indices
+    assert first["mentions"][1] == {"start": 3, "end": 6, "label": "LOC", "fine": None,
+                                    "entity": "Ulm", "source": "context"}
+    assert first["ignore"] == [] and first["untyped"] == []
+    assert rows[1] == train_rows[1]  # "Bosch" was read as no name: still masked
+    assert info.mentions_added == 2 and train_rows[0]["untyped"]  # the input is not changed
+    # a target read as a place once and as no name twice stays untyped
+    assert vote_types(Reader(), [row(0, "A Ulm", [[2, 5, "Ulm"]]),
+                                 row(1, "Ulm", [[0, 3, "Ulm"]]),
+                                 row(2, "Ulm", [[0, 3, "Ulm"]])]) == ({}, 3)
+    assert relabel(rows, {"Ulm": "LOC"}) == (rows, 0)  # nothing left to relabel
