@@ -266,7 +266,8 @@ def corpus(
     except (DumpError, FileNotFoundError) as exc:
         _fail(str(exc))
         return
-    typer.echo(f"corpus written to {out}/: train.jsonl, dev.jsonl, test.jsonl; every count in "
+    typer.echo(f"corpus written to {out}/: train.jsonl, dev.jsonl, test.jsonl (and "
+               "train.links.jsonl, sentences read only to type links); every count in "
                f"{out / 'stats.json'}. Headline counts:", err=True)
     typer.echo(json.dumps({k: stats[k] for k in ("sentences", "mentions", "relations",
                                                  "kept_share")}, indent=2))

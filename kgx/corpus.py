@@ -22,7 +22,9 @@ mentions and relation examples, and ``stats.json``.
   of an infobox fact is a positive example for the fact's Wikidata-aligned property; the other
   mention pairs of that sentence are NA examples. ``stats.json`` counts each once per
   sentence and entity pair.
-* **Splits** are by page (a hash of the page id), so no page is in two splits.
+* **Splits** are by page (a hash of the page id), so no page is in two splits. A training
+  page's sentences dropped for an unlabelled name that hold links of unknown type go to
+  ``train.links.jsonl``: not training rows, but contexts the trainer reads those links in.
 
 Every step is counted in ``stats.json``, so what each one does to the labels is measured.
 """
