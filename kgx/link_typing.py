@@ -29,6 +29,9 @@ from kgx.corpus import LINKS, read_rows_at, training_offsets
 __all__ = ["LinkTyping", "draw_rows", "relabel", "sample_lines", "type_links", "vote_types"]
 
 
+READ_AT_ONCE = 512  # sentences a predict() call reads: its memory follows this, not the rows
+
+
 @dataclass(slots=True)
 class LinkTyping:
     """What one round of link typing did (saved in the model's ``kgx.json``)."""
@@ -90,13 +93,15 @@ def vote_types(predictor: Any, rows: Sequence[dict[str, Any]], min_share: float 
     """
     votes: dict[str, Counter[str]] = {}
     with_links = [r for r in rows if r.get("untyped")]
-    preds = predictor.predict([r["text"] for r in with_links], relations=False)
     n_links = 0
-    for r, p in zip(with_links, preds, strict=True):
-        found = {(m.start, m.end): m.label for m in p.mentions}
-        for a, b, target in r["untyped"]:
-            votes.setdefault(target, Counter())[found.get((a, b), "O")] += 1
-            n_links += 1
+    for i in range(0, len(with_links), READ_AT_ONCE):  # the encoder's states of a slice only
+        part = with_links[i:i + READ_AT_ONCE]
+        preds = predictor.predict([r["text"] for r in part], relations=False)
+        for r, p in zip(part, preds, strict=True):
+            found = {(m.start, m.end): m.label for m in p.mentions}
+            for a, b, target in r["untyped"]:
+                votes.setdefault(target, Counter())[found.get((a, b), "O")] += 1
+                n_links += 1
     types = {}
     for target, c in votes.items():
         label, n = c.most_common(1)[0]
