@@ -129,7 +129,8 @@ class CorpusBuilder:
         info = self.entities.get(title)
         return (info.coarse, info.fine) if info else (None, None)
 
-    def document_spans(self, doc: dict[str, Any]) -> tuple[list[_Span], list[tuple[int, int]]]:
+    def document_spans(self, doc: dict[str, Any]
+                       ) -> tuple[list[_Span], list[tuple[int, int, str]]]:
         """Labelled spans of a document, and the links to untyped targets (start, end,
         target)."""
         text = doc["text"]

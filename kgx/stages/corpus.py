@@ -14,10 +14,11 @@ class CorpusStage(Stage):
         return bool(run.opts.use_model and not run.opts.model)
 
     def outputs(self, run: Run) -> list[str]:
-        from kgx.corpus import KINDS
+        from kgx.corpus import KINDS, LINKS
 
         return ["corpus/train.jsonl", "corpus/dev.jsonl", "corpus/test.jsonl",
-                "corpus/stats.json", *(f"corpus/train.{k}.offsets" for k in KINDS)]
+                f"corpus/{LINKS}.jsonl", "corpus/stats.json",
+                *(f"corpus/train.{k}.offsets" for k in KINDS)]
 
     def key(self, run: Run) -> str:
         from kgx.corpus import CORPUS_VERSION
