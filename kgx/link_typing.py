@@ -49,8 +49,15 @@ def draw_rows(corpus: Path, n: int, rng: random.Random) -> list[dict[str, Any]]:
     uniformly (every kind), those that hold one, and up to ``n`` sentences of
     ``train.links.jsonl`` (the sentences the corpus dropped for an unlabelled name: links
     to read, not rows to train on). Only the drawn rows are read."""
-    offsets = [o for a in training_offsets(corpus) for o in a]
-    picked = offsets if len(offsets) <= n else rng.sample(offsets, n)
+    by_kind = training_offsets(corpus)  # compact arrays: a whole dump's are 8 bytes a row
+    total = sum(len(a) for a in by_kind)
+    picked = []
+    for i in sorted(range(total) if total <= n else rng.sample(range(total), n)):
+        for a in by_kind:
+            if i < len(a):
+                picked.append(a[i])
+                break
+            i -= len(a)
     rows = [r for r in read_rows_at(corpus / "train.jsonl", sorted(picked)) if r.get("untyped")]
     links = corpus / f"{LINKS}.jsonl"
     if links.exists():
