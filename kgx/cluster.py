@@ -349,7 +349,10 @@ def map_step_pools(steps: list[Any], tasks: Iterable[tuple[Any, ...]]) -> Iterat
       (torch threads to match) and the others the rest.
     * **Results** come as chunks finish, not in task order. A step's own exception is raised
       here, with its traceback. A task whose actor died :data:`STEP_RETRIES` times more is
-      yielded as :class:`kgx.workers.Crashed`, once the stream has ended.
+      yielded as :class:`kgx.workers.Crashed`, once the stream has ended. A task queued on
+      an actor that another task kills loses a retry with it, so a task that kills every
+      actor can take a neighbour down too: both are reported, and :func:`map_steps` reads
+      every lost task again in parts.
     """
     import pickle
 

@@ -170,7 +170,10 @@ def test_steps_on_ray_data_retry_a_killed_actor_and_report_a_chunk_that_always_d
         tmp_path: Path) -> None:
     """Each step a pool of its own: a task whose actor died once is done on a restarted one;
     one that kills every actor is yielded as lost once the stream ends; the model step gets
-    torch threads for its CPUs."""
+    torch threads for its CPUs. A task queued on an actor that the always-dying task kills
+    loses a retry with it each time, so now and then the task that died once is lost as well
+    (seen once in CI): it is then reported, never dropped, and ``map_steps`` reads every lost
+    task again in parts (the next test)."""
     import ray.cloudpickle
 
     from kgx.cluster import map_step_pools, ray_session, step_pools
@@ -181,10 +184,12 @@ def test_steps_on_ray_data_retry_a_killed_actor_and_report_a_chunk_that_always_d
     with ray_session(None, 2, lambda m: None):
         out = list(map_step_pools(steps, [(i,) for i in range(4)]))
     threads = math.ceil(step_pools(steps, 2.0, 0)[1][1])
-    assert sorted(r for r in out if not isinstance(r, Crashed)) == [
-        (0, threads), (2, threads), (4, threads)]
-    assert [r.task for r in out if isinstance(r, Crashed)] == [(3,)]
-    assert isinstance(out[-1], Crashed)  # reported after every chunk that was done
+    done = sorted(r for r in out if not isinstance(r, Crashed))
+    lost = sorted(r.task for r in out if isinstance(r, Crashed))
+    assert (tmp_path / "died").exists()  # the task of 4 killed its actor once
+    assert done == [(0, threads), (2, threads), (4, threads)] and lost == [(3,)] or \
+        done == [(0, threads), (2, threads)] and lost == [(2,), (3,)]  # lost beside 3
+    assert all(isinstance(r, Crashed) for r in out[len(done):])  # after every chunk done
 
 
 def _split_odd(task: tuple[int]) -> list[tuple[int]]:
