@@ -707,3 +707,20 @@ def test_link_typing_takes_the_type_most_links_to_a_page_are_read_as() -> None:
                                  row(1, "Ulm", [[0, 3, "Ulm"]]),
                                  row(2, "Ulm", [[0, 3, "Ulm"]])]) == ({}, 3)
     assert relabel(rows, {"Ulm": "LOC"}) == (rows, 0)  # nothing left to relabel
+
+
+def test_sample_lines_reads_whole_lines_of_a_large_file_at_random_offsets(tmp_path: Path
+                                                                           ) -> None:
+    import random
+
+    from kgx.link_typing import sample_lines
+
+    lines = [f'{{"n": {i}, "text": "{"x" * (i % 7)}"}}\n'.encode() for i in range(500)]
+    p = tmp_path / "train.links.jsonl"
+    p.write_bytes(b"".join(lines))
+    whole = sample_lines(p, 50, random.Random(1))  # a small file: read whole, then sampled
+    assert len(whole) == 50 and set(whole) <= set(lines)
+    drawn = sample_lines(p, 50, random.Random(1), whole_below=100)  # read at random offsets
+    assert 30 <= len(drawn) <= 50 and len(set(drawn)) == len(drawn)
+    assert set(drawn) <= set(lines[1:])  # whole lines, never the first (no line precedes it)
+    assert sample_lines(p, 1000, random.Random(1)) == lines  # n above the file: every line
