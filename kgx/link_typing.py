@@ -2,7 +2,8 @@
 
 Takes the silver corpus's training rows, whose ``untyped`` field lists each link to a page the
 structure graph gives no type (no infobox class, category rule or property range: on the
-bundled excerpt 14,051 of its 22,620 capitalised links, most of them to pages outside it), and
+bundled excerpt 14,051 of its 22,620 links are capitalised and untyped, most of them to pages
+outside it), and
 a tagger part-way through training. Gives a type for every target that the tagger's reading
 of its links agrees on, and the rows with those links turned into mentions
 (``source: "context"``), for the epochs that follow.
