@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kgx.corpus import LINKS, read_rows_at, training_offsets
+from kgx.datasets import DataError
 
 __all__ = ["LinkTyping", "draw_rows", "relabel", "sample_lines", "type_links", "vote_types"]
 
@@ -49,7 +50,12 @@ def draw_rows(corpus: Path, n: int, rng: random.Random) -> list[dict[str, Any]]:
     """Rows that hold untyped links: of up to ``n`` training rows of ``corpus`` drawn
     uniformly (every kind), those that hold one, and up to ``n`` sentences of
     ``train.links.jsonl`` (the sentences the corpus dropped for an unlabelled name: links
-    to read, not rows to train on). Only the drawn rows are read."""
+    to read, not rows to train on). Only the drawn rows are read.
+
+    Raises:
+        DataError: A drawn row or sentence is not what the corpus writes (named with its
+            file, and its byte offset or its first characters).
+    """
     by_kind = training_offsets(corpus)  # compact arrays: a whole dump's are 8 bytes a row
     total = sum(len(a) for a in by_kind)
     picked = []
@@ -59,11 +65,29 @@ def draw_rows(corpus: Path, n: int, rng: random.Random) -> list[dict[str, Any]]:
                 picked.append(a[i])
                 break
             i -= len(a)
-    rows = [r for r in read_rows_at(corpus / "train.jsonl", sorted(picked)) if r.get("untyped")]
+    try:
+        rows = [r for r in read_rows_at(corpus / "train.jsonl", sorted(picked))
+                if r.get("untyped")]
+    except ValueError as exc:  # names the file and the row's byte offset
+        raise DataError(str(exc)) from exc
     links = corpus / f"{LINKS}.jsonl"
     if links.exists():
-        rows += [json.loads(line) for line in sample_lines(links, n, rng)]
+        rows += [_link_context(links, line) for line in sample_lines(links, n, rng)]
     return rows
+
+
+def _link_context(path: Path, line: bytes) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+        ok = isinstance(row, dict) and isinstance(row.get("text"), str) and \
+            isinstance(row.get("untyped"), list)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise DataError(f"{path}: the line {line[:60]!r}... is not a link context (a JSON "
+                        "object with 'text' and 'untyped'); build the corpus again with "
+                        "`kgx corpus`")
+    return row
 
 
 def sample_lines(path: Path, n: int, rng: random.Random, whole_below: int = 64 << 20

@@ -724,3 +724,18 @@ def test_sample_lines_reads_whole_lines_of_a_large_file_at_random_offsets(tmp_pa
     assert 30 <= len(drawn) <= 50 and len(set(drawn)) == len(drawn)
     assert set(drawn) <= set(lines[1:])  # whole lines, never the first (no line precedes it)
     assert sample_lines(p, 1000, random.Random(1)) == lines  # n above the file: every line
+
+
+def test_a_broken_link_context_is_named_before_training(tiny_bert: Path, sample_corpus: Path,
+                                                        tmp_path: Path) -> None:
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(sample_corpus, corpus)
+    with open(corpus / "train.links.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"text": "cut short\n')
+    with pytest.raises(DataError, match=r"train\.links\.jsonl: the line .*cut short"):
+        train(corpus, tmp_path / "model", TrainOptions(
+            base_model=str(tiny_bert), epochs=2, max_train_sentences=50,
+            max_eval_sentences=20, link_typing_rows=100000), log=lambda m: None)
+    assert not (tmp_path / "model").exists()  # stopped before any training
