@@ -13,7 +13,10 @@ interface (:class:`kgx.workers.OrderedPool`): ``map(fn, tasks, split=None)`` yie
   new actor, split into pages where the stage can (the structure stage), as the local pool
   does; one that dies again is yielded as :class:`kgx.workers.Crashed` and reported as lost.
   When a node is lost and the cluster has no CPU left for a new actor, the pool goes on with
-  fewer actors.
+  fewer actors. Ray counts a lost node's CPUs until it knows the node is lost (seconds to
+  a minute), so an actor asked for meanwhile may never start: the pool never waits on Ray
+  for longer than :data:`POLL_SECONDS`, and gives such an actor up, its chunks going to the
+  others, once the cluster has fewer CPUs than the pool has actors.
   An exception raised by the stage's own code is raised in the driver, as locally.
 * **Where data lives**: the dump and ``OUT`` must be on storage every node sees (a shared
   file system path), and kgx installed on every node, at the same path or as the same
@@ -23,6 +26,7 @@ interface (:class:`kgx.workers.OrderedPool`): ``map(fn, tasks, split=None)`` yie
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 import math
@@ -119,54 +123,88 @@ class RayPool:
             f"node {node[:6]}: {n:,} chunks, {n / elapsed:.2f}/s"
             for node, (n, _) in sorted(self.node_chunks.items()))
 
-    def _new_actor(self) -> Any:
+    def _new_actor(self, i: int) -> None:
+        """A new actor in slot ``i``, and the call that says when it has started."""
         import ray
 
-        return _actor_class(ray).remote(*self._init)
+        self._actors[i] = _actor_class(ray).remote(*self._init)
+        self._started[i] = self._actors[i].ping.remote()
+        self._born[i] = time.monotonic()
 
-    def _replace(self, i: int) -> None:
-        """A new actor in slot ``i``; the slot is dropped (None) when the cluster has no CPU
-        left for it (a node was lost): its chunks go to the other actors."""
+    def _drop(self, i: int) -> None:
         import ray
 
         with contextlib.suppress(Exception):
             ray.kill(self._actors[i], no_restart=True)
-        self._actors[i] = None
-        others = sum(a is not None for a in self._actors)
-        if others and others >= int(ray.cluster_resources().get("CPU", 0)):
-            return
-        actor = self._new_actor()
-        try:  # a node just lost may still be counted: an actor that cannot start is dropped
-            ray.get(actor.ping.remote(), timeout=REPLACE_TIMEOUT)
-        except Exception:  # noqa: BLE001 - timed out, or died where it was placed
-            with contextlib.suppress(Exception):
-                ray.kill(actor, no_restart=True)
-            return
-        self._actors[i] = actor
+        self._actors[i] = self._started[i] = None
 
-    def _start_actors(self) -> list[Any]:
+    def _replace(self, i: int) -> None:
+        """A new actor in slot ``i`` after its actor died, not waited for; the slot is dropped
+        when the cluster has no CPU left for it (a node was lost): its chunks go to the other
+        actors."""
+        import ray
+
+        self._drop(i)
+        others = sum(a is not None for a in self._actors)
+        if not others or others < int(ray.cluster_resources().get("CPU", 0)):
+            self._new_actor(i)
+
+    def _has_started(self, i: int) -> bool:
+        import ray
+
+        ready, _ = ray.wait([self._started[i]], timeout=0)
+        return bool(ready)
+
+    def _unplaceable(self) -> list[int]:
+        """Slots whose actor has not started and should be given up: as many as the live
+        actors exceed the cluster's CPUs (a lost node's CPUs are counted until Ray knows it
+        is lost, so an actor may have been asked for that has no CPU to start on), and any
+        still waiting :data:`REPLACE_TIMEOUT` seconds after it was asked for while another
+        has started (its CPU went to another job)."""
+        import ray
+
+        live = [i for i, a in enumerate(self._actors) if a is not None]
+        waiting = [i for i in live if not self._has_started(i)]
+        if len(waiting) == len(live):
+            return []  # all still setting up (a stage's set-up may take minutes)
+        excess = len(live) - int(ray.cluster_resources().get("CPU", 0))
+        now = time.monotonic()
+        return sorted(set(waiting[max(0, len(waiting) - excess):]
+                          + [i for i in waiting if now - self._born[i] > REPLACE_TIMEOUT]))
+
+    def _start_actors(self) -> None:
         """The map's actors: one per worker, at most one per CPU of the live nodes (a node
         lost in an earlier map leaves fewer: an actor with no CPU would never start). They
         are not waited for: a stage's set-up (loading a model) may take minutes."""
         import ray
 
         cpus = int(ray.cluster_resources().get("CPU", 0))
-        n = max(1, min(self.workers, cpus))
-        return [self._new_actor() for _ in range(n)] + [None] * (self.workers - n)
+        self._actors = [None] * self.workers
+        self._started = [None] * self.workers
+        self._born = [0.0] * self.workers
+        for i in range(max(1, min(self.workers, cpus))):
+            self._new_actor(i)
 
-    def _live(self, i: int) -> int:
-        """Slot ``i`` if its actor lives, else another live slot."""
-        if self._actors[i] is not None:
-            return i
-        for j, a in enumerate(self._actors):
-            if a is not None:
-                return j
-        raise RuntimeError("no Ray worker is left: every node of the pool was lost")
+    def _idle(self, inflight: list[int]) -> int | None:
+        """A live slot with no chunk in flight, if any."""
+        live = [i for i, a in enumerate(self._actors) if a is not None]
+        if not live:
+            raise RuntimeError("no Ray worker is left: every node of the pool was lost")
+        return next((i for i in live if not inflight[i]), None)
 
     def map(self, fn: Callable[..., Any], tasks: Iterable[tuple[Any, ...]],
             split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
             ) -> Iterator[Any]:
-        """Yield ``fn(*task)`` for each task, in order (see the module docstring for faults)."""
+        """Yield ``fn(*task)`` for each task, in order (see the module docstring for faults).
+
+        Each actor runs one chunk at a time, so an actor that dies takes only its own chunk
+        with it. That chunk is replaced, where it stood in the order, by its ``split`` parts
+        (or by itself), which run on whichever actors are free, the dead one's replacement
+        among them; a part that dies again is yielded as :class:`kgx.workers.Crashed`.
+        Nothing blocks for longer than :data:`POLL_SECONDS`: between waits, actors that
+        cannot start are given up (:meth:`_unplaceable`) and their chunks, which never ran,
+        go to the others.
+        """
         import ray
         from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
@@ -176,43 +214,52 @@ class RayPool:
         LINE_EXTRAS.append(self.nodes_line)
         # One actor per worker, each holding a CPU: the pool never asks for more, so no actor
         # waits for another to end.
-        self._actors = self._start_actors()
-        free = deque(i for i, a in enumerate(self._actors) if a is not None)
-        # (task, actor index, object ref); results in the order tasks were given
-        pending: deque[tuple[tuple[Any, ...], int, Any]] = deque()
-        done: dict[Any, Any] = {}  # ref -> ("ok", (value, node)) | ("died", exc) | ("error", exc)
+        self._start_actors()
+        inflight = [0] * self.workers  # chunks running (or queued) on each slot's actor
+        pending: deque[_Chunk] = deque()  # in the order results are yielded
         it = iter(tasks)
         exhausted = False
         try:
             while True:
-                while not exhausted and free and len(pending) < self.window:
+                for c in pending:  # chunks to run again, or moved, first
+                    if c.ref is None and (i := self._idle(inflight)) is not None:
+                        self._submit(c, i, fn, inflight)
+                while not exhausted and len(pending) < self.window:
+                    if (i := self._idle(inflight)) is None:
+                        break
                     try:
-                        t = next(it)
+                        c = _Chunk(next(it))
                     except StopIteration:
                         exhausted = True
                         break
-                    i = free.popleft()
-                    pending.append((t, i, self._actors[i].run.remote(fn, t)))
+                    self._submit(c, i, fn, inflight)
+                    pending.append(c)
                 if not pending:
                     return
-                waiting = [ref for _, _, ref in pending if ref not in done]
-                if waiting:
-                    ready, _ = ray.wait(waiting, num_returns=1)
+                running = [c.ref for c in pending if c.ref is not None and c.outcome is None]
+                if running:
+                    ready, _ = ray.wait(running, num_returns=1, timeout=POLL_SECONDS)
+                    if not ready:
+                        self._move_unplaceable(pending, inflight)
                     for ref in ready:
-                        i = next(i for _, i, r in pending if r is ref)
+                        k, c = next((k, c) for k, c in enumerate(pending) if c.ref is ref)
+                        inflight[c.slot] -= 1
                         try:
-                            done[ref] = ("ok", ray.get(ref))
+                            c.outcome = ("ok", ray.get(ref))
                         except died:
-                            done[ref] = ("died", i)
                             self.crashes += 1
-                            self._replace(i)
+                            if self._actors[c.slot] is c.actor:  # not replaced already
+                                self._replace(c.slot)
+                            if c.retried:
+                                c.outcome = ("lost", c.task)
+                            else:
+                                del pending[k]
+                                for n, part in enumerate(split(c.task) if split else [c.task]):
+                                    pending.insert(k + n, _Chunk(part, retried=True))
                         except RayTaskError as exc:
-                            done[ref] = ("error", exc)
-                        if self._actors[i] is not None:
-                            free.append(i)
-                while pending and pending[0][2] in done:
-                    task, _, ref = pending.popleft()
-                    kind, value = done.pop(ref)
+                            c.outcome = ("error", exc)
+                while pending and pending[0].outcome is not None:
+                    kind, value = pending.popleft().outcome
                     if kind == "ok":
                         result, node, seconds = value
                         self._count(node, seconds)
@@ -220,44 +267,51 @@ class RayPool:
                     elif kind == "error":
                         raise value.as_instanceof_cause()
                     else:
-                        yield from self._retry(fn, task, split, value)
+                        yield Crashed(value)
         finally:
             with contextlib.suppress(ValueError):
                 LINE_EXTRAS.remove(self.nodes_line)
-            for a in self._actors:
+            for i, a in enumerate(self._actors):
                 if a is not None:
-                    with contextlib.suppress(Exception):
-                        ray.kill(a, no_restart=True)
+                    self._drop(i)
             self._actors = []
 
-    def _retry(self, fn: Callable[..., Any], task: tuple[Any, ...],
-               split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None, i: int
-               ) -> Iterator[Any]:
-        """A chunk whose actor died, again on that actor's replacement (a new actor would wait
-        for a CPU the pool's actors hold), or on another actor when the replacement had no CPU
-        to start on, split when the stage can."""
-        import ray
-        from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+    def _submit(self, c: _Chunk, i: int, fn: Callable[..., Any], inflight: list[int]) -> None:
+        inflight[i] += 1
+        c.slot, c.actor = i, self._actors[i]
+        c.ref = c.actor.run.remote(fn, c.task)
 
-        for part in (split(task) if split else [task]):
-            i = self._live(i)
-            try:
-                result, node, seconds = ray.get(self._actors[i].run.remote(fn, part))
-            except (RayActorError, WorkerCrashedError):
-                self.crashes += 1
-                self._replace(i)
-                yield Crashed(part)
-                continue
-            except RayTaskError as exc:
-                raise exc.as_instanceof_cause() from None
-            self._count(node, seconds)
-            yield result
+    def _move_unplaceable(self, pending: deque[_Chunk], inflight: list[int]) -> None:
+        """Give up the actors that cannot start (:meth:`_unplaceable`); their chunks, which
+        never ran, wait for the other actors, in the same places of the order."""
+        gone = self._unplaceable()
+        for i in gone:
+            self._drop(i)
+            inflight[i] = 0
+        for c in pending:
+            if c.ref is not None and c.outcome is None and c.slot in gone:
+                c.ref = None
+
+
+@dataclasses.dataclass(eq=False)
+class _Chunk:
+    """A task of :meth:`RayPool.map`: where it runs, and how it ended once it has."""
+
+    task: tuple[Any, ...]
+    retried: bool = False  # a part of a chunk whose actor died: lost if it dies too
+    slot: int = -1
+    actor: Any = None
+    ref: Any = None  # None until submitted (again)
+    # once ended: ("ok", (value, node, seconds)) | ("lost", task) | ("error", exception)
+    outcome: tuple[str, Any] | None = None
 
 
 _ACTOR: Any = None
-# Seconds a replacement actor may take to start (its stage's set-up included) before it is
-# dropped; a lost node is usually known by then, and then none is started at all.
+# Seconds an actor may wait to start (its stage's set-up included) while another of its pool has
+# started, before it is given up and its chunks go to the others (its CPU went elsewhere).
 REPLACE_TIMEOUT = 300.0
+# The longest the pool waits on Ray at a time before it looks for actors that cannot start.
+POLL_SECONDS = 5.0
 
 
 def _actor_class(ray: Any) -> Any:

@@ -11,7 +11,10 @@ import json
 import math
 import os
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,6 +121,79 @@ def test_a_killed_actor_costs_only_its_chunk() -> None:
     # chunk 3 died; retried as its parts 30 and 31: 30 dies again and is reported, 31 is done
     assert isinstance(out[3], Crashed) and out[3].task == (30,) and out[4] == 31 * 31
     assert pool.crashes == 2
+
+
+def _in_time(seconds: float, fn: Callable[[], Any]) -> Any:
+    """``fn()``, or a test failure once it has run ``seconds`` (a hang fails, not stalls)."""
+    box: list[Any] = []
+    t = threading.Thread(target=lambda: box.append(fn()), daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        pytest.fail(f"still waiting after {seconds} s")
+    return box[0]
+
+
+def test_an_actor_counted_on_a_lost_nodes_cpu_is_given_up(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """Ray counts a lost node's CPUs until it knows the node is lost: the pool asks for an
+    actor that will never start. Once the cluster has fewer CPUs than the pool has actors,
+    that actor is given up and its chunk runs on the others, in its place in the order."""
+    import ray
+    import ray.cloudpickle
+
+    import kgx.cluster
+    from kgx.cluster import RayPool, ray_session
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(kgx.cluster, "POLL_SECONDS", 0.2)
+    monkeypatch.setattr(kgx.cluster, "REPLACE_TIMEOUT", 1e9)  # not the rule at work here
+
+    def run() -> tuple[list[int], int, int]:
+        with ray_session(None, 2, lambda m: None):
+            real = ray.cluster_resources
+            calls = []
+
+            def stale() -> dict[str, float]:  # the first look still counts a third CPU
+                calls.append(1)
+                return {**real(), "CPU": 3.0} if len(calls) == 1 else real()
+
+            monkeypatch.setattr(ray, "cluster_resources", stale)
+            pool = RayPool(None, 3, initializer=_nothing)
+            out = list(pool.map(_square_or_die, [(i,) for i in (0, 1, 2, 4, 5, 6, 7)]))
+            return out, pool.crashes, len(calls)
+
+    out, crashes, looks = _in_time(120, run)
+    assert out == [0, 1, 4, 16, 25, 36, 49] and crashes == 0 and looks > 1
+
+
+def test_an_actor_whose_cpu_went_to_another_job_is_given_up_in_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another actor takes the CPU the pool's second actor needed: after
+    :data:`kgx.cluster.REPLACE_TIMEOUT` the pool goes on without it."""
+    import ray
+    import ray.cloudpickle
+
+    import kgx.cluster
+    from kgx.cluster import RayPool, ray_session
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(kgx.cluster, "POLL_SECONDS", 0.2)
+    monkeypatch.setattr(kgx.cluster, "REPLACE_TIMEOUT", 1.0)
+
+    def run() -> list[int]:
+        with ray_session(None, 2, lambda m: None):
+            other = ray.remote(num_cpus=1)(_OtherJob).remote()
+            ray.get(other.ping.remote())
+            pool = RayPool(None, 2, initializer=_nothing)
+            return list(pool.map(_square_or_die, [(i,) for i in (1, 2, 4, 5)]))
+
+    assert _in_time(120, run) == [1, 4, 16, 25]
+
+
+class _OtherJob:
+    def ping(self) -> bool:
+        return True
 
 
 def test_progress_lines_name_the_nodes_and_their_throughput() -> None:
