@@ -4,10 +4,10 @@ process against worker processes, on one finished output, in one run.
 Copies ``OUT/aliases.sqlite`` (the structure stage's titles, redirects and anchors) and builds
 the tables from it three times, each in a fresh child process: with ``--workers 0`` (every
 alias row made in the building process) and with ``--workers N`` (:func:`kgx.linking.alias_rows`
-in N spawned processes), SQLite's sorter on one thread, then N workers with the sorter's helper
-threads (:func:`kgx.cpu.sort_threads`, kgx's default). Prints seconds, pages per second, anchor
-rows, CPU seconds of the process tree over wall seconds and peak memory, then whether every way
-made the same tables. Usage:
+and :func:`kgx.fuzzy.deletion_rows` in N spawned processes), SQLite's sorter on one thread, then
+N workers with the sorter's helper threads (:func:`kgx.cpu.sort_threads`, kgx's default). Prints
+seconds, pages per second, anchor rows, CPU seconds of the process tree over wall seconds and
+peak memory, whether every way made the same tables, and each step's seconds. Usage:
 ``python benchmarks/bench_entity_tables.py OUT [--workers N] [--work DIR]``.
 """
 
@@ -35,14 +35,25 @@ from kgx.linking import build_entity_table
 if __name__ == "__main__":
     kgx.cpu.SORT_THREADS = None if sys.argv[3] == "auto" else int(sys.argv[3])
     t = time.perf_counter()
-    n = build_entity_table(Path(sys.argv[1]), workers=int(sys.argv[2]))
+    phases = {}
+    n = build_entity_table(Path(sys.argv[1]), workers=int(sys.argv[2]), phases=phases)
     wall = time.perf_counter() - t
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(json.dumps({"seconds": wall, "entities": n, "cpu": me.ru_utime + me.ru_stime
                       + kids.ru_utime + kids.ru_stime,
-                      "rss_mb": max(me.ru_maxrss, kids.ru_maxrss) / 1024}))
+                      "rss_mb": max(me.ru_maxrss, kids.ru_maxrss) / 1024, "phases": phases}))
 """
+
+
+STEP_NOTES = {  # where each step of kgx.linking.build_entity_table runs
+    "types": " (this process: SPARQL over the store)",
+    "abstracts": " (this process)",
+    "titles_and_redirects": " (workers; numbering and copy-in here)",
+    "anchors": " (workers; numbering and copy-in here)",
+    "sums": " (this process, SQLite's sorter threads)",
+    "misspelt_index": " (deletions in workers; the sort here)",
+}
 
 
 def tables_digest(db: Path) -> str:
@@ -88,6 +99,13 @@ def main() -> None:
         shutil.rmtree(dst)
     print_ways(rows, pages, "page", "tables")
     print(f"{next(iter(rows.values()))['entities']:,} entities")
+    # Each step's seconds: what a projection needs to know is which steps the workers share
+    names = list(rows)
+    print("\n| step (seconds) | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for step in next(iter(rows.values()))["phases"]:
+        print(f"| {step}{STEP_NOTES.get(step, '')} | "
+              + " | ".join(f"{rows[w]['phases'][step]:.2f}" for w in names) + " |")
     (args.work / "bench-entity-tables.json").write_text(json.dumps(
         {"pages": pages, "anchors": anchors, "rows": rows}, indent=1))
 

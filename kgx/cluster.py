@@ -201,9 +201,9 @@ class RayPool:
         with it. That chunk is replaced, where it stood in the order, by its ``split`` parts
         (or by itself), which run on whichever actors are free, the dead one's replacement
         among them; a part that dies again is yielded as :class:`kgx.workers.Crashed`.
-        Nothing blocks for longer than :data:`POLL_SECONDS`: between waits, actors that
-        cannot start are given up (:meth:`_unplaceable`) and their chunks, which never ran,
-        go to the others.
+        Nothing blocks for longer than :data:`POLL_SECONDS`, and that often actors that
+        cannot start are given up (:meth:`_unplaceable`); their chunks, which never ran, go
+        to the others.
         """
         import ray
         from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
@@ -219,6 +219,7 @@ class RayPool:
         pending: deque[_Chunk] = deque()  # in the order results are yielded
         it = iter(tasks)
         exhausted = False
+        looked = time.monotonic()  # when actors that cannot start were last looked for
         try:
             while True:
                 for c in pending:  # chunks to run again, or moved, first
@@ -239,8 +240,9 @@ class RayPool:
                 running = [c.ref for c in pending if c.ref is not None and c.outcome is None]
                 if running:
                     ready, _ = ray.wait(running, num_returns=1, timeout=POLL_SECONDS)
-                    if not ready:
+                    if time.monotonic() - looked >= POLL_SECONDS:
                         self._move_unplaceable(pending, inflight)
+                        looked = time.monotonic()
                     for ref in ready:
                         k, c = next((k, c) for k, c in enumerate(pending) if c.ref is ref)
                         inflight[c.slot] -= 1

@@ -22,8 +22,10 @@ titles) share candidates by the thousand; 16 keeps them apart.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from kgx.cpu import sort_threads
 
@@ -57,9 +59,16 @@ def deletions(key: str, prefix: int = PREFIX, depth: int = 1) -> set[str]:
     return out
 
 
-def build(db: sqlite3.Connection, keys: Iterable[str], batch: int = 200_000) -> int:
+def build(db: sqlite3.Connection, keys: Iterable[str], batch: int = 200_000,
+          workers: int = 0, parts: Path | None = None) -> int:
     """(Re)build the index in ``db`` from distinct alias keys, best given in sorted order
     (:func:`iter_keys`).
+
+    The keys are numbered and written first; their deletions are then worked out by
+    ``workers`` processes (0 or 1: this one), :data:`CHUNK_KEYS` keys a task, each reading
+    its keys from ``db``'s file and writing its rows to an SQLite file of its own in
+    ``parts``, which this process copies in, in order: any number of workers makes the same
+    index.
 
     Returns:
         The number of keys indexed.
@@ -68,24 +77,43 @@ def build(db: sqlite3.Connection, keys: Iterable[str], batch: int = 200_000) -> 
     db.executescript(SCHEMA)
     n = 0
     key_rows: list[tuple[int, str]] = []
-    del_rows: list[tuple[int, int, int]] = []
-
-    def flush() -> None:
-        db.executemany("INSERT INTO alias_keys VALUES (?, ?)", key_rows)
-        db.executemany("INSERT INTO staged_deletes VALUES (?, ?, ?)", del_rows)
-        key_rows.clear()
-        del_rows.clear()
-
     for key in keys:
         if not key:
             continue
         n += 1
         key_rows.append((n, key))
-        size = len(key)
-        del_rows.extend((variant_hash(v), size, n) for v in deletions(key))
-        if len(del_rows) >= batch:
-            flush()
-    flush()
+        if len(key_rows) >= batch:
+            db.executemany("INSERT INTO alias_keys VALUES (?, ?)", key_rows)
+            key_rows.clear()
+    db.executemany("INSERT INTO alias_keys VALUES (?, ?)", key_rows)
+    db.commit()  # the workers read the keys from here on; nothing writes the file meanwhile
+    file = db.execute("PRAGMA database_list").fetchone()[2]
+    ranges = [(lo, min(n, lo + CHUNK_KEYS - 1)) for lo in range(1, n + 1, CHUNK_KEYS)]
+    if workers > 1 and file and parts is not None and len(ranges) > 1:
+        from kgx.workers import Crashed, ignore_interrupts_in_worker, new_pool
+
+        parts.mkdir(parents=True, exist_ok=True)
+        # Spawned, not forked: the building process may hold an Oxigraph store's threads.
+        pool = new_pool(None, workers, window=2, initializer=ignore_interrupts_in_worker,
+                        start_method="spawn")
+        for found in pool.map(deletion_rows, [(file, lo, hi, str(parts)) for lo, hi in ranges]):
+            if isinstance(found, Crashed):
+                raise RuntimeError(f"the misspelt-name index of alias keys {found.task[1]:,}-"
+                                   f"{found.task[2]:,} was not made: its worker died twice")
+            db.execute("ATTACH DATABASE ? AS part", (found,))
+            db.execute("INSERT INTO staged_deletes SELECT variant, len, key FROM part.rows")
+            db.commit()
+            db.execute("DETACH DATABASE part")
+            Path(found).unlink()
+    else:
+        rows: list[tuple[int, int, int]] = []
+        for lo, hi in ranges:
+            for row in _deletion_rows(db, lo, hi):
+                rows.append(row)
+                if len(rows) >= batch:
+                    db.executemany("INSERT INTO staged_deletes VALUES (?, ?, ?)", rows)
+                    rows.clear()
+        db.executemany("INSERT INTO staged_deletes VALUES (?, ?, ?)", rows)
     # One sort at the end (SQLite's external merge sort, spilling to its temporary files) costs
     # far less than keeping the B-tree ordered through every insert.
     db.execute("INSERT OR IGNORE INTO alias_deletes SELECT variant, len, key FROM staged_deletes "
@@ -93,6 +121,37 @@ def build(db: sqlite3.Connection, keys: Iterable[str], batch: int = 200_000) -> 
     db.execute("DROP TABLE temp.staged_deletes")
     db.commit()
     return n
+
+
+CHUNK_KEYS = 200_000  # alias keys a worker task indexes (about 14 s of one core, measured)
+
+
+def _deletion_rows(db: sqlite3.Connection, first: int, last: int
+                   ) -> Iterator[tuple[int, int, int]]:
+    """(variant hash, key length, key id) of the keys numbered ``first``..``last``."""
+    for kid, key in db.execute("SELECT id, key FROM alias_keys WHERE id BETWEEN ? AND ?",
+                               (first, last)).fetchall():
+        size = len(key)
+        for v in deletions(key):
+            yield variant_hash(v), size, kid
+
+
+def deletion_rows(db_file: str, first: int, last: int, parts: str) -> str:
+    """Worker task: the deletion rows of keys ``first``..``last`` of ``db_file``'s
+    ``alias_keys`` (opened read-only), in a new SQLite file in ``parts``; returns its path."""
+    db = sqlite3.connect(f"{Path(db_file).as_uri()}?mode=ro", uri=True)
+    path = os.path.join(parts, f"deletes-{first:012d}.sqlite")
+    part = sqlite3.connect(path + ".tmp")
+    try:
+        part.execute("DROP TABLE IF EXISTS rows")
+        part.execute("CREATE TABLE rows (variant INTEGER, len INTEGER, key INTEGER)")
+        part.executemany("INSERT INTO rows VALUES (?, ?, ?)", _deletion_rows(db, first, last))
+        part.commit()
+    finally:
+        part.close()
+        db.close()
+    os.replace(path + ".tmp", path)
+    return path
 
 
 def search(db: sqlite3.Connection, key: str, k: int = 10, max_distance: int = 2

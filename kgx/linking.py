@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import sqlite3
+import time
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -85,7 +86,7 @@ ALIAS_CHUNK_ROWS = 100_000  # rows of titles, redirects or anchors per alias tas
 
 
 def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
-                       workers: int = 0) -> int:
+                       workers: int = 0, phases: dict[str, float] | None = None) -> int:
     """Add ``entities`` and ``alias_index`` to ``out/aliases.sqlite``.
 
     Entities are the dump's articles and every page they link to (resolved through
@@ -93,10 +94,16 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
     targets are worked out by ``workers`` processes (0: this one), chunks of titles,
     redirects and anchors at a time (:func:`alias_rows`); this process numbers the entities
     in the order the chunks give them (so any number of workers makes the same tables) and
-    writes the rows, which SQLite sums once, sorted, at the end. Nothing writes
+    writes the rows, which SQLite sums once, sorted, at the end. The misspelt-name index's
+    deletions are worked out by the workers too (:func:`kgx.fuzzy.build`). Nothing writes
     ``aliases.sqlite`` while the workers read it (the new tables grow in
     ``OUT/.work/entity-tables`` first), so workers on other hosts may read it over a shared
     file system.
+
+    Args:
+        phases: Filled, when given, with the seconds of each step (``types``, ``abstracts``,
+            ``titles_and_redirects``, ``anchors``, ``sums``, ``misspelt_index``): which run
+            in workers and which in this process is what a projection to a larger dump needs.
 
     Returns:
         The number of entities.
@@ -110,8 +117,17 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
     from kgx.entities import EntityTypes, load_entities
     from kgx.workers import Crashed, ignore_interrupts_in_worker, new_pool
 
+    phases = {} if phases is None else phases
+    clock = [time.monotonic()]
+
+    def lap(name: str) -> None:
+        now = time.monotonic()
+        phases[name] = round(phases.get(name, 0.0) + now - clock[0], 2)
+        clock[0] = now
+
     if entities_info is None:
         load_entities(out).close()  # the tables exist from here on
+    lap("types")
     report = json.loads((out / "report.json").read_text("utf-8"))
     res = (report.get("site", {}).get("namespace") or "") + "resource/"
     graph = ox.Store.read_only(str(out / "store"))
@@ -154,6 +170,7 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
     db.executemany("INSERT OR REPLACE INTO abstracts VALUES (?, ?)", rows)
     rows.clear()
     db.commit()
+    lap("abstracts")
     n_entities = 0
 
     @lru_cache(maxsize=1 << 20)
@@ -213,9 +230,11 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
                 rows.append((alias_key(sol["a"].value), title, 1.0))
         db.executemany("INSERT INTO build.alias_rows VALUES (?, ?, ?)", rows)
         rows.clear()
+        lap("titles_and_redirects")
         for found in pool.map(alias_rows, chunks("anchors")):
             take(found)
         db.commit()
+        lap("anchors")
         # The workers are done: the tables go into aliases.sqlite. One sorted pass sums the
         # rows (SQLite's sorter spills to disk when it must); titles that are no entity
         # (disambiguation pages) find no entity row and drop out.
@@ -232,11 +251,13 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
         """)
         db.commit()
         db.execute("DETACH DATABASE build")
+        lap("sums")
+        # Misspelt names: a symmetric-delete index over every alias key (kgx.fuzzy).
+        db.execute("DROP TABLE IF EXISTS alias_trigrams")
+        fuzzy.build(db, fuzzy.iter_keys(db), workers=workers, parts=work / "deletes")
+        lap("misspelt_index")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    # Misspelt names: a symmetric-delete index over every alias key (kgx.fuzzy).
-    db.execute("DROP TABLE IF EXISTS alias_trigrams")
-    fuzzy.build(db, fuzzy.iter_keys(db))
     n = n_entities
     store.close()
     return n

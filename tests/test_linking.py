@@ -213,11 +213,13 @@ def test_the_scorer_is_fitted_on_dev_pages_and_used(tmp_path: Path) -> None:
 def test_entity_tables_are_the_same_with_worker_processes(out: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
-    """Alias rows made by 2 spawned workers, 3 rows of a table at a time, give the tables one
-    process gives in one chunk: the same entity ids, alias counts and misspelling index."""
+    """Alias rows made by 2 spawned workers, 3 rows of a table at a time, and the misspelt-name
+    index's deletions, 5 keys at a time, give the tables one process gives in one chunk:
+    the same entity ids, alias counts and misspelling index."""
     import shutil
     import sqlite3
 
+    import kgx.fuzzy
     import kgx.linking
 
     o = tmp_path / "out"
@@ -226,10 +228,18 @@ def test_entity_tables_are_the_same_with_worker_processes(out: Path, tmp_path: P
         shutil.copyfile(out / name, o / name)
     (o / "store").symlink_to(out / "store")
     monkeypatch.setattr(kgx.linking, "ALIAS_CHUNK_ROWS", 3)
-    build_entity_table(o, workers=2)
-    tables = {"entities": "id", "alias_index": "key, entity", "alias_keys": "id"}
+    monkeypatch.setattr(kgx.fuzzy, "CHUNK_KEYS", 5)
+    phases: dict[str, float] = {}
+    build_entity_table(o, workers=2, phases=phases)
+    assert list(phases) == ["types", "abstracts", "titles_and_redirects", "anchors", "sums",
+                            "misspelt_index"]
+    assert all(s >= 0 for s in phases.values())
+    keys = sqlite3.connect(o / "aliases.sqlite").execute("SELECT count(*) FROM alias_keys")
+    assert keys.fetchone()[0] > 2 * 5  # the index was made in three tasks or more
+    tables = {"entities": "id", "alias_index": "key, entity", "alias_keys": "id",
+              "alias_deletes": "variant, len, key"}
     for t, order in tables.items():
         a, b = (sqlite3.connect(x / "aliases.sqlite").execute(
             f"SELECT * FROM {t} ORDER BY {order}").fetchall() for x in (out, o))
         assert a and a == b, t
-    assert not (o / ".work" / "alias-rows").exists()
+    assert not (o / ".work" / "entity-tables").exists()

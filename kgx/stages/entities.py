@@ -4,7 +4,8 @@
 Two steps, each committed to the stage's journal (``OUT/.work/entities``):
 
 1. the entity and alias tables and the misspelt-name index, in ``aliases.sqlite`` (one step:
-   a kill during it redoes it; the alias rows are made by worker processes);
+   a kill during it redoes it; the alias rows and the index's deletions are made by worker
+   processes; ``seconds_tables_by_step`` in ``stages.json`` times its parts);
 2. the entity embeddings, in chunks of :data:`kgx.linking.ENTITY_CHUNK` entities, each one
    embedded by a worker process (one per 2 cores on a CPU, a few sharing a GPU) and saved as
    a ``.npy`` part; a kill costs the chunks in flight. The FAISS index is then written from
@@ -72,10 +73,11 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
             f"{len(done - {TABLES_STEP}):,} chunks of vectors committed before")
     if TABLES_STEP not in done:
         t = time.monotonic()
-        n = build_entity_table(out, workers=opts.extract.workers)
+        phases: dict[str, float] = {}
+        n = build_entity_table(out, workers=opts.extract.workers, phases=phases)
         alias_keys = _count(out, "alias_keys")
         infos[TABLES_STEP] = {"entities": n, "alias_keys": alias_keys,
-                              "seconds": round(time.monotonic() - t, 2)}
+                              "seconds": round(time.monotonic() - t, 2), "phases": phases}
         journal.commit(TABLES_STEP, infos[TABLES_STEP])
     tables = infos[TABLES_STEP]
     n = tables["entities"]
@@ -109,6 +111,7 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
     fit = fit_scorer(out, log)
     shutil.rmtree(work, ignore_errors=True)
     return {**meta, "alias_keys": tables["alias_keys"], "seconds_tables": tables["seconds"],
+            "seconds_tables_by_step": tables.get("phases", {}),
             "entities_without_vector": without_vector,
             "seconds_embedding": round(seconds_embedding, 2), "embed_workers": max(1, n_workers),
             "chunks": len(chunks), "linker_scorer": fit}
