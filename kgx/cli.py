@@ -283,7 +283,7 @@ def train(
     base_model: Annotated[str, typer.Option(
         help="Encoder: 'minilm' (bundled all-MiniLM-L6-v2), a local Hugging Face directory, "
              "or a hub id.")] = "minilm",
-    epochs: Annotated[int, typer.Option(help="Epochs at most (early stopping on dev).")] = 3,
+    epochs: Annotated[int, typer.Option(help="Epochs at most (early stopping on dev).")] = 6,
     batch_size: Annotated[int, typer.Option(
         help="Windows per batch (a sentence is one, a document several).")] = 16,
     learning_rate: Annotated[float, typer.Option(help="Encoder learning rate.")] = 5e-5,
@@ -311,9 +311,9 @@ def train(
     conll/train.txt:2 redocred.json:0.5 -o model`. The labels are the union of theirs, Wikidata
     relation ids mapped onto kgx's properties; each source is scored on its own dev set.
 
-    The defaults train on every sentence for up to 3 epochs, which is what a gold set or a GPU
+    The defaults train on every sentence for up to 6 epochs, which is what a gold set or a GPU
     wants. `kgx extract` trains a quicker model (1,500 sentences x 3 epochs, to fit the sample
-    into 10 minutes on 2 cores): `--max-train-sentences 1500` gives the same.
+    into 10 minutes on 2 cores): `--max-train-sentences 1500 --epochs 3` gives the same.
     """
     from kgx.datasets import DataError
     from kgx.train import TrainOptions
