@@ -362,7 +362,7 @@ def iter_documents(path: Path) -> Iterator[dict[str, Any]]:
 
 
 DOCS_PER_CHUNK = 200  # documents per committed chunk of the corpus stage
-CORPUS_VERSION = "corpus-4"  # what the labelling does; a change makes old corpora re-run
+CORPUS_VERSION = "corpus-5"  # what the labelling does; a change makes old corpora re-run
 SPLITS = ("train", "dev", "test")
 # ``train.links.jsonl``: training pages' sentences dropped for an unlabelled name that hold
 # links to untyped pages (page_id, start, text, untyped), read by kgx.link_typing only.

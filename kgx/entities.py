@@ -27,8 +27,11 @@ from kgx.ontology import KGX, RDF_TYPE, Ontology, load_ontology
 _COARSE_OF = {"Person": "PER", "Deity": "PER", "Organisation": "ORG", "Place": "LOC"}
 ALIASES_FILE = "aliases.sqlite"
 _BATCH = 50_000
+# What the tables' building does; tables of another version are built again on first use.
+TYPES_VERSION = "entity-types-2"  # 2: a range type is the one most facts give
 _SCHEMA = """
 DROP TABLE IF EXISTS entity_types; DROP TABLE IF EXISTS entity_facts;
+DROP TABLE IF EXISTS entity_types_done;
 CREATE TABLE entity_types (title TEXT PRIMARY KEY, coarse TEXT, fine TEXT, depth INTEGER,
                            source TEXT) WITHOUT ROWID;
 CREATE TABLE entity_facts (title TEXT NOT NULL, prop TEXT NOT NULL, object TEXT NOT NULL);
@@ -92,7 +95,8 @@ def load_entities(graph_dir: Path, onto: Ontology | None = None) -> EntityTypes:
     try:
         have = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'entity_types_done'"
                           ).fetchone()
-        if not have:
+        if not have or db.execute("SELECT at FROM entity_types_done").fetchone() != \
+                (TYPES_VERSION,):
             _build(graph_dir, db, onto or load_ontology())
     finally:
         db.close()
@@ -145,7 +149,13 @@ def _build(graph_dir: Path, db: sqlite3.Connection, onto: Ontology) -> None:
     # Infobox facts whose property is aligned with Wikidata: distant supervision's positives.
     wd_props = {p.iri: local for local, p in onto.properties.items() if p.object and p.wikidata}
     facts: list[tuple[str, str, str]] = []
-    ranged: list[tuple[str, str, str, int]] = []
+    ranged: list[tuple[str, str, str]] = []
+    db.executescript("""
+        DROP TABLE IF EXISTS temp.ranged; DROP TABLE IF EXISTS temp.class_depth;
+        CREATE TEMP TABLE ranged (title TEXT NOT NULL, coarse TEXT, fine TEXT);
+        CREATE TEMP TABLE class_depth (fine TEXT PRIMARY KEY, depth INTEGER);""")
+    db.executemany("INSERT INTO temp.class_depth VALUES (?, ?)",
+                   [(KGX + c, d) for c, d in depth.items()])
     q = f'SELECT ?s ?p ?o WHERE {{ GRAPH ?g {{ ?s ?p ?o }} ?g <{KGX}extractor> "infobox" }}'
     for s, p, o in _titles(store, q, res, (0, 2)):
         local = wd_props.get(p.value) if isinstance(p, ox.NamedNode) else None
@@ -154,23 +164,37 @@ def _build(graph_dir: Path, db: sqlite3.Connection, onto: Ontology) -> None:
         facts.append((s, local, o))
         rng = onto.properties[local].range
         if rng and rng.startswith(KGX) and rng[len(KGX):] in onto.classes:
-            ranged.append((o, coarse_type(onto, rng), rng, -1))
+            ranged.append((o, coarse_type(onto, rng), rng))
         if len(facts) >= _BATCH:
             _flush_facts(db, facts, ranged)
     _flush_facts(db, facts, ranged)
+    # rdfs:range entailment: the object of kgx:birthPlace is a kgx:Place, even when its own
+    # page is not in the dump. An object of several facts whose ranges differ takes the range
+    # most of them give, the deeper class on a tie, then the first by name: never the first
+    # fact the store happens to yield. A type the page itself states wins (class types were
+    # all written first).
+    db.execute("""
+        INSERT INTO entity_types
+        SELECT title, coarse, fine, -1, 'range' FROM (
+            SELECT title, coarse, fine, row_number() OVER (
+                PARTITION BY title ORDER BY count(*) DESC, max(depth) DESC, fine) AS pick
+            FROM (SELECT r.title, r.coarse, r.fine, coalesce(d.depth, 0) AS depth
+                  FROM temp.ranged r LEFT JOIN temp.class_depth d ON d.fine = r.fine)
+            GROUP BY title, coarse, fine)
+        WHERE pick = 1
+        ON CONFLICT(title) DO NOTHING""")
+    db.execute("DROP TABLE temp.ranged")
+    db.execute("DROP TABLE temp.class_depth")
     db.execute("CREATE INDEX entity_facts_by_title ON entity_facts(title)")
     db.execute("CREATE TABLE entity_types_done (at TEXT)")
+    db.execute("INSERT INTO entity_types_done VALUES (?)", (TYPES_VERSION,))
     db.commit()
     del store
 
 
 def _flush_facts(db: sqlite3.Connection, facts: list[tuple[str, str, str]],
-                 ranged: list[tuple[str, str, str, int]]) -> None:
+                 ranged: list[tuple[str, str, str]]) -> None:
     db.executemany("INSERT INTO entity_facts VALUES (?, ?, ?)", facts)
-    # rdfs:range entailment: the object of kgx:birthPlace is a kgx:Place, even when its own
-    # page is not in the dump. A type the page itself states wins (class types were all
-    # written before any fact was read).
-    db.executemany("INSERT INTO entity_types VALUES (?, ?, ?, ?, 'range') "
-                   "ON CONFLICT(title) DO NOTHING", ranged)
+    db.executemany("INSERT INTO temp.ranged VALUES (?, ?, ?)", ranged)  # chosen at the end
     facts.clear()
     ranged.clear()

@@ -243,3 +243,34 @@ def test_entity_tables_are_the_same_with_worker_processes(out: Path, tmp_path: P
             f"SELECT * FROM {t} ORDER BY {order}").fetchall() for x in (out, o))
         assert a and a == b, t
     assert not (o / ".work" / "entity-tables").exists()
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_an_object_of_facts_with_different_ranges_takes_the_most_given(
+        tmp_path: Path, order: int) -> None:
+    """Springfield is a birth place twice and a party once: a Place (LOC), in either page
+    order; Grand Party, a party once, is an Organisation; a type the page states wins."""
+    from kgx.entities import load_entities
+    from tests.conftest import dump_xml, page_xml
+
+    pages = [
+        ("Ann Smith", "{{Infobox officeholder|birth_place=[[Springfield]]|party=[[Grand Party]]}}"
+         "'''Ann Smith''' was a mayor."),
+        ("Bob Smith", "{{Infobox officeholder|birth_place=[[Springfield]]}}'''Bob''' was one."),
+        ("Cal Smith", "{{Infobox officeholder|party=[[Springfield]]|birth_place=[[Ulm]]}}"
+         "'''Cal''' was one."),
+        ("Ulm", "{{Infobox officeholder|party=[[Grand Party]]}}'''Ulm''' is a man here."),
+    ][::order]
+    dump = tmp_path / "wiki.xml"
+    dump.write_text(dump_xml([page_xml(i, t, x) for i, (t, x) in enumerate(pages, 1)]),
+                    encoding="utf-8")
+    extract(dump, tmp_path / "out", ExtractOptions(workers=0, progress=False))
+    types = load_entities(tmp_path / "out")
+    try:
+        got = {t: (types.get(t).coarse, types.get(t).source)
+               for t in ("Springfield", "Grand Party", "Ulm")}
+    finally:
+        types.close()
+    # Ulm's own infobox makes it a person, whatever Cal's birth_place says of it
+    assert got == {"Springfield": ("LOC", "range"), "Grand Party": ("ORG", "range"),
+                   "Ulm": ("PER", "class")}

@@ -46,7 +46,7 @@ class EntitiesStage(Stage):
         return ["entities.faiss", "entities.json"]
 
     def key(self, run: Run) -> str:
-        return stage_key(run.keys["structure"], ENCODER, "entities-3")
+        return stage_key(run.keys["structure"], ENCODER, "entities-4")
 
     def execute(self, run: Run) -> dict[str, Any]:
         return build_entities(run.out, run.work(self.name), run.keys[self.name], run.opts,
