@@ -240,9 +240,6 @@ class RayPool:
                 running = [c.ref for c in pending if c.ref is not None and c.outcome is None]
                 if running:
                     ready, _ = ray.wait(running, num_returns=1, timeout=POLL_SECONDS)
-                    if time.monotonic() - looked >= POLL_SECONDS:
-                        self._move_unplaceable(pending, inflight)
-                        looked = time.monotonic()
                     for ref in ready:
                         k, c = next((k, c) for k, c in enumerate(pending) if c.ref is ref)
                         inflight[c.slot] -= 1
@@ -260,6 +257,9 @@ class RayPool:
                                     pending.insert(k + n, _Chunk(part, retried=True))
                         except RayTaskError as exc:
                             c.outcome = ("error", exc)
+                    if time.monotonic() - looked >= POLL_SECONDS:
+                        self._move_unplaceable(pending, inflight)
+                        looked = time.monotonic()
                 while pending and pending[0].outcome is not None:
                     kind, value = pending.popleft().outcome
                     if kind == "ok":
