@@ -124,14 +124,24 @@ def test_a_killed_actor_costs_only_its_chunk() -> None:
 
 
 def _in_time(seconds: float, fn: Callable[[], Any]) -> Any:
-    """``fn()``, or a test failure once it has run ``seconds`` (a hang fails, not stalls)."""
-    box: list[Any] = []
-    t = threading.Thread(target=lambda: box.append(fn()), daemon=True)
+    """``fn()``, or a test failure once it has run ``seconds`` (a hang fails, not stalls);
+    an exception of ``fn`` is raised here."""
+    box: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - raised in the test's thread below
+            box["error"] = exc
+
+    t = threading.Thread(target=call, daemon=True)
     t.start()
     t.join(seconds)
     if t.is_alive():
         pytest.fail(f"still waiting after {seconds} s")
-    return box[0]
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def test_an_actor_counted_on_a_lost_nodes_cpu_is_given_up(monkeypatch: pytest.MonkeyPatch
