@@ -488,7 +488,6 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     source_feats = [(featurize(d.train, tok, ner_labels, rel_labels, opts.max_length),
                      d.source.weight) for d in loaded]
     n_windows = sum(weighted_count(sum(len(x.windows) for x in f), w) for f, w in source_feats)
-    tag_sequences = [(x.word_tags, w) for f, w in source_feats for x in f]
     n_sentences = sum(weighted_count(len(d.train), d.source.weight) for d in loaded)
     heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
     enc_params = [p for n, p in model.named_parameters() if n.startswith("encoder.")]
@@ -584,7 +583,6 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
                                                    opts.max_empty_share, rng)
             source_feats[0] = (featurize(loaded[0].train, tok, ner_labels, rel_labels,
                                          opts.max_length), loaded[0].source.weight)
-            tag_sequences = [(x.word_tags, w) for f, w in source_feats for x in f]
             result.link_typing = asdict(typing)
             log(f"link typing: {typing.links:,} links to {typing.targets:,} untyped pages read "
                 f"in {typing.seconds} s; typed {typing.typed or 'none'}; "
@@ -596,6 +594,8 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
         model.load_state_dict(best_state)
     model.eval()
     reader = Predictor(model, tok, {}, max_length=opts.max_length)
+    # the tag sequences of what the last epochs trained on (relabelled by link typing)
+    tag_sequences = [(x.word_tags, w) for f, w in source_feats for x in f]
     decoder = choose_decoder(reader, tag_sequences, dev_sets, log)
     decoder.update(fit_relation_temperature(reader, dev_sets, log))  # scores before T
     for name, ents in decoder.pop("dev_entities").items():  # as the saved model tags
