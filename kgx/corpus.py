@@ -38,6 +38,7 @@ import re
 import shutil
 import sqlite3
 from array import array
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -106,14 +107,10 @@ class CorpusBuilder:
 
     def __init__(self, entities: EntityTypes | Mapping[str, EntityInfo], lang: str = "en",
                  drop_unlabelled_caps: bool = True, max_na_per_sentence: int = 4) -> None:
-        import spacy
+        from kgx.sentences import Sentencizer
 
         self.entities = entities
-        try:
-            self.nlp = spacy.blank(lang)
-        except (ImportError, KeyError):
-            self.nlp = spacy.blank("xx")
-        self.nlp.add_pipe("sentencizer")
+        self.sentencizer = Sentencizer(lang)
         self.lang = lang
         self.drop_caps = drop_unlabelled_caps
         self.max_na = max_na_per_sentence
@@ -228,17 +225,25 @@ class CorpusBuilder:
         """Labelled sentences of one document (dropped ones are only counted)."""
         text = doc["text"]
         spans, unknown = self.document_spans(doc)
+        starts = [sp.start for sp in spans]  # sorted: a sentence's spans are found by bisection
+        # the links to untyped pages too, when they come in text order (they do from kgx's
+        # structure pass; else each sentence looks through all of them)
+        ustarts = [a for a, _b, _t in unknown]
+        in_order = all(x <= y for x, y in zip(ustarts, ustarts[1:], strict=False))
         pid = doc["page_id"]
         for para_start, para in _paragraphs(text):
-            for sent in self.nlp(para).sents:
-                s0 = para_start + sent.start_char
-                s1 = para_start + sent.end_char
+            for start, end in self.sentencizer.spans(para):
+                s0 = para_start + start
+                s1 = para_start + end
                 stext = text[s0:s1]
                 if len(stext.split()) < 4:
                     continue
                 self.stats["sentences_seen"] += 1
-                inside = [sp for sp in spans if sp.start >= s0 and sp.end <= s1]
-                untyped = [(a, b, t) for a, b, t in unknown if a >= s0 and b <= s1
+                inside = [sp for sp in spans[bisect_left(starts, s0):bisect_right(starts, s1)]
+                          if sp.end <= s1]
+                near = unknown[bisect_left(ustarts, s0):bisect_right(ustarts, s1)] \
+                    if in_order else unknown
+                untyped = [(a, b, t) for a, b, t in near if a >= s0 and b <= s1
                            and not any(sp.start < b and a < sp.end for sp in inside)]
                 ignore = [(a, b) for a, b, _t in untyped]
                 unlabelled = self._unlabelled_caps(stext, s0, inside, ignore) \

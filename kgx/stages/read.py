@@ -39,6 +39,7 @@ from kgx.cpu import ThreadTuner, sort_threads
 from kgx.ontology import KGX, XSD, relation_iri
 from kgx.progress import Progress
 from kgx.rdf import literal
+from kgx.sentences import Sentencizer
 from kgx.stages.runner import (
     Journal,
     Run,
@@ -85,14 +86,14 @@ class ReadStage(Stage):
                          run.keys[self.name], run.opts, run.log)
 
 
-def iter_sentences(nlp: Any, text: str) -> Iterator[tuple[int, int]]:
+def iter_sentences(sentencizer: Sentencizer, text: str) -> Iterator[tuple[int, int]]:
     """Sentence spans of a document, paragraph by paragraph."""
     pos = 0
     for line in text.split("\n"):
         if line.strip():
-            for s in nlp(line).sents:
-                if s.text.strip():
-                    yield pos + s.start_char, pos + s.end_char
+            for a, b in sentencizer.spans(line):
+                if line[a:b].strip():
+                    yield pos + a, pos + b
         pos += len(line) + 1
 
 
@@ -113,18 +114,13 @@ class SentenceSplitter:
     """Read step 1 (CPU): a chunk's documents, cut into sentences and tokenised."""
 
     def __init__(self, out: Path, model_dir: Path) -> None:
-        import spacy
         from transformers import AutoTokenizer
 
         from kgx.logs import quiet_transformers
 
         report = json.loads((out / "report.json").read_text("utf-8"))
         lang = report["site"].get("lang", "en")
-        try:
-            self.nlp = spacy.blank(lang)
-        except (ImportError, KeyError):
-            self.nlp = spacy.blank("xx")
-        self.nlp.add_pipe("sentencizer")
+        self.sentencizer = Sentencizer(lang)
         quiet_transformers()
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
 
@@ -141,7 +137,7 @@ class SentenceSplitter:
             if remaining is not None and len(sentences) >= remaining:
                 break
             docs.append(doc)
-            for a, b in iter_sentences(self.nlp, doc["text"]):
+            for a, b in iter_sentences(self.sentencizer, doc["text"]):
                 if remaining is not None and len(sentences) >= remaining:
                     break
                 sentences.append((len(docs) - 1, a, b))

@@ -1,0 +1,116 @@
+"""Sentence splitting, the way kgx did it (spaCy's ``sentencizer`` on a blank pipeline) against
+kgx's :class:`kgx.sentences.Sentencizer`, on the documents of a structure output, one run.
+
+Two tables. First, the splitting alone: every paragraph of every document cut into sentences.
+Second, the corpus stage's labelling of the same documents (``CorpusBuilder.sentences``, which
+splits, then labels each sentence), with each splitter. Each way runs in a fresh child process,
+so the memo of segments starts empty and the peak memory is its own. Prints seconds,
+sentences per second, cost per sentence, cores busy, peak memory and whether both ways made
+the same sentences (digest of every span, or of every labelled row).
+
+Usage: ``python benchmarks/bench_sentences.py OUT`` (``OUT``: a ``kgx extract`` output, or a
+structure output holding ``documents.jsonl``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ways import print_ways  # this folder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+RUNNER = """
+import hashlib, json, resource, sys, time
+from pathlib import Path
+
+job, way, graph = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+
+
+class SpacySentences:
+    '''What kgx used before: spaCy's sentencizer on a blank pipeline.'''
+
+    def __init__(self, lang):
+        import spacy
+        try:
+            self.nlp = spacy.blank(lang)
+        except (ImportError, KeyError):
+            self.nlp = spacy.blank("xx")
+        self.nlp.add_pipe("sentencizer")
+
+    def spans(self, text):
+        return [(s.start_char, s.end_char) for s in self.nlp(text).sents]
+
+
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+lang = json.loads((graph / "report.json").read_text("utf-8")).get("site", {}).get("lang", "en")
+if job == "label":
+    from kgx.corpus import CorpusBuilder
+    from kgx.entities import load_entities
+    builder = CorpusBuilder(load_entities(graph), lang)
+    if way == "spacy":
+        builder.sentencizer = SpacySentences(lang)
+else:
+    from kgx.sentences import Sentencizer
+    splitter = SpacySentences(lang) if way == "spacy" else Sentencizer(lang)
+digest = hashlib.sha256()
+n = 0
+t0, c0 = time.perf_counter(), cpu()
+with open(graph / "documents.jsonl", encoding="utf-8") as f:
+    for line in f:
+        doc = json.loads(line)
+        if job == "label":
+            for row in builder.sentences(doc):
+                digest.update(json.dumps(row, sort_keys=True).encode())
+                n += 1
+        else:
+            for para in doc["text"].split("\\n"):
+                for span in splitter.spans(para):
+                    digest.update(repr(span).encode())
+                    n += 1
+seconds, cpu_s = time.perf_counter() - t0, cpu() - c0
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+by_spacy = getattr(builder.sentencizer if job == "label" else splitter, "by_spacy", None)
+print(json.dumps({"seconds": seconds, "cpu": cpu_s, "rss_mb": rss, "items": n,
+                  "digest": digest.hexdigest()[:12], "by_spacy": by_spacy}))
+"""
+
+
+def run(job: str, way: str, graph: Path) -> dict:
+    res = subprocess.run([sys.executable, "-c", RUNNER, job, way, str(graph)], check=True,
+                         capture_output=True, text=True, cwd=ROOT)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("out", type=Path, help="kgx extract output (or a structure output)")
+    args = ap.parse_args()
+    docs = args.out / "documents.jsonl"
+    if not docs.exists():
+        sys.exit(f"{docs}: missing (run kgx extract with --keep-intermediate, or the "
+                 "structure pass with documents)")
+    print(f"documents: {docs} ({docs.stat().st_size / 1e6:.1f} MB)")
+    for job, unit, title in (("split", "sentence", "splitting alone"),
+                             ("label", "sentence", "corpus labelling (split + label)")):
+        rows = {}
+        for way, name in (("spacy", "spaCy sentencizer (kgx before)"),
+                          ("kgx", "kgx Sentencizer")):
+            rows[name] = run(job, way, args.out)
+        kgx_row = rows["kgx Sentencizer"]
+        print(f"\n{title}: {kgx_row['items']:,} {unit}s"
+              + (f"; paragraphs handed to spaCy whole: {kgx_row['by_spacy']:,}"
+                 if kgx_row["by_spacy"] is not None else ""))
+        print_ways(rows, kgx_row["items"], unit, "sentences" if job == "split" else "rows")
+
+
+if __name__ == "__main__":
+    main()
