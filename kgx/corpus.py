@@ -88,11 +88,46 @@ def _strip_qualifier(title: str) -> str:
     return re.sub(r"\s*\(.*\)$", "", title).split(",")[0].strip()
 
 
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"  # what a regular expression's \w matches
+
+
 def _find_all(text: str, needle: str) -> Iterator[int]:
+    r"""Where ``needle`` (3 characters or more) stands in ``text`` as a whole word, left to
+    right, never overlapping: as ``(?<!\w)needle(?!\w)`` finds it, by substring search."""
     if len(needle) < 3:
         return
-    for m in re.finditer(r"(?<!\w)" + re.escape(needle) + r"(?!\w)", text):
-        yield m.start()
+    n = len(text)
+    i = text.find(needle)
+    while i >= 0:
+        end = i + len(needle)
+        if (i == 0 or not _is_word(text[i - 1])) and (end == n or not _is_word(text[end])):
+            yield i
+            i = text.find(needle, end)
+        else:
+            i = text.find(needle, i + 1)
+
+
+class _Taken:
+    """The character ranges of a document that spans hold, for overlap tests at C speed: a
+    byte per character, and the empty ranges (which the bytes cannot show) apart."""
+
+    def __init__(self, n: int) -> None:
+        self.mask = bytearray(n)
+        self.empty: list[int] = []
+
+    def add(self, a: int, b: int) -> None:
+        if a >= b:
+            self.empty.append(a)
+            return
+        if b > len(self.mask):
+            self.mask.extend(bytes(b - len(self.mask)))
+        self.mask[a:b] = b"\x01" * (b - a)
+
+    def overlaps(self, a: int, b: int) -> bool:
+        """Whether the range [a, b) (not empty) meets a range held: some held [x, y) with
+        x < b and a < y."""
+        return self.mask.find(1, a, b) >= 0 or any(a < x < b for x in self.empty)
 
 
 class CorpusBuilder:
@@ -167,7 +202,9 @@ class CorpusBuilder:
             if oc is not None:
                 for n in (obj, _strip_qualifier(obj)):
                     surface.setdefault(n, (obj, oc, of, "fact"))
-        taken = sorted((sp.start, sp.end) for sp in spans)
+        taken = _Taken(len(text))
+        for sp in spans:
+            taken.add(sp.start, sp.end)
         if coarse == "PER" and self.lang == "en":
             self._pronoun_spans(text, me, fine, spans, taken)
         elif coarse is not None and self.lang == "en":
@@ -179,15 +216,15 @@ class CorpusBuilder:
             target, c, f, source = surface[name]
             for st in _find_all(text, name):
                 en = st + len(name)
-                if any(a < en and st < b for a, b in taken):
+                if taken.overlaps(st, en):
                     continue
-                taken.append((st, en))
+                taken.add(st, en)
                 spans.append(_Span(st, en, c, f, target, source))
         spans.sort(key=lambda sp: sp.start)
         return spans, unknown
 
     def _pronoun_spans(self, text: str, title: str, fine: str | None, spans: list[_Span],
-                       taken: list[tuple[int, int]]) -> None:
+                       taken: _Taken) -> None:
         """A biography's subject pronoun (he or she, whichever the page uses at least twice
         and twice as often as the other) refers to the page's subject: a mention with no
         entity type (no tag is taught for a pronoun) that relation examples can use, so that
@@ -202,10 +239,10 @@ class CorpusBuilder:
         for m in found:
             if m.group().lower() == word:
                 spans.append(_Span(m.start(), m.end(), None, fine, title, "pronoun"))
-                taken.append((m.start(), m.end()))
+                taken.add(m.start(), m.end())
 
     def _description_spans(self, text: str, title: str, fine: str | None, spans: list[_Span],
-                           taken: list[tuple[int, int]]) -> None:
+                           taken: _Taken) -> None:
         """A page that is not a biography calls its subject by the noun its first sentence
         defines it with: "Alabama is a state in ..." makes "the state" a mention of Alabama
         (with no entity type: "the state" is not a name, no tag is taught for it), so that
@@ -216,10 +253,10 @@ class CorpusBuilder:
         if noun is None:
             return
         for m in re.finditer(r"\b[Tt]he " + re.escape(noun) + r"\b", text):
-            if any(a < m.end() and m.start() < b for a, b in taken):
+            if taken.overlaps(m.start(), m.end()):
                 continue
             spans.append(_Span(m.start(), m.end(), None, fine, title, "description"))
-            taken.append((m.start(), m.end()))
+            taken.add(m.start(), m.end())
 
     def sentences(self, doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Labelled sentences of one document (dropped ones are only counted)."""

@@ -176,6 +176,38 @@ def test_a_page_calls_its_subject_by_the_noun_its_lead_defines(sample_corpus: Pa
     assert stated
 
 
+def test_whole_word_search_and_taken_ranges_agree_with_their_plain_forms() -> None:
+    """The corpus's substring search finds what the regular expression it replaced finds,
+    and its byte map of taken ranges answers as the pairwise test it replaced."""
+    import random
+    import re
+
+    from kgx.corpus import _find_all, _Taken
+
+    rng = random.Random(3)
+    alphabet = "ab _.-éΩ1٢"
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        needle = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 5)))
+        expected = [m.start() for m in re.finditer(r"(?<!\w)" + re.escape(needle) + r"(?!\w)",
+                                                   text)] if len(needle) >= 3 else []
+        assert list(_find_all(text, needle)) == expected, (text, needle)
+    assert list(_find_all("Lincoln, Lincolnshire and Lincoln", "Lincoln")) == [0, 26]
+    for _ in range(2_000):
+        n = rng.randint(1, 40)
+        held = []
+        taken = _Taken(n)
+        for _ in range(rng.randint(0, 6)):
+            a = rng.randrange(n)
+            b = rng.randint(a, n)  # empty ranges too
+            held.append((a, b))
+            taken.add(a, b)
+        for _ in range(20):
+            a = rng.randrange(n)
+            b = rng.randint(a + 1, n + 1)
+            assert taken.overlaps(a, b) == any(x < b and a < y for x, y in held)
+
+
 def test_label_alignment(tiny_bert: Path) -> None:
     from transformers import AutoTokenizer
 
