@@ -188,9 +188,11 @@ def run_measured(dump: str, out: Path, args: argparse.Namespace) -> dict[str, An
     rows["entities"]["parts"] = {"tables": stages["entities"]["seconds_tables"],
                                  "embedding": stages["entities"]["seconds_embedding"],
                                  "alias_keys": stages["entities"]["alias_keys"]}
-    # The read stage once its model, linker and tables are loaded (a fixed cost at any size).
+    # The read stage once its model, linker and tables are loaded (a fixed cost at any size),
+    # and by step: splitting and tokenising, the model, linking and writing.
     rows["read"]["us_per_item_running"] = round(
         1e6 * stages["read"]["seconds_reading"] / max(1, stages["read"]["sentences"]), 1)
+    rows["read"]["seconds_by_step"] = stages["read"].get("seconds_by_step")
     return {"wall_seconds": round(time.time() - t, 1), "stages": rows,
             "read_chunks": stages["read"]["chunks"],
             "peak_rss_mb": round(mon.peak_between(0, 1e12) / 2**20, 1),
@@ -295,6 +297,21 @@ def ratios(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _read_rows(read: dict[str, Any]) -> list[tuple[str, int, str, float, bool]]:
+    """The read stage's projection rows: by step when the run timed its steps (their
+    seconds, summed over the reading processes, spread over the loop's cost per sentence),
+    else whole."""
+    n, us = ENWIKI["sentences"], read["us_per_item_running"]
+    steps = read.get("seconds_by_step")
+    if not steps or not sum(steps.values()):
+        return [("read (on the CPU)", n, "sentences", us, True)]
+    total = sum(steps.values())
+    names = {"split": "read: sentences cut and tokenised (CPU)",
+             "predict": "read: the model (on the CPU)",
+             "link": "read: mentions linked, facts and mentions written (CPU)"}
+    return [(names[k], n, "sentences", us * v / total, True) for k, v in steps.items()]
+
+
 def projection(r: dict[str, Any], workers: int) -> str:
     """Full English Wikipedia from the largest size's per-item costs, as arithmetic."""
     st = r["stages"]
@@ -317,8 +334,7 @@ def projection(r: dict[str, Any], workers: int) -> str:
              1e6 * st["entities"]["parts"]["tables"] / r["pages"], False),
             ("entities: embeddings (on the CPU)", ENWIKI["entities"], "entities",
              1e6 * st["entities"]["parts"]["embedding"] / st["entities"]["items"], True),
-            ("read (on the CPU)", ENWIKI["sentences"], "sentences",
-             st["read"]["us_per_item_running"], True),
+            *_read_rows(st["read"]),
             ("merge (entailments in worker processes)",
              round(st["merge"]["items"] / r["pages"] * ENWIKI["pages"]), "triples",
              st["merge"]["us_per_item"], True)]

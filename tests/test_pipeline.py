@@ -26,6 +26,11 @@ def test_every_stage_ran_and_was_recorded(readme_out: Path) -> None:
     assert stages["read"]["consumed_by"] == "merge"
     rep = json.loads((readme_out / "report.json").read_text())
     assert rep["finished"] and rep["pipeline"]["read"]["sentences"] == 300
+    # the read stage times its steps (in this process: capped); they add up to no more than
+    # its reading loop
+    steps = stages["read"]["seconds_by_step"]
+    assert set(steps) == {"split", "predict", "link"} and all(v > 0 for v in steps.values())
+    assert sum(steps.values()) <= stages["read"]["seconds_reading"] + 0.05
     assert rep["disk_bytes"]["graph.nq"] == (readme_out / "graph.nq").stat().st_blocks * 512
     assert rep["disk_bytes_total"] >= sum(rep["disk_bytes"].values()) > 0
     assert rep["triples"]["mentions"] > 0 and rep["triples"]["inferred"] > 0

@@ -30,7 +30,7 @@ import time
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,8 @@ def iter_sentences(sentencizer: Sentencizer, text: str) -> Iterator[tuple[int, i
 @dataclass(slots=True)
 class ReadChunk:
     """A chunk of documents on its way through the read steps: cut into sentences and
-    tokenised (:class:`SentenceSplitter`), then predicted (:class:`ChunkPredictor`)."""
+    tokenised (:class:`SentenceSplitter`), then predicted (:class:`ChunkPredictor`), with the
+    seconds each step took on it."""
 
     chunk: int
     sub: int | None  # the document's index in its chunk, for a chunk retried document by document
@@ -108,6 +109,7 @@ class ReadChunk:
     sentences: list[tuple[int, int, int]]  # (index in docs, start, end)
     toks: list[Any]  # kgx.model.Tokenized, one per sentence
     predictions: list[Any] | None = None  # kgx.model.Prediction, one per sentence
+    seconds: dict[str, float] = field(default_factory=dict)  # by step: split, predict, link
 
 
 class SentenceSplitter:
@@ -131,6 +133,7 @@ class SentenceSplitter:
         from kgx.corpus import read_documents
         from kgx.model import tokenize
 
+        t0 = time.perf_counter()
         docs: list[dict[str, Any]] = []
         sentences: list[tuple[int, int, int]] = []
         for doc in read_documents(docs_path, offset, n):
@@ -142,7 +145,8 @@ class SentenceSplitter:
                     break
                 sentences.append((len(docs) - 1, a, b))
         toks = tokenize(self.tokenizer, [docs[d]["text"][a:b] for d, a, b in sentences])
-        return ReadChunk(chunk, sub, docs, sentences, toks)
+        return ReadChunk(chunk, sub, docs, sentences, toks,
+                         seconds={"split": time.perf_counter() - t0})
 
 
 class ChunkPredictor:
@@ -167,6 +171,7 @@ class ChunkPredictor:
         self.tuner = ThreadTuner(enabled=cpu and not threads, period=16, trial=2)
 
     def __call__(self, rc: ReadChunk) -> ReadChunk:
+        t0 = time.perf_counter()
         preds: list[Any] = []
         for i in range(0, len(rc.sentences), BATCH_SENTENCES):
             batch = rc.sentences[i: i + BATCH_SENTENCES]
@@ -176,6 +181,7 @@ class ChunkPredictor:
             self.tuner.step(time.perf_counter() - t, len(batch))
         rc.predictions = preds
         rc.toks = []  # read: no need to carry them further
+        rc.seconds["predict"] = time.perf_counter() - t0
         return rc
 
 
@@ -198,6 +204,7 @@ class ChunkLinker:
         from kgx.workers import part_name
 
         assert rc.predictions is not None, "a chunk must be predicted before it is linked"
+        t0 = time.perf_counter()
         cs: Counter[str] = Counter(documents=len(rc.docs), sentences=len(rc.sentences))
         rows: list[tuple[Any, ...]] = []
         lines: list[str] = []
@@ -209,7 +216,8 @@ class ChunkLinker:
         with open(part.with_suffix(".tmp"), "w", encoding="utf-8") as f:
             f.writelines(lines)
         os.replace(part.with_suffix(".tmp"), part)
-        return {"chunk": rc.chunk, "stats": dict(cs), "rows": rows}
+        seconds = dict(rc.seconds, link=time.perf_counter() - t0)
+        return {"chunk": rc.chunk, "stats": dict(cs), "rows": rows, "seconds": seconds}
 
     def _link(self, docs: list[dict[str, Any]], sentences: list[tuple[int, int, int]],
               preds: list[Any], cs: Counter[str], rows: list[tuple[Any, ...]],
@@ -305,10 +313,12 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
     facts_db.execute(_FACTS)
     journal = Journal(facts_db)
     stats: Counter[str] = Counter({k: 0 for k in _STATS})
+    step_seconds: Counter[str] = Counter()  # summed over chunks (and processes)
     lost: list[dict[str, Any]] = []
     done = journal.done()
     for _, info in journal.infos():
         stats.update(info["stats"])
+        step_seconds.update(info.get("seconds", {}))
         lost += info.get("lost", [])
     drop_uncommitted(work / "mentions", done)  # parts of chunks a killed run did not commit
     if resumed and done:
@@ -352,10 +362,12 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
             if parts is None:
                 continue
             info = _chunk_info(parts)
-            journal.commit(k, {"stats": info["stats"], "lost": info["lost"]},
+            journal.commit(k, {"stats": info["stats"], "lost": info["lost"],
+                               "seconds": info["seconds"]},
                            lambda db, r=info["rows"]: db.executemany(
                                f"INSERT INTO f VALUES ({','.join('?' * 16)})", r))
             stats.update(info["stats"])
+            step_seconds.update(info["seconds"])
             lost += info["lost"]
             for x in info["lost"]:
                 log(f"[read] lost {x['documents']:,} document(s) from {x['title']!r} "
@@ -375,6 +387,10 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
     result["chunks"] = len(journal.done())
     # Without loading the model, linker and tables: what a sentence costs once running.
     result["seconds_reading"] = round(seconds_reading, 2)
+    # Each step's seconds, summed over its processes: what the CPU steps would still cost
+    # with the model on a GPU.
+    result["seconds_by_step"] = {k: round(step_seconds[k], 2) for k in ("split", "predict",
+                                                                         "link")}
     facts_db.close()
     shutil.rmtree(work, ignore_errors=True)
     log(f"[read] {stats['sentences']:,} sentences, {stats['mentions']:,} mentions "
@@ -392,6 +408,7 @@ def _chunk_info(parts: list[Any]) -> dict[str, Any]:
     from kgx.workers import Crashed
 
     stats: Counter[str] = Counter()
+    seconds: Counter[str] = Counter()
     rows: list[tuple[Any, ...]] = []
     lost: list[dict[str, Any]] = []
     for res in parts:
@@ -401,8 +418,9 @@ def _chunk_info(parts: list[Any]) -> dict[str, Any]:
             stats["lost_documents"] += n
         else:
             stats.update(res["stats"])
+            seconds.update(res.get("seconds", {}))
             rows += res["rows"]
-    return {"stats": dict(stats), "rows": rows, "lost": lost}
+    return {"stats": dict(stats), "rows": rows, "lost": lost, "seconds": dict(seconds)}
 
 
 class Signatures:
