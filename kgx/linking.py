@@ -29,6 +29,7 @@ import time
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,6 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
     Returns:
         The number of entities.
     """
-    from functools import lru_cache
     from urllib.parse import unquote
 
     import pyoxigraph as ox
@@ -456,6 +456,8 @@ class AliasTable:
         if not path.exists():
             raise LinkingIndexError(f"{path}: missing alias table; run `kgx extract` again")
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        # an entity's row is read for each of its candidacies: the frequent ones stay at hand
+        self.entity = lru_cache(maxsize=1 << 16)(self._entity)
         try:
             self.db.execute("SELECT 1 FROM alias_index LIMIT 1")
         except sqlite3.DatabaseError as exc:
@@ -487,7 +489,7 @@ class AliasTable:
                 out.setdefault(eid, prior)
         return list(out.items())
 
-    def entity(self, eid: int) -> tuple[str, str | None, str | None, str]:
+    def _entity(self, eid: int) -> tuple[str, str | None, str | None, str]:
         row = self.db.execute("SELECT title, coarse, fine, description FROM entities "
                               "WHERE id = ?", (eid,)).fetchone()
         if row is None:
@@ -700,12 +702,15 @@ class Linker:
             q = self.encoder.encode([mention])
             _, ids = self.vectors.search(q, k)
             cands |= {int(i) for i in ids[0] if i > 0}
-        out = []
+        scored = []
         for eid in cands:
             sig = self.signals(eid, mention, mention_type, context, prior.get(eid, 0.0))
-            out.append(self._candidate(eid, self.score(sig), sig))
-        out.sort(key=lambda c: (-c.score, c.title))
-        return out[:k]
+            score = self.score(sig)
+            # ordered as the Candidates would be (their score is rounded), and only the k
+            # kept are made
+            scored.append((-round(score, 4), self.aliases.entity(eid)[0], eid, score, sig))
+        scored.sort(key=lambda x: (x[0], x[1]))
+        return [self._candidate(eid, score, sig) for _, _, eid, score, sig in scored[:k]]
 
     def signals(self, eid: int, mention: str, mention_type: str | None,
                 context: np.ndarray | None, prior: float) -> dict[str, float]:
@@ -767,6 +772,7 @@ def _type_score(mention_type: str | None, entity_type: str | None) -> float:
     return 1.0 if mention_type == entity_type else 0.0
 
 
+@lru_cache(maxsize=1 << 16)  # a name recurs, with the same candidates: difflib is slow
 def name_similarity(mention: str, title: str) -> float:
     """Character similarity of a mention and an entity label, case-insensitive."""
     a, b = alias_key(mention), alias_key(_QUALIFIER.sub("", title))
