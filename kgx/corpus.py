@@ -47,6 +47,7 @@ from typing import Any
 
 from kgx.entities import EntityInfo, EntityTypes, coarse_type, load_entities
 from kgx.ontology import KGX
+from kgx.sentences import Sentencizer, paragraphs
 
 __all__ = ["CorpusBuilder", "EntityInfo", "build_corpus", "coarse_type", "iter_split",
            "mention_entities", "read_rows_at", "row_kind", "training_offsets", "words"]
@@ -142,8 +143,6 @@ class CorpusBuilder:
 
     def __init__(self, entities: EntityTypes | Mapping[str, EntityInfo], lang: str = "en",
                  drop_unlabelled_caps: bool = True, max_na_per_sentence: int = 4) -> None:
-        from kgx.sentences import Sentencizer
-
         self.entities = entities
         self.sentencizer = Sentencizer(lang)
         self.lang = lang
@@ -268,7 +267,7 @@ class CorpusBuilder:
         ustarts = [a for a, _b, _t in unknown]
         in_order = all(x <= y for x, y in zip(ustarts, ustarts[1:], strict=False))
         pid = doc["page_id"]
-        for para_start, para in _paragraphs(text):
+        for para_start, para in paragraphs(text):
             for start, end in self.sentencizer.spans(para):
                 s0 = para_start + start
                 s1 = para_start + end
@@ -389,12 +388,6 @@ def class_noun(text: str) -> str | None:
     return m.group(2)
 
 
-def _paragraphs(text: str) -> Iterator[tuple[int, str]]:
-    pos = 0
-    for line in text.split("\n"):
-        if line.strip():
-            yield pos, line
-        pos += len(line) + 1
 
 
 def iter_documents(path: Path) -> Iterator[dict[str, Any]]:

@@ -21,9 +21,10 @@ whose tokenizer needs a library) is cut by spaCy itself.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["Sentencizer"]
+__all__ = ["Sentencizer", "paragraphs"]
 
 # Token kinds, as the sentencizer sees them.
 _WORD, _PUNCT, _FINAL = 0, 1, 2
@@ -189,3 +190,13 @@ class Sentencizer:
                     if after.match(text, gap + 1) and before.search(text, max(0, gap - 64), gap):
                         return True
         return False
+
+
+def paragraphs(text: str) -> Iterator[tuple[int, str]]:
+    """The lines of ``text`` that hold more than whitespace, with their offsets: what kgx cuts
+    into sentences (a document's text keeps one paragraph a line)."""
+    pos = 0
+    for line in text.split("\n"):
+        if line.strip():
+            yield pos, line
+        pos += len(line) + 1

@@ -39,7 +39,7 @@ from kgx.cpu import ThreadTuner, sort_threads
 from kgx.ontology import KGX, XSD, relation_iri
 from kgx.progress import Progress
 from kgx.rdf import literal
-from kgx.sentences import Sentencizer
+from kgx.sentences import Sentencizer, paragraphs
 from kgx.stages.runner import (
     Journal,
     Run,
@@ -88,13 +88,10 @@ class ReadStage(Stage):
 
 def iter_sentences(sentencizer: Sentencizer, text: str) -> Iterator[tuple[int, int]]:
     """Sentence spans of a document, paragraph by paragraph."""
-    pos = 0
-    for line in text.split("\n"):
-        if line.strip():
-            for a, b in sentencizer.spans(line):
-                if line[a:b].strip():
-                    yield pos + a, pos + b
-        pos += len(line) + 1
+    for pos, line in paragraphs(text):
+        for a, b in sentencizer.spans(line):
+            if line[a:b].strip():
+                yield pos + a, pos + b
 
 
 @dataclass(slots=True)
