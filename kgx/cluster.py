@@ -91,11 +91,17 @@ class RayPool:
         ctx, workers, window, initializer, initargs, start_method: As
             :class:`kgx.workers.OrderedPool` takes them (``start_method`` is ignored: every
             actor is a fresh process, as ``spawn`` gives).
+        reuse_workers: Keep the actors between this pool's maps, set up once, until
+            :meth:`close` (the structure pass maps its pages, then its anchor sums, then
+            its redirect resolution, on one pool). Otherwise each map starts its own and
+            ends them. Kept actors hold their CPUs: close the pool before another pool
+            needs them.
     """
 
     def __init__(self, ctx: Any, workers: int, window: int = 3,
                  initializer: Callable[..., None] | None = None,
-                 initargs: tuple[Any, ...] = (), start_method: str | None = None) -> None:
+                 initargs: tuple[Any, ...] = (), start_method: str | None = None,
+                 reuse_workers: bool = False) -> None:
         from kgx.workers import init_worker
 
         if initializer is None:
@@ -103,6 +109,7 @@ class RayPool:
         self.workers = max(1, workers)
         self.window = self.workers * max(1, window)
         self.crashes = 0
+        self.reuse_workers = reuse_workers
         self._init = (initializer, initargs)
         self._actors: list[Any] = []
         self.node_chunks: dict[str, tuple[int, float]] = {}  # node -> chunks, task seconds
@@ -175,15 +182,35 @@ class RayPool:
     def _start_actors(self) -> None:
         """The map's actors: one per worker, at most one per CPU of the live nodes (a node
         lost in an earlier map leaves fewer: an actor with no CPU would never start). They
-        are not waited for: a stage's set-up (loading a model) may take minutes."""
+        are not waited for: a stage's set-up (loading a model) may take minutes. The actors
+        an earlier map of this pool kept (``reuse_workers``) are used again; only the empty
+        slots get new ones, within the CPUs the kept actors leave."""
         import ray
 
-        cpus = int(ray.cluster_resources().get("CPU", 0))
-        self._actors = [None] * self.workers
-        self._started = [None] * self.workers
-        self._born = [0.0] * self.workers
-        for i in range(max(1, min(self.workers, cpus))):
-            self._new_actor(i)
+        if not self._actors:
+            self._actors = [None] * self.workers
+            self._started = [None] * self.workers
+            self._born = [0.0] * self.workers
+        free = int(ray.cluster_resources().get("CPU", 0)) - sum(
+            a is not None for a in self._actors)
+        for i in range(self.workers):
+            if self._actors[i] is None and (free > 0 or all(a is None for a in self._actors)):
+                self._new_actor(i)
+                free -= 1
+
+    def close(self) -> None:
+        """End the actors this pool kept between its maps (``reuse_workers``); a later map
+        starts new ones."""
+        for i, a in enumerate(self._actors):
+            if a is not None:
+                self._drop(i)
+        self._actors = []
+
+    def __enter__(self) -> RayPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _idle(self, inflight: list[int]) -> int | None:
         """A live slot with no chunk in flight, if any."""
@@ -220,6 +247,7 @@ class RayPool:
         it = iter(tasks)
         exhausted = False
         looked = time.monotonic()  # when actors that cannot start were last looked for
+        ended = False  # every task done: the actors have nothing in flight, and may be kept
         try:
             while True:
                 for c in pending:  # chunks to run again, or moved, first
@@ -236,6 +264,7 @@ class RayPool:
                     self._submit(c, i, fn, inflight)
                     pending.append(c)
                 if not pending:
+                    ended = True
                     return
                 running = [c.ref for c in pending if c.ref is not None and c.outcome is None]
                 if running:
@@ -273,10 +302,8 @@ class RayPool:
         finally:
             with contextlib.suppress(ValueError):
                 LINE_EXTRAS.remove(self.nodes_line)
-            for i, a in enumerate(self._actors):
-                if a is not None:
-                    self._drop(i)
-            self._actors = []
+            if not (ended and self.reuse_workers):
+                self.close()
 
     def _submit(self, c: _Chunk, i: int, fn: Callable[..., Any], inflight: list[int]) -> None:
         inflight[i] += 1

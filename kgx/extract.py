@@ -416,7 +416,8 @@ def _extract(dump_p: Path, out_p: Path, opts: ExtractOptions) -> Report:
     write_atomic(out_p / REPORT_FILE, json.dumps(report.to_json(), indent=2))
     ctx = Context(site, mappings, opts.limits, opts.keep_documents, str(writer.parts),
                   str(work / ALIASES_FILE))
-    pool = new_pool(ctx, opts.workers)
+    # One pool for the pages, the anchor sums and the redirects: on Ray its actors are kept.
+    pool = new_pool(ctx, opts.workers, reuse_workers=True)
     try:
         if streams is not None:
             _run_multistream(dump_p, streams, pool, writer, opts)
@@ -432,20 +433,23 @@ def _extract(dump_p: Path, out_p: Path, opts: ExtractOptions) -> Report:
     finally:
         report.worker_crashes = pool.crashes
         report.seconds["pages"] = round(time.monotonic() - t0, 3)
-        if report.error != "interrupted":
-            t = time.monotonic()
-            writer.close(pool, log)  # the anchor rows summed (kgx.aliases.AliasStore.finish)
-            report.seconds["anchors"] = round(time.monotonic() - t, 3)
-            try:
-                _finish(out_p, work, pool, writer, report, opts)
-            except Exception as exc:
-                # The report must not claim what did not happen. The committed chunks stay
-                # in .work: the same command continues from them.
-                report.finished = False
-                report.error = f"while writing the outputs: {type(exc).__name__}: {exc}"
-                write_atomic(out_p / REPORT_FILE,
-                             json.dumps(report.to_json(), indent=2, ensure_ascii=False))
-                raise
+        try:
+            if report.error != "interrupted":
+                t = time.monotonic()
+                writer.close(pool, log)  # the anchor rows summed (AliasStore.finish)
+                report.seconds["anchors"] = round(time.monotonic() - t, 3)
+                try:
+                    _finish(out_p, work, pool, writer, report, opts)
+                except Exception as exc:
+                    # The report must not claim what did not happen. The committed chunks
+                    # stay in .work: the same command continues from them.
+                    report.finished = False
+                    report.error = f"while writing the outputs: {type(exc).__name__}: {exc}"
+                    write_atomic(out_p / REPORT_FILE,
+                                 json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+                    raise
+        finally:
+            pool.close()
     return report
 
 
@@ -518,6 +522,7 @@ def _finish(out: Path, work: Path, pool: OrderedPool, writer: _Writer, report: R
             if not (writer.parts / (stem + RESOLVED)).exists()]
     for _ in pool.map(resolve_part, todo):
         pass
+    pool.close()  # its last map: the store load needs no worker
     def ontology(f: BinaryIO) -> None:
         report.triples["ontology"] += _append_ontology(f)
 

@@ -346,11 +346,15 @@ class OrderedPool:
         start_method: ``fork`` (default, where the platform has it) or ``spawn``: a worker
             that runs torch must be spawned, since a process forked from one whose torch
             (OpenMP) threads have run can hang in its first parallel region.
+        reuse_workers: Accepted for the interface :class:`kgx.cluster.RayPool` shares, where
+            it keeps the actors between maps until :meth:`close`. This pool starts its
+            processes for each map whatever it says: forked ones start in milliseconds.
     """
 
     def __init__(self, ctx: Context | None, workers: int, window: int = 3,
                  initializer: Callable[..., None] | None = None,
-                 initargs: tuple[Any, ...] = (), start_method: str | None = None) -> None:
+                 initargs: tuple[Any, ...] = (), start_method: str | None = None,
+                 reuse_workers: bool = False) -> None:
         self.ctx = ctx
         self.workers = workers
         self.window = max(1, workers) * window
@@ -365,6 +369,9 @@ class OrderedPool:
             initializer(*initargs)
         self._init = (initializer, initargs)
         self._method = start_method
+
+    def close(self) -> None:
+        """Nothing to end between maps (each map ends its processes); for the interface."""
 
     def _new_pool(self) -> ProcessPoolExecutor:
         method = self._method or ("fork" if "fork" in mp.get_all_start_methods() else "spawn")

@@ -123,6 +123,52 @@ def test_a_killed_actor_costs_only_its_chunk() -> None:
     assert pool.crashes == 2
 
 
+def _pid_or_die(x: int) -> int:
+    """A chunk function: its process's id, or the process killed on chunk 3."""
+    if x == 3:
+        os._exit(1)
+    return os.getpid()
+
+
+def test_a_pool_that_reuses_workers_keeps_its_actors_until_closed() -> None:
+    """``reuse_workers``: a second map runs on the first map's actors (the same processes);
+    an actor that dies is replaced and the next map runs; a map left half way ends the
+    actors (they may hold chunks); and :meth:`close` gives their CPUs back: on 2 CPUs, a
+    pool started while another held both would wait for :data:`REPLACE_TIMEOUT`."""
+    import ray.cloudpickle
+
+    from kgx.cluster import RayPool, ray_session
+    from kgx.workers import Crashed
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+    def run() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        with ray_session(None, 2, lambda m: None):
+            pool = RayPool(None, 2, initializer=_nothing, reuse_workers=True)
+            seen["first"] = set(pool.map(_pid_or_die, [(i,) for i in (0, 1, 2, 4)]))
+            seen["second"] = set(pool.map(_pid_or_die, [(i,) for i in (0, 1, 2, 4)]))
+            seen["deaths"] = list(pool.map(_pid_or_die, [(i,) for i in (0, 3, 4)]))
+            seen["after_deaths"] = set(pool.map(_pid_or_die, [(i,) for i in (0, 1, 2)]))
+            half = pool.map(_pid_or_die, [(i,) for i in range(20)])
+            next(half)
+            half.close()
+            seen["actors_after_half"] = list(pool._actors)
+            seen["fresh"] = set(pool.map(_pid_or_die, [(0,), (1,), (2,)]))
+            pool.close()
+            seen["next_pool"] = set(RayPool(None, 2, initializer=_nothing).map(
+                _pid_or_die, [(0,), (1,), (2,), (4,)]))
+        return seen
+
+    seen = _in_time(120, run)
+    assert len(seen["first"]) == 2 and seen["second"] == seen["first"]
+    assert isinstance(seen["deaths"][1], Crashed)  # chunk 3, once and once retried
+    assert all(isinstance(p, int) for p in seen["after_deaths"])
+    assert seen["actors_after_half"] == []
+    assert seen["fresh"] and not seen["fresh"] & (seen["first"] | seen["after_deaths"])
+    assert len(seen["next_pool"]) == 2 and not seen["next_pool"] & seen["fresh"]
+
+
 def _in_time(seconds: float, fn: Callable[[], Any]) -> Any:
     """``fn()``, or a test failure once it has run ``seconds`` (a hang fails, not stalls);
     an exception of ``fn`` is raised here."""
