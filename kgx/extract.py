@@ -416,7 +416,7 @@ def _extract(dump_p: Path, out_p: Path, opts: ExtractOptions) -> Report:
     write_atomic(out_p / REPORT_FILE, json.dumps(report.to_json(), indent=2))
     ctx = Context(site, mappings, opts.limits, opts.keep_documents, str(writer.parts),
                   str(work / ALIASES_FILE))
-    # One pool for the pages, the anchor sums and the redirects: on Ray its actors are kept.
+    # One pool for the pages, the anchor sums and the redirects: its workers are kept.
     pool = new_pool(ctx, opts.workers, reuse_workers=True)
     try:
         if streams is not None:

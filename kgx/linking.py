@@ -18,6 +18,7 @@ added here), ``entities.faiss`` and ``entities.json`` (what built the index).
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import json
 import math
@@ -95,7 +96,10 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
     targets are worked out by ``workers`` processes (0: this one), chunks of titles,
     redirects and anchors at a time (:func:`alias_rows`); this process numbers the entities
     in the order the chunks give them (so any number of workers makes the same tables) and
-    writes the rows, which SQLite sums once, sorted, at the end. The misspelt-name index's
+    writes the rows to tables by key range (:func:`_range_of`). With
+    :data:`SUM_IN_WORKERS_FROM` workers or more, the workers sum each range
+    (:func:`sum_alias_part`) and this process appends the sums in key order, so no sort of
+    every row runs here; with fewer, there is one range, summed here. The misspelt-name index's
     deletions are worked out by the workers too (:func:`kgx.fuzzy.build`). Nothing writes
     ``aliases.sqlite`` while the workers read it (the new tables grow in
     ``OUT/.work/entity-tables`` first), so workers on other hosts may read it over a shared
@@ -153,14 +157,21 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
     (work / "alias-rows").mkdir(parents=True)
     db.executescript("DROP TABLE IF EXISTS entities; DROP TABLE IF EXISTS alias_index;")
     db.commit()
-    db.execute("ATTACH DATABASE ? AS build", (str(work / "tables.sqlite"),))
+    build_file = str(work / "tables.sqlite")
+    db.execute("ATTACH DATABASE ? AS build", (build_file,))
+    # The alias rows go to tables by key range (bounds from the titles' keys), each summed by
+    # a task of its own (sum_alias_part), and the sums appended in key order: no sort of
+    # every row in this process.
+    bounds = _key_bounds(db, SUM_PARTS_PER_WORKER * workers
+                         if workers >= SUM_IN_WORKERS_FROM else 1)
+    n_ranges = len(bounds) + 1
     db.executescript("""
         PRAGMA build.journal_mode=OFF; PRAGMA build.synchronous=OFF;
         CREATE TABLE build.entities (id INTEGER PRIMARY KEY, title TEXT UNIQUE NOT NULL,
                                      coarse TEXT, fine TEXT, description TEXT);
-        CREATE TABLE build.alias_rows (key TEXT NOT NULL, title TEXT NOT NULL, n REAL NOT NULL);
         CREATE TEMP TABLE abstracts (title TEXT PRIMARY KEY, text TEXT);
-    """)
+    """ + "".join(f"CREATE TABLE build.alias_rows_{k} (key TEXT NOT NULL, title TEXT NOT NULL, "
+                  "n REAL NOT NULL);\n" for k in range(n_ranges)))
     rows: list[tuple[Any, ...]] = []
     for sol in query("SELECT ?s ?a WHERE { ?s kgx:abstract ?a }"):
         rows.append((title_of(sol["s"].value), _first_sentence(sol["a"].value)))
@@ -204,22 +215,25 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
         number(titles)
         db.commit()
         db.execute("ATTACH DATABASE ? AS part", (part,))
-        db.execute("INSERT INTO build.alias_rows SELECT key, title, n FROM part.rows")
+        for k in range(n_ranges):
+            db.execute(f"INSERT INTO build.alias_rows_{k} SELECT key, title, n FROM part.rows_{k}")
         db.commit()
         db.execute("DETACH DATABASE part")
         os.unlink(part)
 
     def chunks(table: str) -> list[tuple[str, int, int, str]]:
         top = db.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
-        return [(table, lo, lo + ALIAS_CHUNK_ROWS - 1, str(parts), str(out / "aliases.sqlite"))
-                for lo in range(1, top + 1, ALIAS_CHUNK_ROWS)]
+        return [(table, lo, lo + ALIAS_CHUNK_ROWS - 1, str(parts), str(out / "aliases.sqlite"),
+                 tuple(bounds)) for lo in range(1, top + 1, ALIAS_CHUNK_ROWS)]
 
     parts = work / "alias-rows"
     db.commit()
+    pool = None
     try:
         # Spawned, not forked: this process holds an Oxigraph store and its threads.
         pool = new_pool(None, workers if workers > 1 else 0, window=2,
-                        initializer=ignore_interrupts_in_worker, start_method="spawn")
+                        initializer=ignore_interrupts_in_worker, start_method="spawn",
+                        reuse_workers=True)
         for found in pool.map(alias_rows, chunks("titles") + chunks("redirects")):
             take(found)
         for sol in query('SELECT ?s ?a WHERE { GRAPH ?g { ?s kgx:alias ?a } '
@@ -228,16 +242,24 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
             number([title])
             if sol["a"].value.strip():
                 rows.append((alias_key(sol["a"].value), title, 1.0))
-        db.executemany("INSERT INTO build.alias_rows VALUES (?, ?, ?)", rows)
+        by_range: dict[int, list[tuple[Any, ...]]] = {}
+        for row in rows:
+            by_range.setdefault(_range_of(bounds, row[0]), []).append(row)
+        for k, some in sorted(by_range.items()):
+            db.executemany(f"INSERT INTO build.alias_rows_{k} VALUES (?, ?, ?)", some)
         rows.clear()
         lap("titles_and_redirects")
         for found in pool.map(alias_rows, chunks("anchors")):
             take(found)
         db.commit()
         lap("anchors")
-        # The workers are done: the tables go into aliases.sqlite. One sorted pass sums the
-        # rows (SQLite's sorter spills to disk when it must); titles that are no entity
-        # (disambiguation pages) find no entity row and drop out.
+        # The rows summed by key range in the workers (SQLite's sorter spills to disk when it
+        # must); titles that are no entity (disambiguation pages) find no entity row and drop
+        # out. Nothing writes the build tables meanwhile.
+        sums = work / "sums"
+        sums.mkdir()
+        summed = pool.map(sum_alias_part, [(build_file, k, str(sums / f"{k:04d}.sqlite"))
+                                           for k in range(n_ranges)]) if n_ranges > 1 else []
         db.executescript("""
             CREATE TABLE main.entities (id INTEGER PRIMARY KEY, title TEXT UNIQUE NOT NULL,
                                         coarse TEXT, fine TEXT, description TEXT);
@@ -245,18 +267,31 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
             CREATE TABLE main.alias_index (key TEXT NOT NULL, entity INTEGER NOT NULL,
                                            n REAL NOT NULL, PRIMARY KEY (key, entity))
                 WITHOUT ROWID;
-            INSERT INTO main.alias_index SELECT r.key, e.id, sum(r.n)
-                FROM build.alias_rows r JOIN build.entities e ON e.title = r.title
-                GROUP BY r.key, e.id;
         """)
+        if n_ranges == 1:  # few workers: one sort here costs less than a copy more
+            db.execute(_SUM_ROWS.format(rows="build.alias_rows_0", entities="build.entities",
+                                        into="main.alias_index"))
+        for k, path in enumerate(summed):  # ranges in key order: appended, never sorted
+            if isinstance(path, Crashed):
+                raise RuntimeError(f"the alias rows of key range {k} were not summed: their "
+                                   "worker died twice")
+            db.commit()
+            db.execute("ATTACH DATABASE ? AS part", (path,))
+            db.execute("INSERT INTO main.alias_index SELECT key, entity, n FROM part.summed")
+            db.commit()
+            db.execute("DETACH DATABASE part")
+            os.unlink(path)
         db.commit()
         db.execute("DETACH DATABASE build")
+        pool.close()  # its actors (on Ray) give their CPUs back to the next pool's
         lap("sums")
         # Misspelt names: a symmetric-delete index over every alias key (kgx.fuzzy).
         db.execute("DROP TABLE IF EXISTS alias_trigrams")
         fuzzy.build(db, fuzzy.iter_keys(db), workers=workers, parts=work / "deletes")
         lap("misspelt_index")
     finally:
+        if pool is not None:
+            pool.close()
         shutil.rmtree(work, ignore_errors=True)
     n = n_entities
     store.close()
@@ -270,15 +305,16 @@ _ALIAS_SOURCES = {
 }
 
 
-def alias_rows(table: str, first: int, last: int, parts: str, db: str
-               ) -> tuple[list[str], str]:
+def alias_rows(table: str, first: int, last: int, parts: str, db: str,
+               bounds: tuple[str, ...] = ()) -> tuple[list[str], str]:
     """Worker task: the alias rows of ``table``'s rows ``first``..``last`` (by rowid) in the
     alias table ``db``, opened read-only for the task (a Ray actor may outlive it).
 
     An article's title (and the title without its qualifier, "Paris (band)" -> "Paris"), a
     redirect's source, a link's anchor and its target's own title (count 0: an alias even
     unseen as an anchor), each with the title it resolves to. The rows, ``(alias key,
-    title, count)`` summed, go to an SQLite file of their own in ``parts``.
+    title, count)`` summed, go to an SQLite file of their own in ``parts``: table ``rows_K``
+    holds those of the key range K that ``bounds`` cut (:func:`_range_of`).
 
     Returns:
         The resolved titles in the order they first come (blank aliases included), and the
@@ -308,13 +344,69 @@ def alias_rows(table: str, first: int, last: int, parts: str, db: str
     aliases.close()
     path = os.path.join(parts, f"{table}-{first:012d}.sqlite")
     part = sqlite3.connect(path + ".tmp")
-    part.execute("CREATE TABLE rows (key TEXT, title TEXT, n REAL)")
-    part.executemany("INSERT INTO rows VALUES (?, ?, ?)",
-                     ((k, t, n) for (k, t), n in counts.items()))
+    by_range: list[list[tuple[str, str, float]]] = [[] for _ in range(len(bounds) + 1)]
+    for (k, t), n in counts.items():
+        by_range[_range_of(bounds, k)].append((k, t, n))
+    for r, rows in enumerate(by_range):
+        part.execute(f"CREATE TABLE rows_{r} (key TEXT, title TEXT, n REAL)")
+        part.executemany(f"INSERT INTO rows_{r} VALUES (?, ?, ?)", rows)
     part.commit()
     part.close()
     os.replace(path + ".tmp", path)
     return list(titles), path
+
+
+# Key ranges whose alias rows are summed by a task each: this many per worker, so that the
+# tasks stay small enough to share out evenly. Any number gives the same tables.
+SUM_PARTS_PER_WORKER = 4
+# With fewer workers than this the rows are summed in one sort by the building process. The
+# ranges cost a copy more of the sums: on bench_scale's 16x output with 2 workers (three runs
+# each way, 2 cores) the tables took 24.0-25.3 s against 21.9-22.6 s in one sort, the
+# workers' CPU 28.4-30.8 s against 22.5-23.9 s, but the building process's own CPU 8.0-8.1 s
+# against 12.4-12.5 s: that part bounds the step however many cores there are.
+SUM_IN_WORKERS_FROM = 4
+_SUM_ROWS = ("INSERT INTO {into} SELECT r.key, e.id, sum(r.n) FROM {rows} r "
+             "JOIN {entities} e ON e.title = r.title GROUP BY r.key, e.id")
+_KEY_SAMPLE = 20_000  # article titles whose keys set the ranges' bounds
+
+
+def _key_bounds(db: sqlite3.Connection, parts: int) -> list[str]:
+    """``parts - 1`` alias keys that cut the keys into ranges of about equal numbers of
+    article titles (read evenly spaced from the ``titles`` table, so the same table gives
+    the same bounds); fewer where the titles have fewer distinct keys."""
+    top = db.execute("SELECT max(rowid) FROM titles").fetchone()[0] or 0
+    if parts <= 1 or not top:
+        return []
+    step = max(1, top // _KEY_SAMPLE)
+    keys = sorted({alias_key(t) for (t,) in db.execute(
+        "SELECT title FROM titles WHERE kind = 'article' AND rowid % ? = 0", (step,))} - {""})
+    return sorted({keys[len(keys) * i // parts] for i in range(1, parts)} if keys else set())
+
+
+def _range_of(bounds: Sequence[str], key: str) -> int:
+    """The key range that holds ``key``: range K holds the keys from ``bounds[K - 1]`` up
+    to, not including, ``bounds[K]``."""
+    return bisect.bisect_right(bounds, key)
+
+
+def sum_alias_part(build: str, k: int, out: str) -> str:
+    """Worker task: the alias rows of key range ``k`` in the build database ``build``
+    (``alias_rows_K``) summed by (key, entity), keyed, into the table ``summed`` of a new
+    SQLite file ``out``; rows whose title is no entity drop out. ``build`` is read, not
+    written (a worker on another host reads it over a shared file system)."""
+    if os.path.exists(out):
+        os.unlink(out)
+    con = sqlite3.connect(out + ".tmp", uri=True)
+    con.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; "
+                      "CREATE TABLE summed (key TEXT NOT NULL, entity INTEGER NOT NULL, "
+                      "n REAL NOT NULL, PRIMARY KEY (key, entity)) WITHOUT ROWID;")
+    con.execute("ATTACH DATABASE ? AS b", (f"file:{build}?mode=ro",))
+    con.execute(_SUM_ROWS.format(rows=f"b.alias_rows_{k}", entities="b.entities",
+                                 into="summed"))
+    con.commit()
+    con.close()
+    os.replace(out + ".tmp", out)
+    return out
 
 
 def _first_sentence(text: str, limit: int = 300) -> str:

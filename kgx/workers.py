@@ -346,9 +346,9 @@ class OrderedPool:
         start_method: ``fork`` (default, where the platform has it) or ``spawn``: a worker
             that runs torch must be spawned, since a process forked from one whose torch
             (OpenMP) threads have run can hang in its first parallel region.
-        reuse_workers: Accepted for the interface :class:`kgx.cluster.RayPool` shares, where
-            it keeps the actors between maps until :meth:`close`. This pool starts its
-            processes for each map whatever it says: forked ones start in milliseconds.
+        reuse_workers: Keep the processes between this pool's maps, set up once, until
+            :meth:`close` (a spawned process imports its stage's modules, about a second of
+            CPU each); otherwise each map starts its own and ends them.
     """
 
     def __init__(self, ctx: Context | None, workers: int, window: int = 3,
@@ -369,9 +369,13 @@ class OrderedPool:
             initializer(*initargs)
         self._init = (initializer, initargs)
         self._method = start_method
+        self.reuse_workers = reuse_workers
 
     def close(self) -> None:
-        """Nothing to end between maps (each map ends its processes); for the interface."""
+        """End the processes kept between maps (``reuse_workers``)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def _new_pool(self) -> ProcessPoolExecutor:
         method = self._method or ("fork" if "fork" in mp.get_all_start_methods() else "spawn")
@@ -394,10 +398,12 @@ class OrderedPool:
             for t in tasks:
                 yield fn(*t)
             return
-        self._pool = self._new_pool()
+        if self._pool is None:
+            self._pool = self._new_pool()
         pending: deque[tuple[tuple[Any, ...], Future[Any]]] = deque()
         it = iter(tasks)
         failure: BaseException | None = None
+        ended = False  # every task done: nothing in flight, the processes may be kept
         try:
             exhausted = False
             while True:
@@ -415,6 +421,7 @@ class OrderedPool:
                 if not pending:
                     if failure is not None:
                         raise failure
+                    ended = True
                     return
                 task, fut = pending.popleft()
                 try:
@@ -429,9 +436,8 @@ class OrderedPool:
                     for t in retry[1:]:
                         pending.append((t, self._pool.submit(fn, *t)))
         finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
+            if not (ended and self.reuse_workers):
+                self.close()
 
     def _retry(self, fn: Callable[..., Any], task: tuple[Any, ...],
                split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None

@@ -229,8 +229,16 @@ def test_entity_tables_are_the_same_with_worker_processes(out: Path, tmp_path: P
     (o / "store").symlink_to(out / "store")
     monkeypatch.setattr(kgx.linking, "ALIAS_CHUNK_ROWS", 3)
     monkeypatch.setattr(kgx.fuzzy, "CHUNK_KEYS", 5)
+    monkeypatch.setattr(kgx.linking, "SUM_IN_WORKERS_FROM", 2)  # ranges summed by the workers
+    bounds = []
+    key_bounds = kgx.linking._key_bounds
+    monkeypatch.setattr(kgx.linking, "_key_bounds",
+                        lambda db, n: bounds.extend(key_bounds(db, n)) or list(bounds))
     phases: dict[str, float] = {}
     build_entity_table(o, workers=2, phases=phases)
+    # the alias rows were summed in key ranges (up to 4 a worker; fewer where the titles'
+    # keys repeat), the fixture's in one
+    assert 2 <= len(bounds) < 2 * kgx.linking.SUM_PARTS_PER_WORKER and bounds == sorted(bounds)
     assert list(phases) == ["types", "abstracts", "titles_and_redirects", "anchors", "sums",
                             "misspelt_index"]
     assert all(s >= 0 for s in phases.values())
@@ -243,6 +251,29 @@ def test_entity_tables_are_the_same_with_worker_processes(out: Path, tmp_path: P
             f"SELECT * FROM {t} ORDER BY {order}").fetchall() for x in (out, o))
         assert a and a == b, t
     assert not (o / ".work" / "entity-tables").exists()
+
+
+def test_key_ranges_order_keys_as_sqlite_compares_them() -> None:
+    """A row goes to the range of its key by Python's string order (``_range_of``), and the
+    sums are appended range after range into a table SQLite keeps in its own order: the two
+    must agree, for keys in any script."""
+    import sqlite3
+
+    from kgx.linking import _range_of
+
+    keys = ["", "a", "a b", "ab", "z", "é", "ö", "ǆ", "ω", "я", "日本", "ﬀ", "\U0001f600x",
+            "\U00010400", "\uffff", "\ue000", "0", " ", "~"]
+    bounds = sorted(keys[1::3])
+    con = sqlite3.connect(":memory:")
+    con.execute("CREATE TABLE t (key TEXT PRIMARY KEY) WITHOUT ROWID")
+    con.executemany("INSERT INTO t VALUES (?)", [(k,) for k in keys])
+    in_sqlite_order = [k for (k,) in con.execute("SELECT key FROM t")]
+    assert in_sqlite_order == sorted(keys)
+    ranges = [_range_of(bounds, k) for k in in_sqlite_order]
+    assert ranges == sorted(ranges) and set(ranges) == set(range(len(bounds) + 1))
+    for k in keys:
+        r = _range_of(bounds, k)
+        assert (r == 0 or bounds[r - 1] <= k) and (r == len(bounds) or k < bounds[r])
 
 
 @pytest.mark.parametrize("order", [1, -1])
