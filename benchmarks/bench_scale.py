@@ -184,10 +184,12 @@ def run_measured(dump: str, out: Path, args: argparse.Namespace) -> dict[str, An
                                                  + rec["seconds"]) / 2**20, 1),
                    "disk_mb": round(sum(rec.get("disk_bytes", {}).values()) / 2**20, 1)}
     rows["structure"]["parts"] = report["seconds"]  # pages / anchors / resolve / store
+    rows["structure"]["cpu_parts"] = report.get("cpu_seconds", {})  # the building process's
     # The entities stage's two steps: tables (they grow with pages and links), embeddings.
     rows["entities"]["parts"] = {"tables": stages["entities"]["seconds_tables"],
                                  "embedding": stages["entities"]["seconds_embedding"],
-                                 "alias_keys": stages["entities"]["alias_keys"]}
+                                 "alias_keys": stages["entities"]["alias_keys"],
+                                 "tables_cpu": stages["entities"].get("cpu_tables")}
     # The read stage once its model, linker and tables are loaded (a fixed cost at any size),
     # and by step: splitting and tokenising, the model, linking and writing.
     rows["read"]["us_per_item_running"] = round(
@@ -313,6 +315,19 @@ def _read_rows(read: dict[str, Any]) -> list[tuple[str, int, str, float, bool]]:
             for k, v in steps.items()]
 
 
+def _split_rows(name: str, us: float, us_cpu: float) -> list[tuple[str, int, str, float, bool]]:
+    """A step whose chunks run in workers while the building process numbers, copies and
+    sorts: the building process's CPU seconds (its threads included) as one process, and the
+    rest of the step's seconds, when it waited on the workers, spread over the cores. A run
+    that did not record that CPU (-1) counts the whole step as one process."""
+    n = ENWIKI["pages"]
+    if us_cpu < 0:
+        return [(name, n, "pages", us, False)]
+    cpu = min(us, us_cpu)
+    return [(f"{name}: the building process's CPU", n, "pages", cpu, False),
+            (f"{name}: the rest, waiting on the workers", n, "pages", us - cpu, True)]
+
+
 def projection(r: dict[str, Any], workers: int) -> str:
     """Full English Wikipedia from the largest size's per-item costs, as arithmetic."""
     st = r["stages"]
@@ -325,14 +340,16 @@ def projection(r: dict[str, Any], workers: int) -> str:
             ("structure: redirects resolved", ENWIKI["pages"], "pages", per_page["resolve"],
              True),
             ("structure: store load", ENWIKI["pages"], "pages", per_page["store"], False),
-            ("structure: anchors summed", ENWIKI["pages"], "pages", per_page["anchors"],
-             False),
+            *_split_rows("structure: anchors summed", per_page["anchors"],
+                         1e6 * st["structure"].get("cpu_parts", {}).get("anchors", -1)
+                         / r["pages"]),
             ("structure: the rest (start-up, dump fingerprint, journal)", ENWIKI["pages"],
              "pages", max(0.0, rest), False),
             ("corpus", ENWIKI["sentences"], "sentences",
              st["corpus"]["us_per_item"], True),
-            ("entities: tables, misspelt-name index", ENWIKI["pages"], "pages",
-             1e6 * st["entities"]["parts"]["tables"] / r["pages"], False),
+            *_split_rows("entities: tables, misspelt-name index",
+                         1e6 * st["entities"]["parts"]["tables"] / r["pages"],
+                         1e6 * (st["entities"]["parts"].get("tables_cpu") or -1) / r["pages"]),
             ("entities: embeddings (on the CPU)", ENWIKI["entities"], "entities",
              1e6 * st["entities"]["parts"]["embedding"] / st["entities"]["items"], True),
             *_read_rows(st["read"]),

@@ -124,6 +124,9 @@ class Report:
     resumed_chunks: int = 0
     triples: Counter[str] = field(default_factory=Counter)
     seconds: dict[str, float] = field(default_factory=dict)
+    # The CPU seconds of this process (its threads included) in each timed step: what stays
+    # on one machine however many workers there are (bench_scale's projection reads it).
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     worker_crashes: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -435,9 +438,10 @@ def _extract(dump_p: Path, out_p: Path, opts: ExtractOptions) -> Report:
         report.seconds["pages"] = round(time.monotonic() - t0, 3)
         try:
             if report.error != "interrupted":
-                t = time.monotonic()
+                t, cpu = time.monotonic(), time.process_time()
                 writer.close(pool, log)  # the anchor rows summed (AliasStore.finish)
                 report.seconds["anchors"] = round(time.monotonic() - t, 3)
+                report.cpu_seconds["anchors"] = round(time.process_time() - cpu, 3)
                 try:
                     _finish(out_p, work, pool, writer, report, opts)
                 except Exception as exc:

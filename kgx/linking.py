@@ -88,7 +88,8 @@ ALIAS_CHUNK_ROWS = 100_000  # rows of titles, redirects or anchors per alias tas
 
 
 def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
-                       workers: int = 0, phases: dict[str, float] | None = None) -> int:
+                       workers: int = 0, phases: dict[str, float] | None = None,
+                       phases_cpu: dict[str, float] | None = None) -> int:
     """Add ``entities`` and ``alias_index`` to ``out/aliases.sqlite``.
 
     Entities are the dump's articles and every page they link to (resolved through
@@ -109,6 +110,8 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
         phases: Filled, when given, with the seconds of each step (``types``, ``abstracts``,
             ``titles_and_redirects``, ``anchors``, ``sums``, ``misspelt_index``): which run
             in workers and which in this process is what a projection to a larger dump needs.
+        phases_cpu: Filled, when given, with this process's CPU seconds in each step (its
+            threads included): the part no number of workers shortens.
 
     Returns:
         The number of entities.
@@ -122,12 +125,14 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
     from kgx.workers import Crashed, ignore_interrupts_in_worker, new_pool
 
     phases = {} if phases is None else phases
-    clock = [time.monotonic()]
+    phases_cpu = {} if phases_cpu is None else phases_cpu
+    clock = [time.monotonic(), time.process_time()]
 
     def lap(name: str) -> None:
-        now = time.monotonic()
+        now, cpu = time.monotonic(), time.process_time()
         phases[name] = round(phases.get(name, 0.0) + now - clock[0], 2)
-        clock[0] = now
+        phases_cpu[name] = round(phases_cpu.get(name, 0.0) + cpu - clock[1], 2)
+        clock[:] = [now, cpu]
 
     if entities_info is None:
         load_entities(out).close()  # the tables exist from here on

@@ -235,7 +235,9 @@ def test_entity_tables_are_the_same_with_worker_processes(out: Path, tmp_path: P
     monkeypatch.setattr(kgx.linking, "_key_bounds",
                         lambda db, n: bounds.extend(key_bounds(db, n)) or list(bounds))
     phases: dict[str, float] = {}
-    build_entity_table(o, workers=2, phases=phases)
+    phases_cpu: dict[str, float] = {}
+    build_entity_table(o, workers=2, phases=phases, phases_cpu=phases_cpu)
+    assert list(phases_cpu) == list(phases) and all(s >= 0 for s in phases_cpu.values())
     # the alias rows were summed in key ranges (up to 4 a worker; fewer where the titles'
     # keys repeat), the fixture's in one
     assert 2 <= len(bounds) < 2 * kgx.linking.SUM_PARTS_PER_WORKER and bounds == sorted(bounds)

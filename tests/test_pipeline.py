@@ -31,6 +31,13 @@ def test_every_stage_ran_and_was_recorded(readme_out: Path) -> None:
     steps = stages["read"]["seconds_by_step"]
     assert set(steps) == {"split", "predict", "link"} and all(v > 0 for v in steps.values())
     assert sum(steps.values()) <= stages["read"]["seconds_reading"] + 0.05
+    # the entity tables' and the anchor sums' CPU in this process, by step (the projection's
+    # part that more workers do not shorten)
+    ent = stages["entities"]
+    assert set(ent["cpu_tables_by_step"]) == set(ent["seconds_tables_by_step"])
+    assert all(v >= 0 for v in ent["cpu_tables_by_step"].values())
+    assert ent["cpu_tables"] == round(sum(ent["cpu_tables_by_step"].values()), 2)
+    assert set(rep["cpu_seconds"]) == {"anchors"} and rep["cpu_seconds"]["anchors"] >= 0
     assert rep["disk_bytes"]["graph.nq"] == (readme_out / "graph.nq").stat().st_blocks * 512
     assert rep["disk_bytes_total"] >= sum(rep["disk_bytes"].values()) > 0
     assert rep["triples"]["mentions"] > 0 and rep["triples"]["inferred"] > 0

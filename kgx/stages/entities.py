@@ -5,7 +5,8 @@ Two steps, each committed to the stage's journal (``OUT/.work/entities``):
 
 1. the entity and alias tables and the misspelt-name index, in ``aliases.sqlite`` (one step:
    a kill during it redoes it; the alias rows and the index's deletions are made by worker
-   processes; ``seconds_tables_by_step`` in ``stages.json`` times its parts);
+   processes; ``seconds_tables_by_step`` in ``stages.json`` times its parts, and
+   ``cpu_tables_by_step`` gives the CPU seconds this process spent in each);
 2. the entity embeddings, in chunks of :data:`kgx.linking.ENTITY_CHUNK` entities, each one
    embedded by a worker process (one per 2 cores on a CPU, a few sharing a GPU) and saved as
    a ``.npy`` part; a kill costs the chunks in flight. The FAISS index is then written from
@@ -74,10 +75,13 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
     if TABLES_STEP not in done:
         t = time.monotonic()
         phases: dict[str, float] = {}
-        n = build_entity_table(out, workers=opts.extract.workers, phases=phases)
+        phases_cpu: dict[str, float] = {}
+        n = build_entity_table(out, workers=opts.extract.workers, phases=phases,
+                               phases_cpu=phases_cpu)
         alias_keys = _count(out, "alias_keys")
         infos[TABLES_STEP] = {"entities": n, "alias_keys": alias_keys,
-                              "seconds": round(time.monotonic() - t, 2), "phases": phases}
+                              "seconds": round(time.monotonic() - t, 2), "phases": phases,
+                              "phases_cpu": phases_cpu}
         journal.commit(TABLES_STEP, infos[TABLES_STEP])
     tables = infos[TABLES_STEP]
     n = tables["entities"]
@@ -112,6 +116,9 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
     shutil.rmtree(work, ignore_errors=True)
     return {**meta, "alias_keys": tables["alias_keys"], "seconds_tables": tables["seconds"],
             "seconds_tables_by_step": tables.get("phases", {}),
+            # this process's CPU seconds: the part that more workers do not shorten
+            "cpu_tables": round(sum(tables.get("phases_cpu", {}).values()), 2),
+            "cpu_tables_by_step": tables.get("phases_cpu", {}),
             "entities_without_vector": without_vector,
             "seconds_embedding": round(seconds_embedding, 2), "embed_workers": max(1, n_workers),
             "chunks": len(chunks), "linker_scorer": fit}
