@@ -9,7 +9,8 @@ renamed), then loads it into a fresh store in a child process, four ways:
   at a time (at most 8), each with its own loader;
 * ``file``: one ``bulk_load(path=...)`` of the whole file, Oxigraph's streaming loader, which
   parses on one thread and writes on another, aiming at 2 GB of memory per thread;
-* ``chunks-256``: 256 MB chunks one after the other.
+* ``chunks-256``: 256 MB chunks one after the other;
+* ``parallel-N`` (only when named in ``--ways``): kgx's way with N MB chunks.
 
 For each: seconds, quads per second, CPU seconds over wall seconds (the cores it kept busy, out
 of the machine's), and the peak resident memory of the loading process. Usage:
@@ -42,7 +43,10 @@ store = ox.Store(store_dir)
 t = time.perf_counter()
 if how == "file":
     store.bulk_load(path=str(graph), format=ox.RdfFormat.N_QUADS)
-elif how == "parallel":
+elif how.startswith("parallel"):  # "parallel-64": 64 MB chunks
+    import kgx.extract
+    if "-" in how:
+        kgx.extract.LOAD_CHUNK_BYTES = int(how.split("-")[1]) << 20
     add_to_store(store, graph)
 else:
     size = {"chunks": 16 << 20, "chunks-256": 256 << 20}[how]
