@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from kgx.records import Namespace, SiteInfo
@@ -91,6 +92,11 @@ def check_namespace(namespace: str) -> str:
     return namespace
 
 
+# Link targets parse() remembers (emptied when full, so its memory stays bounded).
+PARSE_MEMO = 1 << 16
+_MISSING = object()
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedTitle:
     """A link target split into namespace, title and kind."""
@@ -122,6 +128,7 @@ class Site:
         self.lang = info.lang or "en"
         self._ns_by_name: dict[str, Namespace] = {}
         self._ns_by_key: dict[int, Namespace] = {}
+        self._parsed: dict[str, ParsedTitle | None] = {}  # parse's memo
         for ns in info.namespaces:
             self._ns_by_key[ns.key] = ns
             if ns.name:
@@ -149,7 +156,28 @@ class Site:
             return text[0].upper() + text[1:]
         return text
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_parsed"] = {}  # a worker gets the site, not this process's memo
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     def parse(self, raw: str) -> ParsedTitle | None:
+        """:meth:`parse_uncached`, remembered for the last :data:`PARSE_MEMO` distinct
+        targets or so (link targets repeat: a page links the same few thousand titles
+        that every other page links)."""
+        hit = self._parsed.get(raw, _MISSING)
+        if hit is not _MISSING:
+            return hit
+        parsed = self.parse_uncached(raw)
+        if len(self._parsed) >= PARSE_MEMO:
+            self._parsed.clear()
+        self._parsed[raw] = parsed
+        return parsed
+
+    def parse_uncached(self, raw: str) -> ParsedTitle | None:
         """Normalise a link target or title as MediaWiki does.
 
         Decodes entities and percent-escapes, folds underscores and runs of spaces, drops the

@@ -119,3 +119,23 @@ def test_pathological_markup_is_linear_and_safe(unit: str) -> None:
     doc = parse_page(Page(1, 0, "P", text), SITE)
     assert len(doc.text) <= len(text)
     assert all(0 <= ln.start < ln.end <= len(doc.text) for ln in doc.links)
+
+
+def test_link_targets_parse_the_same_remembered_and_the_memo_stays_bounded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Site.parse`` remembers targets: the same answers as parsing anew, a memo that
+    empties when full, and none of it sent with the site to a worker (pickled)."""
+    import pickle
+
+    import kgx.site
+
+    monkeypatch.setattr(kgx.site, "PARSE_MEMO", 8)
+    site = Site(SiteInfo(dbname="enwiki", base="https://en.wikipedia.org/wiki/Main_Page"))
+    targets = ["paris", "Paris", "Category:Cities", "fr:Paris", "a<b", "", "#top",
+               "New_York  City", "Talk: x", "%C3%89cole", "&amp;c"] * 3
+    for t in targets:
+        assert site.parse(t) == site.parse_uncached(t), t
+        assert len(site._parsed) <= 8
+    assert site._parsed  # it did remember
+    copy = pickle.loads(pickle.dumps(site))
+    assert copy._parsed == {} and copy.parse("paris") == site.parse("paris")
