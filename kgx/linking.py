@@ -164,9 +164,10 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
     db.commit()
     build_file = str(work / "tables.sqlite")
     db.execute("ATTACH DATABASE ? AS build", (build_file,))
-    # The alias rows go to tables by key range (bounds from the titles' keys), each summed by
-    # a task of its own (sum_alias_part), and the sums appended in key order: no sort of
-    # every row in this process.
+    # The alias rows go to tables by key range (bounds from the titles' keys). From
+    # SUM_IN_WORKERS_FROM workers, each range is summed by a task of its own (sum_alias_part)
+    # and the sums appended in key order: no sort of every row in this process. With fewer,
+    # one range, summed here.
     bounds = _key_bounds(db, SUM_PARTS_PER_WORKER * workers
                          if workers >= SUM_IN_WORKERS_FROM else 1)
     n_ranges = len(bounds) + 1
@@ -366,9 +367,9 @@ def alias_rows(table: str, first: int, last: int, parts: str, db: str,
 SUM_PARTS_PER_WORKER = 4
 # With fewer workers than this the rows are summed in one sort by the building process. The
 # ranges cost a copy more of the sums: on bench_scale's 16x output with 2 workers (three runs
-# each way, 2 cores) the tables took 24.0-25.3 s against 21.9-22.6 s in one sort, the
-# workers' CPU 28.4-30.8 s against 22.5-23.9 s, but the building process's own CPU 8.0-8.1 s
-# against 12.4-12.5 s: that part bounds the step however many cores there are.
+# each way, 2 cores) the tables took 24.0-25.3 s against 21.9-23.1 s in one sort, the
+# workers' CPU 28.4-30.8 s against 22.5-24.6 s, but the building process's own CPU 8.0-8.1 s
+# against 12.4-12.6 s: that part bounds the step however many cores there are.
 SUM_IN_WORKERS_FROM = 4
 _SUM_ROWS = ("INSERT INTO {into} SELECT r.key, e.id, sum(r.n) FROM {rows} r "
              "JOIN {entities} e ON e.title = r.title GROUP BY r.key, e.id")
