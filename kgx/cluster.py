@@ -206,12 +206,6 @@ class RayPool:
                 self._drop(i)
         self._actors = []
 
-    def __enter__(self) -> RayPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _idle(self, inflight: list[int]) -> int | None:
         """A live slot with no chunk in flight, if any."""
         live = [i for i, a in enumerate(self._actors) if a is not None]
