@@ -388,8 +388,6 @@ def class_noun(text: str) -> str | None:
     return m.group(2)
 
 
-
-
 def iter_documents(path: Path) -> Iterator[dict[str, Any]]:
     with open(path, encoding="utf-8") as f:
         for line in f:

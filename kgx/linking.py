@@ -49,6 +49,8 @@ COMPRESS_ABOVE_BYTES = 2 << 30
 # Index files above this size are memory-mapped, not read: processes share the page cache.
 MMAP_ABOVE_BYTES = 256 << 20
 MAX_QUERY_CHARS = 1000
+# Digits a candidate's score and signals keep; rank sorts by the score so rounded, then title.
+SCORE_DIGITS = 4
 _SPACE = re.compile(r"\s+")
 _QUALIFIER = re.compile(r"\s*\([^)]*\)\s*$")
 
@@ -248,10 +250,7 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
             number([title])
             if sol["a"].value.strip():
                 rows.append((alias_key(sol["a"].value), title, 1.0))
-        by_range: dict[int, list[tuple[Any, ...]]] = {}
-        for row in rows:
-            by_range.setdefault(_range_of(bounds, row[0]), []).append(row)
-        for k, some in sorted(by_range.items()):
+        for k, some in enumerate(_by_range(bounds, rows)):
             db.executemany(f"INSERT INTO build.alias_rows_{k} VALUES (?, ?, ?)", some)
         rows.clear()
         lap("titles_and_redirects")
@@ -350,10 +349,7 @@ def alias_rows(table: str, first: int, last: int, parts: str, db: str,
     aliases.close()
     path = os.path.join(parts, f"{table}-{first:012d}.sqlite")
     part = sqlite3.connect(path + ".tmp")
-    by_range: list[list[tuple[str, str, float]]] = [[] for _ in range(len(bounds) + 1)]
-    for (k, t), n in counts.items():
-        by_range[_range_of(bounds, k)].append((k, t, n))
-    for r, rows in enumerate(by_range):
+    for r, rows in enumerate(_by_range(bounds, [(k, t, n) for (k, t), n in counts.items()])):
         part.execute(f"CREATE TABLE rows_{r} (key TEXT, title TEXT, n REAL)")
         part.executemany(f"INSERT INTO rows_{r} VALUES (?, ?, ?)", rows)
     part.commit()
@@ -393,6 +389,15 @@ def _range_of(bounds: Sequence[str], key: str) -> int:
     """The key range that holds ``key``: range K holds the keys from ``bounds[K - 1]`` up
     to, not including, ``bounds[K]``."""
     return bisect.bisect_right(bounds, key)
+
+
+def _by_range(bounds: Sequence[str], rows: Iterable[tuple[Any, ...]]
+              ) -> list[list[tuple[Any, ...]]]:
+    """``rows`` (alias key first) in one list per key range (:func:`_range_of`), in order."""
+    out: list[list[tuple[Any, ...]]] = [[] for _ in range(len(bounds) + 1)]
+    for row in rows:
+        out[_range_of(bounds, row[0])].append(row)
+    return out
 
 
 def sum_alias_part(build: str, k: int, out: str) -> str:
@@ -706,8 +711,8 @@ class Linker:
         title, coarse, fine, _ = self.aliases.entity(eid)
         types = tuple(t for t in (fine, coarse) if t)
         label = _QUALIFIER.sub("", title)
-        return Candidate(self.iri(title), title, label, types, round(score, 4),
-                         {k: round(v, 4) for k, v in signals.items()})
+        return Candidate(self.iri(title), title, label, types, round(score, SCORE_DIGITS),
+                         {k: round(v, SCORE_DIGITS) for k, v in signals.items()})
 
     def entity_vector(self, eid: int) -> np.ndarray:
         v = self._vec_cache.get(eid)
@@ -806,7 +811,8 @@ class Linker:
             score = self.score(sig)
             # ordered as the Candidates would be (their score is rounded), and only the k
             # kept are made
-            scored.append((-round(score, 4), self.aliases.entity(eid)[0], eid, score, sig))
+            scored.append((-round(score, SCORE_DIGITS), self.aliases.entity(eid)[0], eid,
+                           score, sig))
         scored.sort(key=lambda x: (x[0], x[1]))
         return [self._candidate(eid, score, sig) for _, _, eid, score, sig in scored[:k]]
 

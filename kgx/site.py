@@ -161,9 +161,6 @@ class Site:
         state["_parsed"] = {}  # a worker gets the site, not this process's memo
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
     def parse(self, raw: str) -> ParsedTitle | None:
         """:meth:`parse_uncached`, remembered for the last :data:`PARSE_MEMO` distinct
         targets or so (link targets repeat: a page links the same few thousand titles
