@@ -19,7 +19,6 @@ added here), ``entities.faiss`` and ``entities.json`` (what built the index).
 from __future__ import annotations
 
 import bisect
-import difflib
 import json
 import math
 import os
@@ -561,6 +560,10 @@ class AliasTable:
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         # an entity's row is read for each of its candidacies: the frequent ones stay at hand
         self.entity = lru_cache(maxsize=1 << 16)(self._entity)
+        # so is a name's: the same names recur from sentence to sentence (the table is
+        # read-only, so a cached answer is the table's answer)
+        self._counts_of_key = lru_cache(maxsize=1 << 16)(self._counts_of_key_uncached)
+        self._fuzzy_of_key = lru_cache(maxsize=1 << 14)(self._fuzzy_of_key_uncached)
         try:
             self.db.execute("SELECT 1 FROM alias_index LIMIT 1")
         except sqlite3.DatabaseError as exc:
@@ -569,8 +572,11 @@ class AliasTable:
 
     def counts(self, text: str, k: int = 20) -> list[tuple[int, float]]:
         """(entity id, link count) for an alias, most linked first."""
-        return self.db.execute("SELECT entity, n FROM alias_index WHERE key = ? "
-                               "ORDER BY n DESC LIMIT ?", (alias_key(text), k)).fetchall()
+        return list(self._counts_of_key(alias_key(text), k))
+
+    def _counts_of_key_uncached(self, key: str, k: int) -> tuple[tuple[int, float], ...]:
+        return tuple(self.db.execute("SELECT entity, n FROM alias_index WHERE key = ? "
+                                     "ORDER BY n DESC LIMIT ?", (key, k)).fetchall())
 
     def candidates(self, text: str, k: int = 20) -> list[tuple[int, float]]:
         """(entity id, prior) for an alias, best first."""
@@ -582,15 +588,18 @@ class AliasTable:
         A symmetric-delete lookup (:mod:`kgx.fuzzy`): a handful of indexed reads, whatever
         the number of aliases.
         """
+        return list(self._fuzzy_of_key(alias_key(text), k))
+
+    def _fuzzy_of_key_uncached(self, key: str, k: int) -> tuple[tuple[int, float], ...]:
         try:
-            near = fuzzy.search(self.db, alias_key(text), k=k)
+            near = fuzzy.search(self.db, key, k=k)
         except sqlite3.OperationalError:
-            return []  # an index built before kgx.fuzzy: `kgx index OUT` rebuilds it
+            return ()  # an index built before kgx.fuzzy: `kgx index OUT` rebuilds it
         out: dict[int, float] = {}
         for a, _ in near:
             for eid, prior in self.candidates(a, k=3):
                 out.setdefault(eid, prior)
-        return list(out.items())
+        return tuple(out.items())
 
     def _entity(self, eid: int) -> tuple[str, str | None, str | None, str]:
         row = self.db.execute("SELECT title, coarse, fine, description FROM entities "
@@ -772,16 +781,17 @@ class Linker:
                   k: int = 10) -> list[Candidate | None]:
         """:meth:`link` for many (text, type, context) mentions, with one batched encoding
         of the mentions that the alias table does not know."""
-        need = [i for i, (t, _, _) in enumerate(mentions)
-                if t.strip() and not self.aliases.candidates(t, k=1)]
-        vec_ids: dict[int, set[int]] = {}
+        # each name once, in order of first use
+        need = list(dict.fromkeys(t for t, _, _ in mentions
+                                  if t.strip() and not self.aliases.candidates(t, k=1)))
+        vec_ids: dict[str, set[int]] = {}
         if need:
-            q = self.encoder.encode([mentions[i][0] for i in need])
+            q = self.encoder.encode(need)
             _, ids = self.vectors.search(q, k)
-            vec_ids = {i: {int(x) for x in row if x > 0} for i, row in zip(need, ids, strict=True)}
+            vec_ids = {t: {int(x) for x in row if x > 0} for t, row in zip(need, ids, strict=True)}
         out: list[Candidate | None] = []
-        for i, (text, typ, ctx) in enumerate(mentions):
-            ranked = self.rank(text, ctx, typ, k, vector_candidates=vec_ids.get(i, set()))
+        for text, typ, ctx in mentions:
+            ranked = self.rank(text, ctx, typ, k, vector_candidates=vec_ids.get(text, set()))
             out.append(ranked[0] if ranked and ranked[0].score >= self.nil_threshold else None)
         return out
 
@@ -876,18 +886,22 @@ def _type_score(mention_type: str | None, entity_type: str | None) -> float:
     return 1.0 if mention_type == entity_type else 0.0
 
 
-@lru_cache(maxsize=1 << 16)  # a name recurs, with the same candidates: difflib is slow
+@lru_cache(maxsize=1 << 16)  # a name recurs, with the same candidates
 def name_similarity(mention: str, title: str) -> float:
-    """Character similarity of a mention and an entity label, case-insensitive."""
+    """Character similarity of a mention and an entity label, case-insensitive: the share of
+    their characters in a longest common subsequence (rapidfuzz's normalised Indel
+    similarity, ``2 * LCS / (len(a) + len(b))``)."""
+    from rapidfuzz.distance import Indel  # the model extra's, as kgx.fuzzy's
+
     a, b = alias_key(mention), alias_key(_QUALIFIER.sub("", title))
     if a == b:
         return 1.0
-    whole = difflib.SequenceMatcher(None, a, b).ratio()
+    whole = Indel.normalized_similarity(a, b)
     if " " in a or " " not in b:
         return whole
     # A one-word mention against a longer name ("Einstien" / "Albert Einstein"): best word,
     # discounted so that the full name still wins over a partial match.
-    part = max(difflib.SequenceMatcher(None, a, w).ratio() for w in b.split())
+    part = max(Indel.normalized_similarity(a, w) for w in b.split())
     return max(whole, 0.9 * part)
 
 

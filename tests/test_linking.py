@@ -89,6 +89,41 @@ def test_context_and_type_pick_the_right_entity(out: Path) -> None:
     assert linker.link("zzqx vrrp", None, None) is None  # NIL
 
 
+def test_link_many_encodes_each_unknown_name_once_and_links_as_link_does(out: Path) -> None:
+    kg = KnowledgeGraph.open(out)
+    linker = kg.linker
+    enc = linker.encoder
+    ctx = enc.encode(["He was a physicist born in Ulm."])[0]
+    mentions = [("Albert Einstien", "PER", ctx), ("Lincoln", "LOC", None),
+                ("Albert Einstien", "PER", None), ("zzqx vrrp", None, None),
+                ("Einstein", "PER", ctx), ("  ", None, None)]
+    encoded: list[list[str]] = []
+
+    class Counting:
+        dim = enc.dim
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            encoded.append(list(texts))
+            return enc.encode(texts)
+
+    linker._encoder = Counting()
+    try:
+        many = linker.link_many(mentions)
+        # one batch, each name the alias table lacks once, in order of first use
+        assert encoded == [["Albert Einstien", "zzqx vrrp"]]
+        one_by_one = [linker.link(t, c, typ) for t, typ, c in mentions]
+    finally:
+        linker._encoder = enc
+    assert [c and (c.title, c.score) for c in many] == \
+        [c and (c.title, c.score) for c in one_by_one]
+    assert many[0] is not None and many[0].title == "Albert Einstein"
+    assert many[3] is None and many[5] is None
+    # the alias table's answers are cached copies: changing one changes nothing after
+    first = linker.aliases.candidates("Lincoln")
+    first.clear()
+    assert linker.aliases.candidates("Lincoln") and linker.aliases.fuzzy("Abraham Lincon")
+
+
 def test_lookup_bad_input(out: Path) -> None:
     kg = KnowledgeGraph.open(out)
     with pytest.raises(ValueError, match="non-empty"):
