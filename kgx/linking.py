@@ -86,6 +86,7 @@ def priors(counts: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
 
 
 ALIAS_CHUNK_ROWS = 100_000  # rows of titles, redirects or anchors per alias task
+LABEL_BATCH_ROWS = 50_000  # rows of the articles' bold names written at a time
 
 
 def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
@@ -243,15 +244,21 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
                         reuse_workers=True)
         for found in pool.map(alias_rows, chunks("titles") + chunks("redirects")):
             take(found)
+
+        def put_rows() -> None:
+            for k, some in enumerate(_by_range(bounds, rows)):
+                db.executemany(f"INSERT INTO build.alias_rows_{k} VALUES (?, ?, ?)", some)
+            rows.clear()
+
         for sol in query('SELECT ?s ?a WHERE { GRAPH ?g { ?s kgx:alias ?a } '
                          '?g kgx:extractor "label" }'):  # names in bold in an article's lead
             title = store.resolve(title_of(sol["s"].value))
             number([title])
             if sol["a"].value.strip():
                 rows.append((alias_key(sol["a"].value), title, 1.0))
-        for k, some in enumerate(_by_range(bounds, rows)):
-            db.executemany(f"INSERT INTO build.alias_rows_{k} VALUES (?, ?, ?)", some)
-        rows.clear()
+            if len(rows) >= LABEL_BATCH_ROWS:  # one name an article: written as they come
+                put_rows()
+        put_rows()
         lap("titles_and_redirects")
         for found in pool.map(alias_rows, chunks("anchors")):
             take(found)

@@ -248,8 +248,9 @@ def test_the_scorer_is_fitted_on_dev_pages_and_used(tmp_path: Path) -> None:
 def test_entity_tables_are_the_same_with_worker_processes(out: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
-    """Alias rows made by 2 spawned workers, 3 rows of a table at a time, and the misspelt-name
-    index's deletions, 5 keys at a time, give the tables one process gives in one chunk:
+    """Alias rows made by 2 spawned workers, 3 rows of a table at a time, the articles' bold
+    names 2 at a time, and the misspelt-name index's deletions, 5 keys at a time, give the
+    tables one process gives in one chunk:
     the same entity ids, alias counts and misspelling index."""
     import shutil
     import sqlite3
@@ -263,6 +264,7 @@ def test_entity_tables_are_the_same_with_worker_processes(out: Path, tmp_path: P
         shutil.copyfile(out / name, o / name)
     (o / "store").symlink_to(out / "store")
     monkeypatch.setattr(kgx.linking, "ALIAS_CHUNK_ROWS", 3)
+    monkeypatch.setattr(kgx.linking, "LABEL_BATCH_ROWS", 2)  # the bold names written 2 at a time
     monkeypatch.setattr(kgx.fuzzy, "CHUNK_KEYS", 5)
     monkeypatch.setattr(kgx.linking, "SUM_IN_WORKERS_FROM", 2)  # ranges summed by the workers
     bounds = []
