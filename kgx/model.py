@@ -31,6 +31,7 @@ import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -313,6 +314,7 @@ SHAPES = ("special", "lower", "Capitalised", "UPPER", "X", "digit", "punct", "mI
           "caseless")
 
 
+@lru_cache(maxsize=1 << 16)  # words recur: a dictionary lookup instead of five scans
 def shape_of(word: str) -> int:
     """Index in :data:`SHAPES` of a word's shape (``Paris`` -> Capitalised)."""
     if any(c.isdigit() for c in word):
@@ -336,13 +338,32 @@ def word_shapes(text: str, offsets: Sequence[tuple[int, int]],
     span: dict[int, list[int]] = {}
     for (s, e), w in zip(offsets, word_ids, strict=True):
         if w is not None:
-            sp = span.setdefault(w, [s, e])
-            sp[0], sp[1] = min(sp[0], s), max(sp[1], e)
+            sp = span.get(w)
+            if sp is None:
+                span[w] = [s, e]
+            else:
+                if s < sp[0]:
+                    sp[0] = s
+                if e > sp[1]:
+                    sp[1] = e
     shape = {w: shape_of(text[a:b]) for w, (a, b) in span.items()}
     return [0 if w is None else shape[w] for w in word_ids]
 
 
 def tokenize(tokenizer: Any, texts: Sequence[str]) -> list[Tokenized]:
+    """Each text's tokens, with no special tokens and never truncated."""
+    backend = getattr(tokenizer, "backend_tokenizer", None) \
+        if getattr(tokenizer, "is_fast", False) else None
+    if backend is not None and backend.truncation is None and backend.padding is None:
+        # a fast tokenizer read directly: what transformers' call gives, without its
+        # conversion of every encoding into Python lists and dictionaries
+        out = []
+        for text, enc in zip(texts, backend.encode_batch(list(texts), add_special_tokens=False),
+                             strict=True):
+            offsets, word_ids = enc.offsets, enc.word_ids
+            out.append(Tokenized(enc.ids, offsets, word_ids,
+                                 word_shapes(text, offsets, word_ids)))
+        return out
     enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True,
                     truncation=False, verbose=False)
     out = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -645,6 +646,30 @@ def test_bad_sources_fail_before_training(tiny_bert: Path, sample_corpus: Path,
     with pytest.raises(DataError, match=r"broken\.conll:2: expected"):
         train([sample_corpus, bad], tmp_path / "m", opts)
     assert not (tmp_path / "m").exists()
+
+
+def test_a_fast_tokenizer_read_directly_gives_what_transformers_call_gives(
+        tiny_bert: Path) -> None:
+    """``tokenize`` reads a fast tokenizer's backend directly; through transformers' own call
+    (the path of tokenizers with no backend) every text gets the same ids, offsets, words
+    and shapes, never truncated."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    assert tok.is_fast
+
+    class ThroughTransformers:  # no backend_tokenizer: the other path
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return tok(*args, **kwargs)
+
+    texts = ["Lincoln visited Hodgenville yesterday.", "", " ", "Zoë’s façade, 東京 and Москва",
+             "a\u0301b ﬁne x", "word " * 700, "iPhone 1990s USA-based e.g. U.S."]
+    direct, called = tokenize(tok, texts), tokenize(ThroughTransformers(), texts)
+    assert [(list(t.ids), [tuple(o) for o in t.offsets], list(t.word_ids), t.shapes)
+            for t in direct] == \
+        [(list(t.ids), [tuple(o) for o in t.offsets], list(t.word_ids), t.shapes)
+         for t in called]
+    assert len(direct[5].ids) >= 700  # longer than the encoder's 512 positions: whole
 
 
 def test_word_shapes() -> None:
