@@ -354,8 +354,9 @@ def alias_rows(table: str, first: int, last: int, parts: str, db: str,
             add(target, title, 0.0)
     aliases.close()
     path = os.path.join(parts, f"{table}-{first:012d}.sqlite")
-    part = sqlite3.connect(path + ".tmp")
+    part = sqlite3.connect(path + ".tmp")  # a worker that died here left it: tables dropped
     for r, rows in enumerate(_by_range(bounds, [(k, t, n) for (k, t), n in counts.items()])):
+        part.execute(f"DROP TABLE IF EXISTS rows_{r}")
         part.execute(f"CREATE TABLE rows_{r} (key TEXT, title TEXT, n REAL)")
         part.executemany(f"INSERT INTO rows_{r} VALUES (?, ?, ?)", rows)
     part.commit()
@@ -415,6 +416,7 @@ def sum_alias_part(build: str, k: int, out: str) -> str:
         os.unlink(out)
     con = sqlite3.connect(out + ".tmp", uri=True)
     con.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; "
+                      "DROP TABLE IF EXISTS summed; "  # left by a worker that died here
                       "CREATE TABLE summed (key TEXT NOT NULL, entity INTEGER NOT NULL, "
                       "n REAL NOT NULL, PRIMARY KEY (key, entity)) WITHOUT ROWID;")
     con.execute("ATTACH DATABASE ? AS b", (f"file:{build}?mode=ro",))

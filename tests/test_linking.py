@@ -292,6 +292,47 @@ def test_entity_tables_are_the_same_with_worker_processes(out: Path, tmp_path: P
     assert not (o / ".work" / "entity-tables").exists()
 
 
+def test_a_retried_alias_task_writes_over_what_a_dead_worker_left(out: Path,
+                                                                  tmp_path: Path) -> None:
+    """A worker killed inside ``alias_rows`` or ``sum_alias_part`` leaves its ``.tmp`` file;
+    the task run again on another worker still writes its rows, and only them."""
+    import sqlite3
+
+    from kgx.linking import alias_rows, sum_alias_part
+
+    def left_over(path: str, table: str) -> None:
+        con = sqlite3.connect(path + ".tmp")
+        con.execute(f"CREATE TABLE {table} (a, b, c)")
+        con.execute(f"INSERT INTO {table} VALUES ('junk', 'junk', 99)")
+        con.commit()
+        con.close()
+
+    clean, dirty = tmp_path / "clean", tmp_path / "dirty"
+    clean.mkdir()
+    dirty.mkdir()
+    db = str(out / "aliases.sqlite")
+    left_over(str(dirty / "titles-000000000001.sqlite"), "rows_0")
+    rows = []
+    for parts in (clean, dirty):
+        titles, path = alias_rows("titles", 1, 1000, str(parts), db)
+        rows.append((titles, sqlite3.connect(path).execute(
+            "SELECT * FROM rows_0 ORDER BY key, title").fetchall()))
+    assert rows[0][1] and rows[0] == rows[1]
+
+    build = tmp_path / "build.sqlite"
+    con = sqlite3.connect(build)
+    con.executescript("CREATE TABLE entities (id INTEGER PRIMARY KEY, title TEXT);"
+                      "INSERT INTO entities VALUES (1, 'Ulm');"
+                      "CREATE TABLE alias_rows_0 (key TEXT, title TEXT, n REAL);"
+                      "INSERT INTO alias_rows_0 VALUES ('ulm', 'Ulm', 1), ('ulm', 'Ulm', 2);")
+    con.commit()
+    con.close()
+    summed = str(tmp_path / "0000.sqlite")
+    left_over(summed, "summed")
+    sum_alias_part(str(build), 0, summed)
+    assert sqlite3.connect(summed).execute("SELECT * FROM summed").fetchall() == [("ulm", 1, 3.0)]
+
+
 def test_key_ranges_order_keys_as_sqlite_compares_them() -> None:
     """A row goes to the range of its key by Python's string order (``_range_of``), and the
     sums are appended range after range into a table SQLite keeps in its own order: the two
