@@ -790,9 +790,11 @@ class Linker:
                   k: int = 10) -> list[Candidate | None]:
         """:meth:`link` for many (text, type, context) mentions, with one batched encoding
         of the mentions that the alias table does not know."""
-        # each name once, in order of first use
+        # each name once, in order of first use; asked as rank asks, so rank finds the
+        # answer in the alias table's cache
         need = list(dict.fromkeys(t for t, _, _ in mentions
-                                  if t.strip() and not self.aliases.candidates(t, k=1)))
+                                  if t.strip() and not self.aliases.candidates(t.strip(),
+                                                                               k=max(k, 20))))
         vec_ids: dict[str, set[int]] = {}
         if need:
             q = self.encoder.encode(need)
