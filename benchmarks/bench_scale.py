@@ -22,6 +22,11 @@ graph of every resumed run is compared with the uninterrupted one (an order-free
 the N-Quads lines and their count).
 
 **Projection**: the per-item costs of the largest size times the English Wikipedia's counts.
+The synthetic dump's pages are the sample's, 29.6 KB of XML a page, where the English dump has
+4.6 KB (105 GB over 23 million pages), so the steps that follow the text rather than the page
+count are also projected by page size: :func:`page_size_model` times every page of the sample
+through the structure pass's page function and fits its cost and the quads it writes against
+the page's size, and the English dump is then counted in sample-sized pages.
 
 Usage: ``python benchmarks/bench_scale.py [--base-mb 207] [--sizes 1,4,16] [--work DIR]``.
 Prints tables and writes ``bench-scale.json`` in the work directory.
@@ -51,7 +56,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "enwiki-2016-excerpt.xml.bz2"
 STAGES = ("structure", "corpus", "model", "entities", "read", "merge")
 # The English Wikipedia (pages-articles-multistream, 2024-2026): the issue's figures.
-ENWIKI = {"pages": 23_000_000, "sentences": 150_000_000, "entities": 7_000_000}
+ENWIKI = {"pages": 23_000_000, "redirects": 11_000_000, "xml_bytes": 105_000_000_000,
+          "sentences": 150_000_000, "entities": 7_000_000}
 _LINK = re.compile(r"\[\[([^\[\]|#]*)(#[^\[\]|]*)?(\|[^\[\]]*)?\]\]")
 _PAGE = re.compile(r"  <page>.*?</page>\n", re.S)
 
@@ -315,34 +321,90 @@ def _read_rows(read: dict[str, Any]) -> list[tuple[str, int, str, float, bool]]:
             for k, v in steps.items()]
 
 
-def _split_rows(name: str, us: float, us_cpu: float) -> list[tuple[str, int, str, float, bool]]:
+def _split_rows(name: str, us: float, us_cpu: float, n: int = ENWIKI["pages"],
+                unit: str = "pages") -> list[tuple[str, int, str, float, bool]]:
     """A step whose chunks run in workers while the building process numbers, copies and
     sorts: the building process's CPU seconds (its threads included) as one process, and the
     rest of the step's seconds, when it waited on the workers, spread over the cores. A run
     that did not record that CPU (-1) counts the whole step as one process."""
-    n = ENWIKI["pages"]
     if us_cpu < 0:
-        return [(name, n, "pages", us, False)]
+        return [(name, n, unit, us, False)]
     cpu = min(us, us_cpu)
-    return [(f"{name}: the building process's CPU", n, "pages", cpu, False),
-            (f"{name}: the rest, waiting on the workers", n, "pages", us - cpu, True)]
+    return [(f"{name}: the building process's CPU", n, unit, cpu, False),
+            (f"{name}: the rest, waiting on the workers", n, unit, us - cpu, True)]
 
 
-def projection(r: dict[str, Any], workers: int) -> str:
-    """Full English Wikipedia from the largest size's per-item costs, as arithmetic."""
+def page_size_model(repeats: int = 3) -> dict[str, float]:
+    """How the structure pass's cost per page and the quads a page gives follow its size,
+    fitted on the sample's real pages, and the English Wikipedia counted in pages of the
+    sample's mix.
+
+    Each page of the sample goes through :func:`kgx.workers.process_page` ``repeats`` times
+    in this process (its fastest time is kept). Redirects cost what the sample's redirects
+    cost on average; every other page costs ``a + b * bytes``, least squares over the
+    sample's articles. The English dump is then its redirects at the redirect cost and its
+    other pages (articles, and the other namespaces, counted as articles: an overestimate)
+    at ``a`` each plus ``b`` times all of its 105 GB. ``time_factor`` is that cost over the
+    cost of as many pages of the sample's mix; ``quads_factor`` the same for the quads, which
+    the store load, the redirect resolution, the anchor sums and merge follow.
+    """
+    import numpy as np
+
+    from kgx.dump import DumpReader
+    from kgx.ontology import load_mappings
+    from kgx.site import Site
+    from kgx.workers import Context, Limits, process_page
+
+    reader = DumpReader(SAMPLE)
+    ctx = Context(Site(reader.site, 0), load_mappings(), Limits())
+    rows = []
+    for page in reader:
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            res = process_page(page, ctx)
+            best = min(best, time.perf_counter() - t)
+        rows.append((page.redirect is not None, len((page.text or "").encode()), best,
+                     len(res.lines)))
+    red = np.array([r[0] for r in rows])
+    size, sec, quads = (np.array([r[k] for r in rows], float) for k in (1, 2, 3))
+    fit = np.c_[np.ones(int((~red).sum())), size[~red]]
+    (a, b), *_ = np.linalg.lstsq(fit, sec[~red], rcond=None)
+    (qa, qb), *_ = np.linalg.lstsq(fit, quads[~red], rcond=None)
+    n, n_red = ENWIKI["pages"], ENWIKI["redirects"]
+    en_sec = n_red * sec[red].mean() + (n - n_red) * a + ENWIKI["xml_bytes"] * b
+    en_quads = n_red * quads[red].mean() + (n - n_red) * qa + ENWIKI["xml_bytes"] * qb
+    return {"sample_pages": len(rows), "sample_bytes_per_page": round(size.mean()),
+            "enwiki_bytes_per_page": round(ENWIKI["xml_bytes"] / n),
+            "redirect_us": 1e6 * sec[red].mean(), "article_us": 1e6 * a,
+            "article_us_per_kb": 1e9 * b, "redirect_quads": quads[red].mean(),
+            "article_quads": qa, "article_quads_per_kb": 1e3 * qb,
+            "time_factor": en_sec / (n * sec.mean()),
+            "quads_factor": en_quads / (n * quads.mean())}
+
+
+def projection(r: dict[str, Any], workers: int, size: dict[str, float] | None = None) -> str:
+    """Full English Wikipedia from the largest size's per-item costs, as arithmetic.
+
+    With ``size`` (:func:`page_size_model`), the page pass is counted in pages of the
+    sample's mix by its time factor, and the steps that follow the quads by its quads
+    factor. The entity tables and the fixed rest stay counted by pages.
+    """
     st = r["stages"]
     pages_per_entity = ENWIKI["pages"] / ENWIKI["entities"]
+    by_time = round(ENWIKI["pages"] * size["time_factor"]) if size else ENWIKI["pages"]
+    by_quads = round(ENWIKI["pages"] * size["quads_factor"]) if size else ENWIKI["pages"]
+    unit = "sample-sized pages" if size else "pages"
     parts = st["structure"]["parts"]
     per_page = {k: 1e6 * parts.get(k, 0) / r["pages"]
                 for k in ("pages", "resolve", "store", "anchors")}
     rest = st["structure"]["us_per_item"] - sum(per_page.values())
-    rows = [("structure: page pass", ENWIKI["pages"], "pages", per_page["pages"], True),
-            ("structure: redirects resolved", ENWIKI["pages"], "pages", per_page["resolve"],
-             True),
-            ("structure: store load", ENWIKI["pages"], "pages", per_page["store"], False),
+    rows = [("structure: page pass", by_time, unit, per_page["pages"], True),
+            ("structure: redirects resolved", by_quads, unit, per_page["resolve"], True),
+            ("structure: store load", by_quads, unit, per_page["store"], False),
             *_split_rows("structure: anchors summed", per_page["anchors"],
                          1e6 * st["structure"].get("cpu_parts", {}).get("anchors", -1)
-                         / r["pages"]),
+                         / r["pages"], by_quads, unit),
             ("structure: the rest (start-up, dump fingerprint, journal)", ENWIKI["pages"],
              "pages", max(0.0, rest), False),
             ("corpus", ENWIKI["sentences"], "sentences",
@@ -354,7 +416,7 @@ def projection(r: dict[str, Any], workers: int) -> str:
              1e6 * st["entities"]["parts"]["embedding"] / st["entities"]["items"], True),
             *_read_rows(st["read"]),
             ("merge (entailments in worker processes)",
-             round(st["merge"]["items"] / r["pages"] * ENWIKI["pages"]), "triples",
+             round(st["merge"]["items"] / r["pages"] * by_quads), "triples",
              st["merge"]["us_per_item"], True)]
     lines = [f"| stage | count | x cost measured on {workers} cores | = hours on {workers} cores |"
              " parallel over cores? | = hours on 16 cores |", "|---|---|---|---|---|---|"]
@@ -383,7 +445,14 @@ def main() -> None:
     ap.add_argument("--read-sentences", type=int, default=600)
     ap.add_argument("--read-chunk", type=int, default=2, help="documents per read chunk")
     ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--project", type=Path, metavar="JSON",
+                    help="only print the projections of an earlier run's bench-scale.json")
     args = ap.parse_args()
+    if args.project:
+        earlier = json.loads(args.project.read_text())
+        print_projections(earlier["sizes"][list(earlier["sizes"])[-1]],
+                          earlier["args"]["workers"])
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     sample_mb = len(bz2.decompress(SAMPLE.read_bytes())) / 1e6
     copies1 = max(1, round(args.base_mb / sample_mb))
@@ -423,8 +492,26 @@ def main() -> None:
                   f"{v['chunks']} | {v['rerun_stage_s']} | {v['uninterrupted_stage_s']} | "
                   f"{v['lost_s']} | {v['same_graph']} |")
     print()
-    print(projection(results[list(results)[-1]], args.workers))
+    out["page_size_model"] = print_projections(results[list(results)[-1]], args.workers)
     (args.work / "bench-scale.json").write_text(json.dumps(out, indent=2))
+
+
+def print_projections(last: dict[str, Any], workers: int) -> dict[str, float]:
+    """The projection counted in pages, then by page size; returns the page-size model."""
+    print("Counted in pages:\n")
+    print(projection(last, workers))
+    size = page_size_model()
+    print(f"\nCounted by page size (the sample: {size['sample_bytes_per_page']:,} bytes of "
+          f"wikitext a page; the English dump: {size['enwiki_bytes_per_page']:,} of XML, all "
+          f"counted as articles' text). Fitted on the sample's "
+          f"{size['sample_pages']} pages: a redirect {size['redirect_us']:,.0f} us and "
+          f"{size['redirect_quads']:.1f} quads; another page {size['article_us']:,.0f} us + "
+          f"{size['article_us_per_kb']:,.1f} us a KB and {size['article_quads']:.1f} quads + "
+          f"{size['article_quads_per_kb']:.2f} a KB. So the English dump is worth "
+          f"{size['time_factor']:.3f} of 23 M sample pages in time and "
+          f"{size['quads_factor']:.3f} in quads:\n")
+    print(projection(last, workers, size))
+    return size
 
 
 if __name__ == "__main__":
