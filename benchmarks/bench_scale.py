@@ -334,7 +334,7 @@ def _split_rows(name: str, us: float, us_cpu: float, n: int = ENWIKI["pages"],
             (f"{name}: the rest, waiting on the workers", n, unit, us - cpu, True)]
 
 
-def page_size_model(repeats: int = 3) -> dict[str, float]:
+def page_size_model(repeats: int = 3) -> dict[str, Any]:
     """How the structure pass's cost per page and the quads a page gives follow its size,
     fitted on the sample's real pages, and the English Wikipedia counted in pages of the
     sample's mix.
@@ -371,6 +371,12 @@ def page_size_model(repeats: int = 3) -> dict[str, float]:
     fit = np.c_[np.ones(int((~red).sum())), size[~red]]
     (a, b), *_ = np.linalg.lstsq(fit, sec[~red], rcond=None)
     (qa, qb), *_ = np.linalg.lstsq(fit, quads[~red], rcond=None)
+    bands = []  # how well the fit follows pages of each size: measured and fitted us
+    for lo, hi in ((0, 5e3), (5e3, 15e3), (15e3, 40e3), (40e3, 80e3), (80e3, float("inf"))):
+        m = ~red & (size >= lo) & (size < hi)
+        if m.any():
+            bands.append((f"{lo / 1e3:g}-{hi / 1e3:g} KB", int(m.sum()),
+                          round(1e6 * sec[m].mean()), round(1e6 * (a + b * size[m]).mean())))
     n, n_red = ENWIKI["pages"], ENWIKI["redirects"]
     en_sec = n_red * sec[red].mean() + (n - n_red) * a + ENWIKI["xml_bytes"] * b
     en_quads = n_red * quads[red].mean() + (n - n_red) * qa + ENWIKI["xml_bytes"] * qb
@@ -379,11 +385,11 @@ def page_size_model(repeats: int = 3) -> dict[str, float]:
             "redirect_us": 1e6 * sec[red].mean(), "article_us": 1e6 * a,
             "article_us_per_kb": 1e9 * b, "redirect_quads": quads[red].mean(),
             "article_quads": qa, "article_quads_per_kb": 1e3 * qb,
-            "time_factor": en_sec / (n * sec.mean()),
+            "bands": bands, "time_factor": en_sec / (n * sec.mean()),
             "quads_factor": en_quads / (n * quads.mean())}
 
 
-def projection(r: dict[str, Any], workers: int, size: dict[str, float] | None = None) -> str:
+def projection(r: dict[str, Any], workers: int, size: dict[str, Any] | None = None) -> str:
     """Full English Wikipedia from the largest size's per-item costs, as arithmetic.
 
     With ``size`` (:func:`page_size_model`), the page pass is counted in pages of the
@@ -496,7 +502,7 @@ def main() -> None:
     (args.work / "bench-scale.json").write_text(json.dumps(out, indent=2))
 
 
-def print_projections(last: dict[str, Any], workers: int) -> dict[str, float]:
+def print_projections(last: dict[str, Any], workers: int) -> dict[str, Any]:
     """The projection counted in pages, then by page size; returns the page-size model."""
     print("Counted in pages:\n")
     print(projection(last, workers))
@@ -509,7 +515,9 @@ def print_projections(last: dict[str, Any], workers: int) -> dict[str, float]:
           f"{size['article_us_per_kb']:,.1f} us a KB and {size['article_quads']:.1f} quads + "
           f"{size['article_quads_per_kb']:.2f} a KB. So the English dump is worth "
           f"{size['time_factor']:.3f} of 23 M sample pages in time and "
-          f"{size['quads_factor']:.3f} in quads:\n")
+          f"{size['quads_factor']:.3f} in quads. Articles by size (pages, us measured, "
+          "us fitted): " + "; ".join(f"{b[0]} {b[1]}, {b[2]:,}, {b[3]:,}"
+                                     for b in size["bands"]) + "\n")
     print(projection(last, workers, size))
     return size
 
