@@ -127,6 +127,9 @@ class Report:
     # The CPU seconds of this process (its threads included) in each timed step: what stays
     # on one machine however many workers there are (bench_scale's projection reads it).
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    # The store load by step (StoreLoad.seconds and cpu_seconds): its bulk loads run one chunk
+    # per core, its optimize on about one.
+    store_steps: dict[str, dict[str, float]] = field(default_factory=dict)
     worker_crashes: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -542,6 +545,7 @@ def _finish(out: Path, work: Path, pool: OrderedPool, writer: _Writer, report: R
         report.refused_quads = loaded.refused
         report.refused = loaded.examples
         report.seconds["store"] = round(time.monotonic() - t, 3)
+        report.store_steps = {"seconds": loaded.seconds, "cpu_seconds": loaded.cpu_seconds}
     shutil.rmtree(work, ignore_errors=True)
     with contextlib.suppress(OSError):
         work.parent.rmdir()  # .work, when no other stage has work in flight
@@ -566,6 +570,10 @@ class StoreLoad:
 
     refused: int = 0
     examples: list[str] = field(default_factory=list)
+    # Wall and CPU seconds (this process, its threads included) of the bulk loads, which run
+    # one chunk per core at a time, and of the optimize after them (RocksDB's compaction).
+    seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     def add(self, where: str, error: Exception) -> None:
         self.refused += 1
@@ -594,9 +602,15 @@ def load_store(graph: Path, store_dir: Path) -> StoreLoad:
         shutil.rmtree(tmp)
     try:
         store = ox.Store(str(tmp))
+        clock = (time.monotonic(), time.process_time())
         result = add_to_store(store, graph)
+        loaded = (time.monotonic(), time.process_time())
         store.optimize()
+        done = (time.monotonic(), time.process_time())
         del store
+        for step, (a, b) in {"bulk_loads": (clock, loaded), "optimize": (loaded, done)}.items():
+            result.seconds[step] = round(b[0] - a[0], 3)
+            result.cpu_seconds[step] = round(b[1] - a[1], 3)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

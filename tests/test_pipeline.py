@@ -38,6 +38,11 @@ def test_every_stage_ran_and_was_recorded(readme_out: Path) -> None:
     assert all(v >= 0 for v in ent["cpu_tables_by_step"].values())
     assert ent["cpu_tables"] == round(sum(ent["cpu_tables_by_step"].values()), 2)
     assert set(rep["cpu_seconds"]) == {"anchors"} and rep["cpu_seconds"]["anchors"] >= 0
+    # the store load by step: the bulk loads and the optimize after them, within its seconds
+    load = rep["store_steps"]
+    assert set(load["seconds"]) == set(load["cpu_seconds"]) == {"bulk_loads", "optimize"}
+    assert all(v > 0 for v in load["seconds"].values())
+    assert sum(load["seconds"].values()) <= rep["seconds"]["store"]
     assert rep["disk_bytes"]["graph.nq"] == (readme_out / "graph.nq").stat().st_blocks * 512
     assert rep["disk_bytes_total"] >= sum(rep["disk_bytes"].values()) > 0
     assert rep["triples"]["mentions"] > 0 and rep["triples"]["inferred"] > 0
