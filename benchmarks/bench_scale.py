@@ -533,7 +533,7 @@ def print_projections(last: dict[str, Any], workers: int) -> dict[str, Any]:
           f"{size['redirect_quads']:.1f} quads; another page {size['article_us']:,.0f} us + "
           f"{size['article_us_per_kb']:,.1f} us a KB and {size['article_quads']:.1f} quads + "
           f"{size['article_quads_per_kb']:.2f} a KB. So the English dump is worth "
-          f"{size['time_factor']:.3f} of 23 M sample pages in time and "
+          f"{size['time_factor']:.3f} of {ENWIKI['pages'] / 1e6:g} M sample pages in time and "
           f"{size['quads_factor']:.3f} in quads. Articles by size (pages, us measured, "
           "us fitted): " + "; ".join(f"{b[0]} {b[1]}, {b[2]:,}, {b[3]:,}"
                                      for b in size["bands"]) + "\n")

@@ -14,7 +14,8 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 @pytest.fixture()
 def bench_scale(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     monkeypatch.syspath_prepend(str(BENCH))
-    return importlib.import_module("bench_scale")
+    yield importlib.import_module("bench_scale")
+    sys.modules.pop("bench_scale", None)
 
 
 def test_the_sample_counted_by_page_size_is_worth_itself(bench_scale, monkeypatch) -> None:
@@ -37,10 +38,11 @@ def test_the_sample_counted_by_page_size_is_worth_itself(bench_scale, monkeypatc
 
     doubled = {k: 2 * v for k, v in own.items()}
     monkeypatch.setattr(bench_scale, "ENWIKI", bench_scale.ENWIKI | doubled)
-    assert bench_scale.page_size_model(repeats=1)["quads_factor"] == pytest.approx(1.0, rel=1e-6)
+    size = bench_scale.page_size_model(repeats=1)
+    assert size["time_factor"] == pytest.approx(1.0, rel=1e-6)
+    assert size["quads_factor"] == pytest.approx(1.0, rel=1e-6)
 
     thin = own | {"xml_bytes": text // 10}
     monkeypatch.setattr(bench_scale, "ENWIKI", bench_scale.ENWIKI | thin)
     size = bench_scale.page_size_model(repeats=1)
     assert size["time_factor"] < 0.5 and size["quads_factor"] < 0.5
-    sys.modules.pop("bench_scale", None)
