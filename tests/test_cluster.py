@@ -324,15 +324,19 @@ def test_steps_on_ray_data_retry_a_killed_actor_and_report_a_chunk_that_always_d
     assert all(isinstance(r, Crashed) for r in out[len(done):])  # after every chunk done
 
 
-def _split_odd(task: tuple[int]) -> list[tuple[int]]:
-    return [task, (task[0] + 2,)]
+def _split_apart(task: tuple[int]) -> list[tuple[int]]:
+    """The task and a part far from the others (a part of 2 or 3 never meets the 4 and 6
+    that kill, nor the 8 that raises)."""
+    return [task, (task[0] + 10,)]
 
 
 def test_a_chunk_lost_on_the_pools_is_read_again_in_parts(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
     """The pools lose chunk 3 (its model step kills every actor); it is read again as its
-    parts 3 and 5 in a local worker: 5 is done, 3 alone is reported lost."""
+    parts 3 and 13 in a local worker: 13 is done, 3 alone is reported lost. Now and then
+    a chunk queued on an actor that 3 kills is lost beside it (see the test above): chunk 2
+    is then read again as 2 and 12, and both are done (0 likewise as 0 and 10)."""
     import ray.cloudpickle
 
     import kgx.cluster
@@ -343,9 +347,37 @@ def test_a_chunk_lost_on_the_pools_is_read_again_in_parts(tmp_path: Path,
     monkeypatch.setattr(kgx.cluster, "STEP_POOLS", "pools")
     steps = [Step(_Double), Step(_DieOrPair, (str(tmp_path / "died"),), model=True)]
     with ray_session(None, 2, lambda m: None):
-        out = list(map_steps(steps, [(0,), (2,), (3,)], 2, split=_split_odd))
+        out = list(map_steps(steps, [(0,), (2,), (3,)], 2, split=_split_apart))
     done = sorted(r[0] for r in out if not isinstance(r, Crashed))
-    assert done == [0, 4, 10]
+    again = [x for x in done if x not in (0, 4, 26)]  # far parts of chunks lost beside 3
+    assert sorted(set(done) - set(again)) == [0, 4, 26] and len(set(done)) == len(done)
+    assert set(again) <= {20, 24}
+    assert [r.task for r in out if isinstance(r, Crashed)] == [(3,)]
+
+
+def test_chunks_lost_beside_the_dying_one_are_read_again_in_parts_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rare case of the test above, forced: the pools yield chunk 0 and lose 2 beside 3.
+    Both lost chunks are read again in parts; only the part that kills its worker is lost."""
+    import ray
+
+    import kgx.cluster
+    from kgx.cluster import map_steps
+    from kgx.workers import Crashed, Step
+
+    def pools_losing_2_and_3(steps: list[Step], tasks: list[tuple[int]]):
+        assert list(tasks) == [(0,), (2,), (3,)]
+        yield 0, None
+        yield Crashed((2,))
+        yield Crashed((3,))
+
+    monkeypatch.setattr(kgx.cluster, "STEP_POOLS", "pools")
+    monkeypatch.setattr(kgx.cluster, "map_step_pools", pools_losing_2_and_3)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    (tmp_path / "died").touch()  # 4 no longer kills
+    steps = [Step(_Double), Step(_DieOrPair, (str(tmp_path / "died"),), model=True)]
+    out = list(map_steps(steps, [(0,), (2,), (3,)], 2, split=_split_apart))
+    assert sorted(r[0] for r in out if not isinstance(r, Crashed)) == [0, 4, 24, 26]
     assert [r.task for r in out if isinstance(r, Crashed)] == [(3,)]
 
 
