@@ -42,6 +42,7 @@ from torch import nn
 from kgx import __version__
 
 DEFAULT_BASE = "minilm"
+MAX_PADDING = 0.25  # see Predictor's max_padding
 NA = "NA"
 WEIGHTS = "model.safetensors"
 
@@ -505,17 +506,25 @@ class Predictor:
         token_budget: Padded tokens per forward pass at most (default: from the device's free
             memory on a GPU, 8,192 on a CPU). Windows are sorted by length, so a batch of
             short sentences holds more of them than a batch of long ones.
+        max_padding: A batch closes before a window that would make its padded tokens exceed
+            its real tokens by more than this share. Sorted windows alone still padded the
+            short sentences of a batch to its longest (the last batch of a chunk held those
+            from 46 to 112 tokens): on 2,000 sentences of the sample's articles, read as the
+            read stage reads them, the encoder took 1.55x their tokens, and 1.19x with 0.25
+            (2 CPU cores: 1.35-1.5x the sentences a second, the same predictions).
     """
 
     def __init__(self, model: KgxModel, tokenizer: Any, metadata: dict[str, Any],
                  max_length: int = 128, stride: int = 32, batch_size: int = 64,
-                 relation_threshold: float = 0.5, token_budget: int | None = None) -> None:
+                 relation_threshold: float = 0.5, token_budget: int | None = None,
+                 max_padding: float = MAX_PADDING) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.metadata = metadata
         self.max_tokens = max_length - 2
         self.stride = min(stride, self.max_tokens // 2)
         self.batch_size = batch_size
+        self.max_padding = max_padding
         self.relation_threshold = relation_threshold
         self.device = next(model.parameters()).device
         self.amp = autocast_dtype(self.device)
@@ -541,16 +550,19 @@ class Predictor:
 
     def _batches(self, windows: list[Window]) -> Iterator[list[int]]:
         """Window indices, shortest first, in batches of at most ``batch_size`` windows and
-        ``token_budget`` padded tokens."""
+        ``token_budget`` padded tokens, padded by at most ``max_padding`` of their tokens."""
         order = sorted(range(len(windows)), key=lambda i: len(windows[i].input_ids))
         batch: list[int] = []
+        real = 0
         for i in order:
             width = len(windows[i].input_ids) + 2  # the longest so far: sorted by length
-            if batch and (len(batch) >= self.batch_size
-                          or (len(batch) + 1) * width > self.token_budget):
+            padded = (len(batch) + 1) * width
+            if batch and (len(batch) >= self.batch_size or padded > self.token_budget
+                          or padded > (1 + self.max_padding) * (real + width)):
                 yield batch
-                batch = []
+                batch, real = [], 0
             batch.append(i)
+            real += width
         if batch:
             yield batch
 

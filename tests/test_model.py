@@ -331,6 +331,30 @@ def test_batches_follow_the_token_budget(tiny_model) -> None:
     assert p.predict(texts) == wide.predict(texts)
 
 
+def test_batches_pad_a_bounded_share_of_their_tokens(tiny_model) -> None:
+    """Sentences of every length under a budget that holds them all: a batch closes before
+    its padding passes ``max_padding`` of its tokens, where one batch padded the short
+    sentences to the longest; predictions do not change."""
+    out, _ = tiny_model
+    p = Predictor.load(out, device="cpu", relation_threshold=0.0)
+    words = "Abraham Lincoln met Mary Todd in Springfield and Kentucky".split()
+    texts = [" ".join(words[: 1 + i % len(words)] * (1 + i // len(words))) + "."
+             for i in range(40)]
+    wins = p._windows(tokenize(p.tokenizer, texts))
+    batches = list(p._batches(wins))
+    assert sorted(i for b in batches for i in b) == list(range(len(wins)))
+
+    def padding(b: list[int]) -> float:
+        widths = [len(wins[i].input_ids) + 2 for i in b]
+        return len(b) * max(widths) / sum(widths) - 1
+
+    assert len(batches) > 1 and all(padding(b) <= p.max_padding for b in batches)
+    unbounded = Predictor.load(out, device="cpu", relation_threshold=0.0, max_padding=1e9)
+    whole = list(unbounded._batches(wins))
+    assert len(whole) == 1 and padding(whole[0]) > p.max_padding
+    assert p.predict(texts) == unbounded.predict(texts)
+
+
 def test_evaluate_on_corpus_conll_and_docred(tiny_model, sample_corpus: Path,
                                              tmp_path: Path) -> None:
     out, _ = tiny_model
