@@ -19,6 +19,10 @@ Then: FLOP/s needed = the sentences a second asked for x FLOPs a sentence, and t
 product rate a device needs at the share of its limit this run reached. On a GPU the script
 measures the reading itself instead of relying on the arithmetic.
 
+It also times the model process's own work outside the encoder's forward passes (windows,
+padding, tag decoding, relation pairs): no device shortens it, so it bounds what one model
+process can read, however fast its GPU.
+
 Usage: ``python benchmarks/bench_read_flops.py OUT [--model DIR] [--sentences N]
 [--need 9500] [--max-padding inf]`` (``inf``: the batching before the predictor bounded its
 padding).
@@ -86,13 +90,56 @@ def read_cost(out: Path, model: Path, sentences: int, device: str | None,
     chunk.toks = kept
     with FlopCounterMode(display=False) as counter:
         predictor(chunk)
+    chunk.toks = kept
+    encoder_s = time_in_encoder(predictor, chunk)
     padded = 0  # the encoder's input, batched as ChunkPredictor batches it
     for i in range(0, n, BATCH_SENTENCES):
         wins = predictor.predictor._windows(kept[i: i + BATCH_SENTENCES])
         padded += sum(len(b) * max(len(wins[j].input_ids) + 2 for j in b)
                       for b in predictor.predictor._batches(wins))
     return {"device": str(dev), "sentences": n, "tokens": toks, "padded_tokens": padded,
-            "seconds": seconds, "flops": counter.get_total_flops()}
+            "seconds": seconds, "flops": counter.get_total_flops(),
+            "encoder_seconds": encoder_s[0], "outside_encoder_seconds": encoder_s[1],
+            "decoding_seconds": encoder_s[2]}
+
+
+def time_in_encoder(predictor: Any, chunk: Any) -> tuple[float, float, float]:
+    """Seconds of one more prediction of ``chunk``: in the encoder's forward passes (the
+    device synchronised after each), outside them (the model process's own work: windows,
+    padding, the relation head, tag decoding), and, of that, in tag decoding, which runs on
+    the CPU whatever the device."""
+    from kgx.model import KgxModel, Predictor
+
+    encode, decode = KgxModel.encode, Predictor._decode_all
+    inside = [0.0, 0.0]
+    cuda = predictor.predictor.device.type == "cuda"
+
+    def timed_encode(self: Any, *args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        hidden = encode(self, *args, **kwargs)
+        if cuda:
+            torch.cuda.synchronize()
+        inside[0] += time.perf_counter() - t
+        return hidden
+
+    def timed_decode(self: Any, *args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        mentions = decode(self, *args, **kwargs)
+        inside[1] += time.perf_counter() - t
+        return mentions
+
+    KgxModel.encode = timed_encode  # type: ignore[method-assign]
+    Predictor._decode_all = timed_decode  # type: ignore[method-assign]
+    try:
+        t0 = time.perf_counter()
+        predictor(chunk)
+        if cuda:
+            torch.cuda.synchronize()
+        total = time.perf_counter() - t0
+    finally:
+        KgxModel.encode = encode  # type: ignore[method-assign]
+        Predictor._decode_all = decode  # type: ignore[method-assign]
+    return inside[0], total - inside[0], inside[1]
 
 
 def main() -> None:
@@ -127,6 +174,16 @@ def main() -> None:
           f"{per_sentence * rate / 1e9:,.1f} GFLOP/s")
     print(f"hardware limit, measured now: dense {dtype} matrix products at "
           f"{peak / 1e9:,.1f} GFLOP/s; the reader reached {share:.3f} of it")
+    outside = cost["outside_encoder_seconds"] / cost["sentences"]
+    decoding = cost["decoding_seconds"] / cost["sentences"]
+    result.update(outside_encoder_us_per_sentence=1e6 * outside,
+                  decoding_us_per_sentence=1e6 * decoding,
+                  one_model_process_at_most_sentences_per_second=1 / decoding)
+    print(f"outside the encoder's forward passes: {1e6 * outside:,.0f} us a sentence (encoder "
+          f"{cost['encoder_seconds']:.2f} s, the rest {cost['outside_encoder_seconds']:.2f} s), "
+          f"of which tag decoding, on the CPU whatever the device, {1e6 * decoding:,.0f} us: "
+          f"one model process reads at most {1 / decoding:,.0f} sentences/s, however fast "
+          f"its device")
     print(f"to read {args.need:,.0f} sentences/s: {needed / 1e12:.2f} TFLOP/s of the reader's "
           f"arithmetic; at the share of the limit reached here, a device whose dense matrix "
           f"products reach {needed / share / 1e12:.1f} TFLOP/s")

@@ -284,17 +284,17 @@ def test_predict_long_text_is_windowed_not_truncated(tiny_model) -> None:
     tk = tokenize(p.tokenizer, [text])[0]
     assert len(tk.ids) > 300
     seen = []
-    real = p._decode
+    real = p._word_probs
 
-    def spy(t, tok, parts):
+    def spy(tok, parts):
         seen.append(sum(1 for _ in parts))
         covered = set()
         for w, logits in parts:
             covered.update(range(w.tok_start, w.tok_start + logits.shape[0]))
         assert covered == set(range(len(tok.ids)))  # every token was read
-        return real(t, tok, parts)
+        return real(tok, parts)
 
-    p._decode = spy
+    p._word_probs = spy
     pred = p.predict([text])[0]
     assert seen[0] > 10
     for m in pred.mentions:
@@ -521,6 +521,33 @@ def test_tag_transitions_and_viterbi_join_a_name_the_tagger_split() -> None:
                         [0.02, 0.01, 0.01, 0.95, 0.01]]).log()
     assert viterbi(em2, torch.tensor(t)) == [1, 3]
     assert word_tag_sequence([-100, 1, -100, 0, -100], [None, 0, 0, 1, None]) == [1, 0]
+
+
+def test_viterbi_of_many_sentences_at_once_is_each_ones_best_path() -> None:
+    """Sentences of 1 to 4 words, decoded together: each gets the sequence that beats every
+    other sequence of its length (all of them enumerated), forbidden transitions included."""
+    import itertools
+
+    import numpy
+
+    from kgx.model import viterbi_batch
+
+    rng = numpy.random.default_rng(7)
+    tags = 3
+    for _ in range(50):
+        tr = rng.normal(size=(tags + 1, tags))
+        tr[1 + rng.integers(tags), rng.integers(1, tags)] = -numpy.inf
+        ems = [numpy.log(rng.dirichlet(numpy.ones(tags), size=n))
+               for n in rng.integers(1, 5, size=rng.integers(1, 8))]
+
+        def score(em, seq, tr=tr):
+            return tr[0, seq[0]] + em[0, seq[0]] + sum(
+                tr[1 + a, b] + em[i + 1, b] for i, (a, b) in enumerate(itertools.pairwise(seq)))
+
+        best = [list(max(itertools.product(range(tags), repeat=len(em)),
+                         key=lambda seq, em=em: score(em, seq))) for em in ems]
+        assert viterbi_batch(ems, tr) == best
+    assert viterbi_batch([], tr) == []
 
 
 def test_training_keeps_the_decoder_that_scores_better_on_dev(tiny_model) -> None:
