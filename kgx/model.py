@@ -511,7 +511,7 @@ class Predictor:
             short sentences of a batch to its longest (the last batch of a chunk held those
             from 46 to 112 tokens): on 2,000 sentences of the sample's articles, read as the
             read stage reads them, the encoder took 1.55x their tokens, and 1.19x with 0.25
-            (2 CPU cores: 1.35-1.5x the sentences a second; the same mentions and
+            (2 CPU cores: 1.3-1.7x the sentences a second; the same mentions and
             relations, their scores equal but in the last digits).
     """
 
