@@ -72,13 +72,15 @@ def read_cost(out: Path, model: Path, sentences: int, device: str | None,
     )
 
     docs = out / DOCUMENTS_FILE
-    n_docs = sum(1 for _ in docs.open("rb"))
-    chunk = SentenceSplitter(out, model)(0, str(docs), 0, n_docs, sentences)
+    with docs.open("rb") as f:
+        n_docs = sum(1 for _ in f)
+    split = SentenceSplitter(out, model)  # loads the tokenizer once for both reads
+    chunk = split(0, str(docs), 0, n_docs, sentences)
     n, toks = len(chunk.sentences), sum(len(t.ids) + 2 for t in chunk.toks)  # [CLS], [SEP]
     predictor = ChunkPredictor(model, device, 0.5, threads=torch.get_num_threads())
     if max_padding is not None:
         predictor.predictor.max_padding = max_padding
-    warm = SentenceSplitter(out, model)(0, str(docs), 0, n_docs, 64)
+    warm = split(0, str(docs), 0, n_docs, 64)
     predictor(warm)
     dev = predictor.predictor.device
     kept = list(chunk.toks)
