@@ -32,6 +32,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -130,13 +131,22 @@ class KgxModel(nn.Module):
                 ``span_entity`` is None (each mention its own entity).
             span_entity: (S,) the entity of each span; an entity pools its spans.
         """
+        pooled = self.span_vectors(hidden, spans)
+        if span_entity is not None:
+            pooled = pool_entities(pooled, span_entity)
+        return self.pair_head(pooled, pairs)
+
+    @staticmethod
+    def span_vectors(hidden: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
+        """(S, H) the mean encoder state of each span (rows as in :meth:`pair_logits`)."""
         t = hidden.shape[1]
         idx = torch.arange(t, device=hidden.device)
         mask = ((idx[None, :] >= spans[:, 1:2]) & (idx[None, :] < spans[:, 2:3])).to(hidden.dtype)
         pooled = torch.einsum("st,sth->sh", mask, hidden[spans[:, 0]])
-        pooled = pooled / mask.sum(1, keepdim=True).clamp(min=1)
-        if span_entity is not None:
-            pooled = pool_entities(pooled, span_entity)
+        return pooled / mask.sum(1, keepdim=True).clamp(min=1)
+
+    def pair_head(self, pooled: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """Relation logits of (head, tail) rows of ``pairs`` over the vectors ``pooled``."""
         h, tl = pooled[pairs[:, 0]], pooled[pairs[:, 1]]
         return self.relation_head(self.dropout(torch.cat([h, tl, h * tl], dim=-1)))
 
@@ -302,12 +312,16 @@ class Window:
 
 @dataclass(slots=True)
 class Tokenized:
-    """A text's tokens (no special tokens) with character offsets and word ids."""
+    """A text's tokens (no special tokens) with character offsets and word ids, and its
+    words: (first character, end character, first token) each, from :func:`word_bounds`.
+    The words are cut where the text is tokenised, so the read stage's model process does
+    not redo it."""
 
     ids: list[int]
     offsets: list[tuple[int, int]]
     word_ids: list[int | None]
     shapes: list[int] = field(default_factory=list)
+    words: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 # Word shapes, the casing feature: 0 is for special and padding tokens.
@@ -351,6 +365,23 @@ def word_shapes(text: str, offsets: Sequence[tuple[int, int]],
     return [0 if w is None else shape[w] for w in word_ids]
 
 
+def word_bounds(offsets: Sequence[tuple[int, int]], word_ids: Sequence[int | None]
+                ) -> list[tuple[int, int, int]]:
+    """(first character, end character, first token) of each word: a word's pieces are
+    consecutive tokens with its word id."""
+    out: list[tuple[int, int, int]] = []
+    prev = None
+    for i, w in enumerate(word_ids):
+        if w is None:
+            continue
+        if w == prev and out:
+            out[-1] = (out[-1][0], offsets[i][1], out[-1][2])
+        else:
+            out.append((offsets[i][0], offsets[i][1], i))
+        prev = w
+    return out
+
+
 def tokenize(tokenizer: Any, texts: Sequence[str]) -> list[Tokenized]:
     """Each text's tokens, with no special tokens and never truncated."""
     backend = getattr(tokenizer, "backend_tokenizer", None) \
@@ -363,7 +394,8 @@ def tokenize(tokenizer: Any, texts: Sequence[str]) -> list[Tokenized]:
                              strict=True):
             offsets, word_ids = enc.offsets, enc.word_ids
             out.append(Tokenized(enc.ids, offsets, word_ids,
-                                 word_shapes(text, offsets, word_ids)))
+                                 word_shapes(text, offsets, word_ids),
+                                 word_bounds(offsets, word_ids)))
         return out
     enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True,
                     truncation=False, verbose=False)
@@ -372,7 +404,8 @@ def tokenize(tokenizer: Any, texts: Sequence[str]) -> list[Tokenized]:
         offsets = [tuple(o) for o in enc["offset_mapping"][i]]
         word_ids = enc.word_ids(i)
         out.append(Tokenized(enc["input_ids"][i], offsets, word_ids,
-                             word_shapes(text, offsets, word_ids)))
+                             word_shapes(text, offsets, word_ids),
+                             word_bounds(offsets, word_ids)))
     return out
 
 
@@ -436,24 +469,32 @@ def bio_labels(tok: Tokenized, mentions: Sequence[dict[str, Any]],
 
 def pad_batch(windows: Sequence[Window], cls_id: int, sep_id: int, pad_id: int,
               device: torch.device) -> dict[str, torch.Tensor]:
-    longest = max(len(w.input_ids) for w in windows) + 2
-    ids = torch.full((len(windows), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(windows), longest), dtype=torch.long)
-    labels = torch.full((len(windows), longest), -100, dtype=torch.long)
-    shapes = torch.zeros((len(windows), longest), dtype=torch.long)
-    for i, w in enumerate(windows):
-        row = [cls_id, *w.input_ids, sep_id]
-        ids[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = 1
-        if w.labels is not None:
-            labels[i, 1: 1 + len(w.labels)] = torch.tensor(w.labels)
-        if w.shapes:
-            shapes[i, 1: 1 + len(w.shapes)] = torch.tensor(w.shapes)
+    """The encoder's input for ``windows``: [CLS] window [SEP], padded to the longest; the
+    labels (-100 outside them) and word shapes (0 outside them) where the windows have some.
+    Filled with one copy of every window's tokens, not a copy a window."""
+    lengths = numpy.array([len(w.input_ids) for w in windows], dtype=numpy.int64)
+    longest = int(lengths.max()) + 2
+    cols = numpy.arange(longest)
+    inner = (cols >= 1) & (cols[None, :] <= lengths[:, None])  # the windows' own tokens
+    total = int(lengths.sum())
+
+    def filled(value: int, rows: Iterable[Sequence[int]]) -> torch.Tensor:
+        out = numpy.full((len(windows), longest), value, dtype=numpy.int64)
+        out[inner] = numpy.fromiter(chain.from_iterable(rows), dtype=numpy.int64, count=total)
+        return torch.from_numpy(out)
+
+    ids = filled(pad_id, (w.input_ids for w in windows))
+    ids[:, 0] = cls_id
+    ids[torch.arange(len(windows)), torch.from_numpy(lengths + 1)] = sep_id
+    mask = torch.from_numpy((cols[None, :] <= lengths[:, None] + 1).astype(numpy.int64))
     out = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
     if any(w.labels is not None for w in windows):
-        out["labels"] = labels.to(device)
+        out["labels"] = filled(-100, (w.labels if w.labels is not None else [-100] * n
+                                      for w, n in zip(windows, lengths.tolist(), strict=True))
+                               ).to(device)
     if any(w.shapes for w in windows):
-        out["shape_ids"] = shapes.to(device)
+        out["shape_ids"] = filled(0, (w.shapes or [0] * n for w, n
+                                      in zip(windows, lengths.tolist(), strict=True))).to(device)
     return out
 
 
@@ -487,6 +528,33 @@ class Prediction:
 
     mentions: tuple[PredictedMention, ...]
     relations: tuple[PredictedRelation, ...]
+
+
+@dataclass(slots=True)
+class EncodedTexts:
+    """One encoder pass over texts (:meth:`Predictor.encode_texts`): their tokens and
+    windows, each window's (batch, row), and per batch the tag logits (on the CPU) and the
+    hidden states (on the device; None when not kept). A window's row holds [CLS] at
+    position 0 and its tokens from 1."""
+
+    toks: list[Tokenized]
+    windows: list[Window]
+    place: list[tuple[int, int]]
+    logits: list[torch.Tensor]
+    hidden: list[torch.Tensor] | None
+    by_text: list[list[int]]  # each text's windows, in order
+
+    def window_logits(self, wi: int) -> torch.Tensor:
+        """(tokens, labels) tag logits of window ``wi``'s own tokens."""
+        b, row = self.place[wi]
+        return self.logits[b][row, 1: 1 + len(self.windows[wi].input_ids)]
+
+    def window_hidden(self, wi: int) -> torch.Tensor:
+        """(tokens, hidden) states of window ``wi``'s own tokens, on the device."""
+        if self.hidden is None:
+            raise ValueError("the hidden states were not kept")
+        b, row = self.place[wi]
+        return self.hidden[b][row, 1: 1 + len(self.windows[wi].input_ids)]
 
 
 class Predictor:
@@ -567,10 +635,15 @@ class Predictor:
         if batch:
             yield batch
 
-    def _forward_windows(self, windows: list[Window]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(tag logits on the CPU, hidden states on the device) per window, special tokens
-        left out. Logits cross to the CPU once per batch, never per sentence."""
-        out: list[Any] = [None] * len(windows)
+    def _forward_windows(self, windows: list[Window], keep_hidden: bool = True
+                         ) -> tuple[list[tuple[int, int]], list[torch.Tensor],
+                                    list[torch.Tensor] | None]:
+        """Each window's (batch, row), and per batch the tag logits (on the CPU: they cross
+        once a batch, never a sentence) and the hidden states (on the device), [CLS] at
+        position 0 and the window's tokens from 1."""
+        place: list[tuple[int, int]] = [(0, 0)] * len(windows)
+        logits_of: list[torch.Tensor] = []
+        hidden_of: list[torch.Tensor] | None = [] if keep_hidden else None
         tok = self.tokenizer
         for idx in self._batches(windows):
             batch = pad_batch([windows[i] for i in idx], tok.cls_token_id, tok.sep_token_id,
@@ -580,11 +653,12 @@ class Predictor:
                 hidden = self.model.encode(batch["input_ids"], batch["attention_mask"],
                                            batch.get("shape_ids"))
                 logits = self.model.tag_logits(hidden)
-            logits = logits.float().cpu()
             for row, i in enumerate(idx):
-                n = len(windows[i].input_ids)
-                out[i] = (logits[row, 1: 1 + n], hidden[row, 1: 1 + n])
-        return out
+                place[i] = (len(logits_of), row)
+            logits_of.append(logits.float().cpu())
+            if hidden_of is not None:
+                hidden_of.append(hidden)
+        return place, logits_of, hidden_of
 
     def _windows(self, toks: list[Tokenized]) -> list[Window]:
         wins = []
@@ -600,156 +674,139 @@ class Predictor:
         texts = list(texts)
         if not texts:
             return []
-        encoded = self.encode_texts(texts, toks)
-        decoded = self._decode_all(texts, [(tk, tags) for tk, tags, _ in encoded])
-        launched = []  # (text, pairs, [(pair indices, logits on the device)])
-        for ti, ((tk, _, hidden), mentions) in enumerate(zip(encoded, decoded, strict=True)):
-            if relations and len(mentions) > 1:
-                spans = [(m.start, m.end) for m in mentions]
-                pairs = [(h, t) for h in range(len(spans)) for t in range(len(spans)) if h != t]
-                launched.append((ti, pairs, self._launch_pairs(tk, spans, pairs, hidden)))
-        scored = self._collect_pairs([(len(p), jobs) for _, p, jobs in launched])
-        rels: dict[int, tuple[PredictedRelation, ...]] = {}
-        for (ti, pairs, _), sc in zip(launched, scored, strict=True):
-            rels[ti] = tuple(PredictedRelation(h, t, lab, score) for (h, t), found
-                             in zip(pairs, sc, strict=True) for lab, score in found)
+        encoded = self.encode_texts(texts, toks, keep_hidden=relations)
+        decoded = self.decode_mentions(texts, encoded)
+        rels = self._relations(encoded, decoded) if relations else {}
         return [Prediction(tuple(m), rels.get(ti, ())) for ti, m in enumerate(decoded)]
 
-    def encode_texts(self, texts: Sequence[str], toks: Sequence[Tokenized] | None = None
-                     ) -> list[tuple[Tokenized, list[tuple[Window, torch.Tensor]],
-                                     list[tuple[Window, torch.Tensor]]]]:
-        """One encoder pass over ``texts``: per text, its tokens, the tag logits of each of
-        its windows (on the CPU) and the windows' hidden states (on the device)."""
+    def encode_texts(self, texts: Sequence[str], toks: Sequence[Tokenized] | None = None,
+                     keep_hidden: bool = True) -> EncodedTexts:
+        """One encoder pass over ``texts`` (:class:`EncodedTexts`); the hidden states, which
+        relations need, stay on the device unless ``keep_hidden`` is False."""
         toks = list(toks) if toks is not None else tokenize(self.tokenizer, texts)
         if len(toks) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(toks)} tokenised texts")
         wins = self._windows(toks)
-        results = self._forward_windows(wins)
-        by_text: dict[int, list[int]] = {}
+        place, logits, hidden = self._forward_windows(wins, keep_hidden)
+        by_text: list[list[int]] = [[] for _ in toks]
         for wi, w in enumerate(wins):
-            by_text.setdefault(w.text_index, []).append(wi)
-        out = []
-        for ti, tk in enumerate(toks):
-            wis = by_text.get(ti, [])
-            out.append((tk, [(wins[i], results[i][0]) for i in wis],
-                        [(wins[i], results[i][1]) for i in wis]))
-        return out
+            by_text[w.text_index].append(wi)
+        return EncodedTexts(toks, wins, place, logits, hidden, by_text)
 
-    def decode_mentions(self, text: str, encoded: tuple[Tokenized, list[tuple[
-            Window, torch.Tensor]], Any]) -> list[PredictedMention]:
-        """The mentions of one text from its :meth:`encode_texts` output, under this
-        predictor's tag decoding (so several decodings can share one encoder pass)."""
-        return self._decode(text, encoded[0], encoded[1])
-
-    def _decode(self, text: str, tk: Tokenized, parts: list[tuple[Window, torch.Tensor]]
-                ) -> list[PredictedMention]:
-        return self._decode_all([text], [(tk, parts)])[0]
-
-    def _decode_all(self, texts: Sequence[str],
-                    encoded: Sequence[tuple[Tokenized, list[tuple[Window, torch.Tensor]]]]
-                    ) -> list[list[PredictedMention]]:
-        """The mentions of each text from its tokens and its windows' tag logits, the texts'
-        Viterbi passes run together (:func:`viterbi_batch`). This is CPU work in the model
-        process, whatever the device: on 2,000 of the sample's sentences, timed alone on
-        the same encoder output, it took 192-194 us a sentence, against 302-309 us decoded
-        one sentence at a time (2 cores)."""
-        words = [self._word_probs(tk, parts) for tk, parts in encoded]
-        kept = [k for k, (bounds, _) in enumerate(words) if bounds]
-        probs = [words[k][1] for k in kept]
+    def decode_mentions(self, texts: Sequence[str], encoded: EncodedTexts
+                        ) -> list[list[PredictedMention]]:
+        """The mentions of each text from its :meth:`encode_texts` output, under this
+        predictor's tag decoding (so several decodings can share one encoder pass), the
+        texts' Viterbi passes run together (:func:`viterbi_batch`). This is CPU work in the
+        model process, whatever the device: on 2,000 of the sample's sentences, timed alone
+        on the same encoder output (2 cores, three rounds), it took 55-57 us a sentence;
+        302-309 us decoded one sentence at a time (before commit af392a1), 192-194 us with
+        each sentence's word probabilities gathered on its own and every Viterbi step over
+        every sentence."""
+        probs = self._word_probs(encoded)
+        kept = [k for k, wp in enumerate(probs) if wp is not None]
         if self.transitions is not None:
-            best = viterbi_batch([numpy.log(numpy.maximum(wp, 1e-9)) for wp in probs],
+            best = viterbi_batch([numpy.log(numpy.maximum(probs[k], 1e-9)) for k in kept],
                                  self.transitions)
         else:
-            best = [wp.argmax(-1).tolist() for wp in probs]
+            best = [probs[k].argmax(-1).tolist() for k in kept]
         out: list[list[PredictedMention]] = [[] for _ in texts]
         labels = self.model.ner_labels
-        for k, wp, tags in zip(kept, probs, best, strict=True):
-            conf = wp[numpy.arange(len(tags)), tags].tolist()
+        for k, tags in zip(kept, best, strict=True):
+            conf = probs[k][numpy.arange(len(tags)), tags].tolist()
             out[k] = spans_from_bio(texts[k], [
-                (s, e, labels[t], c) for (s, e, _), t, c in zip(words[k][0], tags, conf,
+                (s, e, labels[t], c) for (s, e, _), t, c in zip(encoded.toks[k].words, tags, conf,
                                                                 strict=True)])
         return out
 
-    def _word_probs(self, tk: Tokenized, parts: list[tuple[Window, torch.Tensor]]
-                    ) -> tuple[list[list[int]], Any]:
-        """Each word's [start, end, first piece] and its tag probabilities (from its first
-        piece; logits averaged where windows overlap); no words, no probabilities."""
-        n = len(tk.ids)
-        if n == 0:
-            return [], None
-        n_labels = len(self.model.ner_labels)
-        total = torch.zeros((n, n_labels))  # on the CPU, like the logits: no device sync
-        count = torch.zeros((n, 1))
-        for w, logits in parts:
-            total[w.tok_start: w.tok_start + logits.shape[0]] += logits
-            count[w.tok_start: w.tok_start + logits.shape[0]] += 1
-        probs = (total / count.clamp(min=1)).softmax(-1)
-        bounds: list[list[int]] = []  # [start, end, first piece]
-        prev = None
-        for i, w in enumerate(tk.word_ids):
-            if w is None:
+    def _word_probs(self, encoded: EncodedTexts) -> list[Any]:
+        """Each text's tag probabilities a word (words x labels, from the word's first
+        piece; logits averaged where windows overlap), None for a text with no words. The
+        texts of one window are gathered and normalised a batch at a time."""
+        out: list[Any] = [None] * len(encoded.toks)
+        gather: dict[int, tuple[list[int], list[int]]] = {}  # batch: texts, flat rows
+        for ti, (tk, wis) in enumerate(zip(encoded.toks, encoded.by_text, strict=True)):
+            if not tk.words:
                 continue
-            s, e = tk.offsets[i]
-            if w == prev and bounds:
-                bounds[-1][1] = e
-            else:
-                bounds.append([s, e, i])
-            prev = w
-        if not bounds:
-            return [], None
-        return bounds, probs[[b[2] for b in bounds]].numpy()
-
-    def _launch_pairs(self, tk: Tokenized, spans: Sequence[tuple[int, int]],
-                      pairs: Sequence[tuple[int, int]],
-                      parts: list[tuple[Window, torch.Tensor]]
-                      ) -> list[tuple[list[int], torch.Tensor]]:
-        """Start scoring pairs, each in the window holding both mentions; the logits stay on
-        the device until :meth:`_collect_pairs`."""
-        tok_spans = [token_span(tk, s, e) for s, e in spans]
-        windows = [w for w, _ in parts]
-        jobs: dict[int, list[int]] = {}
-        for pi, (h, t) in enumerate(pairs):
-            hs, ts = tok_spans[h], tok_spans[t]
-            if hs is None or ts is None:
+            if len(wis) == 1:
+                b, r = encoded.place[wis[0]]
+                base = r * encoded.logits[b].shape[1] + 1  # the window starts at token 0
+                texts, rows = gather.setdefault(b, ([], []))
+                texts.append(ti)
+                rows.extend([base + first for _, _, first in tk.words])
                 continue
-            wi = first_window(windows, (min(hs[0], ts[0]), max(hs[1], ts[1])))
-            if wi is not None:
-                jobs.setdefault(wi, []).append(pi)
-        launched = []
-        for wi, pis in jobs.items():
-            w, hidden = parts[wi]
-            span_rows, pair_rows, index = [], [], {}
-            for pi in pis:
-                row = []
-                for k in pairs[pi]:
-                    if k not in index:
-                        a, b = tok_spans[k]  # type: ignore[misc]
-                        index[k] = len(span_rows)
-                        span_rows.append([0, a - w.tok_start, b - w.tok_start])
-                    row.append(index[k])
-                pair_rows.append(row)
-            spans_t = torch.tensor(span_rows, device=self.device)
-            pairs_t = torch.tensor(pair_rows, device=self.device)
-            with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp,
-                                                        enabled=self.amp is not None):
-                launched.append((pis, self.model.pair_logits(hidden[None], spans_t, pairs_t)))
-        return launched
-
-    def _collect_pairs(self, texts: list[tuple[int, list[tuple[list[int], torch.Tensor]]]]
-                       ) -> list[list[list[tuple[str, float]]]]:
-        """The relations of launched pairs, per text of ``(pair count, launched)``: one
-        transfer from the device for all of them."""
-        flat = [lg for _, jobs in texts for _, lg in jobs]
-        decided = self.decide(torch.cat([lg.float() for lg in flat]).cpu()) if flat else []
-        out, row = [], 0
-        for n, jobs in texts:
-            res: list[list[tuple[str, float]]] = [[] for _ in range(n)]
-            for pis, _ in jobs:
-                for pi in pis:
-                    res[pi] = decided[row]
-                    row += 1
-            out.append(res)
+            total = torch.zeros((len(tk.ids), encoded.logits[0].shape[-1]))
+            count = torch.zeros((len(tk.ids), 1))
+            for wi in wis:
+                w, lg = encoded.windows[wi], encoded.window_logits(wi)
+                total[w.tok_start: w.tok_start + lg.shape[0]] += lg
+                count[w.tok_start: w.tok_start + lg.shape[0]] += 1
+            firsts = [first for _, _, first in tk.words]
+            out[ti] = (total / count.clamp(min=1))[firsts].softmax(-1).numpy()
+        for b, (texts, rows) in gather.items():
+            lg = encoded.logits[b]
+            probs = lg.reshape(-1, lg.shape[-1])[torch.tensor(rows)].softmax(-1).numpy()
+            at = 0
+            for ti in texts:
+                n = len(encoded.toks[ti].words)
+                out[ti] = probs[at: at + n]
+                at += n
         return out
+
+    def _relations(self, encoded: EncodedTexts, mentions: list[list[PredictedMention]]
+                   ) -> dict[int, tuple[PredictedRelation, ...]]:
+        """The relations of every ordered pair of mentions of a text, each pair scored in
+        the first window holding both: per encoder batch, one pooling of its spans; then
+        one relation head pass and one transfer from the device for all the pairs."""
+        if encoded.hidden is None:
+            raise ValueError("relations need the hidden states: encode_texts(keep_hidden=True)")
+        span_rows: dict[int, list[list[int]]] = {}  # batch: [row, first, end] in its states
+        pair_spans: list[tuple[int, int, int, int]] = []  # (batch, span, batch, span)
+        owners: list[tuple[int, int, int]] = []  # (text, head, tail)
+        for ti, ms in enumerate(mentions):
+            if len(ms) < 2:
+                continue
+            tk, wis = encoded.toks[ti], encoded.by_text[ti]
+            windows = [encoded.windows[wi] for wi in wis]
+            tok_spans = [token_span(tk, m.start, m.end) for m in ms]
+            index: dict[tuple[int, int], tuple[int, int]] = {}  # (mention, window): place
+            for h, hs in enumerate(tok_spans):
+                for t, ts in enumerate(tok_spans):
+                    if h == t or hs is None or ts is None:
+                        continue
+                    k = first_window(windows, (min(hs[0], ts[0]), max(hs[1], ts[1])))
+                    if k is None:
+                        continue
+                    b, row = encoded.place[wis[k]]
+                    ends = []
+                    for m, (a, e) in ((h, hs), (t, ts)):
+                        if (m, k) not in index:
+                            rows = span_rows.setdefault(b, [])
+                            start = windows[k].tok_start - 1  # [CLS] is position 0
+                            index[m, k] = (b, len(rows))
+                            rows.append([row, a - start, e - start])
+                        ends.append(index[m, k])
+                    pair_spans.append((*ends[0], *ends[1]))
+                    owners.append((ti, h, t))
+        if not owners:
+            return {}
+        offset, vectors, at = {}, [], 0
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp,
+                                                    enabled=self.amp is not None):
+            for b, rows in span_rows.items():
+                spans = torch.tensor(rows, device=self.device)
+                width = max(e for _, _, e in rows)  # no span reaches past it: drop the rest
+                vectors.append(self.model.span_vectors(encoded.hidden[b][:, :width], spans))
+                offset[b] = at
+                at += len(rows)
+            pairs = torch.tensor([[offset[bh] + sh, offset[bt] + st]
+                                  for bh, sh, bt, st in pair_spans], device=self.device)
+            logits = self.model.pair_head(torch.cat(vectors), pairs)
+        found: dict[int, list[PredictedRelation]] = {}
+        for (ti, h, t), rels in zip(owners, self.decide(logits.float().cpu()), strict=True):
+            found.setdefault(ti, []).extend(PredictedRelation(h, t, lab, score)
+                                            for lab, score in rels)
+        return {ti: tuple(rels) for ti, rels in found.items()}
 
     def decide(self, logits: torch.Tensor) -> list[list[tuple[str, float]]]:
         """Relations of each pair from its logits (P, C), best first, NA left out: every label
@@ -757,19 +814,21 @@ class Predictor:
         dev at training, 1 for a model saved without one) reaches ``relation_threshold``. A
         model saved before the adaptive threshold gives its argmax, scored by softmax."""
         labels = self.model.relation_labels
-        out: list[list[tuple[str, float]]] = []
+        out: list[list[tuple[str, float]]] = [[] for _ in range(len(logits))]
         if not self.model.adaptive_threshold:
-            probs = logits.softmax(-1)
-            for row in probs:
-                j = int(row.argmax())
-                keep = j != 0 and float(row[j]) >= self.relation_threshold
-                out.append([(labels[j], float(row[j]))] if keep else [])
+            best, top = logits.softmax(-1).max(-1)
+            for i, (j, score) in enumerate(zip(top.tolist(), best.tolist(), strict=True)):
+                if j != 0 and score >= self.relation_threshold:
+                    out[i].append((labels[j], score))
             return out
         scores = torch.sigmoid((logits[:, 1:] - logits[:, :1]) / self.relation_temperature)
-        for row in scores:
-            hit = (row >= self.relation_threshold).nonzero().flatten().tolist()
-            out.append(sorted(((labels[j + 1], float(row[j])) for j in hit),
-                              key=lambda x: -x[1]))
+        hits = (scores >= self.relation_threshold).nonzero()  # by pair, then by label
+        for (i, j), score in zip(hits.tolist(), scores[hits[:, 0], hits[:, 1]].tolist(),
+                                 strict=True):
+            out[i].append((labels[j + 1], score))
+        for rels in out:
+            if len(rels) > 1:
+                rels.sort(key=lambda x: -x[1])
         return out
 
     def classify_pairs(self, text: str, spans: Sequence[tuple[int, int]],
@@ -801,9 +860,9 @@ class Predictor:
         """The relation logits (on the CPU, NA's first) of the pairs of
         :meth:`classify_pairs` whose entities have a mention the encoder saw, and their
         indices in ``pairs``."""
-        tk = tokenize(self.tokenizer, [text])[0]
-        wins = self._windows([tk])
-        hidden = [r[1] for r in self._forward_windows(wins)]
+        encoded = self.encode_texts([text])
+        tk, wins = encoded.toks[0], encoded.windows
+        hidden = [encoded.window_hidden(wi) for wi in range(len(wins))]
         ent = list(range(len(spans))) if span_entity is None else list(span_entity)
         span_rows, span_ent = [], []
         for (s, e), en in zip(spans, ent, strict=True):
@@ -918,34 +977,41 @@ def viterbi(emissions: Any, transitions: Any) -> list[int]:
 def viterbi_batch(emissions: Sequence[Any], transitions: Any) -> list[list[int]]:
     """:func:`viterbi` of several sentences at once, each ``emissions`` (words x tags, at
     least one word), in NumPy: a step a word over all the sentences, so that the Python
-    cost is the longest sentence's words, not every sentence's. A sentence's score stops
-    once its words end; each path is what it would be alone (the same float64 steps, ties
-    to the lowest tag)."""
+    cost is the longest sentence's words, not every sentence's. The sentences are taken
+    longest first, so a step computes only those that still have words (the work is their
+    words, not the longest's times their count). Each path is what it would be alone (the
+    same float64 steps, ties to the lowest tag)."""
     tr = numpy.asarray(transitions, dtype=numpy.float64)
     step = tr[1:]  # previous tag x tag
-    lengths = numpy.array([len(e) for e in emissions], dtype=numpy.int64)
-    if not len(lengths):
+    if not len(emissions):
         return []
-    em = numpy.zeros((len(lengths), int(lengths.max()), tr.shape[1]))
-    for k, e in enumerate(emissions):
-        em[k, : lengths[k]] = numpy.asarray(e, dtype=numpy.float64)
+    order = sorted(range(len(emissions)), key=lambda k: -len(emissions[k]))
+    lengths = numpy.array([len(emissions[k]) for k in order], dtype=numpy.int64)
+    em = numpy.zeros((len(lengths), int(lengths[0]), tr.shape[1]))
+    for row, k in enumerate(order):
+        em[row, : lengths[row]] = numpy.asarray(emissions[k], dtype=numpy.float64)
+    # live[i]: the sentences (a prefix, longest first) with a word i
+    live = numpy.searchsorted(-lengths, -numpy.arange(em.shape[1]), side="left")
     score = em[:, 0] + tr[0]
     back = numpy.zeros((len(lengths), max(0, em.shape[1] - 1), tr.shape[1]), dtype=numpy.int64)
     for i in range(1, em.shape[1]):
-        total = score[:, :, None] + step  # sentence x previous tag x tag
-        back[:, i - 1] = total.argmax(1)
-        score = numpy.where((lengths > i)[:, None], total.max(1) + em[:, i], score)
+        n = live[i]
+        total = score[:n, :, None] + step  # sentence x previous tag x tag
+        back[:n, i - 1] = total.argmax(1)
+        score[:n] = total.max(1) + em[:n, i]
     # Back from each sentence's best last tag, all sentences a step at a time: a sentence
     # joins once the step reaches its last word.
-    rows = numpy.arange(len(lengths))
     path = numpy.zeros((len(lengths), em.shape[1]), dtype=numpy.int64)
     cur = score.argmax(1)
-    path[rows, lengths - 1] = cur
+    path[numpy.arange(len(lengths)), lengths - 1] = cur
     for i in range(em.shape[1] - 1, 0, -1):
-        inside = lengths > i
-        cur = numpy.where(inside, back[rows, i - 1, cur], cur)
-        path[inside, i - 1] = cur[inside]
-    return [path[k, :n].tolist() for k, n in enumerate(lengths.tolist())]
+        n = live[i]
+        cur[:n] = back[numpy.arange(n), i - 1, cur[:n]]
+        path[:n, i - 1] = cur[:n]
+    out: list[list[int]] = [[] for _ in emissions]
+    for row, k in enumerate(order):
+        out[k] = path[row, : lengths[row]].tolist()
+    return out
 
 
 def spans_from_bio(text: str, words: Iterable[tuple[int, int, str, float]]

@@ -725,15 +725,13 @@ def choose_decoder(reader: Predictor, tag_sequences: list[tuple[list[int], float
     for w in PRIOR_WEIGHTS:
         candidates[f"viterbi, prior weight {w}"] = tag_transitions(counted, labels,
                                                                    prior_weight=w)
-    encoded = {n: reader.encode_texts([r["text"] for r in rows])
+    encoded = {n: reader.encode_texts([r["text"] for r in rows], keep_hidden=False)
                for n, rows in dev_sets.items() if rows}
     scores: dict[str, dict[str, Any]] = {}
     for name, trans in candidates.items():
         reader.transitions = None if trans is None else numpy.array(trans)
-        scores[name] = {n: entity_scores(dev_sets[n], [reader.decode_mentions(r["text"], e)
-                                                        for r, e in zip(dev_sets[n], enc,
-                                                                        strict=True)])
-                        for n, enc in encoded.items()}
+        scores[name] = {n: entity_scores(dev_sets[n], reader.decode_mentions(
+            [r["text"] for r in dev_sets[n]], enc)) for n, enc in encoded.items()}
     reader.transitions = None
 
     def mean_f1(name: str) -> float:

@@ -286,13 +286,15 @@ def test_predict_long_text_is_windowed_not_truncated(tiny_model) -> None:
     seen = []
     real = p._word_probs
 
-    def spy(tok, parts):
-        seen.append(sum(1 for _ in parts))
+    def spy(encoded):
+        (tok,), (wis,) = encoded.toks, encoded.by_text
+        seen.append(len(wis))
         covered = set()
-        for w, logits in parts:
-            covered.update(range(w.tok_start, w.tok_start + logits.shape[0]))
+        for wi in wis:
+            w = encoded.windows[wi]
+            covered.update(range(w.tok_start, w.tok_start + encoded.window_logits(wi).shape[0]))
         assert covered == set(range(len(tok.ids)))  # every token was read
-        return real(tok, parts)
+        return real(encoded)
 
     p._word_probs = spy
     pred = p.predict([text])[0]
@@ -353,6 +355,83 @@ def test_batches_pad_a_bounded_share_of_their_tokens(tiny_model) -> None:
     whole = list(unbounded._batches(wins))
     assert len(whole) == 1 and padding(whole[0]) > p.max_padding
     assert p.predict(texts) == unbounded.predict(texts)
+
+
+def test_relations_scored_for_many_texts_at_once_are_those_of_each_text(tiny_model) -> None:
+    """predict scores the pairs of all its texts together (one pooling an encoder batch,
+    one relation head pass); each text's relations are what classify_pairs, which reads
+    the text alone, gives for its mentions, pair by pair."""
+    import math
+    import re
+
+    out, _ = tiny_model
+    p = Predictor.load(out, device="cpu", relation_threshold=0.0, token_budget=300)
+    words = "Abraham Lincoln met Mary Todd in Springfield and Kentucky".split()
+    texts = [" ".join(words[: 2 + i % 8] * (1 + i // 8)) + "." for i in range(24)]
+    texts.append(" ".join(["Lincoln was born in Kentucky ."] * 40))  # several windows
+    from kgx.model import PredictedMention
+
+    def capitalised(texts, encoded):  # the random tagger finds next to nothing
+        return [[PredictedMention(m.start(), m.end(), "PER", 1.0, m.group())
+                 for m in re.finditer(r"[A-Z]\w+", t)] for t in texts]
+
+    p.decode_mentions = capitalised
+    preds = p.predict(texts)
+    assert sum(len(pr.relations) for pr in preds) > 1000
+    # the long text's pairs: only mentions that share a window (classify_pairs pools each
+    # mention in its own first window instead, so it is left out below)
+    *preds, long = preds
+    tk = tokenize(p.tokenizer, [texts.pop()])[0]
+    first = {i: tk.offsets.index(next(o for o in tk.offsets if o[0] == m.start))
+             for i, m in enumerate(long.mentions)}
+    assert long.relations and all(abs(first[r.head] - first[r.tail]) < p.max_tokens
+                                  for r in long.relations)
+    assert len({(r.head, r.tail) for r in long.relations}) < len(first) * (len(first) - 1)
+    for text, pr in zip(texts, preds, strict=True):
+        spans = [(m.start, m.end) for m in pr.mentions]
+        pairs = [(h, t) for h in range(len(spans)) for t in range(len(spans)) if h != t]
+        alone = p.classify_pairs(text, spans, pairs)
+        expected = [(h, t, lab, sc) for (h, t), rels in zip(pairs, alone, strict=True)
+                    for lab, sc in rels]
+        got = [(r.head, r.tail, r.label, r.score) for r in pr.relations]
+        assert [g[:3] for g in got] == [e[:3] for e in expected]
+        assert all(math.isclose(g[3], e[3], abs_tol=1e-5) for g, e in zip(got, expected,
+                                                                            strict=True))
+
+
+def test_decide_keeps_every_label_over_the_threshold_best_first(tiny_model) -> None:
+    import math
+
+    out, _ = tiny_model
+    p = Predictor.load(out, device="cpu", relation_threshold=0.5)
+    labels = p.relation_labels
+    assert len(labels) >= 3
+    logits = torch.full((3, len(labels)), -5.0)
+    logits[:, 0] = 0.0  # the threshold class
+    logits[0, 1], logits[0, 2] = 1.0, 3.0  # two over it: the higher first
+    logits[2, 1] = -0.5  # under it
+    p.relation_temperature = 2.0
+    got = p.decide(logits)
+    assert [[lab for lab, _ in rels] for rels in got] == [[labels[2], labels[1]], [], []]
+    assert got[0][0][1] == pytest.approx(1 / (1 + math.exp(-1.5)))
+    assert got[0][1][1] == pytest.approx(1 / (1 + math.exp(-0.5)))
+
+
+def test_pad_batch_frames_each_window_and_pads_to_the_longest() -> None:
+    from kgx.model import Window, pad_batch
+
+    wins = [Window(0, 0, [11, 12, 13], labels=[1, -100, 2], shapes=[2, 1, 1]),
+            Window(1, 0, [21]),
+            Window(2, 4, [31, 32], labels=[0, 0])]
+    b = pad_batch(wins, 101, 102, 0, torch.device("cpu"))
+    assert b["input_ids"].tolist() == [[101, 11, 12, 13, 102], [101, 21, 102, 0, 0],
+                                       [101, 31, 32, 102, 0]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0]]
+    assert b["labels"].tolist() == [[-100, 1, -100, 2, -100], [-100] * 5,
+                                    [-100, 0, 0, -100, -100]]
+    assert b["shape_ids"].tolist() == [[0, 2, 1, 1, 0], [0] * 5, [0] * 5]
+    plain = pad_batch(wins[1:2], 101, 102, 0, torch.device("cpu"))
+    assert set(plain) == {"input_ids", "attention_mask"}
 
 
 def test_evaluate_on_corpus_conll_and_docred(tiny_model, sample_corpus: Path,
@@ -847,3 +926,17 @@ def test_a_broken_link_context_is_named_before_training(tiny_bert: Path, sample_
             base_model=str(tiny_bert), epochs=2, max_train_sentences=50,
             max_eval_sentences=20, link_typing_rows=100000), log=lambda m: None)
     assert not (tmp_path / "model").exists()  # stopped before any training
+
+
+def test_word_bounds_join_a_words_pieces_and_skip_special_tokens(tiny_model) -> None:
+    from kgx.model import word_bounds
+
+    offsets = [(0, 0), (0, 3), (3, 6), (7, 9), (10, 12), (12, 13), (0, 0)]
+    word_ids = [None, 0, 0, 1, 2, 2, None]
+    assert word_bounds(offsets, word_ids) == [(0, 6, 1), (7, 9, 3), (10, 13, 4)]
+    out, _ = tiny_model
+    text = "Schwarzenegger visited Ouagadougou."
+    tk = tokenize(Predictor.load(out, device="cpu").tokenizer, [text])[0]
+    assert [text[s:e] for s, e, _ in tk.words] == ["Schwarzenegger", "visited", "Ouagadougou",
+                                                  "."]
+    assert len(tk.ids) > len(tk.words)  # some words are several pieces
