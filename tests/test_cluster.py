@@ -110,13 +110,20 @@ def _nothing() -> None:
 def test_a_killed_actor_costs_only_its_chunk() -> None:
     import ray.cloudpickle
 
-    from kgx.cluster import RayPool, ray_session
+    from kgx.cluster import RayPool, ray_session, stop_autoscaler_monitor
     from kgx.workers import Crashed
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tests/ is not installed
     with ray_session(None, 2, lambda m: None):
         pool = RayPool(None, 2, initializer=_nothing)
         out = list(pool.map(_square_or_die, [(i,) for i in range(6)], split=_split))
+        # the session's shutdown ends Ray's autoscaler monitor first, without the second
+        # Ray gives it after SIGTERM: where Ray keeps it has not moved
+        monitors = [i.process for i in
+                    ray._private.worker._global_node.all_processes.get("monitor", [])]
+        assert monitors and all(m.poll() is None for m in monitors)
+        stop_autoscaler_monitor(ray)
+        assert all(m.poll() is not None for m in monitors)
     assert out[:3] == [0, 1, 4] and out[5:] == [16, 25]
     # chunk 3 died; retried as its parts 30 and 31: 30 dies again and is reported, 31 is done
     assert isinstance(out[3], Crashed) and out[3].task == (30,) and out[4] == 31 * 31
@@ -395,7 +402,8 @@ def test_a_steps_own_error_on_ray_data_is_raised_with_its_traceback(tmp_path: Pa
 
 
 def test_step_pools_fit_the_cluster() -> None:
-    """The model step gets the GPUs, or two CPUs in three; every pool fits the cluster."""
+    """The model step gets the GPUs (two actors on each), or two CPUs in three; every pool
+    fits the cluster."""
     from kgx.cluster import step_pools
     from kgx.workers import Step
 
@@ -406,7 +414,8 @@ def test_step_pools_fit_the_cluster() -> None:
         assert sum(n * g for n, _, g in pools) == gpus
         assert all(n >= 1 and c > 0 for n, c, _ in pools)
     assert step_pools(steps, 16.0, 0)[1] == (5, 2.0, 0.0)
-    assert step_pools(steps, 16.0, 1)[1] == (1, 1.0, 1.0)
+    assert step_pools(steps, 16.0, 1)[1] == (2, 1.0, 0.5)  # two model actors share a GPU
+    assert step_pools(steps, 64.0, 4)[1] == (8, 1.0, 0.5)
 
 
 # ---------------------------------------------------------------- resume across engines

@@ -45,3 +45,30 @@ def test_kgx_threads_overrides(monkeypatch) -> None:
         assert torch.get_num_threads() == 1 and not tuner.enabled
     finally:
         torch.set_num_threads(before)
+
+
+def test_encoder_processes_fill_the_cores_and_as_much_of_a_gpu_as_its_memory_holds(
+        monkeypatch) -> None:
+    """Two torch threads a process on CPUs; on a GPU, a process a core, as many as its
+    memory holds at READER_GPU_BYTES each (the GPU is never asked here)."""
+    from types import SimpleNamespace
+
+    import kgx.cpu
+    from kgx.stages import read
+
+    monkeypatch.setattr(kgx.cpu, "usable_cores", lambda: 16)
+    opts = SimpleNamespace(extract=SimpleNamespace(workers=16), device="cpu")
+    assert read.encoder_workers(opts) == 8
+    memory = {"cuda": 80 << 30}
+    monkeypatch.setattr(read, "_gpu_bytes", lambda device: memory[device or "cuda"])
+    monkeypatch.setattr(read, "_cuda", lambda: True)
+    for device in ("cuda", None):
+        opts.device = device
+        assert read.encoder_workers(opts) == 16  # 80 GiB hold 40: the cores bound it
+    memory["cuda"] = 8 << 30
+    assert read.encoder_workers(opts) == 8 * (1 << 30) // read.READER_GPU_BYTES == 4
+    memory["cuda"] = 1 << 30
+    assert read.encoder_workers(opts) == 1  # always one
+    opts.extract.workers = 2
+    memory["cuda"] = 80 << 30
+    assert read.encoder_workers(opts) == 2  # --workers bounds it too

@@ -151,7 +151,8 @@ class ChunkPredictor:
     :data:`BATCH_SENTENCES` at a time (the predictor batches their windows by tokens).
 
     Args:
-        threads: Torch threads on a CPU; None tunes them while reading.
+        threads: Torch threads (on a GPU, those of the work around the encoder); None:
+            torch's default, tuned while reading on a CPU.
     """
 
     def __init__(self, model_dir: Path, device: str | None, relation_threshold: float,
@@ -161,8 +162,8 @@ class ChunkPredictor:
         self.predictor = Predictor.load(model_dir, device=device,
                                         relation_threshold=relation_threshold)
         cpu = self.predictor.device.type == "cpu"
-        if cpu and threads:  # several readers share the cores: each keeps its share
-            import torch
+        if threads:  # several readers share the cores: each keeps its share (on a GPU, for
+            import torch  # the work on the CPU around the encoder)
 
             torch.set_num_threads(threads)
         self.tuner = ThreadTuner(enabled=cpu and not threads, period=16, trial=2)
@@ -278,21 +279,41 @@ def read_workers(opts: Any) -> int:
     return 0 if opts.read_sentences is not None else encoder_workers(opts)
 
 
+# GPU memory a reading process may take: its CUDA context (about half a GiB with torch's
+# kernels and cuBLAS workspace, NVIDIA's and PyTorch's usual figure, not measured here), the
+# encoder (90 MB for the default MiniLM in float32) and one predict call's activations (at
+# most 256 sentences of 128 tokens: 32,768 tokens x the feed-forward's 1,536 floats, 0.2 GB
+# a layer, freed layer by layer under inference mode).
+READER_GPU_BYTES = 2 << 30
+
+
 def encoder_workers(opts: Any) -> int:
-    """Processes that run an encoder: every core busy, two torch threads each on a CPU; a few
-    on a GPU, which they share (a small encoder leaves a GPU idle behind one Python
-    process)."""
+    """Processes that run an encoder: every core busy, two torch threads each on a CPU. On a
+    GPU, one a core, as many as its memory holds (:data:`READER_GPU_BYTES` each), sharing
+    it: each process splits and links its own chunks on its core, and the GPU's part of a
+    sentence is small (0.775 GFLOP: about 1 us at the dense bfloat16 rate of an H100's
+    datasheet, not measured here), so the cores, not the GPU, bound the read stage."""
     from kgx.cpu import usable_cores
 
     n = min(opts.extract.workers or 1, usable_cores())
     gpu = opts.device not in (None, "cpu") or (opts.device is None and _cuda())
-    return max(1, min(4, n) if gpu else n // 2)
+    if not gpu:
+        return max(1, n // 2)
+    return max(1, min(n, _gpu_bytes(opts.device) // READER_GPU_BYTES))
 
 
 def _cuda() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
+
+
+def _gpu_bytes(device: str | None) -> int:
+    """The memory of the GPU ``device`` names (``cuda``, ``cuda:1``; None: the first)."""
+    import torch
+
+    dev = torch.device(device or "cuda")
+    return int(torch.cuda.get_device_properties(dev.index or 0).total_memory)
 
 
 def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
