@@ -89,9 +89,10 @@ def ray_session(address: str | None, workers: int, log: Callable[[str], None]) -
 def stop_autoscaler_monitor(ray: Any) -> None:
     """End the autoscaler monitor of a Ray that this process started on this machine, which
     has nothing to scale. ``ray.shutdown`` sends each of Ray's processes SIGTERM, waits up
-    to a second, then kills it; the monitor always used the whole second (Ray 2.60, 2 cores:
-    1.02 of the shutdown's 1.30 s). Killed first, it is skipped. Ray's private API: where it
-    has moved, the shutdown is only slower."""
+    to a second, then kills it. The monitor used the whole second (Ray 2.60, 2 cores, timed
+    once: 1.02 of the shutdown's 1.30 s); killed first, it is skipped (three runs each way:
+    1.22-1.61 s before, 0.44-0.63 s after). Ray's private API: where it has moved, the
+    shutdown is only slower."""
     with contextlib.suppress(Exception):
         node = ray._private.worker._global_node
         for info in list(node.all_processes.get("monitor", [])):
