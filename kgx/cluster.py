@@ -491,8 +491,9 @@ def map_step_pools(steps: list[Any], tasks: Iterable[tuple[Any, ...]]) -> Iterat
 
 
 # Model actors that share a GPU. The model process's own work on the CPU (windows, tag
-# decoding, pairs: 155-173 us a sentence on 2 cores, commit fbaf48d) caps one actor at about
-# 6,000 sentences a second whatever its GPU; the dump-scale projection asks 9,500 of a GPU.
+# decoding, pairs: 149-175 us a sentence on 2 cores, commit fbaf48d, bench_read_flops.py)
+# caps one actor at about 5,700-6,700 sentences a second whatever its GPU; the dump-scale
+# projection asks 9,500 of a GPU.
 MODEL_ACTORS_PER_GPU = 2
 
 
