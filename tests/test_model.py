@@ -399,6 +399,49 @@ def test_relations_scored_for_many_texts_at_once_are_those_of_each_text(tiny_mod
                                                                             strict=True))
 
 
+def test_mentions_decoded_for_many_texts_at_once_are_those_of_each_text(tiny_model) -> None:
+    """predict gathers and decodes the word probabilities of all its texts together (one
+    window, or several averaged): they are each window's own logits, and each text's
+    mentions and scores are those it gets alone. The random tagger finds nothing, so its
+    bias is tilted until it tags some of the words."""
+    import math
+
+    out, _ = tiny_model
+    p = Predictor.load(out, device="cpu", token_budget=300)
+    labels = p.model.ner_labels
+    words = "Abraham Lincoln met Mary Todd in Springfield and Kentucky".split()
+    texts = [" ".join(words[: 1 + i % 9] * (1 + i // 9)) + "." for i in range(30)]
+    texts += [" ".join(["Lincoln was born in Kentucky ."] * 40), ""]  # several windows; none
+    with torch.no_grad():
+        for _ in range(40):
+            p.model.classifier.bias[labels.index("O")] -= 0.5
+            found = sum(len(pr.mentions) for pr in p.predict(texts, relations=False))
+            if found > 150:
+                break
+    encoded = p.encode_texts(texts, keep_hidden=False)
+    for tk, wis, probs in zip(encoded.toks, encoded.by_text, p._word_probs(encoded),
+                              strict=True):
+        if not tk.words:
+            assert probs is None
+            continue
+        total, count = torch.zeros((len(tk.ids), len(labels))), torch.zeros((len(tk.ids), 1))
+        for wi in wis:  # each window's own rows, averaged where windows overlap
+            w, lg = encoded.windows[wi], encoded.window_logits(wi)
+            total[w.tok_start: w.tok_start + len(lg)] += lg
+            count[w.tok_start: w.tok_start + len(lg)] += 1
+        expected = (total / count).softmax(-1)[[first for _, _, first in tk.words]]
+        assert torch.allclose(torch.from_numpy(probs), expected, atol=1e-6)
+    together = p.predict(texts, relations=False)
+    alone = [p.predict([t], relations=False)[0] for t in texts]
+    assert sum(len(pr.mentions) for pr in together) > 150
+    assert len({m.label for pr in together for m in pr.mentions}) > 1
+    for a, b in zip(together, alone, strict=True):
+        assert [(m.start, m.end, m.label) for m in a.mentions] == \
+            [(m.start, m.end, m.label) for m in b.mentions]
+        assert all(math.isclose(m.score, n.score, abs_tol=1e-5)
+                   for m, n in zip(a.mentions, b.mentions, strict=True))
+
+
 def test_decide_keeps_every_label_over_the_threshold_best_first(tiny_model) -> None:
     import math
 
