@@ -16,7 +16,12 @@ Takes an ``OUT`` that the README's first command wrote (it needs ``documents.jso
 model, the alias table and the entity index) and reads its first ``--documents`` documents,
 ``--runs`` times each way, alternating, in chunks of ``--chunk`` documents (2: enough chunks
 for Ray's three steps to overlap, as they do on a dump). Usage:
-``python benchmarks/bench_read_engines.py OUT [--documents 20] [--chunk 2] [--runs 2]``.
+``python benchmarks/bench_read_engines.py OUT [--documents 20] [--chunk 2] [--runs 2]
+[--workers 2] [--engines local,ray,ray-pools] [--device cuda]``.
+
+On a GPU, ``--engines local --device cuda --workers N`` for N = 1, 4, 16 measures how well
+N reading processes share it (the local engine starts one a core there, as many as the GPU's
+memory holds: :func:`kgx.stages.read.encoder_workers`); each run prints how many it started.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+ENGINES = ("local", "ray", "ray-pools")
 NEEDED = ("report.json", "aliases.sqlite", "entities.faiss", "entities.json", "linker.json",
           "model")
 
@@ -54,7 +60,8 @@ def copy_out(src: Path, dst: Path, documents: int) -> int:
     return chars
 
 
-def read_once(out: Path, engine: str, workers: int, chunk: int) -> dict[str, object]:
+def read_once(out: Path, engine: str, workers: int, chunk: int, device: str | None = None
+              ) -> dict[str, object]:
     import kgx.cluster
     from kgx.cluster import use_engine
     from kgx.extract import ExtractOptions
@@ -65,7 +72,7 @@ def read_once(out: Path, engine: str, workers: int, chunk: int) -> dict[str, obj
         (out / name).unlink(missing_ok=True)
     opts = PipelineOptions(extract=ExtractOptions(workers=workers, progress=False),
                            model=str(out / "model"), progress=False,
-                           read_chunk_documents=chunk)
+                           read_chunk_documents=chunk, device=device)
     kgx.cluster.STEP_POOLS = "pools" if engine == "ray-pools" else "fused"
     t0 = time.monotonic()
     with use_engine(engine.split("-")[0], None, workers, lambda m: None):
@@ -73,7 +80,8 @@ def read_once(out: Path, engine: str, workers: int, chunk: int) -> dict[str, obj
         res = read_dump(out, out / ".work" / "read", out / "model", f"bench-{engine}", opts,
                         lambda m: None)
         seconds = time.monotonic() - t1
-    return {"engine": engine, "seconds": round(seconds, 2),
+    return {"engine": engine, "readers": res.get("reading_processes"),
+            "seconds": round(seconds, 2),
             "seconds_with_start": round(time.monotonic() - t0, 2),
             "sentences": res["sentences"], "model_facts": res["model_facts"],
             "mentions": res["mentions"],
@@ -90,16 +98,25 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=2,
                     help="documents per chunk: a few chunks per step, so the steps overlap")
     ap.add_argument("--work", type=Path, default=Path("/tmp/kgx-bench-read-engines"))
+    ap.add_argument("--engines", default=",".join(ENGINES),
+                    help=f"which to run, of {','.join(ENGINES)}")
+    ap.add_argument("--device", default=None,
+                    help="cpu or cuda (default: kgx's choice: CUDA when present)")
     args = ap.parse_args()
+    engines = [e for e in args.engines.split(",") if e]
+    if not engines or any(e not in ENGINES for e in engines):
+        ap.error(f"--engines: a comma-separated choice of {','.join(ENGINES)}")
     chars = copy_out(args.out, args.work / "out", args.documents)
     print(f"read stage, {args.documents} documents ({chars:,} characters) in chunks of "
-          f"{args.chunk}, {args.workers} workers, {os.cpu_count()} CPUs")
+          f"{args.chunk}, {args.workers} workers, {os.cpu_count()} CPUs, device "
+          f"{args.device or 'kgx default'}")
     runs = []
     for r in range(args.runs):
-        for engine in ("local", "ray", "ray-pools"):
-            run = read_once(args.work / "out", engine, args.workers, args.chunk)
+        for engine in engines:
+            run = read_once(args.work / "out", engine, args.workers, args.chunk, args.device)
             runs.append(run)
-            print(f"  run {r + 1} {engine:9}: {run['seconds']:.1f} s reading "
+            print(f"  run {r + 1} {engine:9}: {run['readers']} reading process(es), "
+                  f"{run['seconds']:.1f} s reading "
                   f"({run['seconds_with_start']:.1f} s with the engine's start), "
                   f"{run['sentences'] / run['seconds']:.1f} sentences/s, "
                   f"{run['model_facts']} model facts, {run['mentions']} mentions")
@@ -108,10 +125,10 @@ def main() -> None:
         diff = {name: len(set(first[name]) ^ set(lines)) for name, lines in run["lines"].items()}
         print(f"  {run['engine']:9} against the first local run: lines differing {diff}")
     mean = {e: sum(r["seconds"] for r in runs if r["engine"] == e)
-            / sum(1 for r in runs if r["engine"] == e) for e in ("local", "ray", "ray-pools")}
-    print(f"mean seconds reading: local {mean['local']:.1f}, Ray fused {mean['ray']:.1f} "
-          f"({mean['ray'] / mean['local']:.2f}x), Ray pools {mean['ray-pools']:.1f} "
-          f"({mean['ray-pools'] / mean['local']:.2f}x)")
+            / sum(1 for r in runs if r["engine"] == e) for e in engines}
+    base = mean[engines[0]]
+    print("mean seconds reading: " + ", ".join(
+        f"{e} {mean[e]:.1f} ({mean[e] / base:.2f}x)" for e in engines))
     summary = [{k: v for k, v in r.items() if k != "lines"} for r in runs]
     (args.work / "bench-read-engines.json").write_text(json.dumps(summary, indent=2))
 

@@ -405,6 +405,7 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
     result["chunks"] = len(journal.done())
     # Without loading the model, linker and tables: what a sentence costs once running.
     result["seconds_reading"] = round(seconds_reading, 2)
+    result["reading_processes"] = max(1, n_workers)
     # Each step's seconds, summed over its processes: what the CPU steps would still cost
     # with the model on a GPU.
     result["seconds_by_step"] = {k: round(step_seconds[k], 2) for k in ("split", "predict",
