@@ -686,6 +686,9 @@ class Predictor:
         toks = list(toks) if toks is not None else tokenize(self.tokenizer, texts)
         if len(toks) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(toks)} tokenised texts")
+        for tk in toks:  # one made without its words (not by tokenize): cut them here
+            if tk.ids and not tk.words:
+                tk.words = word_bounds(tk.offsets, tk.word_ids)
         wins = self._windows(toks)
         place, logits, hidden = self._forward_windows(wins, keep_hidden)
         by_text: list[list[int]] = [[] for _ in toks]

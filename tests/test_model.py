@@ -983,3 +983,8 @@ def test_word_bounds_join_a_words_pieces_and_skip_special_tokens(tiny_model) -> 
     assert [text[s:e] for s, e, _ in tk.words] == ["Schwarzenegger", "visited", "Ouagadougou",
                                                   "."]
     assert len(tk.ids) > len(tk.words)  # some words are several pieces
+    from kgx.model import Tokenized
+
+    bare = Tokenized(tk.ids, tk.offsets, tk.word_ids, tk.shapes)  # made without its words
+    encoded = Predictor.load(out, device="cpu").encode_texts([text], [bare])
+    assert encoded.toks[0].words == tk.words
