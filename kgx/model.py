@@ -819,8 +819,9 @@ class Predictor:
         labels = self.model.relation_labels
         out: list[list[tuple[str, float]]] = [[] for _ in range(len(logits))]
         if not self.model.adaptive_threshold:
-            best, top = logits.softmax(-1).max(-1)
-            for i, (j, score) in enumerate(zip(top.tolist(), best.tolist(), strict=True)):
+            top_score, top_label = logits.softmax(-1).max(-1)
+            for i, (j, score) in enumerate(zip(top_label.tolist(), top_score.tolist(),
+                                               strict=True)):
                 if j != 0 and score >= self.relation_threshold:
                     out[i].append((labels[j], score))
             return out

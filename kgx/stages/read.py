@@ -162,8 +162,10 @@ class ChunkPredictor:
         self.predictor = Predictor.load(model_dir, device=device,
                                         relation_threshold=relation_threshold)
         cpu = self.predictor.device.type == "cpu"
-        if threads:  # several readers share the cores: each keeps its share (on a GPU, for
-            import torch  # the work on the CPU around the encoder)
+        # Several readers share the cores: each keeps its share (on a GPU too, for the work
+        # on the CPU around the encoder).
+        if threads:
+            import torch
 
             torch.set_num_threads(threads)
         self.tuner = ThreadTuner(enabled=cpu and not threads, period=16, trial=2)
