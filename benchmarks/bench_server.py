@@ -21,7 +21,7 @@ from pathlib import Path
 def main() -> None:
     from kgx.graph import KnowledgeGraph
     from kgx.linking import rank_percentiles
-    from kgx.server import ServeOptions, make_server
+    from kgx.serve import ServeOptions, make_server
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", type=Path)

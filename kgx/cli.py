@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import typer.core
@@ -96,16 +97,18 @@ def extract(
     """Turn a dump into a knowledge graph in OUT: structure, model facts, linked entities."""
     from kgx import logs
     from kgx.cluster import ENGINES, ray_available
-    from kgx.dump import DumpError, detect_format
-    from kgx.extract import ExtractOptions, OutputInUse
+    from kgx.dump import DumpError, check_dump
+    from kgx.extract import ExtractOptions
     from kgx.ontology import MappingError
+    from kgx.outdir import OutputInUse, check_output, remove_if_unused
     from kgx.pipeline import PipelineOptions, run
     from kgx.site import check_namespace
     from kgx.stages.runner import DiskFull
     from kgx.workers import Limits
 
     try:  # refuse bad input before OUT is created
-        detect_format(dump)
+        check_output(out)
+        check_dump(dump)
         if namespace:
             check_namespace(namespace)
         if engine not in ENGINES:
@@ -114,7 +117,12 @@ def extract(
             raise ValueError("--engine ray needs Ray: pip install 'kgx[cluster]'")
     except (DumpError, ValueError) as exc:
         _fail(str(exc))
-    log_file = logs.setup(out)
+    existed = out.exists()
+    try:
+        log_file = logs.setup(out)
+    except OSError as exc:
+        _fail(f"{out}: cannot be written ({exc.strerror or exc})")
+        return
     ex = ExtractOptions(workers=workers, limit=limit, namespace=namespace,
                         limits=Limits(page_timeout, page_memory_mb, max_page_bytes),
                         index=str(index) if index else None, keep_documents=documents,
@@ -123,33 +131,37 @@ def extract(
         opts = PipelineOptions(extract=ex, use_model=False, index=False, reasoning=reasoning,
                                progress=progress, keep_intermediate=keep_intermediate,
                                engine=engine, ray_address=ray_address)
-        try:
-            rep = run(dump, out, opts, log=logs.info)
-        except (DumpError, MappingError, OutputInUse, DiskFull) as exc:
-            _fail(str(exc))
-            return
-        logs.info(f"[merge] inferred {rep['triples']['inferred']:,} triples into graph/inferred")
-        _next_steps(out, log_file)
-        if not rep.get("finished") or rep.get("pages", {}).get("lost"):
-            raise typer.Exit(1)
-        return
-    opts = PipelineOptions(extract=ex, model=str(model) if model else None,
-                           base_model=base_model, train_sentences=train_sentences,
-                           train_epochs=train_epochs, read_sentences=read_sentences,
-                           relation_threshold=relation_threshold, reasoning=reasoning,
-                           device=device, progress=progress,
-                           read_chunk_documents=read_chunk_documents,
-                           keep_intermediate=keep_intermediate, engine=engine,
-                           ray_address=ray_address)
+    else:
+        opts = PipelineOptions(extract=ex, model=str(model) if model else None,
+                               base_model=base_model, train_sentences=train_sentences,
+                               train_epochs=train_epochs, read_sentences=read_sentences,
+                               relation_threshold=relation_threshold, reasoning=reasoning,
+                               device=device, progress=progress,
+                               read_chunk_documents=read_chunk_documents,
+                               keep_intermediate=keep_intermediate, engine=engine,
+                               ray_address=ray_address)
     try:
         rep = run(dump, out, opts, log=logs.info)
+    except KeyboardInterrupt:
+        logs.info(f"kgx: interrupted. What was committed is kept in {out}; run the same "
+                  "command again to continue from it.")
+        remove_if_unused(out, existed)
+        raise typer.Exit(130) from None
     except (DumpError, MappingError, FileNotFoundError, OutputInUse, DiskFull) as exc:
+        remove_if_unused(out, existed)
         _fail(str(exc))
         return
-    secs = rep["pipeline"]["stages_seconds"]
-    logs.info("stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items()))
-    logs.info("triples: " + ", ".join(f"{k} {v:,}" for k, v in sorted(rep["triples"].items()))
-              + f" (total {rep['triples_total']:,})")
+    except OSError as exc:  # a folder that cannot be written, a device that fails
+        remove_if_unused(out, existed)
+        _fail(f"{out}: {exc.strerror or exc}")
+        return
+    if no_model:
+        logs.info(f"[merge] inferred {rep['triples']['inferred']:,} triples into graph/inferred")
+    else:
+        secs = rep["pipeline"]["stages_seconds"]
+        logs.info("stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items()))
+        logs.info("triples: " + ", ".join(f"{k} {v:,}" for k, v in sorted(rep["triples"].items()))
+                  + f" (total {rep['triples_total']:,})")
     _next_steps(out, log_file)
     if not rep.get("finished") or rep.get("pages", {}).get("lost"):
         raise typer.Exit(1)
@@ -213,10 +225,15 @@ def query(
     allow_service: Annotated[bool, typer.Option(
         "--allow-service", help="Let SERVICE send HTTP requests to the endpoints it names "
         "(refused by default).")] = False,
+    timeout: Annotated[float | None, typer.Option(
+        help="Stop the query after this many seconds (exit status 3).")] = None,
 ) -> None:
     """Run a SPARQL query over a graph."""
-    from kgx.graph import GraphNotFound, KnowledgeGraph, QueryError, format_result
+    from kgx.graph import GraphNotFound, KnowledgeGraph, format_result
+    from kgx.outdir import run_state
 
+    if timeout is not None and not timeout > 0:
+        _fail(f"--timeout must be a positive number of seconds, not {timeout}")
     if sparql == "-":
         sparql = sys.stdin.read()
     elif sparql.startswith("@"):
@@ -224,13 +241,62 @@ def query(
             sparql = Path(sparql[1:]).read_text(encoding="utf-8")
         except OSError as exc:
             _fail(f"cannot read query file: {exc}")
+        except UnicodeDecodeError as exc:
+            _fail(f"{sparql[1:]}: the query file is not UTF-8 text (byte {exc.start}: "
+                  f"{exc.reason}); save it as UTF-8")
+    warning = run_state(out) if (out / "store").is_dir() else None
+    if warning:
+        typer.echo(f"kgx: warning: {warning}", err=True)
     try:
         kg = KnowledgeGraph.open(out)
-        text = format_result(kg, sparql, format, allow_service=allow_service)
-    except (GraphNotFound, QueryError) as exc:
+    except GraphNotFound as exc:
         _fail(str(exc))
         return
+    text = _interruptible(lambda: format_result(kg, sparql, format, allow_service=allow_service),
+                          timeout)
     sys.stdout.write(text)
+
+
+def _interruptible(work: Callable[[], str], timeout: float | None) -> str:
+    """Run ``work`` (a query: pyoxigraph's loop cannot be interrupted where it runs) in a
+    thread, so that Ctrl-C and ``--timeout`` end the command at once; the thread ends with
+    the process."""
+    import threading
+    import time
+
+    from kgx.graph import QueryError
+
+    box: dict[str, str] = {}
+
+    def target() -> None:
+        # Only text leaves this thread: pyoxigraph's objects must be dropped where they
+        # were made, so no exception (and no traceback holding one) is handed over.
+        try:
+            box["text"] = work()
+        except QueryError as exc:
+            box["query_error"] = str(exc)
+        except BaseException as exc:
+            box["error"] = f"{type(exc).__name__}: {exc}"
+
+    th = threading.Thread(target=target, daemon=True, name="kgx-query")
+    th.start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while th.is_alive():
+            th.join(0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic())))
+            if deadline is not None and time.monotonic() >= deadline and th.is_alive():
+                typer.echo(f"kgx: error: the query ran past --timeout {timeout:g} s", err=True)
+                sys.stderr.flush()
+                os._exit(3)
+    except KeyboardInterrupt:
+        typer.echo("kgx: interrupted", err=True)
+        sys.stderr.flush()
+        os._exit(130)
+    if "query_error" in box:
+        _fail(box["query_error"])
+    if "error" in box:
+        _fail(box["error"], 1)
+    return box["text"]
 
 
 @app.command()
@@ -407,7 +473,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind (default: this machine only).")
                     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 7878,
-    workers: Annotated[int, typer.Option(help="Queries run at once.")] = 2,
+    workers: Annotated[int, typer.Option(
+        help="Queries that may run at once for as long as --timeout allows (one more light "
+             "query runs beside them).")] = 2,
     timeout: Annotated[float, typer.Option(help="Seconds a query may run.")] = 10.0,
     max_rows: Annotated[int, typer.Option(help="Rows (or triples) per answer.")] = 10_000,
     memory_mb: Annotated[int, typer.Option(help="Memory per query worker.")] = 2048,
@@ -416,18 +484,22 @@ def serve(
     allow_host: Annotated[list[str] | None, typer.Option(
         help="Also answer requests whose Host header names this (repeatable); by default a "
              "server bound to 127.0.0.1 answers only loopback names.")] = None,
+    follow: Annotated[bool, typer.Option(
+        help="Move to a new version of the graph once a run that rewrote OUT has finished "
+             "(--no-follow: keep the version pinned at start).")] = True,
 ) -> None:
-    """Serve OUT over HTTP: SPARQL 1.1 Protocol at /sparql, entity lookup at /lookup."""
+    """Serve OUT over HTTP: pages at /, SPARQL at /query and /sparql, lookup at /lookup."""
     from kgx.graph import GraphNotFound
-    from kgx.server import ServeOptions
-    from kgx.server import serve as run
+    from kgx.serve import ServeOptions
+    from kgx.serve import serve as run
 
     try:
-        run(out, ServeOptions(host=host, port=port, workers=workers, timeout=timeout,
-                              max_rows=max_rows, memory_mb=memory_mb, cors=cors,
-                              max_response_bytes=max_response_mb << 20,
-                              allowed_hosts=tuple(allow_host or ())))
-    except (GraphNotFound, OSError) as exc:
+        opts = ServeOptions(host=host, port=port, workers=workers, timeout=timeout,
+                            max_rows=max_rows, memory_mb=memory_mb, cors=cors,
+                            max_response_bytes=max_response_mb << 20,
+                            allowed_hosts=tuple(allow_host or ()), follow=follow).check()
+        run(out, opts)
+    except (GraphNotFound, OSError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
 
 

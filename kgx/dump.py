@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from lxml import etree
 
@@ -45,6 +46,46 @@ class DumpError(Exception):
 # --------------------------------------------------------------------------- raw streams
 
 
+class _Counted(io.RawIOBase):
+    """A binary file read through a count of the bytes taken from it: the position in a
+    stream that cannot tell its own (a pipe: ``bzcat dump | kgx extract /dev/stdin``)."""
+
+    def __init__(self, fp: BinaryIO, consumed: int = 0) -> None:
+        self._fp = fp
+        self.pos = consumed
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        data = self._fp.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self.pos += n
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fp.read(size)
+        self.pos += len(data)
+        return data
+
+    def close(self) -> None:
+        self._fp.close()
+        super().close()
+
+
+def _open_source(path: str | os.PathLike[str]) -> tuple[BinaryIO, bytes]:
+    """The file opened once, and its first bytes (peeked, not consumed: a pipe cannot be
+    opened a second time)."""
+    fp = open(path, "rb", buffering=_CHUNK)  # noqa: SIM115 - owned by the caller
+    try:
+        head = fp.peek(8)[:8]
+    except OSError:
+        fp.close()
+        raise
+    return fp, head
+
+
 class Bz2Reader(io.RawIOBase):
     """Decompresses a (multi-stream) bz2 file and fails loudly on any corruption.
 
@@ -53,9 +94,9 @@ class Bz2Reader(io.RawIOBase):
     error too. ``compressed_pos`` tells how far into the file reading has come.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], fp: BinaryIO | None = None) -> None:
         self._path = path
-        self._fp = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._fp = _Counted(fp if fp is not None else open(path, "rb"))  # noqa: SIM115
         self._dec = bz2.BZ2Decompressor()
         self._stream_start = 0
         self._pending = b""
@@ -63,7 +104,7 @@ class Bz2Reader(io.RawIOBase):
 
     @property
     def compressed_pos(self) -> int:
-        return self._fp.tell() if not self._fp.closed else os.path.getsize(self._path)
+        return self._fp.pos
 
     def readable(self) -> bool:
         return True
@@ -81,10 +122,10 @@ class Bz2Reader(io.RawIOBase):
                 return out
             if self._dec.eof:
                 rest = self._dec.unused_data
-                self._stream_start = self._fp.tell() - len(rest)
+                self._stream_start = self._fp.pos - len(rest)
                 if not rest:
                     rest = self._fp.read(_CHUNK)
-                    self._stream_start = self._fp.tell() - len(rest)
+                    self._stream_start = self._fp.pos - len(rest)
                 if not rest:
                     self._eof = True
                     break
@@ -98,7 +139,7 @@ class Bz2Reader(io.RawIOBase):
                 chunk = self._fp.read(_CHUNK) if self._dec.needs_input else b""
                 if not chunk and self._dec.needs_input:
                     raise DumpError(self._path, "file ends inside a bz2 stream (truncated)",
-                                    offset=self._fp.tell())
+                                    offset=self._fp.pos)
             try:
                 self._pending = self._dec.decompress(chunk, max_length=_CHUNK)
             except OSError as exc:
@@ -112,16 +153,17 @@ class Bz2Reader(io.RawIOBase):
 
 
 class _CountingReader(io.RawIOBase):
-    """Wraps a binary file and counts the bytes read from the underlying file."""
+    """Wraps a decompressed (or plain) stream and tells how many bytes of the file under it
+    were read (``compressed_pos``)."""
 
-    def __init__(self, raw: io.BufferedIOBase, fp: io.BufferedReader, path: str) -> None:
+    def __init__(self, raw: BinaryIO, fp: _Counted, path: str) -> None:
         self._raw = raw
         self._fp = fp
         self._path = path
 
     @property
     def compressed_pos(self) -> int:
-        return self._fp.tell() if not self._fp.closed else os.path.getsize(self._path)
+        return self._fp.pos
 
     def readable(self) -> bool:
         return True
@@ -131,7 +173,7 @@ class _CountingReader(io.RawIOBase):
             data = self._raw.read(len(buffer))
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
             raise DumpError(self._path, f"corrupted or truncated gzip data ({exc})",
-                            offset=self._fp.tell()) from exc
+                            offset=self._fp.pos) from exc
         n = len(data)
         buffer[:n] = data
         return n
@@ -142,19 +184,7 @@ class _CountingReader(io.RawIOBase):
         super().close()
 
 
-def detect_format(path: str | os.PathLike[str]) -> str:
-    """Return ``"bz2"``, ``"gzip"`` or ``"xml"`` from the file's first bytes.
-
-    Raises:
-        DumpError: The file is missing, unreadable or of an unknown format.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise DumpError(path, f"no such file; expected a MediaWiki dump ({FORMATS})")
-    if p.is_dir():
-        raise DumpError(path, f"is a directory; expected a MediaWiki dump file ({FORMATS})")
-    with open(p, "rb") as f:
-        head = f.read(8)
+def _format_of(path: str | os.PathLike[str], head: bytes) -> str:
     if head.startswith(b"BZh"):
         return "bz2"
     if head.startswith(b"\x1f\x8b"):
@@ -167,16 +197,55 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     raise DumpError(path, f"unknown format (starts with {head[:4]!r}); known formats: {FORMATS}")
 
 
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """Return ``"bz2"``, ``"gzip"`` or ``"xml"`` from the file's first bytes; ``"stream"``
+    for a pipe or device (``/dev/stdin``), whose bytes are read only once, when it is opened.
+
+    Raises:
+        DumpError: The file is missing, unreadable or of an unknown format.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DumpError(path, f"no such file; expected a MediaWiki dump ({FORMATS})")
+    if p.is_dir():
+        raise DumpError(path, f"is a directory; expected a MediaWiki dump file ({FORMATS})")
+    if not p.is_file():
+        return "stream"
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise DumpError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    return _format_of(path, head)
+
+
 def open_raw(path: str | os.PathLike[str]) -> io.BufferedReader:
-    """Open a dump file as a decompressed binary stream with a ``compressed_pos`` property."""
-    fmt = detect_format(path)
+    """Open a dump file as a decompressed binary stream with a ``compressed_pos`` property.
+    The file is opened once, so a pipe works as well as a file."""
+    try:
+        fp, head = _open_source(path)
+    except OSError as exc:
+        raise DumpError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    fmt = _format_of(path, head)
     if fmt == "bz2":
-        return io.BufferedReader(Bz2Reader(path), buffer_size=_CHUNK)
-    fp = open(path, "rb")  # noqa: SIM115 - owned by the reader
+        return io.BufferedReader(Bz2Reader(path, fp), buffer_size=_CHUNK)
+    counted = _Counted(fp)
     if fmt == "gzip":
-        return io.BufferedReader(_CountingReader(gzip.GzipFile(fileobj=fp), fp, str(path)),
-                                 buffer_size=_CHUNK)
-    return io.BufferedReader(_CountingReader(fp, fp, str(path)), buffer_size=_CHUNK)
+        return io.BufferedReader(_CountingReader(gzip.GzipFile(fileobj=counted), counted,
+                                                 str(path)), buffer_size=_CHUNK)
+    return io.BufferedReader(_CountingReader(counted, counted, str(path)), buffer_size=_CHUNK)
+
+
+def check_dump(path: str | os.PathLike[str]) -> None:
+    """Refuse, before anything is written, what is not a MediaWiki dump: by its first bytes,
+    and (for a file; a pipe is read once, by the run) by its root element and siteinfo.
+
+    Raises:
+        DumpError: Naming the file and what was expected.
+    """
+    if detect_format(path) == "stream":
+        return
+    DumpReader(path).close()
 
 
 # --------------------------------------------------------------------------- XML
@@ -308,8 +377,10 @@ class DumpReader:
         return self._raw.raw.compressed_pos  # type: ignore[attr-defined]
 
     @property
-    def size(self) -> int:
-        return os.path.getsize(self.path)
+    def size(self) -> int | None:
+        """The file's size in bytes; None for a pipe."""
+        size = os.path.getsize(self.path)
+        return size if size or os.path.isfile(self.path) else None
 
     def _error(self, exc: Exception) -> DumpError:
         if isinstance(exc, DumpError):

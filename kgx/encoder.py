@@ -7,7 +7,7 @@ sentence-transformers' all-MiniLM-L6-v2 computes them, without needing that pack
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -42,8 +42,10 @@ class SentenceEncoder:
         self.dim = int(self.model.config.hidden_size)
         self._torch = torch
 
-    def encode(self, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
-        """Embeddings of ``texts``, shape (n, dim), rows of unit length."""
+    def encode(self, texts: Sequence[str], batch_size: int = 128,
+               on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """Embeddings of ``texts``, shape (n, dim), rows of unit length; ``on_batch(done)``
+        after each batch (texts done so far)."""
         torch = self._torch
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -58,6 +60,8 @@ class SentenceEncoder:
             vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
             vec = torch.nn.functional.normalize(vec.float(), dim=-1)
             out[idx] = vec.cpu().numpy()
+            if on_batch is not None:
+                on_batch(b + len(idx))
         return out
 
 

@@ -36,6 +36,14 @@ from kgx.dump import (
     read_multistream_site,
 )
 from kgx.ontology import ONTOLOGY_DIR, ONTOLOGY_GRAPH, load_mappings
+from kgx.outdir import (
+    ALIASES_FILE,
+    DOCUMENTS_FILE,
+    GRAPH_FILE,
+    REPORT_FILE,
+    STORE_DIR,
+    output_lock,
+)
 from kgx.progress import Progress
 from kgx.records import Page
 from kgx.site import Site, check_namespace
@@ -63,11 +71,6 @@ from kgx.workers import (
     run_stream,
 )
 
-GRAPH_FILE = "graph.nq"
-STORE_DIR = "store"
-REPORT_FILE = "report.json"
-ALIASES_FILE = "aliases.sqlite"
-DOCUMENTS_FILE = "documents.jsonl"
 PAGE_KINDS = ("read", "article", "disambiguation", "redirect", "other-namespace", "skipped",
               "lost", "duplicate-id")
 MAX_LISTED = 1000  # skipped/lost pages listed by name in the report (all are counted)
@@ -170,59 +173,6 @@ class Report:
         if self.error:
             lines.append(f"error: {self.error}")
         return "\n".join(lines)
-
-
-class OutputInUse(RuntimeError):
-    """Another kgx process is writing the same output directory."""
-
-
-_LOCKS: dict[str, tuple[Any, int]] = {}  # output dir -> (open lock file, depth) in this process
-LOCK_FILE = ".kgx.lock"
-
-
-@contextlib.contextmanager
-def output_lock(out: Path) -> Iterator[None]:
-    """Hold ``OUT/.kgx.lock`` while writing OUT, so that two runs never write one folder.
-
-    An ``flock`` dies with its process, so a killed run leaves no stale lock. Re-entrant within
-    one process (the pipeline holds it while the structure pass takes it again).
-
-    Raises:
-        OutputInUse: Another process holds it.
-    """
-    import fcntl
-
-    key = str(out.resolve())
-    held = _LOCKS.get(key)
-    if held is not None:
-        _LOCKS[key] = (held[0], held[1] + 1)
-        try:
-            yield
-        finally:
-            f, depth = _LOCKS[key]
-            _LOCKS[key] = (f, depth - 1)
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    f = open(out / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held across the yield
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        who = f.read().strip() or "another process"
-        f.close()
-        raise OutputInUse(f"{out} is being written by {who}; wait for it to finish, or choose "
-                          "another output directory") from None
-    f.seek(0)
-    f.truncate()
-    f.write(f"kgx (pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
-    f.flush()
-    _LOCKS[key] = (f, 1)
-    try:
-        yield
-    finally:
-        _LOCKS.pop(key, None)
-        fcntl.flock(f, fcntl.LOCK_UN)
-        f.close()
 
 
 # --------------------------------------------------------------------------- page sources

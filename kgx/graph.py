@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kgx.ontology import DCT, FOAF, KGX, OWL, PROV, RDF, RDFS, SKOS, WD, WDT, XSD
+from kgx.outdir import REPORT_FILE, STORE_DIR
 
 SELECT_FORMATS = ("table", "json", "csv", "tsv", "xml")
 GRAPH_FORMATS = ("turtle", "ntriples", "nquads")
@@ -88,13 +89,16 @@ class KnowledgeGraph:
         self.lookup_function: Any = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, warm_up: bool = False) -> KnowledgeGraph:
+    def open(cls, path: str | os.PathLike[str], *, warm_up: bool = False,
+             store: str | os.PathLike[str] | None = None) -> KnowledgeGraph:
         """Open an output directory written by ``kgx extract``.
 
         Args:
             path: The output directory.
             warm_up: Load the entity index and its encoder now (seconds), so that the first
                 :meth:`lookup` answers at once; otherwise the first lookup loads them.
+            store: Another copy of the store to open instead of ``path/store`` (``kgx serve``
+                opens the version it pinned).
 
         Raises:
             GraphNotFound: ``path`` holds no kgx store.
@@ -102,14 +106,22 @@ class KnowledgeGraph:
         import pyoxigraph as ox
 
         p = Path(path)
-        store_dir = p / "store"
+        store_dir = Path(store) if store is not None else p / STORE_DIR
         if not store_dir.is_dir():
             raise GraphNotFound(f"{p}: no kgx graph here (expected {store_dir}); "
                                 f"run `kgx extract DUMP -o {p}` first")
-        report_path = p / "report.json"
-        report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() \
-            else {}
-        kg = cls(p, ox.Store.read_only(str(store_dir)), report)
+        report_path = p / REPORT_FILE
+        try:
+            report = json.loads(report_path.read_text(encoding="utf-8")) \
+                if report_path.exists() else {}
+        except ValueError:
+            report = {}  # being rewritten: the namespace is read again below if need be
+        try:
+            handle = ox.Store.read_only(str(store_dir))
+        except OSError as exc:
+            raise GraphNotFound(f"{store_dir}: the store cannot be opened ({exc}); if a kgx "
+                                "extract is writing it, wait for it to finish") from exc
+        kg = cls(p, handle, report)
         if warm_up:
             kg.lookup("warm up", k=1)
         return kg
@@ -227,16 +239,19 @@ class KnowledgeGraph:
 
         return {ox.NamedNode(KGX + "lookup"): lookup}
 
-    def lookup(self, text: str, k: int = 10) -> list[Any]:
-        """Entities a name may refer to, best first.
+    def lookup(self, text: str, k: int = 10, nil: bool = True) -> list[Any]:
+        """Entities a name may refer to, best first; none (NIL) for a name this wiki has no
+        entity for.
 
         Each :class:`~kgx.linking.Candidate` has the IRI, title, label, types, a score and the
-        signals that matched (alias prior, vector similarity, name similarity).
+        signals that matched (alias prior, vector similarity, name similarity). A candidate
+        scoring below the NIL threshold fitted on the dump's own held-out links
+        (:attr:`kgx.linking.Linker.lookup_threshold`) is left out unless ``nil`` is False.
 
         Raises:
             ValueError: Empty text, or a text too long to be a name.
         """
-        return self.linker.lookup(text, k=k)
+        return self.linker.lookup(text, k=k, nil=nil)
 
     def link(self, text: str) -> list[dict[str, Any]]:
         """Find and link the entity mentions in free text (needs a model in ``OUT/model``).
@@ -441,12 +456,18 @@ def format_result(kg: KnowledgeGraph, query: str, fmt: str, *, allow_service: bo
         names = [v.value for v in res.variables]
         rows = [[_short(sol[n], kg.prefixes) for n in names] for sol in res]
         return render_table(names, rows)
-    qf = {"json": ox.QueryResultsFormat.JSON, "csv": ox.QueryResultsFormat.CSV,
-          "tsv": ox.QueryResultsFormat.TSV, "xml": ox.QueryResultsFormat.XML}.get(fmt)
-    if qf is None:
+    from kgx.results import SELECT_WRITERS, serialize_ask, serialize_select
+
+    if fmt not in SELECT_WRITERS:
         raise QueryError(f"unknown format {fmt!r}; known: "
                          f"{', '.join(SELECT_FORMATS + GRAPH_FORMATS)}")
-    return res.serialize(format=qf).decode("utf-8")
+    # the endpoint's writers: the same bytes from kgx query and kgx serve, and XML that is
+    # well-formed whatever a literal holds
+    if isinstance(res, ox.QueryBoolean):
+        return serialize_ask(bool(res), fmt).decode("utf-8")
+    names = [v.value for v in res.variables]
+    return serialize_select(names, ([sol[n] for n in names] for sol in res), fmt)[0].decode(
+        "utf-8")
 
 
 def _short(term: Any, prefixes: dict[str, str]) -> str:

@@ -466,15 +466,17 @@ def entity_count(out: Path) -> int:
 
 
 def embed_entities(out: Path, encoder: Any, first: int, last: int,
-                   batch_size: int = 256) -> np.ndarray:
-    """Vectors of the entities with ids ``first`` to ``last`` (inclusive), in id order."""
+                   batch_size: int = 256, on_batch: Any = None) -> np.ndarray:
+    """Vectors of the entities with ids ``first`` to ``last`` (inclusive), in id order;
+    ``on_batch(done)`` after each batch."""
     db = sqlite3.connect(f"file:{out / 'aliases.sqlite'}?mode=ro", uri=True)
     try:
         rows = db.execute("SELECT title, description FROM entities WHERE id BETWEEN ? AND ? "
                           "ORDER BY id", (first, last)).fetchall()
     finally:
         db.close()
-    return encoder.encode([entity_text(t, d) for t, d in rows], batch_size=batch_size)
+    return encoder.encode([entity_text(t, d) for t, d in rows], batch_size=batch_size,
+                          on_batch=on_batch)
 
 
 def write_vector_index(out: Path, parts: Iterable[np.ndarray], n: int, dim: int,
@@ -694,6 +696,10 @@ class Linker:
     WEIGHTS = {"prior": 0.45, "context": 0.25, "type": 0.15, "name": 0.15}
     NIL_THRESHOLD = 0.35
     LOOKUP_WEIGHTS = {"prior": 0.6, "vector": 0.25, "name": 0.15}
+    # A lookup's NIL threshold where none was fitted: a name that is some entity's alias
+    # scores 0.6 and more from its prior alone; one that only resembles names scores on
+    # vector and name similarity (at most 0.4).
+    LOOKUP_NIL_THRESHOLD = 0.4
 
     def __init__(self, out: Path, namespace: str, encoder: Any = None,
                  nil_threshold: float | None = None, fitted: bool = True) -> None:
@@ -740,8 +746,20 @@ class Linker:
                 self._vec_cache[eid] = v
         return v
 
-    def lookup(self, text: str, k: int = 10, use_vectors: bool = True) -> list[Candidate]:
-        """Ranked candidates for a name (no context).
+    @property
+    def lookup_threshold(self) -> float:
+        """The score below which :meth:`lookup` answers NIL: fitted on held-out wikilinks
+        (:func:`kgx.linking_fit.fit_linker`), else :attr:`LOOKUP_NIL_THRESHOLD`."""
+        fitted = self.scorer.lookup_nil_threshold if self.scorer is not None else None
+        return fitted if fitted is not None else self.LOOKUP_NIL_THRESHOLD
+
+    def lookup(self, text: str, k: int = 10, use_vectors: bool = True, nil: bool = True
+               ) -> list[Candidate]:
+        """Ranked candidates for a name (no context), best first.
+
+        Args:
+            nil: Leave out candidates below :attr:`lookup_threshold`, so that a name this
+                wiki has no entity for gets none (NIL) rather than the nearest stranger.
 
         Raises:
             ValueError: Empty text, or longer than 1,000 characters.
@@ -752,27 +770,40 @@ class Linker:
         if len(text) > MAX_QUERY_CHARS:
             raise ValueError(f"lookup text is {len(text):,} characters; names longer than "
                              f"{MAX_QUERY_CHARS:,} are not looked up")
-        prior = dict(self.aliases.candidates(text, k=max(k, 20)))
+        q = self.encoder.encode([text]) if use_vectors else None
+        scored = self.lookup_scores(text, dict(self.aliases.candidates(text, k=max(k, 20))),
+                                    q[0] if q is not None else None, k)
+        floor = self.lookup_threshold if nil else -math.inf
+        out = [self._candidate(eid, score, sig) for eid, score, sig in scored if score >= floor]
+        out.sort(key=lambda c: (-c.score, c.title))
+        return out[:k]
+
+    def lookup_scores(self, text: str, prior: dict[int, float], vector: np.ndarray | None,
+                      k: int = 10, exclude: int | None = None
+                      ) -> list[tuple[int, float, dict[str, float]]]:
+        """(entity, score, signals) of each candidate for a name looked up without context:
+        those its alias prior names (or, with none, its misspellings), and its nearest
+        vectors; ``exclude`` left out (a fit's stand-in for a name the wiki lacks)."""
         fuzzy = {} if prior else dict(self.aliases.fuzzy(text, k))
         vec: dict[int, float] = {}
-        if use_vectors:
-            q = self.encoder.encode([text])
-            scores, ids = self.vectors.search(q, max(k, 10))
+        if vector is not None:
+            scores, ids = self.vectors.search(vector[None], max(k, 10))
             vec = {int(i): float(s) for s, i in zip(scores[0], ids[0], strict=True) if i > 0}
         out = []
         for eid in set(prior) | set(vec) | set(fuzzy):
+            if eid == exclude:
+                continue
             title = self.aliases.entity(eid)[0]
             # A misspelt name keeps half the prior of the alias it resembles.
             sig = {"prior": prior.get(eid, 0.5 * fuzzy.get(eid, 0.0)),
                    "name": name_similarity(text, title)}
-            if use_vectors:
-                sig["vector"] = vec.get(eid, float(self.entity_vector(eid) @ q[0]))
+            if vector is not None:
+                sig["vector"] = vec.get(eid, float(self.entity_vector(eid) @ vector))
             w = self.LOOKUP_WEIGHTS
             score = sum(w[s] * max(0.0, v) for s, v in sig.items())
             sig["alias_match"] = 1.0 if eid in prior else 0.0
-            out.append(self._candidate(eid, score, sig))
-        out.sort(key=lambda c: (-c.score, c.title))
-        return out[:k]
+            out.append((eid, score, sig))
+        return out
 
     def link(self, mention: str, context: np.ndarray | None = None,
              mention_type: str | None = None, k: int = 10) -> Candidate | None:
@@ -861,12 +892,14 @@ LINKER_FILE = "linker.json"
 @dataclass(frozen=True, slots=True)
 class LinkScorer:
     """A logistic regression over a candidate's signals (see :meth:`Linker.signals`), fitted
-    on wikilinks by :func:`kgx.linking_fit.fit_linker`, with the NIL threshold fitted with it."""
+    on wikilinks by :func:`kgx.linking_fit.fit_linker`, with the NIL threshold fitted with it,
+    and the NIL threshold of a lookup without context (None: not fitted)."""
 
     weights: dict[str, float]
     bias: float
     nil_threshold: float
     fitted_on: dict[str, Any] = field(default_factory=dict)
+    lookup_nil_threshold: float | None = None
 
     def probability(self, signals: dict[str, float]) -> float:
         z = self.bias + sum(w * signals.get(s, 0.0) for s, w in self.weights.items())
@@ -876,8 +909,10 @@ class LinkScorer:
     def load(cls, path: Path) -> LinkScorer:
         try:
             d = json.loads(path.read_text("utf-8"))
+            lookup = d.get("lookup_nil_threshold")
             return cls({k: float(v) for k, v in d["weights"].items()}, float(d["bias"]),
-                       float(d["nil_threshold"]), d.get("fitted_on", {}))
+                       float(d["nil_threshold"]), d.get("fitted_on", {}),
+                       None if lookup is None else float(lookup))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise LinkingIndexError(f"{path}: not a fitted linker scorer ({exc}); delete it "
                                     "to use the default weights, or run `kgx index` again"
@@ -888,6 +923,7 @@ class LinkScorer:
 
         write_atomic(path, json.dumps({"weights": self.weights, "bias": self.bias,
                                        "nil_threshold": self.nil_threshold,
+                                       "lookup_nil_threshold": self.lookup_nil_threshold,
                                        "fitted_on": self.fitted_on}, indent=2))
 
 

@@ -121,14 +121,51 @@ def fit_linker(out: Path, namespace: str, max_links: int = 1000, seed: int = 13,
     model = LogisticRegression(max_iter=1000).fit(x, y)
     best_t, best_acc = _nil_threshold(model.predict_proba(x)[:, 1], y, groups)
     hand = np.asarray([linker.score(dict(zip(SIGNALS, r, strict=True))) for r in rows])
+    lookup_t, lookup_acc, lookup_default = _lookup_threshold(linker, links, anchors, resolve,
+                                                             random.Random(seed))
     info = {"links": len(links), "candidates": len(rows), "nil_share": NIL_SHARE,
             "split": "dev", "accuracy": round(best_acc, 4),
-            "hand_weights_accuracy": round(_accuracy(hand, y, groups, linker.nil_threshold), 4)}
+            "hand_weights_accuracy": round(_accuracy(hand, y, groups, linker.nil_threshold), 4),
+            "lookup_accuracy": round(lookup_acc, 4),
+            "lookup_default_threshold_accuracy": round(lookup_default, 4)}
     scorer = LinkScorer(dict(zip(SIGNALS, map(float, model.coef_[0]), strict=True)),
-                        float(model.intercept_[0]), best_t, info)
+                        float(model.intercept_[0]), best_t, info, lookup_t)
     scorer.save(out / LINKER_FILE)
     return {**info, "fitted": True, "weights": scorer.weights, "bias": scorer.bias,
-            "nil_threshold": best_t}
+            "nil_threshold": best_t, "lookup_nil_threshold": lookup_t}
+
+
+def _lookup_threshold(linker: Linker, links: list[dict[str, Any]], anchors: Any, resolve: Any,
+                      rng: random.Random) -> tuple[float, float, float]:
+    """The NIL threshold of a lookup by name alone (``kg.lookup``, ``/lookup``,
+    ``kgx:lookup``), fitted on the same held-out links as the linker's: each anchor looked up
+    as a name, its page's own links left out of the prior, and for :data:`NIL_SHARE` of them
+    the right entity removed, as for a name the wiki has no entity for.
+
+    Returns:
+        The threshold, the share of lookups it answers right (NIL included), and the share
+        the default threshold (:attr:`Linker.LOOKUP_NIL_THRESHOLD`) answers right.
+    """
+    rows: list[float] = []
+    labels: list[int] = []
+    groups: list[tuple[int, int, bool]] = []
+    for ln, q in zip(links, anchors, strict=True):
+        gold = linker.aliases.entity_id(resolve(ln["target"]))
+        counts = [(e, n - ln["own"] if e == gold else n)
+                  for e, n in linker.aliases.counts(ln["anchor"], 20)]
+        prior = dict(priors([(e, n) for e, n in counts if n > 0]))
+        removed = gold is not None and rng.random() < NIL_SHARE
+        scored = linker.lookup_scores(ln["anchor"], prior, q, exclude=gold if removed else None)
+        first = len(rows)
+        for eid, score, _ in scored:
+            rows.append(score)
+            labels.append(int(eid == gold))
+        groups.append((first, len(rows) - first, removed or gold is None))
+    scores, y = np.asarray(rows), np.asarray(labels)
+    if not len(scores):
+        return Linker.LOOKUP_NIL_THRESHOLD, 0.0, 0.0
+    t, acc = _nil_threshold(scores, y, groups)
+    return t, acc, _accuracy(scores, y, groups, Linker.LOOKUP_NIL_THRESHOLD)
 
 
 def _accuracy(scores: np.ndarray, y: np.ndarray, groups: list[tuple[int, int, bool]],

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kgx.extract import REPORT_FILE, ExtractOptions, output_lock
+from kgx.extract import ExtractOptions
+from kgx.outdir import REPORT_FILE, output_lock
 from kgx.stages.corpus import CorpusStage
 from kgx.stages.entities import EntitiesStage
 from kgx.stages.merge import MergeStage
@@ -107,6 +108,11 @@ def _run(dump_p: Path, out_p: Path, opts: PipelineOptions, log: Callable[[str], 
         run_stages([cls() for cls in STAGES], r)
     read_info = r.info.get("read", {})
     report = json.loads((out_p / REPORT_FILE).read_text("utf-8"))
+    # What the structure pass found of the dump stands (a dump that broke off); a stop of an
+    # earlier run in a later stage (mark_unfinished) is over now.
+    structure = r.info.get("structure", {})
+    report["finished"] = bool(structure.get("finished", report.get("finished")))
+    report["error"] = structure.get("error")
     report["pipeline"] = {
         "stages_seconds": {k: round(v, 2) for k, v in r.seconds.items()},
         "model": r.info.get("model", {}).get("dir"), "read": read_info,

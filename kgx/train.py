@@ -454,7 +454,7 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     """
     from kgx.evaluate import evaluate_rows
     from kgx.ontology import is_wikidata_property, load_ontology
-    from kgx.progress import Progress
+    from kgx.progress import Progress, set_phase
 
     opts = options or TrainOptions()
     specs = [data] if isinstance(data, (str, Path)) else list(data)
@@ -467,6 +467,7 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     onto = load_ontology()
     relation_label = wikidata_relation_label(onto)
     dev_path = Path(opts.dev_path) if opts.dev_path else None  # the first source's
+    set_phase("reading the training rows")
     loaded = [load_source(src, dev_path if i == 0 else None,
                           limit=opts.max_train_sentences, max_empty_share=opts.max_empty_share,
                           rng=rng, max_eval=opts.max_eval_sentences or None,
@@ -482,9 +483,11 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
                             random.Random(opts.seed + 1)) if link_typing else []
     device = pick_device(opts.device)
     tuner = ThreadTuner(enabled=device.type == "cpu")
+    set_phase(f"loading the encoder {opts.base_model}")
     model, tok = build_model(opts.base_model, ner_labels, rel_labels, casing=opts.casing)
     model.to(device)
     # Each source's windows, drawn anew every epoch by its weight.
+    set_phase(f"tokenising {sum(len(d.train) for d in loaded):,} training rows")
     source_feats = [(featurize(d.train, tok, ner_labels, rel_labels, opts.max_length),
                      d.source.weight) for d in loaded]
     n_windows = sum(weighted_count(sum(len(x.windows) for x in f), w) for f, w in source_feats)
@@ -551,6 +554,7 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
                 break
         bar.close()
         model.eval()
+        set_phase(f"scoring epoch {epoch} on {sum(map(len, dev_sets.values())):,} dev rows")
         reader = Predictor(model, tok, {}, max_length=opts.max_length)
         by_source = {n: evaluate_rows(reader, rows) for n, rows in dev_sets.items()}
         scores = by_source.get(names[0], {})
@@ -578,6 +582,7 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
             log(f"stopped: time budget of {opts.max_minutes} minutes reached")
             break
         if link_typing and epoch == 1:
+            set_phase(f"typing links to untyped pages in {len(typing_rows):,} rows")
             rows, typing = type_links(reader, loaded[0].train, typing_rows)
             loaded[0].train = sample_training_rows(rows, opts.max_train_sentences,
                                                    opts.max_empty_share, rng)
@@ -596,13 +601,16 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     reader = Predictor(model, tok, {}, max_length=opts.max_length)
     # the tag sequences of what the last epochs trained on (relabelled by link typing)
     tag_sequences = [(x.word_tags, w) for f, w in source_feats for x in f]
+    set_phase("choosing the tag decoding on dev")
     decoder = choose_decoder(reader, tag_sequences, dev_sets, log)
+    set_phase("calibrating the relation scores on dev")
     decoder.update(fit_relation_temperature(reader, dev_sets, log))  # scores before T
     for name, ents in decoder.pop("dev_entities").items():  # as the saved model tags
         if name in result.dev_by_source:
             result.dev_by_source[name]["entities"] = ents
     result.dev = result.dev_by_source.get(names[0], result.dev)
     if test_rows:
+        set_phase(f"scoring {len(test_rows):,} test rows")
         result.test = evaluate_rows(Predictor(model, tok, decoder, max_length=opts.max_length),
                                     test_rows)
     metadata = {
@@ -629,6 +637,7 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
         "test": result.test,
         **decoder,
     }
+    set_phase("saving the model")
     model.save(out_p, tok, metadata)
     (out_p / "README.md").write_text(model_card(metadata), encoding="utf-8")
     return result

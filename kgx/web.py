@@ -22,6 +22,7 @@ import itertools
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -567,9 +568,43 @@ def _star_layout(n: int) -> tuple[tuple[float, float], ...]:
     return tuple((float(pos[i][0]), float(pos[i][1])) for i in range(n + 1))
 
 
+# Label geometry of the neighbourhood picture (11 px text): a character's mean advance and a
+# line's height, a line's characters at most, and the lines of a label at most.
+CHAR_WIDTH, LINE_HEIGHT, LABEL_CHARS, LABEL_LINES = 6.4, 13.0, 24, 2
+
+
+def label_lines(label: str) -> list[str]:
+    """A node's label in at most :data:`LABEL_LINES` lines of :data:`LABEL_CHARS` characters,
+    cut at spaces; what does not fit ends in an ellipsis (the whole name is the tooltip)."""
+    words, lines, cur = label.split(), [], ""
+    for w in words:
+        if cur and len(cur) + 1 + len(w) > LABEL_CHARS:
+            lines.append(cur)
+            cur = w
+        else:
+            cur = f"{cur} {w}" if cur else w
+    lines.append(cur)
+    lines = [ln if len(ln) <= LABEL_CHARS else ln[: LABEL_CHARS - 1] + "…" for ln in lines]
+    if len(lines) > LABEL_LINES:
+        last = lines[LABEL_LINES - 1]
+        lines = lines[: LABEL_LINES - 1] + [(last[: LABEL_CHARS - 1] + "…")
+                                            if len(last) >= LABEL_CHARS else last + " …"]
+    return lines
+
+
+def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]
+              ) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def neighbourhood_svg(center: str, edges: Sequence[tuple[str, str, str]], r: Renderer) -> str:
     """The entity and its one-hop neighbours (at most :data:`MAX_NEIGHBOURS`) as an SVG star,
     laid out by :func:`_star_layout`.
+
+    The longest labels take the slots nearest the horizontal axis, where a label has room
+    beside its node; a label runs to two lines before it is cut; one that would cover a label
+    already placed moves outwards; the picture's box grows to hold every label, so none is
+    clipped.
 
     Args:
         center: The entity's IRI.
@@ -585,9 +620,11 @@ def neighbourhood_svg(center: str, edges: Sequence[tuple[str, str, str]], r: Ren
         names = by_node.setdefault(node, [])
         if name not in names:
             names.append(name)
-    nodes = list(by_node)
-    layout = _star_layout(len(nodes))
-    pos = {center: layout[0], **{n: layout[i] for i, n in enumerate(nodes, 1)}}
+    names = {n: r.name(n) for n in [center, *by_node]}
+    layout = _star_layout(len(by_node))
+    slots = sorted(range(1, len(layout)), key=lambda i: (abs(layout[i][1]), i))
+    nodes = sorted(by_node, key=lambda n: (-len(names[n]), names[n], n))
+    pos = {center: layout[0], **{n: layout[i] for n, i in zip(nodes, slots, strict=True)}}
     extent = max((max(abs(x), abs(y)) for x, y in layout), default=0.0) or 1.0
     width, height = 760, 520
 
@@ -597,28 +634,50 @@ def neighbourhood_svg(center: str, edges: Sequence[tuple[str, str, str]], r: Ren
                 round(height / 2 + float(y) / extent * 210, 1))
 
     cx, cy = xy(center)
-    parts = [f'<svg class="neighbourhood" xmlns="http://www.w3.org/2000/svg" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="one-hop neighbourhood">']
-    for n in nodes:
-        x, y = xy(n)
-        parts.append(f'<line x1="{cx}" y1="{cy}" x2="{x}" y2="{y}"><title>'
-                     f'{esc(", ".join(by_node[n]))}</title></line>')
+    box = [cx - 12, cy - 12, cx + 12, cy + 12]
+    placed: list[tuple[float, float, float, float]] = []
+    drawn: list[str] = []
     for n in [center, *nodes]:
         x, y = xy(n)
-        label = r.name(n)
-        short = label if len(label) <= 24 else label[:23] + "…"
-        path = entity_path(n, r.resource)
-        cls = ' class="center"' if n == center else ""
+        lines = label_lines(names[n])
         # Labels point away from the middle, so that neighbours' labels do not cross edges.
         anchor = "middle" if abs(x - cx) < 40 else ("start" if x > cx else "end")
-        dx = 0 if anchor == "middle" else (10 if anchor == "start" else -10)
-        dy = (20 if y >= cy else -12) if anchor == "middle" else 4
+        w = max(len(ln) for ln in lines) * CHAR_WIDTH
+        h = len(lines) * LINE_HEIGHT
+        tx = x + (0 if anchor == "middle" else (10 if anchor == "start" else -10))
+        up = y < cy if n != center else False
+        ty = (y + 20 if not up else y - 12 - (len(lines) - 1) * LINE_HEIGHT) \
+            if anchor == "middle" else y + 4 - (len(lines) - 1) * LINE_HEIGHT / 2
+        left = tx - w / 2 if anchor == "middle" else (tx if anchor == "start" else tx - w)
+        rect = (left, ty - LINE_HEIGHT + 3, left + w, ty - LINE_HEIGHT + 3 + h)
+        step = (-1 if up else 1) * (LINE_HEIGHT + 2)
+        for _ in range(12):  # outwards until it covers no label placed before
+            if not any(_overlaps(rect, p) for p in placed):
+                break
+            ty += step
+            rect = (rect[0], rect[1] + step, rect[2], rect[3] + step)
+        placed.append(rect)
+        box = [min(box[0], rect[0], x - 10), min(box[1], rect[1], y - 10),
+               max(box[2], rect[2], x + 10), max(box[3], rect[3], y + 10)]
+        spans = "".join(f'<tspan x="{round(tx, 1)}" dy="{0 if i == 0 else LINE_HEIGHT:g}">'
+                        f"{esc(ln)}</tspan>" for i, ln in enumerate(lines))
+        path = entity_path(n, r.resource)
+        cls = ' class="center"' if n == center else ""
         node = (f'<circle cx="{x}" cy="{y}" r="{9 if n == center else 6}"{cls}></circle>'
-                f'<text x="{x + dx}" y="{y + dy}" text-anchor="{anchor}">{esc(short)}</text>'
-                f"<title>{esc(label)}</title>")
-        parts.append(f'<a href="{esc(path)}">{node}</a>' if path else f"<g>{node}</g>")
-    parts.append("</svg>")
-    return "".join(parts)
+                f'<text x="{round(tx, 1)}" y="{round(ty, 1)}" text-anchor="{anchor}">{spans}'
+                f"</text><title>{esc(names[n])}</title>")
+        drawn.append(f'<a href="{esc(path)}">{node}</a>' if path else f"<g>{node}</g>")
+    lines_svg = []
+    for n in nodes:
+        x, y = xy(n)
+        lines_svg.append(f'<line x1="{cx}" y1="{cy}" x2="{x}" y2="{y}"><title>'
+                         f'{esc(", ".join(by_node[n]))}</title></line>')
+    x0, y0 = min(0.0, box[0] - 8), min(0.0, box[1] - 8)
+    x1, y1 = max(float(width), box[2] + 8), max(float(height), box[3] + 8)
+    view = f"{round(x0, 1)} {round(y0, 1)} {round(x1 - x0, 1)} {round(y1 - y0, 1)}"
+    return (f'<svg class="neighbourhood" xmlns="http://www.w3.org/2000/svg" viewBox="{view}" '
+            f'role="img" aria-label="one-hop neighbourhood">' + "".join(lines_svg)
+            + "".join(drawn) + "</svg>")
 
 
 def _fact_rows(facts: Sequence[Fact], r: Renderer) -> str:
@@ -883,11 +942,17 @@ def search_page(kg: Any, q: str, candidates: Sequence[dict[str, Any]] | None,
                                 f"?e <{KGX}abstract> ?a }}"):
                 abstracts.setdefault(sol["e"].value, sol["a"].value)
         items = []
+        # Candidates that share a label ("The Passion of Ayn Rand": the book, the film) are
+        # told apart by their titles, qualifier and all.
+        labels = Counter(c.get("label") or r.name(c["iri"]) for c in candidates)
         for c in candidates:
             types = ", ".join(r.name(t) if ":" in t else t for t in c.get("types", ()))
+            label = c.get("label") or r.name(c["iri"])
+            if labels[label] > 1:
+                label = c.get("title") or r.name(c["iri"])
             line = abstracts.get(c["iri"], "")
             line = line if len(line) <= 200 else line[:199].rsplit(" ", 1)[0] + "…"
-            items.append(f'<li><p>{r.link(c["iri"], c.get("label") or r.name(c["iri"]))} '
+            items.append(f'<li><p>{r.link(c["iri"], label)} '
                          f'<span class="types">{esc(types)}</span> '
                          f'<span class="score">score {float(c.get("score", 0)):.2f}</span></p>'
                          f'<p class="abstract-line">{esc(line)}</p></li>')
@@ -906,7 +971,8 @@ def query_page(kg: Any, query: str) -> Page:
                        for k, v in sorted(kg.prefixes.items()))
     text = query or EXAMPLES[0][1]
     body = (f'<h1>SPARQL</h1><form id="sparql" action="/query" method="get" '
-            f'data-resource="{esc(r.resource)}" data-run="{"yes" if query else "no"}">'
+            f'data-resource="{esc(r.resource)}" data-run="{"yes" if query else "no"}" '
+            f'data-prefixes="{esc(json.dumps(kg.prefixes, sort_keys=True))}">'
             f'<textarea name="query" rows="8" spellcheck="false" aria-label="SPARQL query">'
             f"{esc(text)}</textarea><p><button type=\"submit\">Run</button> "
             '<span class="note">Posted to <code>/sparql</code>: read-only, with the '

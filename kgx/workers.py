@@ -377,10 +377,26 @@ class OrderedPool:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
+    def terminate(self) -> None:
+        """End the processes now, the chunks in flight with them (an interrupted run: what
+        they had not committed is done again by the next run)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        for proc in procs:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                proc.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                proc.join(5)
+
     def _new_pool(self) -> ProcessPoolExecutor:
         method = self._method or ("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         return ProcessPoolExecutor(self.workers, mp_context=mp.get_context(method),
-                                   initializer=self._init[0], initargs=self._init[1])
+                                   initializer=init_child,
+                                   initargs=(os.getpid(), *self._init))
 
     def map(self, fn: Callable[..., Any], tasks: Iterable[tuple[Any, ...]],
             split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
@@ -435,6 +451,10 @@ class OrderedPool:
                     yield from self._retry(fn, retry[0], split)
                     for t in retry[1:]:
                         pending.append((t, self._pool.submit(fn, *t)))
+        except BaseException:
+            # Ctrl-C, or the caller gave up: the chunks in flight are not waited for.
+            self.terminate()
+            raise
         finally:
             if not (ended and self.reuse_workers):
                 self.close()
@@ -452,6 +472,16 @@ class OrderedPool:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._new_pool()
                 yield Crashed(part)
+
+
+def init_child(parent: int, initializer: Callable[..., None], initargs: tuple[Any, ...]
+               ) -> None:
+    """A pool process's first step: it ends with ``parent`` (a ``kill -9`` of the run takes
+    its workers too), then ``initializer(*initargs)`` sets it up."""
+    from kgx.runtime.processes import die_with_parent
+
+    die_with_parent(parent)
+    initializer(*initargs)
 
 
 # The pool class of the engine in force: None is the local process pool (OrderedPool);
@@ -495,9 +525,13 @@ class Step:
 _STEPS: list[Any] = []  # a worker's built steps (init_steps)
 
 
-def init_steps(steps: list[Step]) -> None:
-    """Worker initialiser: build each step once."""
+def init_steps(steps: list[Step], live: Any = None) -> None:
+    """Worker initialiser: build each step once; take a slot of ``live`` (a
+    :class:`kgx.progress.LiveCount`) for the progress of the chunk in flight."""
+    from kgx.progress import attach_live
+
     ignore_interrupts_in_worker()
+    attach_live(live)
     _STEPS[:] = [s.build() for s in steps]
 
 
@@ -510,8 +544,8 @@ def run_steps(*task: Any) -> Any:
 
 
 def map_steps(steps: list[Step], tasks: Iterable[tuple[Any, ...]], workers: int,
-              split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
-              ) -> Iterator[Any]:
+              split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None,
+              live: Any = None) -> Iterator[Any]:
     """Each task through ``steps``, on the engine in force.
 
     Locally, ``workers`` processes (spawned: the steps may run torch) each run all the steps
@@ -528,15 +562,16 @@ def map_steps(steps: list[Step], tasks: Iterable[tuple[Any, ...]], workers: int,
 
         yield from ray_map_steps(steps, tasks, workers, split)
         return
-    yield from map_steps_here(steps, tasks, workers, split)
+    yield from map_steps_here(steps, tasks, workers, split, live)
 
 
 def map_steps_here(steps: list[Step], tasks: Iterable[tuple[Any, ...]], workers: int,
-                   split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
-                   ) -> Iterator[Any]:
-    """:func:`map_steps` on this machine's processes, whatever the engine in force."""
-    pool = OrderedPool(None, workers, window=2, initializer=init_steps, initargs=(steps,),
-                       start_method="spawn")
+                   split: Callable[[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None,
+                   live: Any = None) -> Iterator[Any]:
+    """:func:`map_steps` on this machine's processes, whatever the engine in force;
+    ``live`` (a :class:`kgx.progress.LiveCount`) gets the progress of the chunks in flight."""
+    pool = OrderedPool(None, workers, window=2, initializer=init_steps,
+                       initargs=(steps, live), start_method="spawn")
     yield from pool.map(run_steps, tasks, split=split)
 
 

@@ -146,7 +146,7 @@ def serving(out: Path, **options):  # noqa: ANN003
     """``kgx serve OUT`` on a free loopback port in this process; yields its base URL."""
     import threading
 
-    from kgx.server import ServeOptions, make_server
+    from kgx.serve import ServeOptions, make_server
 
     srv = make_server(out, ServeOptions(port=0, **options))
     threading.Thread(target=srv.serve_forever, daemon=True).start()

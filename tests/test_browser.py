@@ -120,3 +120,26 @@ def test_markup_in_a_label_is_shown_not_run(page, tmp_path_factory, request, tmp
         assert "<b>wrote</b>" in page.locator("p.sentence").inner_text()
         shot(page, request, tmp_path)
     assert not page.dialogs
+
+
+def test_neighbourhood_labels_neither_overlap_nor_clip(page, sample: str, request,
+                                                       tmp_path) -> None:
+    """The picture's labels as the browser lays them out: no two overlap, and every one lies
+    inside the picture (none is cut at its edge)."""
+    page.goto(f"{sample}/entity/Abraham_Lincoln")
+    boxes = page.evaluate("""() => {
+        const svg = document.querySelector("svg.neighbourhood");
+        const vb = svg.viewBox.baseVal;
+        return {view: [vb.x, vb.y, vb.x + vb.width, vb.y + vb.height],
+                labels: Array.from(svg.querySelectorAll("text")).map(t => {
+                    const b = t.getBBox(); return [b.x, b.y, b.x + b.width, b.y + b.height];
+                })};
+    }""")
+    labels, view = boxes["labels"], boxes["view"]
+    assert len(labels) > 10
+    for i, a in enumerate(labels):
+        assert view[0] <= a[0] and view[1] <= a[1] and a[2] <= view[2] and a[3] <= view[3], a
+        for b in labels[i + 1:]:
+            assert not (a[0] < b[2] - 1 and b[0] < a[2] - 1 and a[1] < b[3] - 1
+                        and b[1] < a[3] - 1), (a, b)
+    shot(page, request, tmp_path)

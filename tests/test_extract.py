@@ -253,11 +253,11 @@ def test_a_second_run_on_the_same_output_refuses(tmp_path: Path) -> None:
     import sys
     import time
 
-    from kgx.extract import LOCK_FILE, OutputInUse, output_lock
+    from kgx.outdir import LOCK_FILE, OutputInUse, output_lock
 
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from pathlib import Path; from kgx.extract import output_lock\n"
+        "import time; from pathlib import Path; from kgx.outdir import output_lock\n"
         f"with output_lock(Path({str(out)!r})):\n    print('held', flush=True); "
         "time.sleep(60)")], stdout=subprocess.PIPE, text=True)
     try:

@@ -239,7 +239,7 @@ def test_generated_text_queries_answer_or_fail_cleanly(graph, counter, query: st
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory, counter):
     from kgx.extract import ExtractOptions, extract
-    from kgx.server import ServeOptions, make_server
+    from kgx.serve import ServeOptions, make_server
 
     out = tmp_path_factory.mktemp("fuzzserve") / "out"
     extract(SAMPLE, out, ExtractOptions(workers=0, progress=False, limit=30))

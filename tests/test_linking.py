@@ -124,6 +124,19 @@ def test_link_many_encodes_each_unknown_name_once_and_links_as_link_does(out: Pa
     assert linker.aliases.candidates("Lincoln") and linker.aliases.fuzzy("Abraham Lincon")
 
 
+def test_a_name_the_wiki_lacks_is_nil(out: Path) -> None:
+    """A lookup answers NIL (no candidate) below the threshold, rather than the nearest
+    stranger; the same names with ``nil=False`` still rank what there is."""
+    kg = KnowledgeGraph.open(out)
+    for stranger in ("Nikola Tesla", "Marie Curie", "42", "Scientific pitch notation"):
+        assert kg.lookup(stranger) == [], stranger
+        assert kg.lookup(stranger, nil=False)  # candidates there are, all below it
+    for name, title in (("Abraham Lincoln", "Abraham Lincoln"), ("Honest Abe", "Abraham Lincoln"),
+                        ("Abraham Lincon", "Abraham Lincoln"), ("Einstein", "Albert Einstein")):
+        assert kg.lookup(name, k=1)[0].title == title, name
+    assert kg.sparql('SELECT ?e WHERE { BIND(kgx:lookup("Nikola Tesla") AS ?e) }') == [{}]
+
+
 def test_lookup_bad_input(out: Path) -> None:
     kg = KnowledgeGraph.open(out)
     with pytest.raises(ValueError, match="non-empty"):
@@ -230,7 +243,11 @@ def test_the_scorer_is_fitted_on_dev_pages_and_used(tmp_path: Path) -> None:
     fit = fit_linker(o, "https://kgx.dev/x/", encoder=enc)
     assert fit["fitted"] and fit["links"] == len(links) >= 50
     assert 0.0 < fit["nil_threshold"] < 1.0 and fit["accuracy"] >= fit["hand_weights_accuracy"]
+    # a lookup by name alone has its own NIL threshold, fitted on the same held-out links
+    assert 0.0 < fit["lookup_nil_threshold"] < 1.0
+    assert fit["lookup_accuracy"] >= fit["lookup_default_threshold_accuracy"]
     scorer = LinkScorer.load(o / LINKER_FILE)
+    assert scorer.lookup_nil_threshold == fit["lookup_nil_threshold"]
     assert scorer.weights == fit["weights"] and scorer.fitted_on["split"] == "dev"
     fitted = Linker(o, "https://kgx.dev/x/", encoder=enc)
     hand = Linker(o, "https://kgx.dev/x/", encoder=enc, fitted=False)

@@ -12,7 +12,7 @@ import pytest
 from SPARQLWrapper import JSON, POST, SPARQLWrapper
 
 from kgx.extract import ExtractOptions, extract
-from kgx.server import ServeOptions, check_query, make_server, negotiate
+from kgx.serve import ServeOptions, check_query, make_server, negotiate
 
 from .conftest import SAMPLE
 
@@ -22,7 +22,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("serve") / "out"
     extract(SAMPLE, out, ExtractOptions(workers=2, progress=False))
     srv = make_server(out, ServeOptions(port=0, timeout=1.5, max_rows=5, workers=2,
-                                        queue_wait=0.2, idle_timeout=1.0, max_connections=16,
+                                        queue_wait=0.2, idle_timeout=1.0, request_timeout=1.0,
+                                        max_connections=16,
                                         max_response_bytes=3000))
     th = threading.Thread(target=srv.serve_forever, daemon=True)
     th.start()
@@ -279,19 +280,68 @@ def test_idle_connections_are_closed_and_capped(server) -> None:
     base, srv = server
     port = int(base.rsplit(":", 1)[1])
     t = time.monotonic()
-    # A half-sent request: the server hangs up after its idle timeout (1 s here).
+    # A half-sent request: the server hangs up at its request deadline (1 s here).
     assert _raw(base, b"GET /sparql?query=ASK", read_timeout=10) == b""
     assert time.monotonic() - t < 8
+    # Connections that only wait fill the cap (16 here): a newcomer takes the place of the
+    # one that waited longest, instead of being shut out.
     held = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
     try:
         time.sleep(0.2)
         extra = _raw(base, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", read_timeout=5)
-        assert extra.startswith(b"HTTP/1.1 503")
+        assert extra.startswith(b"HTTP/1.1 200")
+        held[0].settimeout(5)
+        assert held[0].recv(10) == b""  # the oldest waiting connection was closed
     finally:
         for s in held:
             s.close()
     time.sleep(1.5)
     assert q(base, CAPITAL)[0] == 200  # the slots came back
+
+
+def test_slow_headers_cannot_hold_the_server(server) -> None:
+    """One header byte a second: the request deadline (1 s here) covers the request as a
+    whole, not the time between two bytes."""
+    import socket
+    import time
+
+    base, _ = server
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        t = time.monotonic()
+        ended_after = None
+        for byte in b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 40:
+            try:
+                s.sendall(bytes([byte]))
+                s.settimeout(0.25)
+                s.recv(100)  # b"" or an error answer: the server ended the request
+                ended_after = time.monotonic() - t
+                break
+            except TimeoutError:
+                continue  # still open: the next byte
+            except OSError:
+                ended_after = time.monotonic() - t
+                break
+    assert ended_after is not None and ended_after < 4, ended_after
+
+
+def test_a_full_house_of_answered_connections_is_503() -> None:
+    import socket
+
+    from kgx.serve.protocol import ConnectionTable
+
+    table = ConnectionTable(2)
+    a, b, c = (socket.socket() for _ in range(3))
+    try:
+        assert table.admit(a) and table.admit(b)
+        table.set_state(a, "busy")
+        table.set_state(b, "busy")
+        assert not table.admit(c, wait=0.1)  # nobody only waits: nobody is closed
+        table.remove(a)
+        assert table.admit(c)
+    finally:
+        for s in (a, b, c):
+            s.close()
 
 
 def test_host_header_must_name_this_server(server) -> None:
@@ -303,7 +353,7 @@ def test_host_header_must_name_this_server(server) -> None:
         answer = _raw(base, b"GET /sparql?query=ASK%7B%7D HTTP/1.1\r\nHost: " + host
                       + b"\r\nConnection: close\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 200"), host
-    from kgx.server import host_allowed
+    from kgx.serve import host_allowed
 
     assert host_allowed("kg.example.org", "0.0.0.0", ())
     assert not host_allowed("other.example", "0.0.0.0", ("kg.example.org",))
@@ -338,3 +388,186 @@ def test_lookup_inside_a_served_query(readme_out) -> None:
         srv.shutdown()
         srv.pool.close()
         srv.server_close()
+
+
+# --------------------------------------------------------------------------- hardening, round two
+
+
+def test_a_name_that_looks_like_an_address_is_not_loopback() -> None:
+    from kgx.serve import host_allowed
+
+    for bad in ("127.attacker.example:7878", "127.0.0.1.nip.io", "localhost.attacker.example",
+                "::1", "[::1", "127.0.0.1:80:80", "0x7f.1"):
+        assert not host_allowed(bad, "127.0.0.1", ()), bad
+    for good in ("127.0.0.1:7878", "127.1.2.3", "localhost", "LOCALHOST:1", "[::1]:7878"):
+        assert host_allowed(good, "127.0.0.1", ()), good
+    assert host_allowed("[::1]", "::1", ()) and not host_allowed("127.evil", "::1", ())
+
+
+def test_requests_are_framed_strictly(server) -> None:
+    base, _ = server
+    ask = b"ASK {}"
+    cases = {
+        "two lengths": b"POST /sparql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/"
+                       b"sparql-query\r\nContent-Length: 6\r\nContent-Length: 7\r\n\r\n" + ask,
+        "space before colon": b"POST /sparql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                              b"application/sparql-query\r\nTransfer-Encoding : chunked\r\n"
+                              b"Content-Length: 6\r\n\r\n" + ask,
+        "length and chunked": b"POST /sparql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6"
+                              b"\r\nTransfer-Encoding: chunked\r\n\r\n" + ask,
+        "GET with a body": b"GET /sparql?query=ASK%7B%7D HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           b"Content-Length: 29\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "folded header": b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: 1\r\n 2\r\n\r\n",
+        "two hosts": b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n",
+        "NUL in the path": b"GET /entity/A\x00B HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        "HTTP/0.9": b"GET /\r\n\r\n",
+    }
+    for name, request in cases.items():
+        answer = _raw(base, request, read_timeout=5)
+        assert answer.startswith(b"HTTP/1.1 400"), (name, answer[:60])
+        assert answer.count(b"HTTP/1.1 ") == 1, name  # one request, one answer
+    flood = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(
+        b"X-%d: %s\r\n" % (i, b"v" * 100) for i in range(300)) + b"\r\n"
+    assert _raw(base, flood, read_timeout=5).startswith(b"HTTP/1.1 431")
+    answer = _raw(base, b"GET /entity/A%00B HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close"
+                        b"\r\n\r\n", read_timeout=5)
+    assert answer.startswith(b"HTTP/1.1 "), answer[:60]  # an answer, never a dropped line
+
+
+def test_head_is_get_without_a_body(server) -> None:
+    base, _ = server
+    answer = _raw(base, b"HEAD /sparql?query=ASK%7B%7D HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        b"Connection: close\r\n\r\n", read_timeout=5)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: " in head and body == b""
+
+
+def test_xml_results_are_well_formed_for_any_literal(server, tmp_path) -> None:
+    import xml.etree.ElementTree as ET
+
+    base, _ = server
+    query = 'SELECT ?x WHERE { BIND("a\\b\\fb\\u0001" AS ?x) }'
+    st, _, body = q(base, query, "application/sparql-results+xml")
+    assert st == 200
+    ET.fromstring(body)  # raises on a character XML 1.0 cannot hold
+    from kgx.results import take_triples
+
+    class T(str):
+        pass
+
+    _, cut = take_triples([T("<a> <b> \"" + "日本" * 100 + "\"")] * 10, 100, 1000)
+    assert cut  # 1,000 bytes hold fewer than 10 triples of 600 bytes each
+
+
+def test_a_cross_site_form_post_is_refused(server) -> None:
+    base, _ = server
+    form = b"query=" + urllib.parse.quote(CAPITAL).encode()
+    ctype = {"Content-Type": "application/x-www-form-urlencoded"}
+    for hostile in ({"Origin": "https://attacker.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        assert http(f"{base}/sparql", data=form, headers={**ctype, **hostile})[0] == 403
+    same = {"Origin": base, "Sec-Fetch-Site": "same-origin"}
+    assert http(f"{base}/sparql", data=form, headers={**ctype, **same})[0] == 200
+
+
+def test_a_browser_asking_sparql_for_nothing_is_sent_to_the_query_page(server) -> None:
+    base, _ = server
+    answer = _raw(base, b"GET /sparql HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/html\r\n"
+                        b"Connection: close\r\n\r\n", read_timeout=5)
+    assert answer.startswith(b"HTTP/1.1 303") and b"Location: /query" in answer
+    st, _, body = http(f"{base}/sparql")
+    assert st == 400 and b"/query" in body
+
+
+def test_settings_that_cannot_work_are_refused_before_the_start() -> None:
+    for bad in (dict(workers=0), dict(workers=-1), dict(memory_mb=40), dict(timeout=0),
+                dict(timeout=float("nan")), dict(port=70000)):
+        with pytest.raises(ValueError):
+            ServeOptions(**bad).check()
+
+
+def test_a_busy_port_is_said_at_once(server) -> None:
+    import time
+
+    base, srv = server
+    port = srv.server_address[1]
+    t = time.monotonic()
+    with pytest.raises(OSError, match="--port"):
+        make_server(srv.app.out, ServeOptions(port=port))
+    assert time.monotonic() - t < 5
+
+
+def test_a_light_query_is_not_queued_behind_slow_ones(tmp_path_factory) -> None:
+    """One long-lane worker holds a slow query; light queries take the light lane at once,
+    and a second slow query there is stopped at the light lane's limit (503), not queued."""
+    import time
+
+    out = tmp_path_factory.mktemp("lanes") / "out"
+    extract(SAMPLE, out, ExtractOptions(workers=2, progress=False))
+    srv = make_server(out, ServeOptions(port=0, workers=1, timeout=4, light_timeout=0.5,
+                                        queue_wait=2))
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    slow = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i }"
+    try:
+        codes: dict[str, int] = {}
+        first = threading.Thread(target=lambda: codes.__setitem__("slow", q(base, slow)[0]))
+        first.start()
+        time.sleep(0.5)  # the slow query holds the long lane
+        light = []
+        for _ in range(5):
+            t = time.monotonic()
+            light.append((q(base, CAPITAL)[0], time.monotonic() - t))
+        assert all(st == 200 and dt < 1.0 for st, dt in light), light
+        assert q(base, slow)[0] == 503  # the light lane stops a slow query at 0.5 s
+        first.join(30)
+        assert codes["slow"] == 504
+        # A replacement's start-up is nobody's query: the next query answers at once.
+        t = time.monotonic()
+        assert q(base, CAPITAL)[0] == 200 and time.monotonic() - t < 1.0
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_the_server_serves_one_version_until_a_run_finishes(tmp_path_factory) -> None:
+    import shutil
+    import time
+
+    import pyoxigraph as ox
+
+    from kgx.outdir import output_lock
+
+    out = tmp_path_factory.mktemp("version") / "out"
+    extract(SAMPLE, out, ExtractOptions(workers=2, progress=False))
+    srv = make_server(out, ServeOptions(port=0, workers=1, timeout=1.5, queue_wait=5))
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    marker = "ASK { <urn:x:new> <urn:x:version> 2 }"
+    try:
+        assert json.loads(q(base, CAPITAL)[2])["results"]["bindings"]
+        with output_lock(out):  # a run rewrites the store, as the merge stage does
+            shutil.rmtree(out / "store")
+            store = ox.Store(str(out / "store"))
+            store.add(ox.Quad(ox.NamedNode("urn:x:new"), ox.NamedNode("urn:x:version"),
+                              ox.Literal("2", datatype=ox.NamedNode(
+                                  "http://www.w3.org/2001/XMLSchema#integer"))))
+            store.flush()
+            del store
+            # a killed worker is replaced while the run goes on: still the old version
+            assert q(base, "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i }"
+                     )[0] == 504
+            for _ in range(3):
+                time.sleep(1)
+                assert json.loads(q(base, marker)[2])["boolean"] is False
+                assert json.loads(q(base, CAPITAL)[2])["results"]["bindings"]
+        deadline = time.monotonic() + 30  # the run ended: the server moves to the new version
+        while json.loads(q(base, marker)[2]).get("boolean") is not True:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert not json.loads(q(base, CAPITAL)[2])["results"]["bindings"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert not (out / ".serve").exists()  # the pinned copies are gone with the server

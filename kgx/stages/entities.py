@@ -59,7 +59,7 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
     import numpy as np
 
     from kgx.linking import build_entity_table, entity_chunks, write_vector_index
-    from kgx.progress import Progress
+    from kgx.progress import LiveCount, Progress
     from kgx.workers import Crashed, new_pool
 
     resumed = prepare_work(work, key)
@@ -90,14 +90,17 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
     chunks = [(k, lo, hi) for k, (lo, hi) in enumerate(entity_chunks(n))]
     n_workers = embed_workers(opts, len(chunks))
     threads = max(1, _cores() // n_workers) if n_workers > 1 else None
+    live = LiveCount()
     pool = new_pool(None, n_workers, window=2, initializer=_init_embedder,
-                    initargs=(opts.device, threads), start_method="spawn")
+                    initargs=(opts.device, threads, live), start_method="spawn")
     t = time.monotonic()
-    with Progress(total=n, unit="entities", enabled=opts.progress, desc="embed") as bar:
+    with Progress(total=n, unit="entities", enabled=opts.progress, desc="embed",
+                  live=live) as bar:
         bar.update(sum(hi - lo + 1 for k, lo, hi in chunks if k in done))
         todo = ((k, str(out), lo, hi, str(parts)) for k, lo, hi in chunks if k not in done)
         for res in pool.map(embed_chunk, todo):
             if isinstance(res, Crashed):  # died twice: its entities get no vector
+                live.reset()
                 k, _, lo, hi, _ = res.task
                 _zeros(parts, k, hi - lo + 1, _dim(parts, [c for c in chunks if c[0] != k]))
                 res = {"chunk": k, "entities": hi - lo + 1, "lost": True}
@@ -194,12 +197,14 @@ def _zeros(parts: Path, chunk: int, n: int, dim: int) -> None:
 _ENCODER: Any = None  # a worker's sentence encoder
 
 
-def _init_embedder(device: str | None, threads: int | None) -> None:
+def _init_embedder(device: str | None, threads: int | None, live: Any = None) -> None:
     from kgx.encoder import shared_encoder
+    from kgx.progress import attach_live
     from kgx.workers import ignore_interrupts_in_worker
 
     global _ENCODER
     ignore_interrupts_in_worker()
+    attach_live(live)
     _ENCODER = shared_encoder(ENCODER, device)
     if threads and _ENCODER.device.type == "cpu":  # several embedders share the cores
         import torch
@@ -213,10 +218,12 @@ def embed_chunk(chunk: int, out: str, first: int, last: int, parts: str) -> dict
     import numpy as np
 
     from kgx.linking import embed_entities
+    from kgx.progress import live_progress
 
-    vecs = embed_entities(Path(out), _ENCODER, first, last)
+    vecs = embed_entities(Path(out), _ENCODER, first, last, on_batch=live_progress)
     dst = os.path.join(parts, f"{chunk:09d}.npy")
     with open(dst + ".tmp", "wb") as f:
         np.save(f, vecs)
     os.replace(dst + ".tmp", dst)
+    live_progress(0)  # handed back: counted as committed from here
     return {"chunk": chunk, "entities": last - first + 1}

@@ -25,7 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kgx.extract import GRAPH_FILE, REPORT_FILE, STORE_DIR, add_to_store, load_store
+from kgx.extract import add_to_store, load_store
+from kgx.outdir import GRAPH_FILE, REPORT_FILE, STORE_DIR
 from kgx.stages.runner import WORK_DIR, Run, Stage, stage_key, write_atomic
 
 INFERRED_FILE = "inferred.nq"

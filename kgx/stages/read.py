@@ -37,7 +37,7 @@ from typing import Any
 from kgx import __version__
 from kgx.cpu import ThreadTuner, sort_threads
 from kgx.ontology import KGX, XSD, relation_iri
-from kgx.progress import Progress
+from kgx.progress import LiveCount, Progress
 from kgx.rdf import literal
 from kgx.sentences import Sentencizer, paragraphs
 from kgx.stages.runner import (
@@ -171,6 +171,8 @@ class ChunkPredictor:
         self.tuner = ThreadTuner(enabled=cpu and not threads, period=16, trial=2)
 
     def __call__(self, rc: ReadChunk) -> ReadChunk:
+        from kgx.progress import live_progress
+
         t0 = time.perf_counter()
         preds: list[Any] = []
         for i in range(0, len(rc.sentences), BATCH_SENTENCES):
@@ -179,6 +181,8 @@ class ChunkPredictor:
             preds += self.predictor.predict([rc.docs[d]["text"][a:b] for d, a, b in batch],
                                             toks=rc.toks[i: i + BATCH_SENTENCES])
             self.tuner.step(time.perf_counter() - t, len(batch))
+            # the documents whose every sentence is read (the last one's may go on)
+            live_progress(batch[-1][0] if i + len(batch) < len(rc.sentences) else len(rc.docs))
         rc.predictions = preds
         rc.toks = []  # read: no need to carry them further
         rc.seconds["predict"] = time.perf_counter() - t0
@@ -217,6 +221,9 @@ class ChunkLinker:
             f.writelines(lines)
         os.replace(part.with_suffix(".tmp"), part)
         seconds = dict(rc.seconds, link=time.perf_counter() - t0)
+        from kgx.progress import live_progress
+
+        live_progress(0)  # handed back: counted as committed from here
         return {"chunk": rc.chunk, "stats": dict(cs), "rows": rows, "seconds": seconds}
 
     def _link(self, docs: list[dict[str, Any]], sentences: list[tuple[int, int, int]],
@@ -374,9 +381,13 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
 
     retried = SplitChunks(split)
     steps = read_steps(out, work, model_dir, opts, threads)
-    with Progress(total=total_docs, unit="documents", enabled=opts.progress, desc="read") as bar:
+    live = LiveCount()
+    with Progress(total=total_docs, unit="documents", enabled=opts.progress, desc="read",
+                  live=live) as bar:
         bar.update(sum(n for k, (_, n) in enumerate(chunks) if k in done))
-        for res in map_steps(steps, tasks(), n_workers, split=retried.split):
+        for res in map_steps(steps, tasks(), n_workers, split=retried.split, live=live):
+            if isinstance(res, Crashed):
+                live.reset()  # the dead process's chunk counts from zero again
             k = res.task[0] if isinstance(res, Crashed) else res["chunk"]
             parts = retried.gather(k, res)
             if parts is None:

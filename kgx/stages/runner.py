@@ -286,10 +286,34 @@ class Manifest:
         write_atomic(self.path, json.dumps(self.data, indent=2, ensure_ascii=False))
 
 
-def _is_disk_full(exc: BaseException) -> bool:
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
+def _is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the disk is full: an errno,
+    SQLite's words, or RocksDB's (pyoxigraph's store raises an OSError without an errno)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(exc).lower()
+        if isinstance(exc, (OSError, sqlite3.OperationalError)) and any(
+                w in text for w in ("disk is full", "no space left", "disk quota exceeded")):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def mark_unfinished(out: Path, why: str) -> None:
+    """Say in ``OUT/report.json`` that the run stopped before it finished, and why, so that
+    ``kgx query`` and ``kgx serve`` warn of it (:func:`kgx.outdir.run_state`); the next run
+    that finishes writes ``finished: true`` again."""
+    path = out / "report.json"
+    try:
+        report = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        report = {}
+    report["finished"] = False
+    report["error"] = why
+    with contextlib.suppress(OSError):
+        write_atomic(path, json.dumps(report, indent=2, ensure_ascii=False))
 
 
 def run_stages(stages: list[Stage], run: Run) -> None:
@@ -321,6 +345,10 @@ def run_stages(stages: list[Stage], run: Run) -> None:
             with heartbeat(s.name, getattr(run.opts, "progress", None)):
                 info = s.execute(run)
         except BaseException as exc:
+            stopped = (f"interrupted during the {s.name} stage" if isinstance(
+                exc, KeyboardInterrupt) else f"stopped in the {s.name} stage: "
+                f"{type(exc).__name__}: {exc}")
+            mark_unfinished(run.out, stopped)
             if _is_disk_full(exc):
                 raise DiskFull(errno.ENOSPC, f"{run.out}: no space left on the device during "
                                f"the {s.name} stage ({exc}); committed chunks are kept: free "

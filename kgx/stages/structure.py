@@ -11,15 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kgx.extract import (
-    ALIASES_FILE,
-    DOCUMENTS_FILE,
-    GRAPH_FILE,
-    REPORT_FILE,
-    STORE_DIR,
-    extract,
-    structure_key,
-)
+from kgx.extract import extract, structure_key
+from kgx.outdir import ALIASES_FILE, DOCUMENTS_FILE, GRAPH_FILE, REPORT_FILE, STORE_DIR
 from kgx.stages.runner import Run, Stage
 
 
@@ -45,6 +38,6 @@ class StructureStage(Stage):
         if not rep.finished:
             # A broken dump still gives its graph; later stages work on what was read.
             run.log("[structure] the dump broke off: later stages use the pages read before it")
-        return {"finished": rep.finished, "pages": rep.pages.get("read", 0),
+        return {"finished": rep.finished, "error": rep.error, "pages": rep.pages.get("read", 0),
                 "resumed_chunks": rep.resumed_chunks,
                 "graph_bytes": (run.out / GRAPH_FILE).stat().st_size}

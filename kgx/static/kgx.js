@@ -15,7 +15,19 @@ function entityPath(iri, resource) {
   }).join("/");
 }
 
-function cell(term, resource) {
+// An IRI as a prefixed name ("kgx:capital") where a predeclared prefix covers it.
+function shortIri(iri, prefixes) {
+  let best = null;
+  Object.keys(prefixes || {}).forEach(function (name) {
+    const ns = prefixes[name];
+    if (iri.startsWith(ns) && iri.length > ns.length && (!best || ns.length > prefixes[best].length)) {
+      best = name;
+    }
+  });
+  return best === null ? "<" + iri + ">" : best + ":" + iri.slice(prefixes[best].length);
+}
+
+function cell(term, resource, prefixes) {
   const td = document.createElement("td");
   if (!term) return td;
   if (term.type === "uri") {
@@ -27,7 +39,11 @@ function cell(term, resource) {
       a.title = term.value;
       td.appendChild(a);
     } else {
-      td.textContent = "<" + term.value + ">";
+      const span = document.createElement("span");
+      span.className = "iri";
+      span.textContent = shortIri(term.value, prefixes);
+      span.title = term.value;
+      td.appendChild(span);
     }
   } else if (term.type === "bnode") {
     td.textContent = "_:" + term.value;
@@ -44,7 +60,7 @@ function cell(term, resource) {
   return td;
 }
 
-function drawSelect(data, resource, results) {
+function drawSelect(data, resource, prefixes, results) {
   const table = document.createElement("table");
   table.className = "results";
   const head = table.createTHead().insertRow();
@@ -56,7 +72,7 @@ function drawSelect(data, resource, results) {
   const body = table.createTBody();
   data.results.bindings.forEach(function (row) {
     const tr = body.insertRow();
-    data.head.vars.forEach(function (v) { tr.appendChild(cell(row[v], resource)); });
+    data.head.vars.forEach(function (v) { tr.appendChild(cell(row[v], resource, prefixes)); });
   });
   results.appendChild(table);
   return data.results.bindings.length;
@@ -66,6 +82,8 @@ async function run(form) {
   const status = document.getElementById("status");
   const results = document.getElementById("results");
   const resource = form.dataset.resource;
+  let prefixes = {};
+  try { prefixes = JSON.parse(form.dataset.prefixes || "{}"); } catch (e) { prefixes = {}; }
   const query = form.elements.query.value;
   results.textContent = "";
   status.className = "note";
@@ -103,7 +121,7 @@ async function run(form) {
       results.appendChild(p);
       summary = "ASK";
     } else {
-      const n = drawSelect(data, resource, results);
+      const n = drawSelect(data, resource, prefixes, results);
       summary = n + " row" + (n === 1 ? "" : "s");
     }
   } else {
