@@ -222,6 +222,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 def open_raw(path: str | os.PathLike[str]) -> io.BufferedReader:
     """Open a dump file as a decompressed binary stream with a ``compressed_pos`` property.
     The file is opened once, so a pipe works as well as a file."""
+    if not Path(path).exists() or Path(path).is_dir():
+        detect_format(path)  # raises, saying what was expected
     try:
         fp, head = _open_source(path)
     except OSError as exc:
@@ -273,13 +275,47 @@ def parse_siteinfo(elem: etree._Element, lang: str | None) -> SiteInfo:
                                             ns.get("case", "first-letter")))
         else:
             values[name] = (child.text or "").strip()
-    dbname = values.get("dbname", "")
+    # An export before 0.5 names no <dbname>: a Wikimedia wiki's is its base URL's (one wiki,
+    # one IRI namespace, whichever export of it is read).
+    dbname = values.get("dbname", "") or dbname_from_base(values.get("base", ""))
     if not lang:
         lang = dbname[: -len("wiki")] if dbname.endswith("wiki") else "en"
         lang = lang.replace("_", "-") or "en"
     return SiteInfo(sitename=values.get("sitename", ""), dbname=dbname,
                     base=values.get("base", ""), lang=lang,
                     case=values.get("case", "first-letter"), namespaces=tuple(namespaces))
+
+
+_PROJECTS = {"wikipedia": "wiki", "wiktionary": "wiktionary", "wikibooks": "wikibooks",
+             "wikinews": "wikinews", "wikiquote": "wikiquote", "wikisource": "wikisource",
+             "wikiversity": "wikiversity", "wikivoyage": "wikivoyage"}
+_SPECIAL_HOSTS = {"commons.wikimedia.org": "commonswiki", "meta.wikimedia.org": "metawiki",
+                  "species.wikimedia.org": "specieswiki", "www.wikidata.org": "wikidatawiki",
+                  "wikidata.org": "wikidatawiki", "www.mediawiki.org": "mediawikiwiki",
+                  "incubator.wikimedia.org": "incubatorwiki"}
+
+
+def dbname_from_base(base: str) -> str:
+    """The database name of a Wikimedia wiki from its main page's URL, as Wikimedia names it
+    (``http://it.wikipedia.org/wiki/...`` -> ``itwiki``, ``zh-min-nan.wikipedia.org`` ->
+    ``zh_min_nanwiki``); "" for another site.
+
+    >>> dbname_from_base("http://it.wikipedia.org/wiki/Pagina_principale")
+    'itwiki'
+    >>> dbname_from_base("https://en.wiktionary.org/wiki/Main_Page")
+    'enwiktionary'
+    """
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(base).hostname or "").lower()
+    if host in _SPECIAL_HOSTS:
+        return _SPECIAL_HOSTS[host]
+    parts = host.split(".")
+    if len(parts) == 4 and parts[1] == "m":  # the mobile site: en.m.wikipedia.org
+        parts = [parts[0], *parts[2:]]
+    if len(parts) == 3 and parts[2] == "org" and parts[1] in _PROJECTS and parts[0] != "www":
+        return parts[0].replace("-", "_") + _PROJECTS[parts[1]]
+    return ""
 
 
 MAX_ID = (1 << 63) - 1  # MediaWiki's ids are unsigned 64-bit at most; SQLite's are signed
@@ -295,15 +331,59 @@ def _int_field(text: str | None, what: str, lo: int, hi: int) -> int:
     return value
 
 
-def page_from_element(elem: etree._Element, where: str = "") -> Page:
-    """Build a :class:`Page` from a ``<page>`` element (its last revision).
+@dataclass(slots=True)
+class Revision:
+    """One ``<revision>`` of a page: its id, timestamp, text, and what was wrong with it."""
+
+    id: int | None = None
+    timestamp: str | None = None
+    text: str = ""
+    problems: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, elem: etree._Element) -> Revision:
+        rev = cls()
+        problems = []
+        for child in elem:
+            name = _local(child.tag)
+            if name == "id":
+                try:
+                    rev.id = _int_field(child.text, "revision <id>", 0, MAX_ID)
+                except ValueError as exc:
+                    problems.append(str(exc))
+            elif name == "timestamp":
+                rev.timestamp = (child.text or "").strip() or None
+            elif name == "text":
+                rev.text = child.text or ""
+        rev.problems = tuple(problems)
+        return rev
+
+    def newer_than(self, other: Revision | None) -> bool:
+        """Whether this revision replaces ``other`` as a page's newest: the later timestamp
+        (ISO 8601 in UTC, so strings compare as times), then the higher id; without either,
+        the one read later."""
+        if other is None:
+            return True
+        mine = (self.timestamp or "", self.id or 0)
+        theirs = (other.timestamp or "", other.id or 0)
+        return mine >= theirs
+
+
+def page_from_element(elem: etree._Element, where: str = "",
+                      newest: Revision | None = None, skipped: int = 0) -> Page:
+    """Build a :class:`Page` from a ``<page>`` element and its newest revision (by
+    timestamp, not its place in the file: a history export may list them newest first).
+
+    Args:
+        newest: The newest revision where the reader kept it apart (a streamed history dump
+            drops each revision as it is read), compared with any still in ``elem``.
+        skipped: Older revisions the reader already dropped.
 
     A field that is not what the export schema says (a non-integer ``<id>``, ``<ns>`` or
     revision id, an id out of range) does not raise: the page comes back with ``problem`` set,
     naming the field and ``where`` (its position), so that the run skips and reports it.
     """
     title, ns, pid, redirect = "", 0, 0, None
-    rev = None
     problems: list[str] = []
     for child in elem:
         name = _local(child.tag)
@@ -317,22 +397,16 @@ def page_from_element(elem: etree._Element, where: str = "") -> Page:
             elif name == "redirect":
                 redirect = child.get("title") or ""
             elif name == "revision":
-                rev = child
+                rev = Revision.of(child)
+                if newest is not None:
+                    skipped += 1
+                if rev.newer_than(newest):
+                    newest = rev
         except ValueError as exc:
             problems.append(str(exc))
-    rev_id, ts, text = None, None, ""
-    if rev is not None:
-        for child in rev:
-            name = _local(child.tag)
-            if name == "id":
-                try:
-                    rev_id = _int_field(child.text, "revision <id>", 0, MAX_ID)
-                except ValueError as exc:
-                    problems.append(str(exc))
-            elif name == "timestamp":
-                ts = child.text
-            elif name == "text":
-                text = child.text or ""
+    rev_id, ts, text = (newest.id, newest.timestamp, newest.text) if newest else (None, None, "")
+    if newest is not None:
+        problems += newest.problems
     if not title.strip():
         problems.append("empty <title>")
     problem = None
@@ -341,7 +415,7 @@ def page_from_element(elem: etree._Element, where: str = "") -> Page:
         at = ", ".join(x for x in (where, f"line {line}" if line else "") if x)
         problem = "; ".join(problems) + (f" (at {at} of the XML)" if at else "")
     return Page(id=pid, ns=ns, title=title, text=text, revision_id=rev_id, timestamp=ts,
-                redirect=redirect, problem=problem)
+                redirect=redirect, problem=problem, revisions_skipped=skipped)
 
 
 class DumpReader:
@@ -428,8 +502,9 @@ class DumpReader:
                 self._done = True
                 return SiteInfo(lang=lang or "en")
 
-    def _take(self, elem: etree._Element) -> Page:
-        page = page_from_element(elem)
+    def _take(self, elem: etree._Element, newest: Revision | None = None,
+              skipped: int = 0) -> Page:
+        page = page_from_element(elem, newest=newest, skipped=skipped)
         elem.clear()
         parent = elem.getparent()
         if parent is not None:
@@ -446,6 +521,10 @@ class DumpReader:
         if self._done:
             return
         ended = False
+        # A page's revisions are read one at a time and only the newest is kept, so a
+        # history dump (thousands of revisions a page) takes the memory of two of them.
+        newest: Revision | None = None
+        skipped = 0
         while True:
             ev = self._next_event()
             if ev is None:
@@ -454,8 +533,19 @@ class DumpReader:
             if kind != "end":
                 continue
             name = _local(elem.tag)
-            if name == "page":
-                page = self._take(elem)
+            if name == "revision":
+                parent = elem.getparent()
+                if parent is not None and _local(parent.tag) == "page":
+                    rev = Revision.of(elem)
+                    if newest is not None:
+                        skipped += 1
+                    if rev.newer_than(newest):
+                        newest = rev
+                    elem.clear()
+                    parent.remove(elem)
+            elif name == "page":
+                page = self._take(elem, newest, skipped)
+                newest, skipped = None, 0
                 self.pages_read += 1
                 self.last_title = page.title
                 yield page

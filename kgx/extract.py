@@ -71,8 +71,8 @@ from kgx.workers import (
     run_stream,
 )
 
-PAGE_KINDS = ("read", "article", "disambiguation", "redirect", "other-namespace", "skipped",
-              "lost", "duplicate-id")
+PAGE_KINDS = ("read", "article", "disambiguation", "redirect", "category", "other-namespace",
+              "skipped", "lost", "duplicate-id")
 MAX_LISTED = 1000  # skipped/lost pages listed by name in the report (all are counted)
 # Oxigraph's bulk loader holds about 8x its input: loading a 170 MB graph.nq in 16 MB chunks
 # peaked at 182 MB, in 64 MB chunks at 513 MB, and one load of a whole 384 MB file at 1.4 GB
@@ -122,6 +122,7 @@ class Report:
     lost: list[dict[str, Any]] = field(default_factory=list)
     stream_errors: list[str] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
+    revisions_skipped: int = 0  # a history dump's older revisions (the newest is read)
     refused_quads: int = 0
     refused: list[str] = field(default_factory=list)
     resumed_chunks: int = 0
@@ -152,8 +153,9 @@ class Report:
             f"{self.out}",
             f"pages read {p.get('read', 0):,}: articles {p.get('article', 0):,}, "
             f"disambiguations {p.get('disambiguation', 0):,}, redirects {p.get('redirect', 0):,},"
-            f" other namespaces {p.get('other-namespace', 0):,}, skipped {p.get('skipped', 0):,}"
-            f", lost {p.get('lost', 0):,}",
+            f" categories {p.get('category', 0):,}, other namespaces "
+            f"{p.get('other-namespace', 0):,}, skipped {p.get('skipped', 0):,}, lost "
+            f"{p.get('lost', 0):,}",
             "triples " + ", ".join(f"{k} {v:,}" for k, v in sorted(self.triples.items()))
             + f" (total {sum(self.triples.values()):,})",
             "time " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()),
@@ -162,6 +164,9 @@ class Report:
             lines.append(f"  skipped page {s['id']} {s['title']!r}: {s['reason']}")
         if len(self.skipped) > 10:
             lines.append(f"  ... {p.get('skipped', 0) - 10} more skipped pages in the report")
+        if self.revisions_skipped:
+            lines.append(f"  {self.revisions_skipped:,} older revisions skipped (a history "
+                         "dump: the newest revision of each page is read)")
         if p.get("duplicate-id"):
             lines.append(f"  {p['duplicate-id']:,} page ids seen twice: the later revision "
                          "was kept (see duplicates in the report)")
@@ -210,7 +215,7 @@ def _delta() -> dict[str, Any]:
     """What one chunk adds to the report (kept in its journal row, so a resumed run's report
     counts every chunk, committed before the kill or after)."""
     return {"pages": Counter(), "triples": Counter(), "skipped": [], "lost": [],
-            "stream_errors": [], "duplicates": [], "dropped": []}
+            "stream_errors": [], "duplicates": [], "dropped": [], "revisions_skipped": 0}
 
 
 class _Writer:
@@ -239,8 +244,11 @@ class _Writer:
             for r in res.results:
                 d["pages"]["read"] += 1
                 d["pages"][r.kind] += 1
+                d["revisions_skipped"] += r.revisions_skipped
                 if r.kind == "skipped":
                     d["skipped"].append({"id": r.page_id, "title": r.title, "reason": r.reason})
+                elif r.kind == "category":
+                    d["triples"].update(r.counts)  # the category tree: no entity's title
                 elif r.kind != "other-namespace":
                     d["triples"].update(r.counts)
                     titles.append((r.title, r.page_id, r.kind))
@@ -280,6 +288,7 @@ class _Writer:
             lst = getattr(rep, k)
             lst += d[k][: max(0, MAX_LISTED - len(lst))]
         rep.stream_errors += d["stream_errors"]
+        rep.revisions_skipped += d.get("revisions_skipped", 0)
         for stem, first, n in d["dropped"]:
             self.dropped.setdefault(stem, []).append((first, n))
 
@@ -484,8 +493,6 @@ def _finish(out: Path, work: Path, pool: OrderedPool, writer: _Writer, report: R
         report.triples["ontology"] += _append_ontology(f)
 
     concatenate(sorted(writer.parts.glob("*" + RESOLVED)), out / GRAPH_FILE, ontology)
-    writer.aliases.close()
-    os.replace(work / ALIASES_FILE, out / ALIASES_FILE)
     if opts.keep_documents:
         concatenate(sorted(writer.parts.glob("*.jsonl")), out / DOCUMENTS_FILE)
     report.seconds["resolve"] = round(time.monotonic() - t, 3)
@@ -496,6 +503,10 @@ def _finish(out: Path, work: Path, pool: OrderedPool, writer: _Writer, report: R
         report.refused = loaded.examples
         report.seconds["store"] = round(time.monotonic() - t, 3)
         report.store_steps = {"seconds": loaded.seconds, "cpu_seconds": loaded.cpu_seconds}
+    # The alias table holds the journal: it leaves the work folder only once everything else
+    # is written, so a store load that fails (a full disk) keeps every committed chunk.
+    writer.aliases.close()
+    os.replace(work / ALIASES_FILE, out / ALIASES_FILE)
     shutil.rmtree(work, ignore_errors=True)
     with contextlib.suppress(OSError):
         work.parent.rmdir()  # .work, when no other stage has work in flight
@@ -559,7 +570,7 @@ def load_store(graph: Path, store_dir: Path) -> StoreLoad:
         done = (time.monotonic(), time.process_time())
         del store
         for step, (a, b) in {"bulk_loads": (clock, loaded), "optimize": (loaded, done)}.items():
-            result.seconds[step] = round(b[0] - a[0], 3)
+            result.seconds[step] = round(b[0] - a[0], 6)  # an optimize can take under 1 ms
             result.cpu_seconds[step] = round(b[1] - a[1], 3)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -48,6 +48,7 @@ RDF_TYPE = RDF + "type"
 RDF_LANGSTRING = RDF + "langString"
 RDFS_LABEL = RDFS + "label"
 SKOS_ALTLABEL = SKOS + "altLabel"
+SKOS_BROADER = SKOS + "broader"
 FOAF_PRIMARY_TOPIC_OF = FOAF + "isPrimaryTopicOf"
 
 _NAME_FOLD = re.compile(r"[\s_]+")
@@ -170,6 +171,17 @@ class Mappings:
     templates: dict[str, Family]  # folded template name -> family
     category_types: dict[str, list[tuple[re.Pattern[str], str]]] = field(default_factory=dict)
     disambiguation_templates: dict[str, frozenset[str]] = field(default_factory=dict)
+    disambiguation_categories: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def disambiguation_markers(self, lang: str) -> tuple[frozenset[str], frozenset[str]]:
+        """The templates and categories that mark a disambiguation page on a wiki in
+        ``lang`` (``zh-yue`` takes ``zh``'s where it has none of its own)."""
+        base = lang.split("-")[0]
+
+        def pick(table: dict[str, frozenset[str]]) -> frozenset[str]:
+            return table.get(lang) or table.get(base) or frozenset()
+
+        return pick(self.disambiguation_templates), pick(self.disambiguation_categories)
 
     def family(self, template: str) -> Family | None:
         return self.templates.get(fold_name(template))
@@ -246,6 +258,8 @@ def load_mappings(path: str | None = None, ontology_path: str | None = None) -> 
                 raise MappingError(f"{p}: category_types.{lang} names unknown class kgx:{cls}")
             for pat in patterns:
                 cats.setdefault(lang, []).append((re.compile(pat, re.I), onto.classes[cls]))
-    dab = {lang: frozenset(t.lower() for t in names)
+    dab = {lang: frozenset(str(t).lower() for t in names)
            for lang, names in (data.get("disambiguation_templates") or {}).items()}
-    return Mappings(onto, templates, cats, dab)
+    dab_cats = {lang: frozenset(str(c).casefold() for c in names)
+                for lang, names in (data.get("disambiguation_categories") or {}).items()}
+    return Mappings(onto, templates, cats, dab, dab_cats)

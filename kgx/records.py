@@ -55,6 +55,7 @@ class Page:
     timestamp: str | None = None
     redirect: str | None = None
     problem: str | None = None  # why the page cannot be read (a field of the wrong type...)
+    revisions_skipped: int = 0  # older revisions a history dump held (only the newest is read)
 
 
 # --------------------------------------------------------------------------- text level

@@ -22,6 +22,27 @@ _CANONICAL = {
     "mediawiki talk": 9, "template": 10, "template talk": 11, "help": 12, "help talk": 13,
     "category": 14, "category talk": 15, "wp": 4, "module": 828, "portal": 100, "draft": 118,
 }
+# Namespace aliases of MediaWiki's language files that a dump's siteinfo does not list (it
+# lists each namespace's one local name): [[画像:X.jpg]] on a Japanese wiki is a file, not an
+# article named "画像:X.jpg". By the wiki's language; a name the siteinfo gives another
+# namespace keeps it.
+_LANGUAGE_ALIASES: dict[str, dict[str, int]] = {
+    "ja": {"画像": 6, "ファイル": 6, "カテゴリ": 14, "分類": 14, "テンプレート": 10},
+    "zh": {"图像": 6, "圖像": 6, "文件": 6, "檔案": 6, "分类": 14, "分類": 14, "模板": 10,
+           "样板": 10, "模版": 10},
+    "ko": {"그림": 6, "파일": 6, "분류": 14, "틀": 10},
+    "de": {"bild": 6, "datei": 6, "kategorie": 14, "vorlage": 10},
+    "fr": {"image": 6, "fichier": 6, "catégorie": 14, "modèle": 10},
+    "es": {"imagen": 6, "archivo": 6, "categoría": 14, "plantilla": 10},
+    "it": {"immagine": 6, "categoria": 14},
+    "pt": {"imagem": 6, "ficheiro": 6, "arquivo": 6, "categoria": 14, "predefinição": 10},
+    "nl": {"afbeelding": 6, "bestand": 6, "categorie": 14, "sjabloon": 10},
+    "pl": {"grafika": 6, "plik": 6, "kategoria": 14, "szablon": 10},
+    "ru": {"изображение": 6, "файл": 6, "категория": 14, "шаблон": 10},
+    "uk": {"зображення": 6, "файл": 6, "категорія": 14, "шаблон": 10},
+    "sv": {"bild": 6, "fil": 6, "kategori": 14, "mall": 10},
+    "bg": {"картинка": 6, "файл": 6, "категория": 14, "шаблон": 10},
+}
 # Interwiki prefixes common to Wikimedia wikis; language codes are matched by shape.
 _INTERWIKI = {
     "wikt", "wiktionary", "commons", "c", "s", "wikisource", "q", "wikiquote", "n", "wikinews",
@@ -133,7 +154,8 @@ class Site:
             self._ns_by_key[ns.key] = ns
             if ns.name:
                 self._ns_by_name[ns.name.lower()] = ns
-        for name, key in _CANONICAL.items():
+        local = _LANGUAGE_ALIASES.get(self.lang.split("-")[0], {})
+        for name, key in (*_CANONICAL.items(), *local.items()):
             if name not in self._ns_by_name and key in self._ns_by_key:
                 self._ns_by_name[name] = self._ns_by_key[key]
             elif name not in self._ns_by_name and not info.namespaces:

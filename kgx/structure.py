@@ -19,6 +19,7 @@ from kgx.ontology import (
     KGX,
     RDF_TYPE,
     RDFS_LABEL,
+    SKOS_BROADER,
     XSD,
     Family,
     Mappings,
@@ -204,6 +205,20 @@ class StructureExtractor:
             prov = self._prov(page, "link")
             for t in targets:
                 yield Fact(e, self._p["wikiLink"], Entity(t), prov)
+
+    def category_facts(self, page: Page, doc: Document, title: str) -> Iterator[Fact]:
+        """A category page's place in the category tree: ``skos:broader`` each category it
+        is in (its parent), its label without the namespace prefix, its class."""
+        e = Entity(title)
+        prov = self._prov(page, "category")
+        yield Fact(e, self._cls_type, IRI(KGX + "Category"), prov)
+        name = title.split(":", 1)[1] if ":" in title else title
+        yield Fact(e, IRI(RDFS_LABEL), Literal(name, lang=self.lang), prov)
+        cat_ns = self.site.namespace_name(14) or "Category"
+        for c in doc.categories:
+            parent = f"{cat_ns}:{c}"
+            if parent != title:
+                yield Fact(e, IRI(SKOS_BROADER), Entity(parent), prov)
 
     def _infobox_facts(self, page: Page, e: Entity, doc: Document) -> Iterator[Fact]:
         prov = self._prov(page, "infobox")

@@ -418,6 +418,67 @@ class _Renderer:
         return Rendered(text, links, tuple(dates))
 
 
+_PARENTHETICAL = re.compile(r"\(([^()\n]*)\)")
+_DEBRIS_LEAD = re.compile(r"[\s;,]*")
+_DEBRIS_TRAIL = re.compile(r"[\s;,]*\Z")
+_SEPARATOR_RUN = re.compile(r"[;,](?:\s*[;,])+")
+_OPEN_DEBRIS = re.compile(r"\(\s*[;,][\s;,]*")
+
+
+def _debris(body: str) -> list[tuple[int, int]]:
+    """Ranges of a line that removed templates left as debris, to drop: a parenthetical of
+    nothing but separators and spaces (with the space before it); the separators and spaces
+    a parenthetical opens or closes with (``(; born 1905`` -> ``(born 1905``), and the
+    separators it repeats (``(a, , b)``)."""
+    out: list[tuple[int, int]] = []
+    for m in _PARENTHETICAL.finditer(body):
+        inner, a, b = m.group(1), m.start(1), m.end(1)
+        if not inner.strip(" \t;,"):
+            start = m.start()
+            while start > 0 and body[start - 1] == " ":
+                start -= 1
+            out.append((start, m.end()))
+            continue
+        lead = _DEBRIS_LEAD.match(inner)
+        if lead and lead.end():
+            out.append((a, a + lead.end()))
+        trail = _DEBRIS_TRAIL.search(inner)
+        if trail and trail.start() < len(inner):
+            out.append((a + trail.start(), b))
+        for r in _SEPARATOR_RUN.finditer(inner, lead.end() if lead else 0):
+            if trail is None or r.end() <= trail.start():
+                out.append((a + r.start() + 1, a + r.end()))
+    # an opening whose close is beyond this piece of text (a nested parenthetical)
+    for m in _OPEN_DEBRIS.finditer(body):
+        out.append((m.start() + 1, m.end()))
+    return out
+
+
+def _kept_pieces(body: str) -> list[tuple[int, int]]:
+    """The ranges of a line kept: everything but :func:`_debris` and all but the first
+    character of every run of spaces."""
+    drop = bytearray(len(body))
+    for a, b in _debris(body):
+        drop[a:b] = b"\x01" * (b - a)
+    pieces: list[tuple[int, int]] = []
+    start = None
+    prev_space = False
+    for i, ch in enumerate(body):
+        space = ch in " \t"
+        skip = drop[i] or (space and prev_space)
+        if not drop[i]:
+            prev_space = space
+        if skip:
+            if start is not None:
+                pieces.append((start, i))
+                start = None
+        elif start is None:
+            start = i
+    if start is not None:
+        pieces.append((start, len(body)))
+    return pieces
+
+
 def _clean_lines(b: _Builder, sections: list[Section] | None, protected: bool
                  ) -> tuple[str, tuple[Link, ...], list[DateValue]]:
     """Step 4: headings out, list markers and extra spaces out, spans mapped to new offsets."""
@@ -461,14 +522,10 @@ def _clean_lines(b: _Builder, sections: list[Section] | None, protected: bool
         if out:
             out.append("\n")
             npos += 1
-        # collapse runs of spaces and empty parentheses left by removed templates
-        cut = 0
+        # collapse runs of spaces, and the separators and empty parentheses that removed
+        # templates leave ("Ayn Rand (; born ...", "Andorra (; , ), officially")
         body = line[a:e]
-        pieces = []
-        for m in _SPACE_RUN.finditer(body):
-            pieces.append((cut, m.start() + 1))
-            cut = m.end()
-        pieces.append((cut, len(body)))
+        pieces = _kept_pieces(body)
         for p0, p1 in pieces:
             if p1 > p0:
                 old_starts.append(ls + a + p0)
@@ -554,9 +611,15 @@ def render(wikitext: str, site: Site) -> Rendered:
     return r.render_value(0, len(src))
 
 
-def is_disambiguation(doc: Document, extra: Iterable[str] = ()) -> bool:
-    """Whether a page is a disambiguation page, by its templates or its title."""
+def is_disambiguation(doc: Document, extra: Iterable[str] = (),
+                      categories: Iterable[str] = ()) -> bool:
+    """Whether a page is a disambiguation page: by its templates (kgx's English list and
+    ``extra``, the wiki's own), its categories (``categories``, case-folded names without the
+    namespace prefix), or its title."""
     names = DISAMBIGUATION.union(extra)
     if any(t in names or t.endswith(" disambiguation") for t in doc.templates):
+        return True
+    marks = frozenset(categories)
+    if marks and any(c.casefold() in marks for c in doc.categories):
         return True
     return doc.title.endswith("(disambiguation)")

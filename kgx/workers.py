@@ -51,7 +51,7 @@ class PageResult:
 
     page_id: int
     title: str
-    kind: str  # article | disambiguation | redirect | other-namespace | skipped
+    kind: str  # article | disambiguation | redirect | category | other-namespace | skipped
     reason: str | None = None
     lines: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
@@ -59,6 +59,7 @@ class PageResult:
     anchors: list[tuple[str, str]] = field(default_factory=list)
     document: Document | None = None
     revision_id: int | None = None
+    revisions_skipped: int = 0  # older revisions of a history dump, not read
     first_line: int = 0  # where this page's lines start in its task's part file
     n_lines: int = 0
 
@@ -84,6 +85,9 @@ class Crashed:
     """A task whose worker process died (segfault, kill, out of memory) twice."""
 
     task: tuple[Any, ...]
+
+
+CATEGORY_NS = 14
 
 
 class PageTimeout(Exception):
@@ -121,7 +125,7 @@ def init_worker(ctx: Context, limit_memory: bool = True) -> None:
     global _CTX
     _CTX = ctx
     signal.signal(signal.SIGALRM, _alarm)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_interrupts_in_worker()  # never in the process that runs the stage itself
     if limit_memory:
         limit_address_space(ctx.limits.page_memory_mb)
 
@@ -159,7 +163,8 @@ def process_page(page: Page, ctx: Context) -> PageResult:
         return PageResult(page.id, page.title, "skipped",
                           f"title {page.title[:80]!r} is not one MediaWiki allows")
     title = normalized or page.title
-    if page.ns != 0:
+    category = page.ns == CATEGORY_NS and page.redirect is None and normalized is not None
+    if page.ns != 0 and not category:
         return PageResult(page.id, page.title, "other-namespace")
     if page.redirect is not None:
         target = site.normalize(page.redirect)
@@ -178,7 +183,11 @@ def process_page(page: Page, ctx: Context) -> PageResult:
         signal.setitimer(signal.ITIMER_REAL, ctx.limits.page_timeout)
     try:
         doc = parse_page(page, site, ctx.mappings.infobox_names())
-        dab = is_disambiguation(doc, ctx.mappings.disambiguation_templates.get(site.lang, ()))
+        if category:  # its parent categories: the category tree, not an entity's facts
+            facts = ctx.extractor.category_facts(page, doc, title)
+            lines, counts = to_nquads(facts, site, Entity(title))
+            return PageResult(page.id, title, "category", None, lines, counts)
+        dab = is_disambiguation(doc, *ctx.mappings.disambiguation_markers(site.lang))
         facts = ctx.extractor.article_facts(page, doc, title, dab)
         lines, counts = to_nquads(facts, site, Entity(title))
         anchors = [(doc.text[ln.start:ln.end], ln.target) for ln in doc.links]
@@ -217,6 +226,7 @@ def _run(task_id: int, pages: list[Page], stem: str, ctx: Context) -> TaskResult
         anchors.update(r.anchors)
         r.anchors = []
         r.revision_id = p.revision_id
+        r.revisions_skipped = p.revisions_skipped
         r.first_line, r.n_lines = line, len(r.lines)
         line += len(r.lines)
     if ctx.parts is not None:

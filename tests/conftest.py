@@ -224,3 +224,17 @@ def write_hostile_graph(out: Path) -> str:
     (out / "report.json").write_text(json.dumps({"site": {
         "base": "https://wiki.test/wiki/Main_Page", "namespace": ns}}))
     return res
+
+
+@pytest.fixture
+def busy_core():
+    """The other core busy, as on a loaded machine: the kill tests once failed only there."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        proc.kill()
+        proc.wait()

@@ -179,7 +179,8 @@ def test_non_articles_skipped_and_limit(write_dump, tmp_path: Path) -> None:
                        ("C", "C.")])
     rep = run(dump, tmp_path / "out", workers=0, limit=3)
     assert rep["pages"] == {"read": 3, "other-namespace": 1, "article": 2, "redirect": 0,
-                            "disambiguation": 0, "skipped": 0, "lost": 0, "duplicate-id": 0}
+                            "disambiguation": 0, "category": 0, "skipped": 0, "lost": 0,
+                            "duplicate-id": 0}
 
 
 def _hang(*a, **k):

@@ -23,10 +23,11 @@ from .conftest import SITEINFO, best_page_seconds
 ODD = ["\ufffd", "\ue000", "\x7f", "\x85", "\ufdd0", "\U0010fffd", "\U0001fffe"]
 
 
-def raw_dump(tmp_path: Path, pages: list[str], siteinfo: str = SITEINFO) -> Path:
+def raw_dump(tmp_path: Path, pages: list[str], siteinfo: str = SITEINFO, lang: str = "en"
+             ) -> Path:
     path = tmp_path / "hostile.xml"
     path.write_text('<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" '
-                    'version="0.10" xml:lang="en">\n' + siteinfo + "".join(pages)
+                    f'version="0.10" xml:lang="{lang}">\n' + siteinfo + "".join(pages)
                     + "</mediawiki>\n", encoding="utf-8")
     return path
 
@@ -198,3 +199,122 @@ def test_scanner_time_is_linear_in_the_input(shape: str) -> None:
     make = SHAPES[shape]
     small, large = best_page_seconds(make(5_000), ctx), best_page_seconds(make(40_000), ctx)
     assert large < 24 * max(small, 1e-4), (shape, small, large)
+
+
+# --------------------------------------------------------------------------- round two: dumps
+
+
+def history_page(pid: int, title: str, revisions: list[tuple[str, str]]) -> str:
+    """A page of a pages-meta-history export: (timestamp, text) per revision, in file order."""
+    revs = "".join(f"<revision><id>{pid * 1000 + k}</id><timestamp>{ts}</timestamp>"
+                   f"<text>{escape(text)}</text></revision>"
+                   for k, (ts, text) in enumerate(revisions))
+    return f"<page><title>{escape(title)}</title><ns>0</ns><id>{pid}</id>{revs}</page>\n"
+
+
+def test_a_history_dump_keeps_each_pages_newest_revision(tmp_path: Path) -> None:
+    """By timestamp, not by place in the file: an export may list revisions newest first."""
+    from kgx.dump import DumpReader
+
+    dump = raw_dump(tmp_path, [
+        history_page(1, "Descending", [("2020-05-01T00:00:00Z", "Newest [[Kabul]]."),
+                                       ("2019-01-01T00:00:00Z", "Older [[Paris]]."),
+                                       ("2010-01-01T00:00:00Z", "Oldest [[Rome]].")]),
+        history_page(2, "Ascending", [("2001-01-01T00:00:00Z", "First."),
+                                      ("2002-01-01T00:00:00Z", "Last [[Ulm]].")]),
+    ])
+    pages = {p.title: p for p in DumpReader(dump)}
+    assert pages["Descending"].text == "Newest [[Kabul]]." and \
+        pages["Descending"].revisions_skipped == 2
+    assert pages["Ascending"].text == "Last [[Ulm]]." and pages["Ascending"].revisions_skipped == 1
+    assert pages["Descending"].revision_id == 1000
+    rep = extract_report(dump, tmp_path / "out")
+    assert rep["revisions_skipped"] == 3
+    graph = (tmp_path / "out" / "graph.nq").read_text("utf-8")
+    assert "/Kabul>" in graph and "/Paris>" not in graph and "/Rome>" not in graph
+
+
+# The reader's own peak (VmHWM: ru_maxrss would carry the test process's peak across exec).
+MEMORY = """
+import re, sys
+from kgx.dump import DumpReader
+n = sum(len(p.text) for p in DumpReader(sys.argv[1]))
+status = open("/proc/self/status").read()
+print(int(re.search(r"VmHWM:\\s+(\\d+)", status).group(1)) // 1024, n)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM (Linux)")
+def test_a_history_dump_is_read_in_memory_that_does_not_grow_with_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    text = "Revision text with a [[Link]]. " * 2000  # 62 KB a revision
+    peaks = []
+    for n in (150, 300):  # 9 and 19 MB of XML, one page
+        dump = raw_dump(tmp_path, [history_page(1, "Long", [
+            (f"20{k // 1000:02d}-01-01T00:{k // 60 % 60:02d}:{k % 60:02d}Z", text)
+            for k in range(n)])])
+        out = subprocess.run([sys.executable, "-c", MEMORY, str(dump)], capture_output=True,
+                             text=True, check=True)
+        peak, chars = map(int, out.stdout.split())
+        assert chars == len(text)
+        peaks.append(peak)
+    assert peaks[1] - peaks[0] < 10, peaks  # MB: flat, not 10 MB per 10 MB of revisions
+
+
+JA_SITEINFO = """<siteinfo><sitename>ウィキペディア</sitename><dbname>jawiki</dbname>
+<base>https://ja.wikipedia.org/wiki/メインページ</base><case>first-letter</case>
+<namespaces><namespace key="0" case="first-letter" />
+<namespace key="6" case="first-letter">ファイル</namespace>
+<namespace key="10" case="first-letter">Template</namespace>
+<namespace key="14" case="first-letter">Category</namespace></namespaces></siteinfo>
+"""
+
+
+def test_a_japanese_wiki_s_own_markers_and_aliases(tmp_path: Path) -> None:
+    """{{aimai}} and the wiki's disambiguation category mark a disambiguation page; 画像: and
+    分類: are the file and category namespaces, not articles."""
+    dump = raw_dump(tmp_path, [
+        page("1", "メルクリウス",
+             "'''メルクリウス'''\n* [[水星]]\n* [[メルクリウス (神)]]\n{{aimai}}"),
+        page("2", "マーキュリー", "* [[水星]]\n[[Category:曖昧さ回避]]"),
+        page("3", "水星", "'''水星'''は惑星。[[画像:Mercury.jpg|thumb]] [[分類:惑星]] [[東京]]"),
+    ], JA_SITEINFO, lang="ja")
+    rep = extract_report(dump, tmp_path / "out")
+    assert rep["pages"]["disambiguation"] == 2 and rep["pages"]["article"] == 1
+    graph = (tmp_path / "out" / "graph.nq").read_text("utf-8")
+    assert "画像" not in graph and "分類" not in graph
+    assert "/resource/Category:惑星>" in graph and "/resource/東京>" in graph
+
+
+def test_category_pages_give_the_category_tree(tmp_path: Path) -> None:
+    dump = raw_dump(tmp_path, [
+        page("1", "Category:Physicists", "Physicists. [[Category:Scientists]] "
+             "[[Category:People by occupation]]", ns="14"),
+        page("2", "Category:Scientists", "[[Category:People by occupation]]", ns="14"),
+        page("3", "Albert Einstein", "'''Einstein''' was a physicist. [[Category:Physicists]]"),
+    ])
+    rep = extract_report(dump, tmp_path / "out")
+    assert rep["pages"]["category"] == 2 and rep["triples"]["category"] > 0
+    kg = KnowledgeGraph.open(tmp_path / "out")
+    broader = kg.sparql("SELECT ?a ?b WHERE { ?a skos:broader ?b } ORDER BY ?a ?b")
+    tail = [(r["a"].rsplit("/", 1)[1], r["b"].rsplit("/", 1)[1]) for r in broader]
+    assert tail == [("Category:Physicists", "Category:People_by_occupation"),
+                    ("Category:Physicists", "Category:Scientists"),
+                    ("Category:Scientists", "Category:People_by_occupation")]
+    assert kg.sparql("ASK { res:Category:Physicists a kgx:Category ; rdfs:label 'Physicists'@en }")
+
+
+def test_a_dump_without_dbname_gets_the_wikis_namespace(tmp_path: Path) -> None:
+    from kgx.dump import dbname_from_base
+
+    assert dbname_from_base("http://en.wikipedia.org/wiki/Main_Page") == "enwiki"
+    assert dbname_from_base("https://zh-min-nan.wikipedia.org/wiki/") == "zh_min_nanwiki"
+    assert dbname_from_base("https://commons.wikimedia.org/wiki/Main_Page") == "commonswiki"
+    assert dbname_from_base("https://en.m.wikipedia.org/wiki/X") == "enwiki"
+    assert dbname_from_base("https://wiki.example.org/wiki/Main") == ""
+    old = SITEINFO.replace("<dbname>enwiki</dbname>", "")
+    assert old != SITEINFO
+    rep = extract_report(raw_dump(tmp_path, [page("1", "A", "[[B]]")], old), tmp_path / "out")
+    assert rep["site"]["namespace"] == "https://kgx.dev/enwiki/"

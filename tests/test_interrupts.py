@@ -37,17 +37,6 @@ def group_gone(pgid: int, timeout: float) -> bool:
     return False
 
 
-@pytest.fixture
-def busy_core():
-    """The other core busy, as on a loaded machine (the kill tests failed only there)."""
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        yield
-    finally:
-        proc.kill()
-        proc.wait()
-
-
 def test_ctrl_c_in_the_read_stage_stops_within_seconds(readme_out: Path, tmp_path: Path,
                                                        busy_core: None) -> None:
     out = tmp_path / "out"
@@ -214,3 +203,38 @@ def test_query_errors_timeouts_and_interrupts(readme_out: Path, tmp_path: Path) 
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130 and "interrupted" in err and time.monotonic() - t < 5
+
+
+def test_a_run_in_this_process_leaves_ctrl_c_working(tmp_path: Path) -> None:
+    """With no worker processes the pages are read in this process: Ctrl-C must still stop it
+    (a worker's "ignore Ctrl-C" once stuck to the caller and to every program it started)."""
+    from kgx.extract import ExtractOptions, extract
+
+    before = signal.getsignal(signal.SIGINT)
+    extract(SAMPLE, tmp_path / "out", ExtractOptions(workers=0, progress=False, limit=5))
+    assert signal.getsignal(signal.SIGINT) is before is not signal.SIG_IGN
+
+
+def test_a_full_disk_during_the_store_load_keeps_the_structure_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RocksDB says "No space left on device" in an OSError without an errno: a clear error
+    (DiskFull), and the same command then loads the store without reading the dump again."""
+    import kgx.extract
+    from kgx.extract import ExtractOptions
+    from kgx.pipeline import PipelineOptions, run
+    from kgx.stages.runner import DiskFull
+
+    real = kgx.extract.load_store
+
+    def full(*a: object, **k: object) -> object:
+        raise OSError("IO error: No space left on device: While appending to file: 000012.sst")
+
+    monkeypatch.setattr(kgx.extract, "load_store", full)
+    opts = PipelineOptions(extract=ExtractOptions(workers=1, progress=False), use_model=False,
+                           index=False, progress=False)
+    with pytest.raises(DiskFull, match="no space left.*structure stage"):
+        run(SAMPLE, tmp_path / "out", opts, log=lambda m: None)
+    monkeypatch.setattr(kgx.extract, "load_store", real)
+    rep = run(SAMPLE, tmp_path / "out", opts, log=lambda m: None)
+    assert rep["finished"] and rep["resumed_chunks"] > 0
+    assert rep["pages"]["read"] == 206

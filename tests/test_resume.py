@@ -65,7 +65,7 @@ STRUCTURE = ("import sys; from kgx.extract import ExtractOptions, extract; "
 
 @pytest.mark.parametrize("layout", ["multistream", "single stream"])
 def test_structure_pass_resumes_after_kill_9(layout: str, small_streams: Path,
-                                             tmp_path: Path) -> None:
+                                             tmp_path: Path, busy_core: None) -> None:
     dump = small_streams if layout == "multistream" else SAMPLE
     opts = ExtractOptions(workers=1, progress=False, keep_documents=True)
     ref = extract(dump, tmp_path / "ref", opts)
@@ -131,7 +131,7 @@ def test_anchor_sums_by_part_are_redone_after_a_kill(tmp_path: Path) -> None:
 
 
 def test_a_changed_dump_starts_the_structure_pass_over(small_streams: Path,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, busy_core: None) -> None:
     dump = tmp_path / small_streams.name
     dump.write_bytes(small_streams.read_bytes())
     index = small_streams.with_name(small_streams.name.replace(".xml.bz2", "-index.txt.bz2"))

@@ -520,6 +520,18 @@ def test_a_light_query_is_not_queued_behind_slow_ones(tmp_path_factory) -> None:
             light.append((q(base, CAPITAL)[0], time.monotonic() - t))
         assert all(st == 200 and dt < 1.0 for st, dt in light), light
         assert q(base, slow)[0] == 503  # the light lane stops a slow query at 0.5 s
+        # Known slow now (the same text, laid out anew): it waits for the long lane only,
+        # and the light lane stays free for light queries.
+        again: list[int] = []
+        t2 = threading.Thread(target=lambda: again.append(q(base, "  " + slow.replace(
+            " . ", " .\n "))[0]))
+        t2.start()
+        time.sleep(0.2)
+        t = time.monotonic()
+        assert q(base, CAPITAL)[0] == 200 and time.monotonic() - t < 1.0
+        assert srv.pool.running("light") == 0
+        t2.join(30)
+        assert again == [503]
         first.join(30)
         assert codes["slow"] == 504
         # A replacement's start-up is nobody's query: the next query answers at once.

@@ -8,8 +8,12 @@ process kill can. What this module adds to "a pool of processes":
   second): a light query never waits behind other clients' slow ones, and a slow query that
   finds the long lane full is answered 503 after that half second instead of holding the last
   worker.
+* **Known slow queries.** A query that has run past ``light_timeout`` once (the same text, its
+  spaces aside) is known slow: it waits for the long lane only, so slow queries sent again and
+  again by many clients cannot take the light lane from light ones, and cost no worker a kill.
 * **Fair order.** Waiting requests are served by how many queries their client (its address)
-  already runs, then by arrival, so one client's burst does not queue everyone else.
+  already runs, then light before known slow, then by arrival, so one client's burst does not
+  queue everyone else.
 * **Start-up is nobody's query.** A worker counts as free only once it has opened the store
   and said so; a killed or crashed worker is replaced in the background, and one spare process
   is kept started, so a replacement takes no query's time.
@@ -76,9 +80,24 @@ class _Worker:
 class _Ticket:
     client: str
     arrived: float
+    shape: str = ""  # the job's fingerprint (see job_shape)
+    known_slow: bool = False
     worker: _Worker | None = None
     lane: str = ""
     order: int = field(default_factory=itertools.count().__next__)
+
+
+def job_shape(job: tuple[Any, ...]) -> str:
+    """A job's fingerprint: its kind and text with runs of white space made one (the same
+    query sent again, however it is laid out)."""
+    import hashlib
+
+    text = " ".join(str(x) for x in job[:2])
+    return hashlib.blake2b(" ".join(text.split()).encode("utf-8", "replace"),
+                           digest_size=8).hexdigest()
+
+
+KNOWN_SLOW = 10_000  # fingerprints of slow queries remembered (the oldest forgotten first)
 
 
 class QueryPool:
@@ -115,6 +134,7 @@ class QueryPool:
         self._lanes: Counter[str] = Counter()
         self._clients: Counter[str] = Counter()
         self._waiting: list[_Ticket] = []
+        self._slow: dict[str, float] = {}  # fingerprint -> when it last ran long
         self._closed = False
         self._spawner = threading.Thread(target=self._keep_started, daemon=True,
                                          name="kgx-query-spawner")
@@ -171,29 +191,29 @@ class QueryPool:
 
     # ------------------------------------------------------------------ scheduling
 
-    def _free_lane(self) -> str | None:
-        if self._lanes["long"] < self.opts.workers:
-            return "long"
-        if self._lanes["light"] < LIGHT_LANE:
-            return "light"
-        return None
-
     def _dispatch(self) -> None:
-        """Give idle workers to waiting tickets, fairest first (caller holds the lock)."""
+        """Give idle workers to waiting tickets, fairest first (caller holds the lock): the
+        long lane to any, the light lane to a ticket not known slow."""
         while self._idle and self._waiting:
-            t = min(self._waiting, key=lambda x: (self._clients[x.client], x.order))
-            lane = self._free_lane()
-            if lane is None:
+            if self._lanes["long"] < self.opts.workers:
+                lane, eligible = "long", self._waiting
+            elif self._lanes["light"] < LIGHT_LANE:
+                lane, eligible = "light", [t for t in self._waiting if not t.known_slow]
+            else:
                 return
+            if not eligible:
+                return
+            t = min(eligible, key=lambda x: (self._clients[x.client], x.known_slow, x.order))
             self._waiting.remove(t)
             t.worker, t.lane = self._idle.pop(), lane
             self._lanes[lane] += 1
             self._clients[t.client] += 1
             self._cond.notify_all()
 
-    def _acquire(self, client: str) -> _Ticket:
-        t = _Ticket(client, time.monotonic())
+    def _acquire(self, client: str, shape: str) -> _Ticket:
+        t = _Ticket(client, time.monotonic(), shape)
         with self._cond:
+            t.known_slow = shape in self._slow
             if self._closed:
                 raise Refused(503, "the server is shutting down")
             self._waiting.append(t)
@@ -203,8 +223,9 @@ class QueryPool:
             if t.worker is None:
                 with contextlib.suppress(ValueError):
                     self._waiting.remove(t)
-                raise Refused(503, f"all {self.opts.workers} query workers are busy; try "
-                              "again")
+                raise Refused(503, f"all {self.opts.workers} query workers are busy"
+                              + (" with long queries, and this one ran long before"
+                                 if t.known_slow else "") + "; try again later")
         return t
 
     def _release(self, t: _Ticket, w: _Worker | None) -> None:
@@ -233,7 +254,7 @@ class QueryPool:
                 or when a query in the light lane runs past ``light_timeout``; 504 past the
                 timeout.
         """
-        t = self._acquire(client)
+        t = self._acquire(client, job_shape(job))
         w = t.worker
         assert w is not None
         keep: _Worker | None = w
@@ -241,16 +262,20 @@ class QueryPool:
                                                                self.opts.light_timeout)
         try:
             w.conn.send(job)
-            deadline = time.monotonic() + limit
+            start = time.monotonic()
+            deadline = start + limit
             while w.conn.poll(max(0.0, deadline - time.monotonic())):
                 msg = w.conn.recv()
                 if msg[0] == "result":
+                    if time.monotonic() - start > self.opts.light_timeout:
+                        self._mark_slow(t.shape)
                     return msg[1:]
                 # ("lookup", name) from kgx:lookup(), ("suggest", name, k) from a 404 page
                 w.conn.send(self._lookup(msg[1]) if msg[0] == "lookup" else
                             self._suggest(msg[1], msg[2]))
             keep = None
             self._retire(w)
+            self._mark_slow(t.shape)
             what = "query" if job[0] == "sparql" else "page"
             if limit < self.opts.timeout:
                 raise Refused(503, f"all {self.opts.workers} query workers are running long "
@@ -266,6 +291,13 @@ class QueryPool:
                           ) from None
         finally:
             self._release(t, keep)
+
+    def _mark_slow(self, shape: str) -> None:
+        with self._cond:
+            self._slow.pop(shape, None)
+            self._slow[shape] = time.monotonic()
+            while len(self._slow) > KNOWN_SLOW:
+                del self._slow[next(iter(self._slow))]
 
     def _lookup(self, name: Any) -> str | None:
         if self.lookup is None or not isinstance(name, str) or not name.strip():
