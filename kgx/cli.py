@@ -62,8 +62,20 @@ def extract(
     train_epochs: Annotated[int, typer.Option(help="Training epochs at most.")] = 3,
     read_sentences: Annotated[int | None, typer.Option(
         help="Read at most N sentences (default: every sentence of every article).")] = None,
-    relation_threshold: Annotated[float, typer.Option(help="Lowest model-fact confidence.")
-                                  ] = 0.5,
+    relation_threshold: Annotated[float, typer.Option(
+        help="Lowest sentence score at which the reader reads a relation at all.")] = 0.5,
+    gold: Annotated[list[str] | None, typer.Option(
+        help="A gold training set mixed with the silver corpus, PATH or PATH:WEIGHT "
+             "(repeatable; default: the Re-DocRED documents kgx ships).")] = None,
+    no_gold: Annotated[bool, typer.Option(
+        "--no-gold", help="Train the reader on the silver corpus alone.")] = False,
+    held_out_share: Annotated[float | None, typer.Option(
+        help="Share of the subjects whose infobox facts are kept out of the reader's labels, "
+             "to measure it on (default: all with gold data, a quarter without).")] = None,
+    min_precision: Annotated[float, typer.Option(
+        help="Assert a property's model facts only from the confidence at which they are "
+             "right this often on held-out infobox facts (the rest are kept as candidates); "
+             "0 asserts every fact its types allow.")] = 0.9,
     workers: Annotated[int, typer.Option(help="Worker processes (0: none). Default: all cores."
                                          )] = os.cpu_count() or 1,
     limit: Annotated[int | None, typer.Option(help="Stop after N pages.")] = None,
@@ -101,7 +113,7 @@ def extract(
     from kgx.extract import ExtractOptions
     from kgx.ontology import MappingError
     from kgx.outdir import OutputInUse, check_output, remove_if_unused
-    from kgx.pipeline import PipelineOptions, run
+    from kgx.pipeline import DEFAULT_GOLD, PipelineOptions, run
     from kgx.site import check_namespace
     from kgx.stages.runner import DiskFull
     from kgx.workers import Limits
@@ -115,7 +127,19 @@ def extract(
             raise ValueError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
         if engine == "ray" and not ray_available():
             raise ValueError("--engine ray needs Ray: pip install 'kgx[cluster]'")
-    except (DumpError, ValueError) as exc:
+        for spec in gold or []:
+            from kgx.datasets import parse_source
+
+            if not parse_source(spec).path.is_file():
+                raise ValueError(f"--gold {spec}: no such file (a DocRED / Re-DocRED JSON or "
+                                 "a CoNLL file, PATH or PATH:WEIGHT)")
+        if held_out_share is not None and not 0.0 <= held_out_share <= 1.0:
+            raise ValueError(f"--held-out-share must be between 0 and 1, not "
+                             f"{held_out_share}")
+        if not 0.0 <= min_precision <= 1.0:
+            raise ValueError(f"--min-precision must be between 0 and 1 (a share of facts "
+                             f"right), not {min_precision}")
+    except (DumpError, ValueError) as exc:  # DataError is a ValueError
         _fail(str(exc))
     existed = out.exists()
     try:
@@ -135,7 +159,10 @@ def extract(
         opts = PipelineOptions(extract=ex, model=str(model) if model else None,
                                base_model=base_model, train_sentences=train_sentences,
                                train_epochs=train_epochs, read_sentences=read_sentences,
-                               relation_threshold=relation_threshold, reasoning=reasoning,
+                               relation_threshold=relation_threshold,
+                               min_precision=min_precision, reasoning=reasoning,
+                               gold=[] if no_gold else list(gold) if gold else
+                               [str(DEFAULT_GOLD)], held_out_share=held_out_share,
                                device=device, progress=progress,
                                read_chunk_documents=read_chunk_documents,
                                keep_intermediate=keep_intermediate, engine=engine,

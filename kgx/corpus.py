@@ -40,13 +40,13 @@ import sqlite3
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kgx.entities import EntityInfo, EntityTypes, coarse_type, load_entities
-from kgx.ontology import KGX
+from kgx.entities import EntityInfo, EntityTypes, Signatures, coarse_type, load_entities
+from kgx.ontology import KGX, load_ontology
 from kgx.sentences import Sentencizer, paragraphs
 
 __all__ = ["CorpusBuilder", "EntityInfo", "build_corpus", "coarse_type", "iter_split",
@@ -77,6 +77,19 @@ class _Span:
     fine: str | None
     entity: str | None
     source: str  # link | self | alias | surname | pronoun | description | fact
+
+
+HELD_OUT_SHARE = 0.25  # of the subjects with infobox facts, kept back from the labels
+HELD_OUT_SALT = "kgx held-out facts 1"
+
+
+def held_out_subject(title: str, share: float = HELD_OUT_SHARE, salt: str = HELD_OUT_SALT
+                     ) -> bool:
+    """Whether an entity's infobox facts are held out (by a seeded hash of its title, so the
+    corpus and the read stage agree): the distant-supervision practice of keeping part of the
+    knowledge base to measure a reader's precision on (Mintz et al. 2009)."""
+    h = int(hashlib.blake2b(f"{salt}\t{title}".encode(), digest_size=8).hexdigest(), 16)
+    return h % 10_000 < share * 10_000
 
 
 def split_of(page_id: int) -> str:
@@ -139,11 +152,21 @@ class CorpusBuilder:
         lang: Wiki language (spaCy's sentencizer for it, or the multilingual one).
         drop_unlabelled_caps: Apply the WikiNER rule (English-like capitalisation).
         max_na_per_sentence: Cap on NA relation examples per sentence.
+        held_out: Whether an entity's infobox facts are kept back from the labels (see
+            :func:`held_out_subject`): no relation example has it as its subject, so the
+            read stage can score what the reader says of it against them.
+        typed_negatives: NA examples only between mentions whose types some property could
+            join (a person and a city, not a city and a date): negatives that teach.
     """
 
     def __init__(self, entities: EntityTypes | Mapping[str, EntityInfo], lang: str = "en",
-                 drop_unlabelled_caps: bool = True, max_na_per_sentence: int = 4) -> None:
+                 drop_unlabelled_caps: bool = True, max_na_per_sentence: int = 4,
+                 held_out: Callable[[str], bool] | None = None,
+                 typed_negatives: bool = True) -> None:
         self.entities = entities
+        self.held_out = held_out or (lambda title: False)
+        self.onto = load_ontology()
+        self.signatures = Signatures(self.onto) if typed_negatives else None
         self.sentencizer = Sentencizer(lang)
         self.lang = lang
         self.drop_caps = drop_unlabelled_caps
@@ -155,6 +178,11 @@ class CorpusBuilder:
         # Sentences dropped for an unlabelled name that hold links to untyped pages: not
         # training rows, but contexts the trainer reads those links in (kgx.link_typing).
         self.link_contexts: list[dict[str, Any]] = []
+
+    def _coarse_of(self, fine: str | None) -> str | None:
+        """PER/ORG/LOC/MISC of a fine class (a pronoun's or a description's, which has no
+        tag of its own)."""
+        return None if fine is None else coarse_type(self.onto, fine)
 
     def _type(self, title: str) -> tuple[str | None, str | None]:
         info = self.entities.get(title)
@@ -329,7 +357,7 @@ class CorpusBuilder:
         """Whether two mentions of the sentence are the subject and object of a known fact."""
         entities = {sp.entity for sp in inside if sp.entity}
         for e in entities:
-            info = self.entities.get(e)
+            info = None if self.held_out(e) else self.entities.get(e)
             if info and any(o in entities and o != e for _p, o in info.facts):
                 return True
         return False
@@ -348,13 +376,21 @@ class CorpusBuilder:
         rels = []
         na: set[tuple[str, str]] = set()
         counted: set[tuple[str, str, str]] = set()  # one example per entity pair and label
+        coarse = [m["label"] or self._coarse_of(sp.fine) for m, sp in zip(mentions, inside,
+                                                                           strict=True)]
         for i, h in enumerate(mentions):
+            if h["entity"] and self.held_out(h["entity"]):
+                self.stats["relation_heads_held_out"] += 1
+                continue  # its facts are the read stage's yardstick, not a label
             facts = self.entities.get(h["entity"]) if h["entity"] else None
             for j, t in enumerate(mentions):
                 if i == j or h["entity"] == t["entity"]:
                     continue
                 labels = [p for p, o in (facts.facts if facts else []) if o == t["entity"]]
                 pair = (h["entity"], t["entity"])
+                if not labels and self.signatures is not None and \
+                        not self.signatures.any_fits(coarse[i], coarse[j]):
+                    continue  # no property joins these types: nothing to teach
                 if labels:
                     for lab in dict.fromkeys(labels):
                         rels.append({"head": i, "tail": j, "label": lab})
@@ -395,7 +431,9 @@ def iter_documents(path: Path) -> Iterator[dict[str, Any]]:
 
 
 DOCS_PER_CHUNK = 200  # documents per committed chunk of the corpus stage
-CORPUS_VERSION = "corpus-5"  # what the labelling does; a change makes old corpora re-run
+# What the labelling does; a change makes old corpora re-run (6: held-out subjects, typed
+# negatives).
+CORPUS_VERSION = "corpus-6"
 SPLITS = ("train", "dev", "test")
 # ``train.links.jsonl``: training pages' sentences dropped for an unlabelled name that hold
 # links to untyped pages (page_id, start, text, untyped), read by kgx.link_typing only.
@@ -485,7 +523,7 @@ def read_rows_at(path: Path, offsets: Iterable[int]) -> list[dict[str, Any]]:
 def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
                  drop_unlabelled_caps: bool = True,
                  documents: Iterable[dict[str, Any]] | None = None,
-                 workers: int = 0) -> dict[str, Any]:
+                 workers: int = 0, held_out_share: float = HELD_OUT_SHARE) -> dict[str, Any]:
     """Write ``train/dev/test.jsonl`` and ``stats.json`` into ``out``.
 
     The documents are cut into chunks of :data:`DOCS_PER_CHUNK`, labelled in ``workers``
@@ -501,6 +539,9 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
         documents: Documents to use instead of ``graph_dir/documents.jsonl`` (labelled in
             this process, as one chunk).
         workers: Worker processes (0: this process).
+        held_out_share: The share of subjects whose infobox facts are kept back from the
+            relation labels (:func:`held_out_subject`), for the read stage to measure the
+            reader's precision on; 0: none.
 
     Returns:
         The statistics written to ``stats.json``.
@@ -528,7 +569,7 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
     load_entities(graph_dir).close()  # built here, once, before workers read it
     work = out / ".work"
     parts = work / "parts"
-    setup = (str(graph_dir), lang, drop_unlabelled_caps, str(parts))
+    setup = (str(graph_dir), lang, drop_unlabelled_caps, str(parts), held_out_share)
     if documents is not None:
         shutil.rmtree(work, ignore_errors=True)  # an iterable cannot be resumed
         parts.mkdir(parents=True)
@@ -538,7 +579,8 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
         st_docs = docs_path.stat()
         resumed = prepare_work(work, stage_key(str(docs_path.resolve()), st_docs.st_size,
                                                st_docs.st_mtime_ns, lang, drop_unlabelled_caps,
-                                               DOCS_PER_CHUNK, CORPUS_VERSION))
+                                               DOCS_PER_CHUNK, CORPUS_VERSION,
+                                               held_out_share))
         parts.mkdir(exist_ok=True)
         journal = Journal(sqlite3.connect(work / "journal.sqlite"))
         done = journal.done()
@@ -596,6 +638,8 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
                 / max(1, st["sentences_seen"]), 3),
         },
         "kept_share": round(kept / max(1, st["sentences_seen"]), 3),
+        "held_out": {"share": held_out_share, "salt": HELD_OUT_SALT,
+                     "relation_heads_skipped": st.get("relation_heads_held_out", 0)},
         "lost_documents": [x for d in deltas for x in d.get("lost", [])],
     }
     write_atomic(out / "stats.json", json.dumps(stats, indent=2, ensure_ascii=False))
@@ -669,12 +713,15 @@ def _join_offsets(parts: Path, out: Path) -> None:
 _BUILDER: tuple[CorpusBuilder, str] | None = None  # a worker's builder and its parts folder
 
 
-def _init_corpus_worker(graph_dir: str, lang: str, drop_caps: bool, parts: str) -> None:
+def _init_corpus_worker(graph_dir: str, lang: str, drop_caps: bool, parts: str,
+                        held_out_share: float = 0.0) -> None:
     from kgx.workers import ignore_interrupts_in_worker
 
     global _BUILDER
     ignore_interrupts_in_worker()
-    _BUILDER = (CorpusBuilder(load_entities(Path(graph_dir)), lang, drop_caps), parts)
+    held = (lambda t: held_out_subject(t, held_out_share)) if held_out_share else None
+    _BUILDER = (CorpusBuilder(load_entities(Path(graph_dir)), lang, drop_caps,
+                              held_out=held), parts)
 
 
 def read_documents(docs_path: str | Path, offset: int, n: int) -> Iterator[dict[str, Any]]:

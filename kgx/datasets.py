@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +23,22 @@ class DataError(ValueError):
 
 
 def _read_text(path: Path) -> str:
+    """A data file's text; ``.bz2`` and ``.gz`` files are decompressed."""
     try:
+        if path.suffix in (".bz2", ".gz"):
+            import bz2
+            import gzip
+
+            opener = bz2.open if path.suffix == ".bz2" else gzip.open
+            with opener(path, "rt", encoding="utf-8") as f:
+                return f.read()
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); convert it "
                         "with e.g. `iconv -f LATIN1 -t UTF-8`") from exc
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})"
+                        ) from exc
 
 
 def sniff_format(path: Path) -> str:
@@ -144,8 +155,9 @@ def read_docred(path: Path) -> list[dict[str, Any]]:
                 mentions.append({"start": start, "end": end, "entity": e, "sent": sid,
                                  "label": DOCRED_TYPES.get(m.get("type", ""))})
         labels = [(lab["h"], lab["t"], lab["r"]) for lab in doc.get("labels", [])]
+        evidence = [tuple(lab.get("evidence") or ()) for lab in doc.get("labels", [])]
         rows.append({"title": doc.get("title", ""), "text": text, "mentions": mentions,
-                     "labels": labels, "sent_spans": sent_spans})
+                     "labels": labels, "evidence": evidence, "sent_spans": sent_spans})
     return rows
 
 
@@ -179,6 +191,49 @@ def docred_document_rows(docs: Iterable[dict[str, Any]], relation_label: Callabl
     return rows
 
 
+def docred_sentence_rows(docs: Iterable[dict[str, Any]],
+                         relation_label: Callable[[str], str]) -> list[dict[str, Any]]:
+    """Corpus-format rows, one per sentence, from :func:`read_docred` documents: the unit kgx
+    reads a dump in, and short (a batch holds many).
+
+    A sentence's mentions keep their ``entity``. A relation is a positive example in the
+    sentences its evidence names (every sentence that holds both entities, when it names
+    none); in a sentence that holds both entities but is not its evidence it is no example at
+    all (true, but not said there); every other pair of the sentence's entities is NA, a
+    true negative (Re-DocRED annotates every relation of a document). Pairs with a TIME or
+    NUM mention (no kgx entity type) are left out: a date is no entity a fact can link.
+    """
+    rows = []
+    for doc in docs:
+        by_pair: dict[tuple[int, int], list[tuple[str, tuple[int, ...]]]] = {}
+        for (h, t, r), ev in zip(doc["labels"], doc.get("evidence") or
+                                 [()] * len(doc["labels"]), strict=True):
+            by_pair.setdefault((h, t), []).append((r, tuple(ev)))
+        for si, (s0, s1) in enumerate(doc["sent_spans"]):
+            ms = [m for m in doc["mentions"] if m["sent"] == si]
+            mentions = [{"start": m["start"] - s0, "end": m["end"] - s0, "label": m["label"],
+                         "entity": m["entity"]} for m in ms]
+            first: dict[int, int] = {}
+            for i, m in enumerate(mentions):
+                if m["label"] is not None:
+                    first.setdefault(m["entity"], i)
+            rels = []
+            for h in first:
+                for t in first:
+                    if h == t:
+                        continue
+                    known = by_pair.get((h, t), [])
+                    here = [relation_label(r) for r, ev in known if not ev or si in ev]
+                    if here:
+                        rels += [{"head": first[h], "tail": first[t], "label": lab}
+                                 for lab in dict.fromkeys(here)]
+                    elif not known:
+                        rels.append({"head": first[h], "tail": first[t], "label": "NA"})
+            rows.append({"title": f"{doc.get('title', '')}#{si}", "text": doc["text"][s0:s1],
+                         "mentions": mentions, "relations": rels, "ignore": []})
+    return rows
+
+
 def held_out(key: str, share: int = 10, salt: str = "kgx dev") -> bool:
     """Whether a document (by a stable key, e.g. its title) is in the held-out ``1/share``.
 
@@ -187,3 +242,36 @@ def held_out(key: str, share: int = 10, salt: str = "kgx dev") -> bool:
     """
     h = hashlib.sha1(f"{salt}\t{key}".encode()).hexdigest()
     return int(h[:8], 16) % share == 0
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSource:
+    """One training set and how much of it an epoch draws.
+
+    ``weight`` is a sampling ratio: an epoch takes ``weight`` times the source's training
+    rows (2: every row twice; 0.5: a random half), so a small gold set can count as much as a
+    large silver corpus, as in the usual recipe that mixes encyclopedia and professional data.
+    """
+
+    path: Path
+    weight: float = 1.0
+
+
+def parse_source(spec: str | Path) -> TrainingSource:
+    """``PATH`` or ``PATH:WEIGHT`` (a path that exists as written is never split).
+
+    Raises:
+        DataError: The weight is not a positive number.
+    """
+    text = str(spec)
+    if isinstance(spec, Path) or ":" not in text or Path(text).exists():
+        return TrainingSource(Path(text))
+    path, _, w = text.rpartition(":")
+    try:
+        weight = float(w)
+    except ValueError:
+        weight = math.nan
+    if not (math.isfinite(weight) and weight > 0):
+        raise DataError(f"{text}: the weight after the last ':' must be a positive number, "
+                        f"got {w!r} (write PATH or PATH:WEIGHT, e.g. gold.conll:2)")
+    return TrainingSource(Path(path), weight)

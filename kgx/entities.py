@@ -57,6 +57,41 @@ def coarse_type(onto: Ontology, cls_iri: str) -> str:
     return "MISC"
 
 
+class Signatures:
+    """Domain and range of each ontology property as coarse types (PER/ORG/LOC/MISC).
+
+    A relation between mentions whose coarse types are not the ones its property's domain or
+    range declares (a person as ``kgx:notableWork``) cannot hold. ``None`` for a type is
+    unknown, and fits anything.
+    """
+
+    def __init__(self, onto: Ontology | None = None) -> None:
+        onto = onto or load_ontology()
+        self.sig: dict[str, tuple[str | None, str | None]] = {}
+        for local, p in onto.properties.items():
+            if not p.object:
+                continue
+            dom = p.domain if p.domain and p.domain[len(KGX):] in onto.classes else None
+            rng = p.range if p.range and p.range[len(KGX):] in onto.classes else None
+            self.sig[local] = (coarse_type(onto, dom) if dom else None,
+                               coarse_type(onto, rng) if rng else None)
+        self._any: dict[tuple[str | None, str | None], bool] = {}
+
+    def fits(self, prop: str, head_type: str | None, tail_type: str | None) -> bool:
+        dom, rng = self.sig.get(prop, (None, None))
+        return (dom is None or head_type is None or dom == head_type) and \
+            (rng is None or tail_type is None or rng == tail_type)
+
+    def any_fits(self, head_type: str | None, tail_type: str | None) -> bool:
+        """Whether some property could hold between mentions of these types: the pairs a
+        relation example is worth teaching on (a type-valid negative)."""
+        key = (head_type, tail_type)
+        hit = self._any.get(key)
+        if hit is None:
+            hit = self._any[key] = any(self.fits(p, head_type, tail_type) for p in self.sig)
+        return hit
+
+
 class EntityTypes:
     """Title -> :class:`EntityInfo`, read from ``aliases.sqlite`` (see :func:`load_entities`)."""
 

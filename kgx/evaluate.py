@@ -154,6 +154,25 @@ def evaluate_rows(predictor: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def relation_outcomes(predictor: Any, rows: list[dict[str, Any]], cap: int = 1000
+                      ) -> dict[str, list[tuple[float, bool]]]:
+    """Each relation the predictor reads between the gold mentions of ``rows`` (those with
+    relation examples), by label: (score, whether the row states it), most confident first,
+    at most ``cap`` a label. The yardstick of a property whose own facts a dump cannot judge."""
+    out: dict[str, list[tuple[float, bool]]] = {}
+    for r in rows:
+        if not r.get("relations"):
+            continue
+        span_entity, gold = row_pairs(r)
+        pairs = sorted(gold)
+        spans = [(m["start"], m["end"]) for m in r["mentions"]]
+        for pair, found in zip(pairs, predictor.classify_pairs(r["text"], spans, pairs,
+                                                                 span_entity), strict=True):
+            for lab, score in found:
+                out.setdefault(lab, []).append((round(float(score), 4), lab in gold[pair]))
+    return {lab: sorted(v, key=lambda x: -x[0])[:cap] for lab, v in sorted(out.items())}
+
+
 def evaluate_docred(predictor: Any, rows: list[dict[str, Any]],
                     wikidata_of: dict[str, str]) -> dict[str, Any]:
     """Entity scores per sentence, and relation scores on DocRED documents, on the Wikidata ids

@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 
 def _ontology_dir() -> Path:
@@ -155,12 +157,39 @@ def load_ontology(path: str | None = None) -> Ontology:
 
 
 @dataclass(frozen=True, slots=True)
+class Qualified:
+    """A parameter whose property its label parameter decides: ``leader_nameN`` is a head of
+    state or of government by what ``leader_titleN`` says.
+
+    Attributes:
+        label: The label parameter's folded name (its number follows the value's).
+        rules: (pattern over the label's text, property local name), the first that matches
+            wins; a label no rule matches leaves the value unmapped (a raw property).
+        first: Map only the first value a rule matches (a country has one founding date).
+        unlabelled: The property of a value whose label parameter is absent (None: unmapped).
+    """
+
+    label: str
+    rules: tuple[tuple[re.Pattern[str], str], ...]
+    first: bool = False
+    unlabelled: str | None = None
+
+    def property_for(self, label: str | None) -> str | None:
+        if label is None:
+            return self.unlabelled
+        return next((local for pat, local in self.rules if pat.search(label)), None)
+
+
+@dataclass(frozen=True, slots=True)
 class Family:
-    """One infobox family: its class and parameter map (folded names -> property local)."""
+    """One infobox family: its class, parameter map (folded names -> property local), and
+    the parameters whose property a label parameter decides."""
 
     name: str
     cls: str | None
     properties: dict[str, str]
+    qualified: dict[str, Qualified] = field(default_factory=dict)
+    foreign_text: frozenset[str] = frozenset()  # properties whose text is not the wiki's
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,16 +201,21 @@ class Mappings:
     category_types: dict[str, list[tuple[re.Pattern[str], str]]] = field(default_factory=dict)
     disambiguation_templates: dict[str, frozenset[str]] = field(default_factory=dict)
     disambiguation_categories: dict[str, frozenset[str]] = field(default_factory=dict)
+    list_titles: dict[str, re.Pattern[str]] = field(default_factory=dict)
 
     def disambiguation_markers(self, lang: str) -> tuple[frozenset[str], frozenset[str]]:
         """The templates and categories that mark a disambiguation page on a wiki in
         ``lang`` (``zh-yue`` takes ``zh``'s where it has none of its own)."""
-        base = lang.split("-")[0]
+        return (_by_language(self.disambiguation_templates, lang, frozenset()),
+                _by_language(self.disambiguation_categories, lang, frozenset()))
 
-        def pick(table: dict[str, frozenset[str]]) -> frozenset[str]:
-            return table.get(lang) or table.get(base) or frozenset()
-
-        return pick(self.disambiguation_templates), pick(self.disambiguation_categories)
+    def is_list_page(self, lang: str) -> Callable[[str], bool]:
+        """Whether a title (spaces, not underscores) is one of a wiki's list pages (``List
+        of``, ``Liste der``...): a list is no place, person or organisation, whatever a
+        sentence makes of it."""
+        pattern = _by_language(self.list_titles, lang, None)
+        return (lambda title: False) if pattern is None else \
+            (lambda title: pattern.search(title) is not None)
 
     def family(self, template: str) -> Family | None:
         return self.templates.get(fold_name(template))
@@ -237,6 +271,29 @@ def load_mappings(path: str | None = None, ontology_path: str | None = None) -> 
         own = {fold_name(k): v for k, v in (spec.get("properties") or {}).items()}
         return {**base, **own}
 
+    def qualified(name: str) -> dict[str, Qualified]:
+        spec = fams_raw[name]
+        base = qualified(spec["extends"]) if spec.get("extends") else {}
+        own: dict[str, Qualified] = {}
+        for param, q in (spec.get("qualified") or {}).items():
+            if not isinstance(q, dict) or "label" not in q:
+                raise MappingError(f"{p}: family {name!r}: qualified.{param} needs a 'label' "
+                                   "parameter and 'rules'")
+            rules = []
+            for rule in q.get("rules") or []:
+                if not (isinstance(rule, list) and len(rule) == 2):
+                    raise MappingError(f"{p}: family {name!r}: qualified.{param}: a rule is "
+                                       f"[pattern, property], not {rule!r}")
+                rules.append((re.compile(str(rule[0]), re.I), str(rule[1])))
+            for local in [r[1] for r in rules] + ([q["unlabelled"]] if q.get("unlabelled")
+                                                  else []):
+                if local not in onto.properties:
+                    raise MappingError(f"{p}: family {name!r}: qualified.{param} names "
+                                       f"unknown property kgx:{local}")
+            own[fold_name(param)] = Qualified(fold_name(q["label"]), tuple(rules),
+                                              bool(q.get("first")), q.get("unlabelled"))
+        return {**base, **own}
+
     templates: dict[str, Family] = {}
     for name, spec in fams_raw.items():
         props = resolved(name)
@@ -248,7 +305,8 @@ def load_mappings(path: str | None = None, ontology_path: str | None = None) -> 
         if cls is not None and cls not in onto.classes:
             raise MappingError(f"{p}: family {name!r} names unknown class kgx:{cls}; known: "
                                f"{', '.join(sorted(onto.classes))}")
-        fam = Family(name, onto.classes[cls] if cls else None, props)
+        foreign = frozenset(str(x) for x in data.get("foreign_text") or [])
+        fam = Family(name, onto.classes[cls] if cls else None, props, qualified(name), foreign)
         for t in spec.get("templates") or []:
             templates[fold_name(t)] = fam
     cats: dict[str, list[tuple[re.Pattern[str], str]]] = {}
@@ -262,4 +320,11 @@ def load_mappings(path: str | None = None, ontology_path: str | None = None) -> 
            for lang, names in (data.get("disambiguation_templates") or {}).items()}
     dab_cats = {lang: frozenset(str(c).casefold() for c in names)
                 for lang, names in (data.get("disambiguation_categories") or {}).items()}
-    return Mappings(onto, templates, cats, dab, dab_cats)
+    lists = {lang: re.compile("|".join(f"(?:{x})" for x in patterns))
+             for lang, patterns in (data.get("list_titles") or {}).items() if patterns}
+    return Mappings(onto, templates, cats, dab, dab_cats, lists)
+
+
+def _by_language(table: dict[str, Any], lang: str, empty: Any) -> Any:
+    """A per-language entry: ``lang``'s, else its base language's (``zh-yue`` -> ``zh``)."""
+    return table.get(lang) or table.get(lang.split("-")[0]) or empty

@@ -14,7 +14,8 @@ This is plain RDF 1.1 (no RDF-star), so rdflib, Oxigraph, Jena and any quad stor
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from kgx.ontology import KGX, XSD
 from kgx.records import IRI, Entity, Fact, Literal, Provenance
@@ -86,3 +87,93 @@ def to_nquads(facts: Iterable[Fact], site: Site, source: Entity
         counts[prov.extractor] = counts.get(prov.extractor, 0) + 1
     return lines, counts
 
+
+
+# --------------------------------------------------------------------------- model facts
+
+CANDIDATES = "candidates"  # {ns}graph/candidates: what the reader read below the bar
+NER_TYPES = "ner-types"  # {ns}graph/ner-types: types of entities from their mentions
+
+
+def _int(n: int) -> str:
+    return literal(str(n), XSD + "integer")
+
+
+def _double(x: float) -> str:
+    return literal(repr(round(x, 4)), XSD + "double")
+
+
+def evidence_lines(node: str, evidence: Iterable[Any], graph: str,
+                   iri: Callable[[str], str]) -> list[str]:
+    """``node kgx:evidence <node/evidence/i>``, and each sentence's place and scores."""
+    lines: list[str] = []
+    for i, ev in enumerate(evidence, 1):
+        e = f"<{node[1:-1]}/evidence/{i}>"
+        lines += [
+            f"{node} <{KGX}evidence> {e} {graph} .\n",
+            f"{e} <{KGX}pageId> {_int(ev.page_id)} {graph} .\n",
+            f"{e} <{KGX}sentence> {literal(ev.sentence)} {graph} .\n",
+            f"{e} <{KGX}sentenceStart> {_int(ev.sentence_start)} {graph} .\n",
+            f"{e} <{KGX}sentenceEnd> {_int(ev.sentence_end)} {graph} .\n",
+            f"{e} <{KGX}evidenceStart> {_int(ev.start)} {graph} .\n",
+            f"{e} <{KGX}evidenceEnd> {_int(ev.end)} {graph} .\n",
+            f"{e} <{KGX}sourcePage> {iri(ev.page)} {graph} .\n",
+            f"{e} <{KGX}subjectStart> {_int(ev.subject_start)} {graph} .\n",
+            f"{e} <{KGX}subjectEnd> {_int(ev.subject_end)} {graph} .\n",
+            f"{e} <{KGX}objectStart> {_int(ev.object_start)} {graph} .\n",
+            f"{e} <{KGX}objectEnd> {_int(ev.object_end)} {graph} .\n",
+            f"{e} <{KGX}confidence> {_double(ev.score)} {graph} .\n"]
+        if ev.revision_id is not None:
+            lines.append(f"{e} <{KGX}revisionId> {_int(ev.revision_id)} {graph} .\n")
+    return lines
+
+
+def model_fact_lines(fact: Any, ns: str, predicate: str, model_name: str, agrees: bool,
+                     iri: Callable[[str], str]) -> list[str]:
+    """An asserted model fact: its triple in a graph of its own
+    (``{ns}graph/fact/{digest}``), that graph's provenance (extractor ``model``, the
+    calibrated confidence, support, agreement with the infobox) and each evidence sentence, in
+    ``{ns}graph/provenance``."""
+    g = f"<{ns}graph/fact/{fact.digest}>"
+    pg = f"<{ns}graph/provenance>"
+    return [f"{iri(fact.subject)} <{predicate}> {iri(fact.object)} {g} .\n",
+            f"{g} <{KGX}extractor> {literal('model')} {pg} .\n",
+            f"{g} <{KGX}extractorVersion> {literal(model_name)} {pg} .\n",
+            f"{g} <{KGX}confidence> {_double(fact.confidence)} {pg} .\n",
+            f"{g} <{KGX}supportCount> {_int(len(fact.evidence))} {pg} .\n",
+            f"{g} <{KGX}agreesWithInfobox> "
+            f"{literal('true' if agrees else 'false', XSD + 'boolean')} {pg} .\n",
+            *evidence_lines(g, fact.evidence, pg, iri)]
+
+
+def candidate_lines(fact: Any, ns: str, predicate: str, model_name: str,
+                    iri: Callable[[str], str]) -> list[str]:
+    """A model fact kept below the bar: not stated, but described, in ``{ns}graph/candidates``
+    (``rdf:subject``, ``rdf:predicate``, ``rdf:object``, its confidence, why it was held back
+    and its evidence), so that a query reaches it only on purpose."""
+    cg = f"<{ns}graph/{CANDIDATES}>"
+    node = f"<{ns}graph/candidate/{fact.digest}>"
+    rdf = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+    return [f"{node} <{rdf}type> <{KGX}CandidateFact> {cg} .\n",
+            f"{node} <{rdf}subject> {iri(fact.subject)} {cg} .\n",
+            f"{node} <{rdf}predicate> <{predicate}> {cg} .\n",
+            f"{node} <{rdf}object> {iri(fact.object)} {cg} .\n",
+            f"{node} <{KGX}extractorVersion> {literal(model_name)} {cg} .\n",
+            f"{node} <{KGX}confidence> {_double(fact.confidence)} {cg} .\n",
+            f"{node} <{KGX}supportCount> {_int(len(fact.evidence))} {cg} .\n",
+            f"{node} <{KGX}heldBack> {literal(fact.why)} {cg} .\n",
+            *evidence_lines(node, fact.evidence, cg, iri)]
+
+
+def ner_type_lines(title: str, cls: str, ns: str, iri: Callable[[str], str]) -> list[str]:
+    """An entity the graph had no type for, typed by the majority NER type of its mentions,
+    in ``{ns}graph/ner-types`` (whose provenance says so)."""
+    g = f"<{ns}graph/{NER_TYPES}>"
+    return [f"{iri(title)} <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <{cls}> {g} .\n"]
+
+
+def ner_types_provenance(ns: str, model_name: str) -> list[str]:
+    g = f"<{ns}graph/{NER_TYPES}>"
+    pg = f"<{ns}graph/provenance>"
+    return [f"{g} <{KGX}extractor> {literal('ner-majority')} {pg} .\n",
+            f"{g} <{KGX}extractorVersion> {literal(model_name)} {pg} .\n"]

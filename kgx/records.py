@@ -107,10 +107,16 @@ class InfoboxField:
 
 @dataclass(frozen=True, slots=True)
 class Infobox:
-    """An infobox template call (normalised template name) with its fields in order."""
+    """An infobox template call (normalised template name) with its fields in order.
+
+    ``lead``: the call stands before the page's first heading, so it describes the page's
+    subject; one further down ("Infobox U.S. Cabinet" in a section of Abraham Lincoln's page)
+    describes something else the page talks about.
+    """
 
     template: str
     fields: tuple[InfoboxField, ...]
+    lead: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from kgx.ontology import (
     Family,
     Mappings,
     PropertyInfo,
+    fold_name,
 )
 from kgx.records import (
     IRI,
@@ -31,6 +32,7 @@ from kgx.records import (
     Document,
     Entity,
     Fact,
+    Link,
     Literal,
     Page,
     Provenance,
@@ -109,10 +111,62 @@ def _lines(text: str) -> list[str]:
     return [ln.strip(" ,;") for ln in text.split("\n") if ln.strip(" ,;")]
 
 
-def typed_values(prop: PropertyInfo, value: Rendered, lang: str) -> list[Term]:
-    """Values of a mapped infobox parameter, typed by the property's range."""
+_SEE = re.compile(r"\b(?:see|cf)\b\.?(?:\s+also)?\s*:?\s*$", re.I)
+# {{lang|la|...}}, {{lang-ar|...}}, {{transl|ar|...}}, {{native name|sq|...}}: their codes
+_LANG_TEMPLATE = re.compile(r"\{\{\s*(?:lang\s*\|\s*|lang-|transl(?:iteration)?\s*\|\s*|"
+                            r"native[ _]name\s*\|\s*)([a-zA-Z]{2,3}(?:-[a-zA-Z0-9]+)*)", re.I)
+_LATIN_LANGS = frozenset("en de fr es it pt nl sv da no nb nn fi pl cs sk sl hr bs sr-latn ro hu "
+                         "tr id ms vi ca eu gl et lv lt sq is ga cy mt af sw tl eo la".split())
+
+
+def primary_links(value: Rendered) -> list[Link]:
+    """The links that are the value itself, not an aside: a link inside parentheses ("Swiss
+    Patent Office ([[Bern]])", "(today: [[Czech Republic]])") or after "see" ("See: [[Abraham
+    Lincoln and religion]]") is left out."""
+    text = value.text
+    depth = [0] * (len(text) + 1)
+    d = 0
+    for i, c in enumerate(text):
+        depth[i] = d
+        if c == "(":
+            d += 1
+        elif c == ")":
+            d = max(0, d - 1)
+    depth[len(text)] = d
+    out = []
+    for link in value.links:
+        if depth[link.start] > 0:
+            continue
+        line_start = text.rfind("\n", 0, link.start) + 1
+        if _SEE.search(text[line_start:link.start]):
+            continue
+        out.append(link)
+    return out
+
+
+def text_language(raw: str, text: str, wiki_lang: str, foreign: bool) -> str | None:
+    """The language tag of an infobox text value, only where it is known: a language
+    template's code when the value holds one (and is one line), the wiki's language for
+    ordinary text, none for text of a property whose values are often in another language
+    (a motto) or in a script the wiki's language is not written in."""
+    codes = {c.lower() for c in _LANG_TEMPLATE.findall(raw)}
+    if codes:
+        return codes.pop() if len(codes) == 1 and "\n" not in text.strip() else None
+    if foreign:
+        return None
+    if wiki_lang.split("-")[0] in _LATIN_LANGS and any(
+            ord(c) > 0x24F and c.isalpha() for c in text):
+        return None  # Arabic, Cyrillic, Greek... text on a wiki written in Latin script
+    return wiki_lang
+
+
+def typed_values(prop: PropertyInfo, value: Rendered, lang: str | None,
+                 raw: str = "", foreign: bool = False) -> list[Term]:
+    """Values of a mapped infobox parameter, typed by the property's range: the links that
+    are the value (:func:`primary_links`), a date, a number, a URL, or text in the language
+    :func:`text_language` knows it is in (else a plain string)."""
     if prop.object:
-        return list(dict.fromkeys(Entity(link.target) for link in value.links))
+        return list(dict.fromkeys(Entity(link.target) for link in primary_links(value)))
     rng = prop.range
     if rng in _DATES:
         d = value.dates[0] if value.dates else parse_date_text(value.text)
@@ -128,10 +182,11 @@ def typed_values(prop: PropertyInfo, value: Rendered, lang: str) -> list[Term]:
         return [Literal(url if "://" in url else "http://" + url, rng)]
     if rng == XSD + "string":
         return [Literal(v) for v in _lines(value.text)]
-    return [Literal(v, lang=lang) for v in _lines(value.text)]
+    tag = text_language(raw, value.text, lang or "", foreign) if lang else None
+    return [Literal(v, lang=tag) for v in _lines(value.text)]
 
 
-def raw_values(value: Rendered, lang: str) -> list[Term]:
+def raw_values(value: Rendered, lang: str, raw: str = "") -> list[Term]:
     """Values of an unmapped parameter: links, else a date, else a number, else text."""
     if value.links:
         return list(dict.fromkeys(Entity(link.target) for link in value.links))
@@ -141,7 +196,8 @@ def raw_values(value: Rendered, lang: str) -> list[Term]:
         kind = XSD + ("decimal" if "." in value.text else "integer")
         n = parse_number(value.text, kind)
         return [n] if n else []
-    return [Literal(v, lang=lang) for v in _lines(value.text)]
+    tag = text_language(raw, value.text, lang, False)
+    return [Literal(v, lang=tag) for v in _lines(value.text)]
 
 
 class StructureExtractor:
@@ -206,6 +262,26 @@ class StructureExtractor:
             for t in targets:
                 yield Fact(e, self._p["wikiLink"], Entity(t), prov)
 
+    def _property(self, fam: Family, param: str, labels: dict[str, str], taken: set[str]
+                  ) -> str | None:
+        """The property a parameter maps to: a qualified one's by its label parameter (see
+        :class:`kgx.ontology.Qualified`), else the family's map."""
+        key = fold_name(param)
+        base = key.rstrip("0123456789")
+        q = fam.qualified.get(base) or fam.qualified.get(base.rstrip("_"))
+        if q is None:
+            return self.mappings.property_for(fam, param)
+        number = key[len(base):]
+        label = labels.get(q.label + number)
+        if label is None and number:
+            label = labels.get(f"{q.label}_{number}")
+        local = q.property_for(label)
+        if local is not None and q.first:
+            if local in taken:
+                return None
+            taken.add(local)
+        return local
+
     def category_facts(self, page: Page, doc: Document, title: str) -> Iterator[Fact]:
         """A category page's place in the category tree: ``skos:broader`` each category it
         is in (its parent), its label without the namespace prefix, its class."""
@@ -224,19 +300,24 @@ class StructureExtractor:
         prov = self._prov(page, "infobox")
         lang = self.lang
         for box in doc.infoboxes:
+            if not box.lead:
+                continue  # an infobox further down the page describes something else
             fam: Family | None = self.mappings.family(box.template)
             yield Fact(e, self._p["infoboxTemplate"], Literal(box.template), prov)
             if fam is not None and fam.cls:
                 yield Fact(e, self._cls_type, IRI(fam.cls), prov)
+            labels = {fold_name(f.name): f.value.text for f in box.fields}
+            taken: set[str] = set()  # properties a "first" qualified mapping has given
             for fld in box.fields:
                 values: list[Term] = []
-                local = self.mappings.property_for(fam, fld.name) if fam else None
+                local = self._property(fam, fld.name, labels, taken) if fam else None
                 if local is not None:
                     prop = self.onto.properties[local]
-                    values = typed_values(prop, fld.value, lang)
+                    values = typed_values(prop, fld.value, lang, fld.raw,
+                                          local in fam.foreign_text if fam else False)
                     pred = IRI(prop.iri)
                 if not values:
-                    values = raw_values(fld.value, lang)
+                    values = raw_values(fld.value, lang, fld.raw)
                     pred = IRI(self.site.property_iri(fld.name))
                 for v in values:
                     if isinstance(v, Literal) and v.lang and v.datatype is None and not v.value:

@@ -201,7 +201,7 @@ def _currency(prefix: str) -> Handler:
 INLINE: dict[str, Handler] = {
     # text wrappers
     **dict.fromkeys(["nowrap", "nobr", "small", "smaller", "big", "larger", "smallcaps", "sc",
-                     "nobold", "noitalic", "resize", "script", "transl", "transliteration",
+                     "nobold", "noitalic", "resize", "script",
                      "lang", "linktext", "abbr", "abbrlink", "keypress", "mono", "code",
                      "samp", "var", "em", "strong", "sic", "nihongo", "korean", "zh", "angbr",
                      "not a typo", "proper name", "vanchor", "anchor-visible", "visible anchor",
@@ -209,6 +209,8 @@ INLINE: dict[str, Handler] = {
                      "illm", "flag", "flagcountry", "flagu", "flag country", "ship", "sclass",
                      "unit", "val", "tooltip", "hover title", "nastaliq", "ruby"], _first),
     "lang": _lang_x, "nihongo2": _first, "ja-stage": _first,
+    # {{transl|ar|Allāhu akbar}}, {{transl|ar|ALA|...}}: the text is the last argument
+    "transl": _last, "transliteration": _last,
     "ubl": _list, "unbulleted list": _list, "plainlist": _list, "plain list": _list,
     "hlist": _list, "flatlist": _list, "flat list": _list, "bulleted list": _list,
     "blist": _list, "bullet list": _list, "ordered list": _list, "collapsible list": _list,

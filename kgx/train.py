@@ -38,8 +38,10 @@ from kgx.corpus import (
 from kgx.cpu import ThreadTuner
 from kgx.datasets import (
     DataError,
-    docred_document_rows,
+    TrainingSource,
+    docred_sentence_rows,
     held_out,
+    parse_source,
     read_conll,
     read_docred,
     sniff_format,
@@ -122,39 +124,6 @@ def set_seed(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-@dataclass(frozen=True, slots=True)
-class TrainingSource:
-    """One training set and how much of it an epoch draws.
-
-    ``weight`` is a sampling ratio: an epoch takes ``weight`` times the source's training
-    rows (2: every row twice; 0.5: a random half), so a small gold set can count as much as a
-    large silver corpus, as in the usual recipe that mixes encyclopedia and professional data.
-    """
-
-    path: Path
-    weight: float = 1.0
-
-
-def parse_source(spec: str | Path) -> TrainingSource:
-    """``PATH`` or ``PATH:WEIGHT`` (a path that exists as written is never split).
-
-    Raises:
-        DataError: The weight is not a positive number.
-    """
-    text = str(spec)
-    if isinstance(spec, Path) or ":" not in text or Path(text).exists():
-        return TrainingSource(Path(text))
-    path, _, w = text.rpartition(":")
-    try:
-        weight = float(w)
-    except ValueError:
-        weight = math.nan
-    if not (math.isfinite(weight) and weight > 0):
-        raise DataError(f"{text}: the weight after the last ':' must be a positive number, "
-                        f"got {w!r} (write PATH or PATH:WEIGHT, e.g. gold.conll:2)")
-    return TrainingSource(Path(path), weight)
-
-
 @dataclass(slots=True)
 class SourceData:
     """A training source read: its rows by split, its format and what it counted."""
@@ -198,7 +167,7 @@ def load_source(src: TrainingSource, dev_path: Path | None = None, *,
     (:func:`kgx.corpus.training_offsets`), so the cost and the memory follow ``limit``, not the
     corpus; dev and test stop at ``max_eval`` rows. A CoNLL file's dev set is ``dev_path``, else
     its last tenth; a DocRED file's is the tenth of its documents :func:`held_out` picks by
-    title. DocRED documents become document rows (:func:`kgx.datasets.docred_document_rows`),
+    title. DocRED documents become sentence rows (:func:`kgx.datasets.docred_sentence_rows`),
     their Wikidata relation ids mapped by ``relation_label``.
 
     Raises:
@@ -238,9 +207,9 @@ def load_source(src: TrainingSource, dev_path: Path | None = None, *,
             docs = read_docred(data)
             keys = [d["title"] or str(i) for i, d in enumerate(docs)]
             label = relation_label or wikidata_relation_label()
-            train = docred_document_rows(
+            train = docred_sentence_rows(
                 (d for d, k in zip(docs, keys, strict=True) if not held_out(k)), label)
-            dev = docred_document_rows(
+            dev = docred_sentence_rows(
                 (d for d, k in zip(docs, keys, strict=True) if held_out(k)), label)
             stats.update(documents=len(docs), relations=sum(len(d["labels"]) for d in docs))
         else:
@@ -609,6 +578,14 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
         if name in result.dev_by_source:
             result.dev_by_source[name]["entities"] = ents
     result.dev = result.dev_by_source.get(names[0], result.dev)
+    gold_dev = [r for n, d in zip(names, loaded, strict=True) if d.format == "docred"
+                for r in d.dev]
+    if gold_dev:
+        from kgx.evaluate import relation_outcomes
+
+        set_phase(f"scoring the relations of {len(gold_dev):,} gold dev rows")
+        decoder["gold_dev_relations"] = relation_outcomes(
+            Predictor(model, tok, decoder, max_length=opts.max_length), gold_dev)
     if test_rows:
         set_phase(f"scoring {len(test_rows):,} test rows")
         result.test = evaluate_rows(Predictor(model, tok, decoder, max_length=opts.max_length),

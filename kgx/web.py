@@ -533,6 +533,37 @@ def read_model_facts(kg: Any, facts: list[Fact]) -> list[tuple[Fact, dict[str, A
     return [(f, meta[f.graph]) for f in ranked[:MAX_MODEL_FACTS]]
 
 
+@dataclass(frozen=True, slots=True)
+class CandidateFact:
+    """A fact the reader read that the graph keeps below its bar (``graph/candidates``)."""
+
+    node: str
+    predicate: str
+    object: str
+    confidence: float
+    why: str
+
+
+def read_candidates(kg: Any, iri: str) -> list[CandidateFact]:
+    """The candidate facts with ``iri`` as their subject, most confident first (at most
+    :data:`MAX_MODEL_FACTS`)."""
+    import pyoxigraph as ox
+
+    graph = ox.NamedNode((kg.namespace or "") + "graph/candidates")
+    rdf = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+    out = []
+    for q in kg.store.quads_for_pattern(None, ox.NamedNode(rdf + "subject"), ox.NamedNode(iri),
+                                        graph):
+        props = _properties(kg, q.subject.value, {rdf + "predicate": "p", rdf + "object": "o",
+                                                  KGX + "confidence": "conf",
+                                                  KGX + "heldBack": "why"})
+        if "p" in props and "o" in props:
+            out.append(CandidateFact(q.subject.value, props["p"], props["o"],
+                                     float(props.get("conf") or 0), props.get("why", "")))
+    out.sort(key=lambda c: (-c.confidence, c.node))
+    return out[:MAX_MODEL_FACTS]
+
+
 def read_incoming(kg: Any, iri: str, vocab: Vocabulary, extractor: Extractors
                   ) -> list[tuple[str, str, str | None]]:
     """Facts naming ``iri`` as their object, as ``(subject, predicate, extractor)``: one index
@@ -697,9 +728,12 @@ def _section(ident: str, title: str, inner: str, note: str = "") -> str:
 
 def fact_path(graph: str, kg: Any) -> str | None:
     """The page path of a model fact's graph (``/fact/{digest}``), or None for other graphs."""
-    prefix = (kg.namespace or "") + "graph/fact/"
-    digest = graph[len(prefix):] if graph.startswith(prefix) else ""
-    return f"/fact/{digest}" if _DIGEST.fullmatch(digest) else None
+    for kind in ("fact", "candidate"):
+        prefix = (kg.namespace or "") + f"graph/{kind}/"
+        digest = graph[len(prefix):] if graph.startswith(prefix) else ""
+        if _DIGEST.fullmatch(digest):
+            return f"/fact/{digest}"
+    return None
 
 
 _DIGEST = re.compile(r"[0-9a-f]{1,64}")
@@ -752,6 +786,16 @@ def fact_page(kg: Any, digest: str, as_json: bool = False) -> Page:
     graph = (kg.namespace or "") + "graph/fact/" + digest
     triples = [] if not _DIGEST.fullmatch(digest) else list(itertools.islice(
         kg.store.quads_for_pattern(None, None, None, ox.NamedNode(graph)), 2))
+    candidate = None
+    if not triples and _DIGEST.fullmatch(digest):  # a fact kept below the bar
+        graph = (kg.namespace or "") + "graph/candidate/" + digest
+        rdf = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+        props = _properties(kg, graph, {rdf + "subject": "s", rdf + "predicate": "p",
+                                        rdf + "object": "o", KGX + "heldBack": "why"})
+        if {"s", "p", "o"} <= set(props):
+            triples = [ox.Triple(ox.NamedNode(props["s"]), ox.NamedNode(props["p"]),
+                                 ox.NamedNode(props["o"]))]
+            candidate = props.get("why", "")
     if len(triples) != 1:
         return html_page(404, "Not found", f"<h1>No model fact {esc(digest)}</h1>")
     t = triples[0]
@@ -761,6 +805,7 @@ def fact_page(kg: Any, digest: str, as_json: bool = False) -> Page:
         body = json.dumps({"subject": t.subject.value, "predicate": t.predicate.value,
                            "object": t.object.value, "confidence": meta.get("conf"),
                            "support": meta.get("n"), "agrees": meta.get("agree") == "true",
+                           "candidate": candidate is not None, "held_back": candidate,
                            "evidence": [_evidence_json(ev, r) for ev in evidence]},
                           ensure_ascii=False)
         return Page(200, "application/json; charset=utf-8", body.encode("utf-8"),
@@ -788,8 +833,10 @@ def fact_page(kg: Any, digest: str, as_json: bool = False) -> Page:
     title = f"{r.name(t.subject.value)} → {r.name(t.predicate.value)} → " + (
         r.name(t.object.value) if isinstance(t.object, ox.NamedNode) else t.object.value)
     agree = meta.get("agree") == "true"
+    what = (f"A candidate the model read, not asserted ({esc(candidate)}): confidence "
+            if candidate is not None else "A fact the model read: confidence ")
     body = (f"<h1>{r.link(t.subject.value)} → {r.link(t.predicate.value)} → "
-            f"{r.term(t.object)}</h1><p class=\"note\">A fact the model read: confidence "
+            f"{r.term(t.object)}</h1><p class=\"note\">{what}"
             f"{float(meta.get('conf') or 0):.2f} over {esc(n or '?')} sentence(s); "
             f"{'an infobox states it too' if agree else 'no infobox states it'}.</p>"
             f"<h2>Evidence ({shown})</h2><p class=\"note\">The subject and the object as the "
@@ -846,9 +893,25 @@ def entity_page(kg: Any, iri: str, suggest: Suggest | None = None) -> Page:
                              "mapping exists (prop: is a raw infobox parameter)."))
     if facts.model:
         body.append(_section("model", "Facts the model read", _model_section(kg, facts.model, r),
-                             "Proposed by the fine-tuned reader from the article text, each "
-                             "with its confidence (noisy-or over its sentences); open one to "
-                             "see the sentences that state it."))
+                             "Read by the fine-tuned reader from the article text, each with "
+                             "its confidence (its probability of being right, calibrated on "
+                             "held-out infobox facts); open one to see the sentences that "
+                             "state it."))
+    candidates = read_candidates(kg, iri)
+    if candidates:
+        items = "".join(
+            f'<li class="candidate"><a href="{esc(fact_path(c.node, kg) or "")}">'
+            f'{r.link(c.predicate)} → {r.link(c.object)}</a> '
+            f'<span class="confidence">confidence {c.confidence:.2f}</span> '
+            f'<span class="why">{esc(c.why)}</span></li>' for c in candidates)
+        body.append(_section(
+            "candidates", "Candidates the graph does not assert",
+            f'<details><summary>{len(candidates):,} fact{"s" if len(candidates) != 1 else ""}'
+            f" the reader read below the bar</summary><ul class=\"candidates\">{items}</ul>"
+            "</details>",
+            "Kept out of the default graph (their property's facts are not right often "
+            "enough on held-out infobox facts, or could not be measured); SPARQL reaches them "
+            "in the graph <code>graph/candidates</code>."))
     incoming = read_incoming(kg, iri, vocab, extractor)
     if incoming:
         rows = "".join(f'<tr><td>{r.link(s)}</td><td>{r.link(p)}</td>'

@@ -242,7 +242,9 @@ class _Renderer:
         self.infobox_names = infobox_names
         self.templates: set[str] = set()
         self.categories: list[str] = []
-        self.infoboxes: list[tuple[str, list[Arg]]] = []
+        self.infoboxes: list[tuple[str, list[Arg], bool]] = []
+        heading = _FIRST_HEADING.search(src)
+        self.first_heading = heading.start() if heading else len(src)
         self.out = _Builder()
         pos: list[int] = []
         end: list[int] = []
@@ -359,7 +361,7 @@ class _Renderer:
             return  # parser functions, magic words, transcluded pages: nothing visible here
         self.templates.add(name)
         if name.startswith("infobox") or name in self.infobox_names:
-            self.infoboxes.append((name, args))
+            self.infoboxes.append((name, args, self.tpos[i] < self.first_heading))
             return
         handler = handler_for(name)
         if handler is not None:
@@ -479,6 +481,9 @@ def _kept_pieces(body: str) -> list[tuple[int, int]]:
     return pieces
 
 
+_FIRST_HEADING = re.compile(r"^[ \t]*==?[^=\n].*?=[ \t]*$", re.M)
+
+
 def _clean_lines(b: _Builder, sections: list[Section] | None, protected: bool
                  ) -> tuple[str, tuple[Link, ...], list[DateValue]]:
     """Step 4: headings out, list markers and extra spaces out, spans mapped to new offsets."""
@@ -591,13 +596,13 @@ def parse_page(page: Page, site: Site, infobox_names: Iterable[str] = ()) -> Doc
             if alias and len(alias) < 120 and "\n" not in alias and alias not in aliases:
                 aliases.append(alias)
     infoboxes = []
-    for name, fields in r.infoboxes:
+    for name, fields, lead in r.infoboxes:
         values = []
         for arg in fields:
             raw = r.raw(arg).strip()
             if raw:
                 values.append(InfoboxField(arg.key, raw, r.render_value(arg.start, arg.end)))
-        infoboxes.append(Infobox(name, tuple(values)))
+        infoboxes.append(Infobox(name, tuple(values), lead))
     return Document(page_id=page.id, revision_id=page.revision_id, title=page.title, text=text,
                     links=links, sections=tuple(sections), lead_end=lead_end,
                     aliases=tuple(aliases), categories=tuple(dict.fromkeys(r.categories)),

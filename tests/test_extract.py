@@ -293,3 +293,80 @@ def test_an_edited_mapping_or_ontology_starts_the_structure_stage_over(
     assert edited != before
     (onto / "kgx.ttl").write_text((onto / "kgx.ttl").read_text() + "\n# edited\n")
     assert ex.structure_key(SAMPLE, opts, None) not in (before, edited)
+
+
+# --------------------------------------------------------------------------- infobox mappings
+
+
+def _facts(out: Path, subject: str) -> set[tuple[str, str]]:
+    kg = KnowledgeGraph.open(out)
+    rows = kg.sparql(f"""SELECT ?p ?o WHERE {{ GRAPH ?g {{ res:{subject} ?p ?o }}
+                         ?g kgx:extractor "infobox" }}""")
+    # kgx's properties by local name; a raw parameter as raw:NAME
+    return {(r["p"].rsplit("/", 1)[1] if "/ontology/" in r["p"] else
+             "raw:" + r["p"].rsplit("/", 1)[1], str(r["o"]).rsplit("/", 1)[-1]) for r in rows}
+
+
+def test_an_infobox_value_is_its_own_link_not_an_aside(write_dump, tmp_path: Path) -> None:
+    dump = write_dump([("Albert Einstein", "{{Infobox scientist|name=Albert Einstein"
+                        "|workplaces=[[Swiss Patent Office]] ([[Bern]])\n"
+                        "|residence=[[Germany]], [[Italy]] (today: [[Czech Republic]])\n"
+                        "|religion=See: [[Albert Einstein and religion]]"
+                        "|birth_place=[[Ulm]], [[Kingdom of Württemberg]]}}\nA physicist.")])
+    extract(dump, tmp_path / "out", ExtractOptions(workers=0, progress=False))
+    facts = _facts(tmp_path / "out", "Albert_Einstein")
+    assert ("employer", "Swiss_Patent_Office") in facts and ("employer", "Bern") not in facts
+    assert {o for p, o in facts if p == "residence"} == {"Germany", "Italy"}
+    assert not any(p == "religion" for p, _ in facts)
+    assert {o for p, o in facts if p == "birthPlace"} == {"Ulm", "Kingdom_of_Württemberg"}
+
+
+def test_leader_titles_and_establishment_events_decide_the_property(write_dump,
+                                                                    tmp_path: Path) -> None:
+    dump = write_dump([("Andorra", "{{Infobox country|conventional_long_name=Andorra"
+                        "|leader_title1=[[Co-Princes of Andorra|Co-Princes]]"
+                        "|leader_name1=[[Joan Enric Vives Sicília]]"
+                        "|leader_title2=[[Head of Government of Andorra|Prime Minister]]"
+                        "|leader_name2=[[Antoni Martí]]"
+                        "|leader_title3=[[General Council (Andorra)|Speaker]]"
+                        "|leader_name3=[[Vicenç Mateu Zamora]]"
+                        "|established_event1=Paréage|established_date1=1278"
+                        "|established_event2=Independence|established_date2=1993"
+                        "|established_event3=Constitution|established_date3=1994}}\nA state.")])
+    extract(dump, tmp_path / "out", ExtractOptions(workers=0, progress=False))
+    facts = _facts(tmp_path / "out", "Andorra")
+    assert ("headOfState", "Joan_Enric_Vives_Sicília") in facts
+    assert ("headOfGovernment", "Antoni_Martí") in facts
+    assert not any(o == "Vicenç_Mateu_Zamora" for p, o in facts if not p.startswith("raw:"))
+    assert [o for p, o in facts if p == "foundingDate"] == ["1993"]
+
+
+def test_only_the_lead_infobox_describes_the_page(write_dump, tmp_path: Path) -> None:
+    dump = write_dump([("Abraham Lincoln", "{{Infobox officeholder|name=Abraham Lincoln"
+                        "|birth_place=[[Hodgenville, Kentucky]]}}\nThe 16th president.\n"
+                        "== Administration ==\n{{Infobox U.S. Cabinet|President=[[Abraham "
+                        "Lincoln]]|Secretary of State=[[William H. Seward]]}}\nHis cabinet.")])
+    extract(dump, tmp_path / "out", ExtractOptions(workers=0, progress=False))
+    kg = KnowledgeGraph.open(tmp_path / "out")
+    types = {r["t"].rsplit("/", 1)[1] for r in kg.sparql(
+        "SELECT ?t WHERE { GRAPH ?g { res:Abraham_Lincoln a ?t } }")}
+    assert "OfficeHolder" in types and "GovernmentCabinet" not in types
+    assert not any("Seward" in o for _, o in _facts(tmp_path / "out", "Abraham_Lincoln"))
+
+
+def test_a_language_tag_only_where_the_language_is_known(write_dump, tmp_path: Path) -> None:
+    dump = write_dump([("Albania", "{{Infobox country|conventional_long_name=Republic of "
+                        "Albania|national_motto=Ti Shqipëri, më jep nder|"
+                        "demonym=Albanian}}\nA state."),
+                       ("Oman", "{{Infobox country|conventional_long_name=Sultanate of Oman"
+                        "|national_motto={{lang|ar|الله أكبر}}|demonym={{transl|ar|ALA|Umānī}}}}"
+                        "\nA state.")])
+    extract(dump, tmp_path / "out", ExtractOptions(workers=0, progress=False))
+    kg = KnowledgeGraph.open(tmp_path / "out")
+    rows = {(r["s"].rsplit("/", 1)[1], r["v"], r.get("l", "")) for r in kg.sparql(
+        "SELECT ?s ?v (LANG(?x) AS ?l) WHERE { VALUES ?p { kgx:motto kgx:demonym } "
+        "?s ?p ?x BIND(STR(?x) AS ?v) }")}
+    assert ("Albania", "Ti Shqipëri, më jep nder", "") in rows  # a motto: not the wiki's
+    assert ("Albania", "Albanian", "en") in rows
+    assert ("Oman", "الله أكبر", "ar") in rows
+    assert ("Oman", "Umānī", "ar") in rows  # the transliteration's text, not its code

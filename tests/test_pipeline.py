@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("torch")
 
 from kgx.graph import KnowledgeGraph  # noqa: E402
-from kgx.stages.read import _FACTS, _write_model_facts  # noqa: E402
+from kgx.stages.read import _FACTS, _NER, write_model_facts  # noqa: E402
 
 
 def test_every_stage_ran_and_was_recorded(readme_out: Path) -> None:
@@ -117,11 +117,20 @@ def test_model_facts_aggregate_their_evidence(tmp_path: Path) -> None:
             ("A", "birthPlace", "B", 2, 20, 5, 27, 5, 25, "B is where A was born.", 0.5, "Q",
              16, 17, 5, 6),
             ("A", "author", "C", 1, 10, 40, 50, 40, 49, "A wrote C.", 0.9, "P", 40, 41, 48, 49)]
-    db.executemany(f"INSERT INTO f VALUES ({','.join('?' * 16)})", rows)
+    db.execute(_NER)
+    db.executemany("INSERT INTO f VALUES (" + ",".join("?" * 20) + ")",
+                   [r + (("PER", "LOC") if r[1] == "birthPlace" else ("PER", "MISC"))
+                    + (0.9, 0.9) for r in rows])
     info = {"A": EntityInfo(facts=[("birthPlace", "B")])}
-    stats = _write_model_facts(tmp_path, db, "http://x/", "test-model",
-                               info, lambda t: f"<http://x/resource/{t}>")
-    assert stats["model_facts"] == 2 and stats["agreeing_with_infobox"] == 1
+    (tmp_path / "report.json").write_text(json.dumps({"site": {"lang": "en"}}))
+    # --min-precision 0: every fact its types allow is asserted. A, B, C have no graph type:
+    # their mentions' NER types say A is a person, B a place, so A cannot be a Work (author's
+    # domain).
+    stats = write_model_facts(tmp_path, db, "http://x/", "test-model", info, {}, 0.0,
+                              lambda m: None)
+    assert stats["model_facts"] == 1 and stats["agreeing_with_infobox"] == 1
+    assert stats["refused_facts"] == 1
+    assert stats["assertion"]["refused"]["author"] == {"subject is a Person, not a Work": 1}
     import pyoxigraph as ox
 
     store = ox.Store()
@@ -133,7 +142,8 @@ def test_model_facts_aggregate_their_evidence(tmp_path: Path) -> None:
              kgx:evidence ?e . ?e kgx:sentence ?s ; kgx:evidenceStart ?es ; kgx:pageId ?p }
         GROUP BY ?conf ?n ?agree""", use_default_graph_as_union=True))
     assert len(res) == 1
-    assert float(res[0]["conf"].value) == pytest.approx(1 - 0.4 * 0.5)  # noisy-or
+    # Nothing to calibrate on: the confidence is the best sentence's score, not a noisy-or.
+    assert float(res[0]["conf"].value) == pytest.approx(0.6)
     assert res[0]["n"].value == "2" and res[0]["agree"].value == "true"
     assert res[0]["ev"].value == "2"
     # Each sentence names its page, and the subject's and the object's offsets pick them out.
@@ -177,7 +187,7 @@ def test_covering_link_matches_a_linear_scan() -> None:
     """Bisection over sorted, non-overlapping links gives the scan's answer on every span."""
     import random
 
-    from kgx.stages.read import _covering_link
+    from kgx.stages.read import _covering_span
 
     def scan(doc: dict, s: int, e: int) -> str | None:
         for ls, le, t in doc["links"]:
@@ -195,4 +205,27 @@ def test_covering_link_matches_a_linear_scan() -> None:
         doc = {"links": links}
         for s in range(pos + 2):
             for e in range(s + 1, pos + 3):
-                assert _covering_link(doc, s, e) == scan(doc, s, e)
+                hit = _covering_span(doc, s, e)
+                assert (hit[2] if hit else None) == scan(doc, s, e)
+                assert hit is None or hit[0] < hit[1] and (hit[0] <= s and e <= hit[1]
+                                                           or s <= hit[0] and hit[1] <= e)
+
+
+def test_a_mention_inside_a_link_takes_its_target_only_when_it_names_it() -> None:
+    from kgx.linking import alias_key
+    from kgx.stages.read import _wikilink_of
+
+    text = "Launched from Merritt Island, Florida and the United States bankruptcy court."
+    doc = {"links": [[14, 37, "Merritt Island, Florida"],
+                     [46, 76, "United States bankruptcy court"]]}
+
+    def link(mention: str) -> str | None:
+        s = text.index(mention)
+        return _wikilink_of(doc, s, s + len(mention), mention, alias_key)
+
+    assert link("Merritt Island, Florida") == "Merritt Island, Florida"
+    assert link("Merritt Island") == "Merritt Island, Florida"  # its name, qualifier dropped
+    assert link("Florida") is None  # a part of the link is not the link's target
+    assert link("United States") is None
+    assert link("United States bankruptcy court.") == "United States bankruptcy court"
+    assert link("Launched") is None

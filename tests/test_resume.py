@@ -325,7 +325,7 @@ def test_merge_continues_after_a_failure(reference: tuple[Path, dict], short_art
     ref, _ = reference
     out = tmp_path / "out"
     infer_chunk, close_transitive = kgx.reasoning.infer_chunk, kgx.reasoning.close_transitive
-    monkeypatch.setattr(kgx.stages.merge, "INFER_CHUNK_BYTES", 256 << 10)
+    monkeypatch.setattr(kgx.stages.merge, "INFER_CHUNK_BYTES", 64 << 10)
     chunks: list[int] = []
 
     def die_at_third(*a: object, **k: object):  # noqa: ANN202

@@ -23,12 +23,13 @@ class CorpusStage(Stage):
     def key(self, run: Run) -> str:
         from kgx.corpus import CORPUS_VERSION
 
-        return stage_key(run.keys["structure"], CORPUS_VERSION)
+        return stage_key(run.keys["structure"], CORPUS_VERSION, run.opts.held_out())
 
     def execute(self, run: Run) -> dict[str, Any]:
         from kgx.corpus import build_corpus
 
         run.log("[corpus] labelling sentences from links and infoboxes")
-        st = build_corpus(run.out, run.out / "corpus", workers=run.opts.extract.workers)
+        st = build_corpus(run.out, run.out / "corpus", workers=run.opts.extract.workers,
+                          held_out_share=run.opts.held_out())
         run.log(f"[corpus] sentences {st['sentences']}, mentions {st['mentions']}")
         return {"sentences": st["sentences"]}

@@ -59,7 +59,7 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
     import numpy as np
 
     from kgx.linking import build_entity_table, entity_chunks, write_vector_index
-    from kgx.progress import LiveCount, Progress
+    from kgx.progress import LiveCount, Progress, set_phase
     from kgx.workers import Crashed, new_pool
 
     resumed = prepare_work(work, key)
@@ -73,6 +73,7 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
         log(f"[entities] resuming: tables {'built' if TABLES_STEP in done else 'not built'}, "
             f"{len(done - {TABLES_STEP}):,} chunks of vectors committed before")
     if TABLES_STEP not in done:
+        set_phase("building the entity and alias tables")
         t = time.monotonic()
         phases: dict[str, float] = {}
         phases_cpu: dict[str, float] = {}
@@ -111,6 +112,7 @@ def build_entities(out: Path, work: Path, key: str, opts: Any, log: Any) -> dict
     seconds_embedding = time.monotonic() - t
     without_vector = sum(i["entities"] for k, i in journal.infos()
                          if k != TABLES_STEP and i.get("lost"))
+    set_phase("writing the vector index")
     meta = write_vector_index(
         out, (np.load(parts / f"{k:09d}.npy", mmap_mode="r") for k, _, _ in chunks), n,
         _dim(parts, chunks), ENCODER)
@@ -138,6 +140,9 @@ def fit_scorer(out: Path, log: Any) -> dict[str, Any]:
         log("[entities] no documents.jsonl: the linker keeps its hand-set weights")
         return {"fitted": False}
     t = time.monotonic()
+    from kgx.progress import set_phase
+
+    set_phase("fitting the linker's scorer and NIL thresholds on the dev pages' wikilinks")
     fit = fit_linker(out, "")
     fit["seconds"] = round(time.monotonic() - t, 2)
     if fit["fitted"]:

@@ -26,9 +26,9 @@ class ModelStage(Stage):
             weights = Path(o.model) / "model.safetensors"
             return stage_key(str(Path(o.model).resolve()),
                              weights.stat().st_mtime_ns if weights.exists() else 0)
-        # "train-2": casing feature, entity pooling and the adaptive threshold
+        # "train-3": gold sources as sentence rows
         return stage_key(run.keys["corpus"], o.base_model, o.train_sentences, o.train_epochs,
-                         "train-2")
+                         [_fingerprint(g) for g in o.gold], "train-3")
 
     def execute(self, run: Run) -> dict[str, Any]:
         o = run.opts
@@ -38,9 +38,23 @@ class ModelStage(Stage):
         from kgx.train import TrainOptions, train
 
         model_dir = run.out / MODEL_DIR
-        run.log(f"[model] fine-tuning {o.base_model} on at most {o.train_sentences:,} sentences")
-        res = train(run.out / "corpus", model_dir, TrainOptions(
+        run.log(f"[model] fine-tuning {o.base_model} on at most {o.train_sentences:,} sentences"
+                + (" of the silver corpus and of each gold set (" + ", ".join(
+                    Path(g).name for g in o.gold) + ")" if o.gold else ""))
+        res = train([run.out / "corpus", *o.gold], model_dir, TrainOptions(
             base_model=o.base_model, epochs=o.train_epochs,
             max_train_sentences=o.train_sentences, max_eval_sentences=400, device=o.device),
             log=lambda m: run.log(f"[model] {m}"), progress=o.progress)
         return {"dir": str(model_dir), "sentences_per_second": res.sentences_per_second}
+
+
+def _fingerprint(spec: str) -> list[Any]:
+    """A gold source as the key sees it: its spec, and its file's size and time."""
+    from kgx.train import parse_source
+
+    p = parse_source(spec).path
+    try:
+        st = p.stat()
+        return [spec, st.st_size, st.st_mtime_ns]
+    except OSError:
+        return [spec, None, None]

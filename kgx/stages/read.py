@@ -20,7 +20,6 @@ lost. Facts are aggregated once every chunk is in, from SQLite, sorted on disk.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -32,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from kgx import __version__
 from kgx.cpu import ThreadTuner, sort_threads
@@ -59,7 +58,12 @@ BATCH_SENTENCES = 256  # sentences per model call
 # t0-t1 the subject's and the object's mention, all character offsets in the page's text.
 _FACTS = ("CREATE TABLE IF NOT EXISTS f (h TEXT, p TEXT, t TEXT, page INTEGER, rev INTEGER, "
           "s0 INTEGER, s1 INTEGER, e0 INTEGER, e1 INTEGER, sentence TEXT, conf REAL, "
-          "title TEXT, h0 INTEGER, h1 INTEGER, t0 INTEGER, t1 INTEGER)")
+          "title TEXT, h0 INTEGER, h1 INTEGER, t0 INTEGER, t1 INTEGER, hl TEXT, tl TEXT, "
+          "hs REAL, ts REAL)")
+FACT_COLUMNS = 20
+# Linked mentions by entity and NER label, summed a chunk at a time: the majority NER type
+# of an entity the graph has no type for (kgx.assertion.NerTypes).
+_NER = "CREATE TABLE IF NOT EXISTS ner (entity TEXT, label TEXT, n INTEGER)"
 MAX_LOST_LISTED = 100
 _STATS = ("documents", "lost_documents", "sentences", "mentions", "linked_mentions",
           "linked_by_wikilink", "linked_by_page", "linked_by_linker", "relations_predicted",
@@ -79,7 +83,7 @@ class ReadStage(Stage):
         o = run.opts
         return stage_key(run.keys["structure"], run.keys["model"], run.keys.get("entities"),
                          o.read_sentences, o.relation_threshold, o.mentions, o.read_chunk_documents,
-                         "read-4")
+                         o.min_precision, "read-6")
 
     def execute(self, run: Run) -> dict[str, Any]:
         return read_dump(run.out, run.work(self.name), Path(run.info["model"]["dir"]),
@@ -199,6 +203,8 @@ class ChunkLinker:
         report = json.loads((out / "report.json").read_text("utf-8"))
         self.ns = report["site"]["namespace"]
         self.linker = Linker(out, self.ns)
+        from kgx.entities import Signatures
+
         self.signature = Signatures()
         self.work = work
         self.mentions = mentions
@@ -212,10 +218,11 @@ class ChunkLinker:
         cs: Counter[str] = Counter(documents=len(rc.docs), sentences=len(rc.sentences))
         rows: list[tuple[Any, ...]] = []
         lines: list[str] = []
+        ner: Counter[tuple[str, str]] = Counter()
         # Linked in the predictor's batches, so a mention is linked alike on every engine.
         for i in range(0, len(rc.sentences), BATCH_SENTENCES):
             self._link(rc.docs, rc.sentences[i: i + BATCH_SENTENCES],
-                       rc.predictions[i: i + BATCH_SENTENCES], cs, rows, lines)
+                       rc.predictions[i: i + BATCH_SENTENCES], cs, rows, lines, ner)
         part = self.work / "mentions" / f"{part_name(rc.chunk, rc.sub)}.nq"
         with open(part.with_suffix(".tmp"), "w", encoding="utf-8") as f:
             f.writelines(lines)
@@ -224,11 +231,12 @@ class ChunkLinker:
         from kgx.progress import live_progress
 
         live_progress(0)  # handed back: counted as committed from here
-        return {"chunk": rc.chunk, "stats": dict(cs), "rows": rows, "seconds": seconds}
+        return {"chunk": rc.chunk, "stats": dict(cs), "rows": rows, "seconds": seconds,
+                "ner": [(e, lab, n) for (e, lab), n in ner.items()]}
 
     def _link(self, docs: list[dict[str, Any]], sentences: list[tuple[int, int, int]],
               preds: list[Any], cs: Counter[str], rows: list[tuple[Any, ...]],
-              lines: list[str]) -> None:
+              lines: list[str], ner: Counter[tuple[str, str]]) -> None:
         from kgx.linking import alias_key
 
         linker = self.linker
@@ -241,6 +249,8 @@ class ChunkLinker:
         by_sentence: dict[tuple[int, int], list[Any]] = {}
         for (doc, a, m, _), ent in zip(pending, linked, strict=True):
             by_sentence.setdefault((doc["page_id"], a), []).append(ent)
+            if ent is not None:
+                ner[ent[0], m.label] += 1
             if self.mentions and ent is not None:
                 cs["mention_triples"] += _write_mention(lines, self.ns, doc, a, m, ent,
                                                         self.iri)
@@ -260,7 +270,8 @@ class ChunkLinker:
                 e0, e1 = a + min(mh.start, mt.start), a + max(mh.end, mt.end)
                 rows.append((h[0], r.label, tl[0], doc["page_id"], doc.get("revision_id"),
                              a, b, e0, e1, doc["text"][a:b], r.score, doc["title"],
-                             a + mh.start, a + mh.end, a + mt.start, a + mt.end))
+                             a + mh.start, a + mh.end, a + mt.start, a + mt.end,
+                             mh.label, mt.label, mh.score, mt.score))
 
 
 def read_steps(out: Path, work: Path, model_dir: Path, opts: Any, threads: int | None
@@ -338,6 +349,7 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
     (work / "mentions").mkdir(exist_ok=True)
     facts_db = sort_threads(sqlite3.connect(work / "facts.sqlite"))
     facts_db.execute(_FACTS)
+    facts_db.execute(_NER)
     journal = Journal(facts_db)
     stats: Counter[str] = Counter({k: 0 for k in _STATS})
     step_seconds: Counter[str] = Counter()  # summed over chunks (and processes)
@@ -395,8 +407,9 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
             info = _chunk_info(parts)
             journal.commit(k, {"stats": info["stats"], "lost": info["lost"],
                                "seconds": info["seconds"]},
-                           lambda db, r=info["rows"]: db.executemany(
-                               f"INSERT INTO f VALUES ({','.join('?' * 16)})", r))
+                           lambda db, r=info["rows"], m=info["ner"]: (db.executemany(
+                               f"INSERT INTO f VALUES ({','.join('?' * FACT_COLUMNS)})", r),
+                               db.executemany("INSERT INTO ner VALUES (?, ?, ?)", m)))
             stats.update(info["stats"])
             step_seconds.update(info["seconds"])
             lost += info["lost"]
@@ -413,8 +426,8 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
     ns = json.loads((out / "report.json").read_text("utf-8"))["site"]["namespace"]
     result: dict[str, Any] = dict(stats)
     result["lost"] = lost[:MAX_LOST_LISTED]
-    result.update(_write_model_facts(out, facts_db, ns, model_name, entities,
-                                     entity_iri(ns)))
+    result.update(write_model_facts(out, facts_db, ns, model_name, entities, meta,
+                                    opts.min_precision, log))
     result["chunks"] = len(journal.done())
     # Without loading the model, linker and tables: what a sentence costs once running.
     result["seconds_reading"] = round(seconds_reading, 2)
@@ -442,6 +455,7 @@ def _chunk_info(parts: list[Any]) -> dict[str, Any]:
     stats: Counter[str] = Counter()
     seconds: Counter[str] = Counter()
     rows: list[tuple[Any, ...]] = []
+    ner: list[tuple[str, str, int]] = []
     lost: list[dict[str, Any]] = []
     for res in parts:
         if isinstance(res, Crashed):
@@ -452,33 +466,9 @@ def _chunk_info(parts: list[Any]) -> dict[str, Any]:
             stats.update(res["stats"])
             seconds.update(res.get("seconds", {}))
             rows += res["rows"]
-    return {"stats": dict(stats), "rows": rows, "lost": lost, "seconds": dict(seconds)}
-
-
-class Signatures:
-    """Domain and range of each ontology property as coarse types (PER/ORG/LOC/MISC).
-
-    A predicted relation whose head or tail mention has a coarse type other than the one its
-    property's domain or range declares (a person as ``kgx:notableWork``) is not kept.
-    """
-
-    def __init__(self) -> None:
-        from kgx.corpus import coarse_type
-        from kgx.ontology import load_ontology
-
-        onto = load_ontology()
-        self.sig: dict[str, tuple[str | None, str | None]] = {}
-        for local, p in onto.properties.items():
-            dom = (onto.classes.get(p.domain[len(KGX):]) if p.domain and p.domain.startswith(KGX)
-                   else None)
-            rng = p.range if p.range and p.range.startswith(KGX) else None
-            self.sig[local] = (coarse_type(onto, dom) if dom else None,
-                               coarse_type(onto, rng) if rng and rng[len(KGX):] in onto.classes
-                               else None)
-
-    def fits(self, prop: str, head_type: str, tail_type: str) -> bool:
-        dom, rng = self.sig.get(prop, (None, None))
-        return (dom is None or dom == head_type) and (rng is None or rng == tail_type)
+            ner += res.get("ner", [])
+    return {"stats": dict(stats), "rows": rows, "ner": ner, "lost": lost,
+            "seconds": dict(seconds)}
 
 
 def _page_context(linker: Any, doc: dict[str, Any]) -> Any:
@@ -495,7 +485,7 @@ def _link_mentions(linker: Any, pending: list[Any], stats: dict[str, int],
     for i, (doc, a, m, _ctx) in enumerate(pending):
         stats["mentions"] += 1
         s, e = a + m.start, a + m.end
-        target = _covering_link(doc, s, e)
+        target = _wikilink_of(doc, s, e, m.text, alias_key)
         if target is not None:
             out[i] = (target, "wikilink", 1.0)
             stats["linked_by_wikilink"] += 1
@@ -518,8 +508,29 @@ def _link_mentions(linker: Any, pending: list[Any], stats: dict[str, int],
     return out
 
 
-def _covering_link(doc: dict[str, Any], s: int, e: int) -> str | None:
-    """The target of the page's link that contains ``[s, e)`` or lies inside it, if any.
+LINK_SPAN_SHARE = 0.75  # of a link's text a mention inside it must cover (and conversely)
+
+
+def _wikilink_of(doc: dict[str, Any], s: int, e: int, text: str,
+                 alias_key: Callable[[str], str]) -> str | None:
+    """The target of the page's link that names the mention ``[s, e)``: a link that holds it
+    or lies inside it, where the shorter of the two spans covers most of the longer
+    (:data:`LINK_SPAN_SHARE`), or the mention is the target's name without its qualifier.
+    "Florida" inside ``[[Merritt Island, Florida]]`` or "United States" inside ``[[United
+    States bankruptcy court]]`` is not that link's target: it goes to the linker."""
+    link = _covering_span(doc, s, e)
+    if link is None:
+        return None
+    ls, le, target = link
+    short, long_ = sorted((e - s, le - ls))
+    if short >= LINK_SPAN_SHARE * long_:
+        return target
+    name = target.split(" (")[0].split(", ")[0]
+    return target if alias_key(text) == alias_key(name) else None
+
+
+def _covering_span(doc: dict[str, Any], s: int, e: int) -> tuple[int, int, str] | None:
+    """The page's link (start, end, target) that contains ``[s, e)`` or lies inside it.
 
     Links are sorted and never overlap, so a bisection finds the candidates.
     """
@@ -529,11 +540,11 @@ def _covering_link(doc: dict[str, Any], s: int, e: int) -> str | None:
         starts = doc["_starts"] = [ln[0] for ln in links]
     i = bisect_right(starts, s)
     if i and links[i - 1][0] <= s and e <= links[i - 1][1]:
-        return links[i - 1][2]
+        return links[i - 1][0], links[i - 1][1], links[i - 1][2]
     i = bisect_left(starts, s)
     while i < len(links) and links[i][0] < e:
         if s <= links[i][0] and links[i][1] <= e:
-            return links[i][2]
+            return links[i][0], links[i][1], links[i][2]
         i += 1
     return None
 
@@ -559,69 +570,228 @@ def _write_mention(out: list[str], ns: str, doc: dict[str, Any], a: int, m: Any,
     return len(lines)
 
 
-def _write_model_facts(out: Path, db: sqlite3.Connection, ns: str, model_name: str,
-                       entities: dict[str, Any], iri: Callable[[str], str]) -> dict[str, int]:
-    """One named graph per distinct fact: confidence aggregated over its evidence sentences
-    (noisy-or), support count, agreement with the infobox, and each evidence sentence."""
+def write_model_facts(out: Path, db: sqlite3.Connection, ns: str, model_name: str,
+                      entities: Any, meta: dict[str, Any], min_precision: float,
+                      log: Callable[[str], None]) -> dict[str, Any]:
+    """Decide and write the model facts (:mod:`kgx.assertion`): asserted ones in graphs of
+    their own, candidates in ``graph/candidates``, NER types in ``graph/ner-types``.
+
+    Two passes over the evidence rows, sorted on disk: the first scores the held-out
+    subjects' facts (calibration and each property's bar), the second writes every fact.
+
+    Returns:
+        The counts and figures for the report (``assertion``: held-out precision, the
+        reliability table, each property's bar, the refusals).
+    """
+    from kgx.assertion import (
+        NER_CLASSES,
+        ModelFact,
+        NerTypes,
+        TypeSystem,
+        decide_bars,
+        group_evidence,
+        why_not_asserted,
+    )
+    from kgx.ontology import load_mappings, load_ontology
+    from kgx.rdf import (
+        candidate_lines,
+        model_fact_lines,
+        ner_type_lines,
+        ner_types_provenance,
+    )
+
+    onto = load_ontology()
+    iri = entity_iri(ns)
+    ner = NerTypes(db.execute("SELECT entity, label, SUM(n) FROM ner GROUP BY entity, label"))
+
+    def graph_type(title: str) -> str | None:
+        info = entities.get(title)
+        return info.fine if info else None
+
+    lang = json.loads((out / "report.json").read_text("utf-8"))["site"].get("lang", "en")
+    types = TypeSystem(onto, graph_type, ner, load_mappings().is_list_page(lang))
+    held = held_out_rule(out, meta, entities)
+
+    def facts() -> Iterator[ModelFact]:
+        rows = db.execute(f"SELECT {FACT_SELECT} FROM f ORDER BY h, p, t, page, s0")
+        for h, p, t, ev in group_evidence(rows):
+            f = ModelFact(h, p, t, ev)
+            types.check(f)
+            yield f
+
+    # Pass 1: what the reader says of the held-out subjects, judged by their infoboxes.
+    scored: list[Scored] = []
+    if held is not None:
+        for f in facts():
+            if f.refused is None and held.covers(f.subject):
+                scored.append(Scored(f.subject, f.prop, f.features(), f.types_known,
+                                     held.label(f)))
+    gold_outcomes = meta.get("gold_dev_relations") or {}
+
+    def typed(prop: str) -> bool:
+        return prop in onto.properties
+
+    calib, gates = decide_bars([(x.prop, x.features, bool(x.right)) for x in scored
+                                if x.right is not None], {x.prop for x in scored},
+                               gold_outcomes, min_precision, typed)
+    report = _held_out_report(scored, min_precision, held is not None, gold_outcomes, typed)
+
+    # Pass 2: every fact, decided and written.
     tmp = out / (MODEL_FACTS_FILE + ".tmp")
-    n_facts = n_triples = agree = 0
-    pg = f"<{ns}graph/provenance>"
-    rows = db.execute("SELECT h, p, t, page, rev, s0, s1, e0, e1, sentence, conf, title, h0, h1, "
-                      "t0, t1 FROM f ORDER BY h, p, t, page, s0")
-    with open(tmp, "w", encoding="utf-8") as f:
-        cur: tuple[str, str, str] | None = None
-        ev: list[tuple[Any, ...]] = []
-
-        def emit() -> None:
-            nonlocal n_facts, n_triples, agree
-            if cur is None:
-                return
-            h, p, t = cur
-            digest = hashlib.sha1(f"{h}\t{p}\t{t}".encode()).hexdigest()[:16]
-            g = f"<{ns}graph/fact/{digest}>"
-            conf = 1.0 - math.prod(1.0 - r[10] for r in ev)
-            info = entities.get(h)
-            agrees = bool(info and (p, t) in info.facts)
-            agree += agrees
-            lines = [f"{iri(h)} <{relation_iri(p)}> {iri(t)} {g} .\n",
-                     f"{g} <{KGX}extractor> {literal('model')} {pg} .\n",
-                     f"{g} <{KGX}extractorVersion> {literal(model_name)} {pg} .\n",
-                     f"{g} <{KGX}confidence> {literal(repr(round(conf, 4)), XSD + 'double')} "
-                     f"{pg} .\n",
-                     f"{g} <{KGX}supportCount> {literal(str(len(ev)), XSD + 'integer')} {pg} .\n",
-                     f"{g} <{KGX}agreesWithInfobox> "
-                     f"{literal('true' if agrees else 'false', XSD + 'boolean')} {pg} .\n"]
-            for i, r in enumerate(ev, 1):
-                e = f"<{ns}graph/fact/{digest}/evidence/{i}>"
-                lines += [
-                    f"{g} <{KGX}evidence> {e} {pg} .\n",
-                    f"{e} <{KGX}pageId> {literal(str(r[3]), XSD + 'integer')} {pg} .\n",
-                    f"{e} <{KGX}sentence> {literal(r[9])} {pg} .\n",
-                    f"{e} <{KGX}sentenceStart> {literal(str(r[5]), XSD + 'integer')} {pg} .\n",
-                    f"{e} <{KGX}sentenceEnd> {literal(str(r[6]), XSD + 'integer')} {pg} .\n",
-                    f"{e} <{KGX}evidenceStart> {literal(str(r[7]), XSD + 'integer')} {pg} .\n",
-                    f"{e} <{KGX}evidenceEnd> {literal(str(r[8]), XSD + 'integer')} {pg} .\n",
-                    f"{e} <{KGX}sourcePage> {iri(r[11])} {pg} .\n",
-                    f"{e} <{KGX}subjectStart> {literal(str(r[12]), XSD + 'integer')} {pg} .\n",
-                    f"{e} <{KGX}subjectEnd> {literal(str(r[13]), XSD + 'integer')} {pg} .\n",
-                    f"{e} <{KGX}objectStart> {literal(str(r[14]), XSD + 'integer')} {pg} .\n",
-                    f"{e} <{KGX}objectEnd> {literal(str(r[15]), XSD + 'integer')} {pg} .\n",
-                    f"{e} <{KGX}confidence> {literal(repr(round(r[10], 4)), XSD + 'double')} "
-                    f"{pg} .\n"]
-                if r[4] is not None:
-                    lines.append(f"{e} <{KGX}revisionId> {literal(str(r[4]), XSD + 'integer')} "
-                                 f"{pg} .\n")
-            f.writelines(lines)
-            n_facts += 1
+    counts: Counter[str] = Counter()
+    refused: dict[str, Counter[str]] = {}
+    asserted_by: Counter[str] = Counter()
+    agree = n_triples = 0
+    with open(tmp, "w", encoding="utf-8") as fout:
+        for f in facts():
+            if f.refused is not None:
+                f.status = "refused"
+                refused.setdefault(f.prop, Counter())[f.refused] += 1
+                counts["refused"] += 1
+                continue
+            f.confidence = calib(f.features())
+            why = why_not_asserted(gates.get(f.prop), min_precision, f.confidence,
+                                   f.best_score, f.types_known)
+            if why is None:
+                f.status = "asserted"
+            else:
+                f.why = why
+            predicate = relation_iri(f.prop)
+            if f.status == "asserted":
+                info = entities.get(f.subject)
+                agrees = bool(info and (f.prop, f.object) in info.facts)
+                agree += agrees
+                lines = model_fact_lines(f, ns, predicate, model_name, agrees, iri)
+                asserted_by[f.prop] += 1
+            else:
+                lines = candidate_lines(f, ns, predicate, model_name, iri)
+            counts[f.status] += 1
             n_triples += len(lines)
-
-        for r in rows:
-            key = (r[0], r[1], r[2])
-            if key != cur:
-                emit()
-                cur, ev = key, []
-            ev.append(r)
-        emit()
+            fout.writelines(lines)
+        # Entities the graph had no type for, typed by their mentions' majority.
+        typed = 0
+        for title, (label, _mentions, _share) in sorted(ner.types.items()):
+            if label in NER_CLASSES and graph_type(title) is None:
+                lines = ner_type_lines(title, NER_CLASSES[label], ns, iri)
+                fout.writelines(lines)
+                n_triples += len(lines)
+                typed += 1
+        if typed:
+            lines = ner_types_provenance(ns, model_name)
+            fout.writelines(lines)
+            n_triples += len(lines)
     os.replace(tmp, out / MODEL_FACTS_FILE)
-    return {"model_facts": n_facts, "model_fact_triples": n_triples,
-            "agreeing_with_infobox": agree}
+    report.update({
+        "min_precision": min_precision, "calibration": calib.to_json(),
+        "gates": {p: {"source": g.source, "scored": g.scored,
+                      "threshold": None if g.threshold is None else round(g.threshold, 4),
+                      "precision": g.precision, "above": g.above,
+                      "asserted": asserted_by.get(p, 0), "why": g.why}
+                  for p, g in sorted(gates.items())},
+        "refused": {p: dict(c) for p, c in sorted(refused.items())},
+        "entities_typed_by_ner": typed})
+    log(f"[read] model facts: {counts['asserted']:,} asserted, {counts['candidate']:,} kept as "
+        f"candidates, {counts['refused']:,} refused by their types; {typed:,} entities typed "
+        "by their mentions")
+    ap = report.get("asserted_precision")
+    if ap is not None:
+        judged = (f"{ap['closed_world']} of the {ap['facts_judged']:,} their infobox can judge "
+                  "(closed world)" if ap["facts_judged"] else
+                  "none of them of a property their infobox states (closed world: no figure)")
+        log(f"[read] held-out infobox facts: of the {ap['facts']:,} facts asserted about the "
+            f"{report['held_out_subjects']:,} held-out subjects, right {judged}"
+            + (f"; at least {ap['strict']} counting every fact the infobox does not state as "
+               "wrong" if ap["facts"] else ""))
+    log(f"[read] confidence calibrated on {calib.source} facts ({calib.examples:,})"
+        if calib.fitted else "[read] confidence: too few held-out facts or gold dev relations "
+        "to calibrate on; a fact's confidence is its best sentence score")
+    return {"model_facts": counts["asserted"], "candidate_facts": counts["candidate"],
+            "refused_facts": counts["refused"], "model_fact_triples": n_triples,
+            "agreeing_with_infobox": agree, "assertion": report}
+
+
+FACT_SELECT = "h, p, t, page, rev, s0, s1, e0, e1, sentence, conf, title, h0, h1, t0, t1, " \
+              "hl, tl, hs, ts"
+
+
+def held_out_rule(out: Path, meta: dict[str, Any], entities: Any) -> Any:
+    """The held-out subjects of the corpus the model was trained on, when that corpus is
+    this output's (a model trained elsewhere leaves nothing to score: None)."""
+    from kgx.assertion import HeldOut
+    from kgx.corpus import held_out_subject
+
+    held = (meta.get("corpus_stats") or {}).get("held_out") or {}
+    graph = (meta.get("corpus_stats") or {}).get("graph")
+    if not held.get("share") or not graph or Path(graph).resolve() != out.resolve():
+        return None
+    share, salt = float(held["share"]), str(held["salt"])
+
+    def facts_of(title: str) -> list[tuple[str, str]]:
+        info = entities.get(title)
+        return list(info.facts) if info else []
+
+    return HeldOut(lambda t: held_out_subject(t, share, salt), facts_of)
+
+
+class Scored(NamedTuple):
+    """A fact about a held-out subject, as the held-out figures need it."""
+
+    subject: str
+    prop: str
+    features: list[float]
+    types_known: tuple[str, str]
+    right: bool | None  # what the subject's infobox says of it (None: nothing)
+
+
+def _held_out_report(scored: list[Scored], min_precision: float, have_held_out: bool,
+                     gold_outcomes: dict[str, Any], typed: Callable[[str], bool]
+                     ) -> dict[str, Any]:
+    """Held-out figures, cross-fitted: each fold of subjects is decided with the calibration
+    and bars fitted on the other fold (and the gold dev relations, which no held-out fact
+    made), so no fact is judged by a rule fitted on itself."""
+    from kgx.assertion import decide_bars, fold_of, precision_at, reliability, why_not_asserted
+
+    if not have_held_out:
+        return {"held_out": False, "note": "the model was not trained on this output's "
+                "corpus (--model): no held-out facts to measure its precision on"}
+    conf: list[float] = []
+    strict: list[bool] = []
+    closed: list[bool | None] = []
+    asserted: list[bool] = []
+    props = {x.prop for x in scored}
+    for k in (0, 1):
+        calib, gates = decide_bars([(x.prop, x.features, bool(x.right)) for x in scored
+                                    if x.right is not None and fold_of(x.subject) != k],
+                                   props, gold_outcomes, min_precision, typed)
+        for x in scored:
+            if fold_of(x.subject) != k:
+                continue
+            c = calib(x.features)
+            conf.append(c)
+            strict.append(bool(x.right))
+            closed.append(x.right)
+            best = 1.0 / (1.0 + math.exp(-x.features[0]))  # the fact's best sentence score
+            asserted.append(why_not_asserted(gates.get(x.prop), min_precision, c, best,
+                                             x.types_known) is None)
+    judged_idx = [i for i, y in enumerate(closed) if y is not None]
+    on = [i for i in range(len(conf)) if asserted[i]]
+    on_judged = [i for i in on if closed[i] is not None]
+    return {
+        "held_out": True,
+        "held_out_subjects": len({s for s, *_ in scored}),
+        "held_out_facts": len(scored),
+        "held_out_facts_judged": sum(x.right is not None for x in scored),
+        "note": "precision of the reader's facts about held-out subjects: 'strict' counts "
+                "every fact their infobox does not state as wrong (a lower bound); "
+                "'closed_world' leaves out facts of a property the infobox does not state "
+                "(cross-fitted over two folds of subjects)",
+        "asserted_precision": {
+            "facts": len(on), "facts_judged": len(on_judged),
+            "strict": round(sum(strict[i] for i in on) / len(on), 3) if on else None,
+            "closed_world": round(sum(bool(closed[i]) for i in on_judged) / len(on_judged), 3)
+            if on_judged else None},
+        "precision_at": {"strict": precision_at(conf, strict),
+                         "closed_world": precision_at([conf[i] for i in judged_idx],
+                                                      [bool(closed[i]) for i in judged_idx])},
+        "reliability": reliability([conf[i] for i in judged_idx],
+                                   [bool(closed[i]) for i in judged_idx])}
