@@ -15,7 +15,7 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from kgx.model import resolve_base_model
+    from kgx.model.network import resolve_base_model
 
     d = tmp_path_factory.mktemp("tiny-bert")
     tok = AutoTokenizer.from_pretrained(resolve_base_model("minilm"))
@@ -35,8 +35,8 @@ def readme_out(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Pat
     sentences, so that the suite stays fast: the machinery is the README's, the model's
     quality is not (benchmarks measure that).
     """
-    from kgx.extract import ExtractOptions
-    from kgx.pipeline import PipelineOptions, run
+    from kgx.stages.pipeline import PipelineOptions, run
+    from kgx.structure.extract import ExtractOptions
 
     out = tmp_path_factory.mktemp("readme") / "out"
     run(SAMPLE, out, PipelineOptions(

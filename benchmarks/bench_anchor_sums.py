@@ -7,7 +7,7 @@ one to three words drawn from a Zipf-like vocabulary, so common anchors recur ac
 each linking one of a few targets. Each way builds its own copy of the table file, in a fresh
 child process (its peak memory is its own). Prints seconds, rows per second, CPU seconds of
 the process tree over wall seconds, peak memory and whether both made the same ``anchors``.
-Usage: ``python benchmarks/bench_anchor_sums.py [--rows 4000000] [--workers N] [--work DIR]``.
+Usage: ``python -m benchmarks.bench_anchor_sums [--rows 4000000] [--workers N] [--work DIR]``.
 """
 
 from __future__ import annotations
@@ -20,19 +20,16 @@ import os
 import random
 import shutil
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from ways import print_ways  # this folder
-
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.common import print_ways, run_child
 
 RUNNER = """
-import json, resource, sqlite3, sys, time
-from kgx.aliases import AliasStore
-from kgx.workers import ignore_interrupts_in_worker, new_pool
+import sqlite3, sys, time
+from benchmarks.common import child_usage
+from kgx.structure.aliases import AliasStore
+from kgx.engines.local import ignore_interrupts_in_worker; from kgx.engines.pools import new_pool
 
 def one_group_by(path):
     db = sqlite3.connect(path)
@@ -55,11 +52,7 @@ if __name__ == "__main__":
                         start_method="spawn")
         store.finish(pool.map if workers else None)
         store.close()
-    wall = time.perf_counter() - t
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(json.dumps({"seconds": wall, "cpu": me.ru_utime + me.ru_stime + kids.ru_utime
-                      + kids.ru_stime, "rss_mb": max(me.ru_maxrss, kids.ru_maxrss) / 1024}))
+    child_usage(time.perf_counter() - t)
 """
 
 
@@ -97,8 +90,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--work", type=Path, default=Path("/tmp/kgx-bench-anchor-sums"))
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT))
-    from kgx.aliases import AliasStore
+    from kgx.structure.aliases import AliasStore
 
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
@@ -128,12 +120,7 @@ def main() -> None:
             f"{16} tables by hash, {args.workers} workers (now)": ("parts", kgx_db,
                                                                    args.workers)}
     for name, (way, path, workers) in ways.items():
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        res = subprocess.run([sys.executable, "-c", RUNNER, str(path), way, str(workers)],
-                             env=env, capture_output=True, text=True)
-        if res.returncode:
-            sys.exit(f"{name} failed:\n{res.stderr}")
-        results[name] = json.loads(res.stdout.strip().splitlines()[-1])
+        results[name] = run_child(RUNNER, path, way, workers, what=name)
         results[name]["digest"] = anchors_digest(path)
         results[name]["anchors"] = sqlite3.connect(path).execute(
             "SELECT count(*) FROM anchors").fetchone()[0]

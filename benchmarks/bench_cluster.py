@@ -3,7 +3,7 @@ loses a node half way, on one synthetic dump, in one run.
 
 * **Overhead**: the local engine and Ray started by kgx on this machine (local mode), on the
   same cores, ``--runs`` times each, alternating.
-* **Two nodes on one machine** (``tests/ray_nodes.py``): ``ray start --head`` and a second
+* **Two nodes on one machine** (``tests/support/ray_nodes.py``): ``ray start --head`` and a second
   ``ray start --address``, one CPU each, both announcing 127.0.0.1, with a token of their own
   (``RAY_AUTH_MODE=token``), stopped by the PIDs of their own processes. kgx runs on one such
   cluster once whole, then on a fresh one with the second node's raylet killed (SIGKILL) at
@@ -17,7 +17,7 @@ loses a node half way, on one synthetic dump, in one run.
 
 The dump is ``bench_scale.py``'s synthetic multistream dump (``--copies`` copies of the
 sample; 40 is its 4x). ``--no-model`` throughout. Usage:
-``python benchmarks/bench_cluster.py [--copies 40] [--runs 2] [--work DIR]``.
+``python -m benchmarks.bench_cluster [--copies 40] [--runs 2] [--work DIR]``.
 """
 
 from __future__ import annotations
@@ -32,14 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-sys.path.insert(0, str(ROOT))
-
-from bench_scale import ENWIKI, build_dump, digest  # noqa: E402
-
-from tests.ray_nodes import TwoNodeCluster  # noqa: E402
+from benchmarks.bench_scale import ENWIKI, digest
+from benchmarks.common import build_dump
+from tests.support.ray_nodes import TwoNodeCluster  # noqa: E402
 
 BASE_ENV = {"KGX_THREADS": "1", "KGX_PROGRESS_SECONDS": "30", "RAY_USAGE_STATS_ENABLED": "0"}
 

@@ -40,8 +40,8 @@ def encoder_rate(out: Path, n: int) -> tuple[int, float]:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from kgx.logs import quiet_transformers
-    from kgx.sentences import Sentencizer, paragraphs
+    from kgx.runtime.logs import quiet_transformers
+    from kgx.text.sentences import Sentencizer, paragraphs
 
     quiet_transformers()
     split = Sentencizer()

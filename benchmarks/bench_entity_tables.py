@@ -3,12 +3,13 @@ process against worker processes, on one finished output, in one run.
 
 Copies ``OUT/aliases.sqlite`` (the structure stage's titles, redirects and anchors) and builds
 the tables from it three times, each in a fresh child process: with ``--workers 0`` (every
-alias row made in the building process) and with ``--workers N`` (:func:`kgx.linking.alias_rows`
-and :func:`kgx.fuzzy.deletion_rows` in N spawned processes), SQLite's sorter on one thread, then
-N workers with the sorter's helper threads (:func:`kgx.cpu.sort_threads`, kgx's default). Prints
+alias row made in the building process) and with ``--workers N``
+(:func:`kgx.linking.tables.alias_rows` and :func:`kgx.linking.fuzzy.deletion_rows` in N
+spawned processes), SQLite's sorter on one thread, then N workers with the sorter's helper
+threads (:func:`kgx.runtime.cpu.sort_threads`, kgx's default). Prints
 seconds, pages per second, anchor rows, CPU seconds of the process tree over wall seconds and
 peak memory, whether every way made the same tables, and each step's seconds. Usage:
-``python benchmarks/bench_entity_tables.py OUT [--workers N] [--work DIR]``.
+``python -m benchmarks.bench_entity_tables OUT [--workers N] [--work DIR]``.
 """
 
 from __future__ import annotations
@@ -19,34 +20,26 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
-from ways import print_ways  # this folder
-
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.common import print_ways, run_child
 
 RUNNER = """
-import json, resource, sys, time
+import sys, time
 from pathlib import Path
-import kgx.cpu
-from kgx.linking import build_entity_table
+from benchmarks.common import child_usage
+import kgx.runtime.cpu
+from kgx.linking.tables import build_entity_table
 if __name__ == "__main__":
-    kgx.cpu.SORT_THREADS = None if sys.argv[3] == "auto" else int(sys.argv[3])
+    kgx.runtime.cpu.SORT_THREADS = None if sys.argv[3] == "auto" else int(sys.argv[3])
     t = time.perf_counter()
     phases = {}
     n = build_entity_table(Path(sys.argv[1]), workers=int(sys.argv[2]), phases=phases)
-    wall = time.perf_counter() - t
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(json.dumps({"seconds": wall, "entities": n, "cpu": me.ru_utime + me.ru_stime
-                      + kids.ru_utime + kids.ru_stime,
-                      "rss_mb": max(me.ru_maxrss, kids.ru_maxrss) / 1024, "phases": phases}))
+    child_usage(time.perf_counter() - t, entities=n, phases=phases)
 """
 
 
-STEP_NOTES = {  # where each step of kgx.linking.build_entity_table runs
+STEP_NOTES = {  # where each step of kgx.linking.tables.build_entity_table runs
     "types": " (this process: SPARQL over the store)",
     "abstracts": " (this process)",
     "titles_and_redirects": " (workers; numbering and copy-in here)",
@@ -89,12 +82,7 @@ def main() -> None:
         shutil.copyfile(args.out / "aliases.sqlite", dst / "aliases.sqlite")
         shutil.copyfile(args.out / "report.json", dst / "report.json")
         (dst / "store").symlink_to((args.out / "store").resolve())
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        res = subprocess.run([sys.executable, "-c", RUNNER, str(dst), str(workers), threads],
-                             env=env, capture_output=True, text=True)
-        if res.returncode:
-            sys.exit(f"{way} failed:\n{res.stderr}")
-        rows[way] = json.loads(res.stdout.strip().splitlines()[-1])
+        rows[way] = run_child(RUNNER, dst, workers, threads, what=way)
         rows[way]["digest"] = tables_digest(dst / "aliases.sqlite")
         shutil.rmtree(dst)
     print_ways(rows, pages, "page", "tables")

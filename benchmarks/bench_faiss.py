@@ -7,29 +7,25 @@ may build (``IndexIVFFlat``, and ``IndexIVFScalarQuantizer`` 8-bit, which kgx sw
 2 GiB of float32 vectors) it prints recall@1 and @10 against the exact top 10, milliseconds per
 query and bytes per vector, and whether the index answers the same memory-mapped.
 
-Usage: ``python benchmarks/bench_faiss.py OUT [--queries 2000]``.
+Usage: ``python -m benchmarks.bench_faiss OUT [--queries 2000]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 
 def main() -> None:
     import faiss
 
-    from kgx.encoder import shared_encoder
-    from kgx.linking import make_index, train_index
+    from kgx.linking.encoder import shared_encoder
+    from kgx.linking.vectors import make_index, train_index
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path)

@@ -4,7 +4,7 @@ The test suite runs each property on a few dozen generated inputs; this script r
 hypothesis's ``long`` profile (3,000 examples for most properties, 300 timing checks, 1,000 raw
 HTTP requests) and prints, per property, whether it held and the seconds taken; hypothesis's
 statistics above the table give the examples tried. ``--profile default`` runs what the test
-suite runs. Usage: ``python benchmarks/bench_fuzz.py [-k EXPR] [--profile long|default]``.
+suite runs. Usage: ``python -m benchmarks.bench_fuzz [-k EXPR] [--profile long|default]``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Misspelt-name lookup at 0.1, 1 and 10 million aliases: kgx.fuzzy against FTS5 trigrams.
+"""Misspelt-name lookup at 0.1, 1 and 10 million aliases: kgx.linking.fuzzy against FTS5 trigrams.
 
 For each size, builds a synthetic alias table (names of two or three words drawn from a few
 thousand syllable-made words, with Zipf-like repeats of common words, as titles are), indexes
@@ -7,7 +7,7 @@ or two random edits (insertion, deletion, substitution, transposition): p50 and 
 and recall (the true key among the first 10). The peer, measured in the same run on the same
 keys and queries, is the FTS5 trigram search kgx used before (``--fts-max`` limits it to the
 sizes where building it finishes in reasonable time). Usage:
-``python benchmarks/bench_fuzzy.py [--sizes 100000 1000000 10000000] [--work DIR]``.
+``python -m benchmarks.bench_fuzzy [--sizes 100000 1000000 10000000] [--work DIR]``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ import argparse
 import json
 import random
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import ROOT
 
 SYLLABLES = ["ka", "lo", "mi", "ne", "ro", "ta", "vi", "zu", "an", "ber", "chi", "dor", "el",
              "fan", "gra", "hol", "is", "jun", "kor", "lin", "mar", "nor", "ost", "pet", "qui",
@@ -111,7 +109,7 @@ def measure(search, queries: list[tuple[str, str]]) -> dict[str, float]:  # noqa
 
 
 def main() -> None:
-    from kgx import fuzzy
+    from kgx.linking import fuzzy
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
@@ -134,7 +132,7 @@ def main() -> None:
         db = sqlite3.connect(path)
         db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
         t = time.monotonic()
-        fuzzy.build(db, sorted(keys))  # in order, as kgx.fuzzy.iter_keys gives them
+        fuzzy.build(db, sorted(keys))  # in order, as kgx.linking.fuzzy.iter_keys gives them
         row = {"aliases": n, "kgx_build_s": round(time.monotonic() - t, 1),
                "kgx": measure(lambda q, db=db: [k for k, _ in fuzzy.search(db, q)], queries)}
         if n <= args.fts_max:

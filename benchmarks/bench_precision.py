@@ -53,8 +53,8 @@ def build(out: Path, *extra: str) -> None:
 def redocred_rows() -> list[dict[str, Any]]:
     """The held-out fifth of Re-DocRED dev as sentence rows with gold mentions (the docs
     kgx's shipped gold set leaves out)."""
-    from kgx.datasets import docred_sentence_rows, held_out, read_docred
-    from kgx.train import wikidata_relation_label
+    from kgx.corpus.datasets import docred_sentence_rows, held_out, read_docred
+    from kgx.model.sources import wikidata_relation_label
 
     if not REDOCRED.exists():
         return []
@@ -67,8 +67,8 @@ def redocred_figures(model: Path, gates: dict[str, Any]) -> dict[str, list[list[
     fixed score thresholds, and at the graph's bars (each property's own threshold on the best
     sentence score, where the graph asserts it on gold dev figures; every other property
     asserts nothing, as in the graph)."""
-    from kgx.evaluate import evaluate_rows, relation_outcomes
-    from kgx.model import Predictor
+    from kgx.model.evaluate import evaluate_rows, relation_outcomes
+    from kgx.model.predictor import Predictor
 
     rows = redocred_rows()
     if not rows:
@@ -100,7 +100,7 @@ def redocred_figures(model: Path, gates: dict[str, Any]) -> dict[str, list[list[
 
 
 def graph_figures(out: Path) -> dict[str, Any]:
-    from kgx.graph import KnowledgeGraph
+    from kgx.graph.knowledge_graph import KnowledgeGraph
 
     rep = json.loads((out / "report.json").read_text())
     read = rep["pipeline"]["read"]
@@ -182,7 +182,7 @@ def wilson(right: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def judged_section(sheet: Path, out: Path) -> list[str]:
     """Precision, stated share and reliability of a judged sheet, on the facts ``out`` still
     asserts."""
-    from kgx.graph import KnowledgeGraph
+    from kgx.graph.knowledge_graph import KnowledgeGraph
 
     kg = KnowledgeGraph.open(out)
     asserted = {r["g"] for r in kg.sparql(

@@ -4,7 +4,7 @@ the same documents, in one run.
 * **Local**: ``read_workers`` processes, each splitting, predicting and linking its chunk (on
   2 cores: one process with two torch threads).
 * **Ray** (``--engine ray``, Ray started by kgx on this machine), both ways
-  :func:`kgx.cluster.map_steps` can run the steps: fused (each actor splits, predicts and
+  :func:`kgx.engines.ray.map_steps` can run the steps: fused (each actor splits, predicts and
   links its chunk, what a cluster without GPUs gets) and in three actor pools, one per step
   (the Ray Data pipeline a cluster with GPUs gets). Ray's start is timed apart.
 * **Same output**: the two runs' ``model.nq`` and ``mentions.nq`` are compared line for line
@@ -16,12 +16,12 @@ Takes an ``OUT`` that the README's first command wrote (it needs ``documents.jso
 model, the alias table and the entity index) and reads its first ``--documents`` documents,
 ``--runs`` times each way, alternating, in chunks of ``--chunk`` documents (2: enough chunks
 for Ray's three steps to overlap, as they do on a dump). Usage:
-``python benchmarks/bench_read_engines.py OUT [--documents 20] [--chunk 2] [--runs 2]
+``python -m benchmarks.bench_read_engines OUT [--documents 20] [--chunk 2] [--runs 2]
 [--workers 2] [--engines local,ray,ray-pools] [--device cuda]``.
 
 On a GPU, ``--engines local --device cuda --workers N`` for N = 1, 4, 16 measures how well
 N reading processes share it (the local engine starts one a core there, as many as the GPU's
-memory holds: :func:`kgx.stages.read.encoder_workers`); each run prints how many it started.
+memory holds: :func:`kgx.runtime.hardware.encoder_workers`); each run prints how many it started.
 """
 
 from __future__ import annotations
@@ -30,12 +30,8 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 ENGINES = ("local", "ray", "ray-pools")
 NEEDED = ("report.json", "aliases.sqlite", "entities.faiss", "entities.json", "linker.json",
@@ -62,18 +58,19 @@ def copy_out(src: Path, dst: Path, documents: int) -> int:
 
 def read_once(out: Path, engine: str, workers: int, chunk: int, device: str | None = None
               ) -> dict[str, object]:
-    import kgx.cluster
-    from kgx.cluster import use_engine
-    from kgx.extract import ExtractOptions
-    from kgx.pipeline import PipelineOptions
-    from kgx.stages.read import MENTIONS_FILE, MODEL_FACTS_FILE, read_dump
+    import kgx.engines.ray
+    from kgx.engines.ray import use_engine
+    from kgx.read.run import read_dump
+    from kgx.stages.pipeline import PipelineOptions
+    from kgx.stages.read import MENTIONS_FILE, MODEL_FACTS_FILE
+    from kgx.structure.extract import ExtractOptions
 
     for name in (MODEL_FACTS_FILE, MENTIONS_FILE):
         (out / name).unlink(missing_ok=True)
     opts = PipelineOptions(extract=ExtractOptions(workers=workers, progress=False),
                            model=str(out / "model"), progress=False,
                            read_chunk_documents=chunk, device=device)
-    kgx.cluster.STEP_POOLS = "pools" if engine == "ray-pools" else "fused"
+    kgx.engines.ray.STEP_POOLS = "pools" if engine == "ray-pools" else "fused"
     t0 = time.monotonic()
     with use_engine(engine.split("-")[0], None, workers, lambda m: None):
         t1 = time.monotonic()

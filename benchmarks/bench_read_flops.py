@@ -6,8 +6,8 @@ condition that the GPU reads as fast as the CPU steps around it: for the English
 datasheet can be checked against, from measurements:
 
 * sentences cut from the first documents of a kgx output, exactly as the read stage cuts and
-  tokenises them (:class:`kgx.stages.read.SentenceSplitter`), then predicted as it predicts
-  them (:class:`kgx.stages.read.ChunkPredictor`: the same batches and windows);
+  tokenises them (:class:`kgx.read.steps.SentenceSplitter`), then predicted as it predicts
+  them (:class:`kgx.read.steps.ChunkPredictor`: the same batches and windows);
 * the floating-point operations of that prediction, counted by PyTorch's
   ``FlopCounterMode`` (matrix products and attention: the encoder, the tagger and the
   relation head; element-wise work is not counted);
@@ -23,7 +23,7 @@ It also times the model process's own work outside the encoder's forward passes 
 padding, tag decoding, relation pairs): no device shortens it, so it bounds what one model
 process can read, however fast its GPU.
 
-Usage: ``python benchmarks/bench_read_flops.py OUT [--model DIR] [--sentences N]
+Usage: ``python -m benchmarks.bench_read_flops OUT [--model DIR] [--sentences N]
 [--need 9500] [--max-padding inf]`` (``inf``: the batching before the predictor bounded its
 padding).
 """
@@ -64,12 +64,8 @@ def read_cost(out: Path, model: Path, sentences: int, device: str | None,
     count, tokens, seconds of prediction and FLOPs (and the padded tokens the encoder took)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from kgx.stages.read import (
-        BATCH_SENTENCES,
-        DOCUMENTS_FILE,
-        ChunkPredictor,
-        SentenceSplitter,
-    )
+    from kgx.read.steps import BATCH_SENTENCES, ChunkPredictor, SentenceSplitter
+    from kgx.stages.read import DOCUMENTS_FILE
 
     docs = out / DOCUMENTS_FILE
     with docs.open("rb") as f:
@@ -110,7 +106,8 @@ def time_in_encoder(predictor: Any, chunk: Any) -> tuple[float, float, float]:
     device synchronised after each), outside them (the model process's own work: windows,
     padding, the relation head, tag decoding), and, of that, in tag decoding, which runs on
     the CPU whatever the device."""
-    from kgx.model import KgxModel, Predictor
+    from kgx.model.network import KgxModel
+    from kgx.model.predictor import Predictor
 
     encode, decode = KgxModel.encode, Predictor.decode_mentions
     inside = [0.0, 0.0]

@@ -4,15 +4,15 @@ one run.
 Takes a finished kgx ``OUT`` (its ``graph.nq`` and store), removes the inferred graph from a
 copy of each, and finds the entailments again two ways, each in a fresh child process:
 
-* ``sparql``: :func:`kgx.reasoning.materialise`, SPARQL CONSTRUCTs run to a fixpoint inside
+* ``sparql``: :func:`kgx.rdf.reasoning.materialise`, SPARQL CONSTRUCTs run to a fixpoint inside
   Oxigraph, one process (what the merge did before);
-* ``chunks``: what the merge does now (:func:`kgx.stages.merge.merge`): chunks of ``graph.nq``
+* ``chunks``: what the merge does now (:func:`kgx.rdf.merge.merge`): chunks of ``graph.nq``
   read by ``--workers`` processes against the store opened read-only, then the transitive
   chains; the entailments appended to ``graph.nq`` and loaded into the store.
 
 For each: seconds, stated triples per second, CPU seconds of the process tree over wall
 seconds, and its peak resident memory; then whether both found the same quads. Usage:
-``python benchmarks/bench_reasoning.py OUT [--workers N] [--work DIR]``.
+``python -m benchmarks.bench_reasoning OUT [--workers N] [--work DIR]``.
 """
 
 from __future__ import annotations
@@ -22,35 +22,31 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.common import run_child
 
 RUNNER = """
-import json, resource, sys, time
+import sys, time
 from pathlib import Path
+from benchmarks.common import child_usage
 how, out, stated, graph, workers = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), \\
     sys.argv[4], int(sys.argv[5])
 t = time.perf_counter()
 if how == "sparql":
     import pyoxigraph as ox
-    from kgx.reasoning import materialise
+    from kgx.rdf.reasoning import materialise
     store = ox.Store(str(out / "store"))
     with open(out / "graph.nq", "a", encoding="utf-8") as f:
         f.writelines(materialise(store, graph))
     store.flush()
     del store
 else:
-    from kgx.stages.merge import merge
+    from kgx.rdf.merge import merge
     merge(out, [], True, stated, "bench", workers=workers, log=lambda m: None)
-wall = time.perf_counter() - t
-me = resource.getrusage(resource.RUSAGE_SELF)
-kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"seconds": wall, "cpu": me.ru_utime + me.ru_stime + kids.ru_utime
-                  + kids.ru_stime, "rss_mb": max(me.ru_maxrss, kids.ru_maxrss) / 1024}))
+child_usage(time.perf_counter() - t)
 """
 
 
@@ -117,12 +113,7 @@ def main() -> None:
     for how in ("sparql", "chunks"):
         dst = args.work / how
         prepare(args.out, dst, stated, graph)
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        res = subprocess.run([sys.executable, "-c", RUNNER, how, str(dst), str(stated), graph,
-                              str(args.workers)], env=env, capture_output=True, text=True)
-        if res.returncode:
-            sys.exit(f"{how} failed:\n{res.stderr}")
-        rows[how] = json.loads(res.stdout.strip().splitlines()[-1])
+        rows[how] = run_child(RUNNER, how, dst, stated, graph, args.workers, what=how)
         rows[how]["inferred"], rows[how]["digest"] = inferred_digest(dst, stated)
         shutil.rmtree(dst / "store")
         time.sleep(1)

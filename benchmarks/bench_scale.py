@@ -28,7 +28,7 @@ count are also projected by page size: :func:`page_size_model` times every page 
 through the structure pass's page function and fits its cost and the quads it writes against
 the page's size, and the English dump is then counted in sample-sized pages.
 
-Usage: ``python benchmarks/bench_scale.py [--base-mb 207] [--sizes 1,4,16] [--work DIR]``.
+Usage: ``python -m benchmarks.bench_scale [--base-mb 207] [--sizes 1,4,16] [--work DIR]``.
 Prints tables and writes ``bench-scale.json`` in the work directory.
 """
 
@@ -39,7 +39,6 @@ import bz2
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -48,101 +47,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_structure import PeakRSS  # this folder: the process-tree sampler
-
-from kgx.stages.runner import count_committed
+from benchmarks.common import SAMPLE, PeakRSS, build_dump
+from kgx.engines.journal import count_committed
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "data" / "enwiki-2016-excerpt.xml.bz2"
 STAGES = ("structure", "corpus", "model", "entities", "read", "merge")
 # The English Wikipedia (pages-articles-multistream, 2024-2026): the issue's figures.
 ENWIKI = {"pages": 23_000_000, "redirects": 11_000_000, "xml_bytes": 105_000_000_000,
           "sentences": 150_000_000, "entities": 7_000_000}
-_LINK = re.compile(r"\[\[([^\[\]|#]*)(#[^\[\]|]*)?(\|[^\[\]]*)?\]\]")
-_PAGE = re.compile(r"  <page>.*?</page>\n", re.S)
-
-
-# --------------------------------------------------------------------------- the dumps
-
-
-def sample_pages() -> tuple[str, list[str]]:
-    xml = bz2.decompress(SAMPLE.read_bytes()).decode("utf-8")
-    head = xml[:xml.index("<page>")].rstrip(" ")
-    return head, _PAGE.findall(xml)
-
-
-def _norm(title: str) -> str:
-    t = title.replace("_", " ").strip()
-    return t[:1].upper() + t[1:]
-
-
-def copy_pages(pages: list[str], copy: int, first_id: int) -> list[str]:
-    """The sample's pages as copy ``copy``: ids from ``first_id``, links kept inside it."""
-    titles = [re.search(r"<title>(.*?)</title>", p).group(1) for p in pages]
-    known = {_norm(t) for t in titles}
-    articles = [t for t, p in zip(titles, pages, strict=True)
-                if "<redirect" not in p and "<ns>0</ns>" in p]
-
-    def target(t: str) -> str:
-        n = _norm(t)
-        if n in known:
-            return f"{n} (copy {copy})"
-        h = int(hashlib.blake2b(n.encode(), digest_size=8).hexdigest(), 16)
-        return f"{articles[h % len(articles)]} (copy {copy})"
-
-    def link(m: re.Match[str]) -> str:
-        t, section, label = m.group(1), m.group(2) or "", m.group(3)
-        if ":" in t or not t.strip():  # categories, files, other namespaces, other wikis
-            return m.group(0)
-        return f"[[{target(t)}{section}{label or '|' + t}]]"
-
-    out = []
-    for k, (p, t) in enumerate(zip(pages, titles, strict=True)):
-        if "<ns>0</ns>" not in p:
-            continue
-        p = p.replace(f"<title>{t}</title>", f"<title>{t} (copy {copy})</title>", 1)
-        p = re.sub(r"<id>\d+</id>", f"<id>{first_id + k}</id>", p, count=1)
-        p = re.sub(r'<redirect title="(.*?)"', lambda m: f'<redirect title="{target(m.group(1))}"',
-                   p, count=1)
-        a, b = p.index("<text"), p.index("</text>")
-        out.append(p[:a] + _LINK.sub(link, p[a:b]) + p[b:])
-    return out
-
-
-def build_dump(copies: int, work: Path) -> dict[str, Any]:
-    """A multistream dump of ``copies`` copies of the sample, with its index."""
-    dump = work / f"scale{copies}-multistream.xml.bz2"
-    index = work / f"scale{copies}-multistream-index.txt.bz2"
-    meta_path = work / f"scale{copies}.json"
-    if dump.exists() and index.exists() and meta_path.exists():
-        return json.loads(meta_path.read_text())
-    head, pages = sample_pages()
-    idx: list[str] = []
-    xml_bytes = n = 0
-    with open(dump, "wb") as f:
-        data = head.encode()
-        f.write(bz2.compress(data))
-        xml_bytes += len(data)
-        for c in range(1, copies + 1):
-            copy = copy_pages(pages, c, c * 1_000_000)
-            for s in range(0, len(copy), 100):
-                stream = copy[s:s + 100]
-                off = f.tell()
-                for p in stream:
-                    pid = re.search(r"<id>(\d+)</id>", p).group(1)
-                    title = re.search(r"<title>(.*?)</title>", p).group(1)
-                    idx.append(f"{off}:{pid}:{title}")
-                data = "".join(stream).encode()
-                f.write(bz2.compress(data, 9))
-                xml_bytes += len(data)
-                n += len(stream)
-        f.write(bz2.compress(b"</mediawiki>\n"))
-    with bz2.open(index, "wt", encoding="utf-8") as ix:
-        ix.write("\n".join(idx) + "\n")
-    meta = {"dump": str(dump), "copies": copies, "pages": n, "xml_bytes": xml_bytes,
-            "bz2_bytes": dump.stat().st_size}
-    meta_path.write_text(json.dumps(meta))
-    return meta
 
 
 # --------------------------------------------------------------------------- measuring
@@ -357,7 +269,7 @@ def page_size_model(repeats: int = 3) -> dict[str, Any]:
     fitted on the sample's real pages, and the English Wikipedia counted in pages of the
     sample's mix.
 
-    Each page of the sample goes through :func:`kgx.workers.process_page` ``repeats`` times
+    Each page of the sample goes through :func:`kgx.structure.pages.process_page` ``repeats`` times
     in this process (its fastest time is kept). Redirects cost what the sample's redirects
     cost on average; every other page costs ``a + b * bytes``, least squares over the
     sample's articles. The English dump is then its redirects at the redirect cost and its
@@ -368,10 +280,10 @@ def page_size_model(repeats: int = 3) -> dict[str, Any]:
     """
     import numpy as np
 
-    from kgx.dump import DumpReader
+    from kgx.dump.reader import DumpReader
     from kgx.ontology import load_mappings
-    from kgx.site import Site
-    from kgx.workers import Context, Limits, process_page
+    from kgx.structure.pages import Context, Limits, process_page
+    from kgx.text.site import Site
 
     reader = DumpReader(SAMPLE)
     ctx = Context(Site(reader.site, 0), load_mappings(), Limits())
@@ -498,7 +410,7 @@ def main() -> None:
     if not args.no_resume:
         first = next(iter(results))
         meta = build_dump(copies1 * int(first), args.work)
-        from kgx.dump import read_index
+        from kgx.dump.multistream import read_index
 
         chunks = {"structure": len(read_index(meta["dump"].replace(
             "-multistream.xml.bz2", "-multistream-index.txt.bz2"))),

@@ -1,5 +1,5 @@
 """Sentence splitting, the way kgx did it (spaCy's ``sentencizer`` on a blank pipeline) against
-kgx's :class:`kgx.sentences.Sentencizer`, on the documents of a structure output, one run.
+kgx's :class:`kgx.text.sentences.Sentencizer`, on the documents of a structure output, one run.
 
 Two kinds of table. First, the splitting alone: every paragraph of every document cut into
 sentences. Second, the corpus stage's labelling of the same documents
@@ -11,21 +11,17 @@ labelled row). Each process reads the documents twice (``--passes``): on the fir
 memo of segments starts empty; on the second every segment is in it, the limit a dump whose
 punctuated words recur tends to.
 
-Usage: ``python benchmarks/bench_sentences.py OUT`` (``OUT``: a ``kgx extract`` output, or a
+Usage: ``python -m benchmarks.bench_sentences OUT`` (``OUT``: a ``kgx extract`` output, or a
 structure output holding ``documents.jsonl``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 from pathlib import Path
 
-from ways import print_ways  # this folder
-
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.common import print_ways, run_child
 
 RUNNER = """
 import hashlib, json, resource, sys, time
@@ -56,13 +52,13 @@ def cpu():
 
 lang = json.loads((graph / "report.json").read_text("utf-8")).get("site", {}).get("lang", "en")
 if job == "label":
-    from kgx.corpus import CorpusBuilder
-    from kgx.entities import load_entities
+    from kgx.corpus.labelling import CorpusBuilder
+    from kgx.structure.entity_types import load_entities
     builder = CorpusBuilder(load_entities(graph), lang)
     if way == "spacy":
         builder.sentencizer = SpacySentences(lang)
 else:
-    from kgx.sentences import Sentencizer
+    from kgx.text.sentences import Sentencizer
     splitter = SpacySentences(lang) if way == "spacy" else Sentencizer(lang)
 results = []
 for _ in range(passes):
@@ -91,9 +87,7 @@ print(json.dumps(results))
 
 
 def run(job: str, way: str, graph: Path, passes: int) -> list[dict]:
-    res = subprocess.run([sys.executable, "-c", RUNNER, job, way, str(graph), str(passes)],
-                         check=True, capture_output=True, text=True, cwd=ROOT)
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return list(run_child(RUNNER, job, way, graph, passes, what=f"{job} with {way}"))
 
 
 def main() -> None:

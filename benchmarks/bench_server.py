@@ -3,7 +3,7 @@
 Starts ``kgx serve`` on loopback over an output directory, then 20 client threads send a mix
 of entity-centric SELECT queries for ``--seconds``. In the same run, the same queries run
 in-process on the store (no HTTP, no worker processes): the ceiling the endpoint is compared
-with. Usage: ``python benchmarks/bench_server.py OUT [--clients 20] [--seconds 20]``.
+with. Usage: ``python -m benchmarks.bench_server OUT [--clients 20] [--seconds 20]``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 
 
 def main() -> None:
-    from kgx.graph import KnowledgeGraph
-    from kgx.linking import rank_percentiles
+    from kgx.graph.knowledge_graph import KnowledgeGraph
+    from kgx.linking.linker import rank_percentiles
     from kgx.serve import ServeOptions, make_server
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -5,7 +5,7 @@ renamed), then loads it into a fresh store in a child process, four ways:
 
 * ``chunks``: ``bulk_load(input=...)`` on 16 MB chunks one after the other, one loader per
   call (what kgx 0.2 did);
-* ``parallel``: what kgx does now (``kgx.extract.add_to_store``): the same chunks, one per core
+* ``parallel``: what kgx does now (``kgx.rdf.store.add_to_store``): the same chunks, one per core
   at a time (at most 8), each with its own loader;
 * ``file``: one ``bulk_load(path=...)`` of the whole file, Oxigraph's streaming loader, which
   parses on one thread and writes on another, aiming at 2 GB of memory per thread;
@@ -14,7 +14,7 @@ renamed), then loads it into a fresh store in a child process, four ways:
 
 For each: seconds, quads per second, CPU seconds over wall seconds (the cores it kept busy, out
 of the machine's), and the peak resident memory of the loading process. Usage:
-``python benchmarks/bench_store_load.py OUT [--copies 16] [--work DIR]``.
+``python -m benchmarks.bench_store_load OUT [--copies 16] [--work DIR]``.
 """
 
 from __future__ import annotations
@@ -22,31 +22,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks.common import ROOT, run_child
 
 LOADER = """
 import sys, time
 from pathlib import Path
 import pyoxigraph as ox
+from benchmarks.common import child_usage
 how, graph, store_dir = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-sys.path.insert(0, sys.argv[4])
-from kgx.extract import add_to_store
+from kgx.rdf.store import add_to_store
 store = ox.Store(store_dir)
 t = time.perf_counter()
 if how == "file":
     store.bulk_load(path=str(graph), format=ox.RdfFormat.N_QUADS)
 elif how.startswith("parallel"):  # "parallel-64": 64 MB chunks
-    import kgx.extract
+    import kgx.rdf.store
     if "-" in how:
-        kgx.extract.LOAD_CHUNK_BYTES = int(how.split("-")[1]) << 20
+        kgx.rdf.store.LOAD_CHUNK_BYTES = int(how.split("-")[1]) << 20
     add_to_store(store, graph)
 else:
     size = {"chunks": 16 << 20, "chunks-256": 256 << 20}[how]
@@ -54,7 +49,7 @@ else:
         while chunk := f.readlines(size):
             store.bulk_load(input=b"".join(chunk), format=ox.RdfFormat.N_QUADS)
 store.optimize()
-print(len(store), time.perf_counter() - t)
+child_usage(time.perf_counter() - t, quads=len(store))
 """
 
 
@@ -68,8 +63,6 @@ def make_graph(src: Path, copies: int, dst: Path) -> int:
 
 
 def main() -> None:
-    from bench_structure import PeakRSS
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", type=Path, help="a kgx output folder (its graph.nq is copied)")
     ap.add_argument("--copies", type=int, default=16)
@@ -85,22 +78,11 @@ def main() -> None:
     for how in args.ways:
         store = args.work / f"store-{how}"
         shutil.rmtree(store, ignore_errors=True)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", LOADER, how, str(graph), str(store),
-                                 str(ROOT)], stdout=subprocess.PIPE, text=True)
-        mon = PeakRSS(proc.pid)
-        output, _ = proc.communicate()
-        peak = mon.stop()
-        wall = time.perf_counter() - t
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if proc.returncode:
-            raise SystemExit(f"{how}: the loader failed")
-        quads, seconds = output.split()
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        rows.append({"way": how, "quads": int(quads), "seconds": round(float(seconds), 1),
-                     "quads_per_s": round(int(quads) / float(seconds)),
-                     "cores_busy": round(cpu / wall, 2), "peak_rss_mb": round(peak / 1e6)})
+        r = run_child(LOADER, how, graph, store, what=how)
+        rows.append({"way": how, "quads": r["quads"], "seconds": round(r["seconds"], 1),
+                     "quads_per_s": round(r["quads"] / r["seconds"]),
+                     "cores_busy": round(r["cpu"] / r["seconds"], 2),
+                     "peak_rss_mb": round(r["rss_mb"])})
         print(json.dumps(rows[-1]), flush=True)
         shutil.rmtree(store, ignore_errors=True)
     base = rows[0]["seconds"]

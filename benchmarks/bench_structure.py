@@ -1,14 +1,15 @@
 """Benchmark of the structure pass against its floor and its peer, in one run.
 
-Builds a multistream dump of at least ``--mb`` MB of XML by repeating the sample's pages under
-fresh ids and titles (streams of 100 pages and an index, as Wikimedia publishes), then measures:
+Builds a multistream dump of at least ``--mb`` MB of XML by copying the sample's articles under
+fresh ids and titles, links kept inside each copy (streams of 100 pages and an index, as
+Wikimedia publishes: :func:`benchmarks.common.build_dump`), then measures:
 
 * bz2 decompression alone of the same file (Python's bz2, one core): the floor;
 * WikiExtractor (PyPI ``wikiextractor``, 1 process) on the same file: plain text only;
 * ``kgx extract`` with 1 and 2 workers: pages/s, MB/s and peak memory of the process tree;
 * kgx's peak memory on a dump a quarter of the size, to show memory does not grow with input.
 
-Usage: ``python benchmarks/bench_structure.py [--mb 200] [--work DIR]``. Prints a table and
+Usage: ``python -m benchmarks.bench_structure [--mb 200] [--work DIR]``. Prints a table and
 writes ``bench-structure.json`` in the work directory.
 """
 
@@ -19,117 +20,23 @@ import bz2
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "data" / "enwiki-2016-excerpt.xml.bz2"
+from benchmarks.common import ROOT, PeakRSS, build_dump, copy_pages, sample_pages
 
 
-def build_dump(target_mb: int, out: Path) -> tuple[Path, int, int]:
-    """Repeat the sample's pages under fresh ids/titles into a multistream dump."""
-    xml = bz2.decompress(SAMPLE.read_bytes()).decode("utf-8")
-    head_end = xml.index("<page>")
-    header, body = xml[:head_end], xml[head_end:xml.rindex("</page>") + 7]
-    pages = re.findall(r"  <page>.*?</page>\n", body + "\n", re.S)
-    dump = out / f"bench{target_mb}-multistream.xml.bz2"
-    index = out / f"bench{target_mb}-multistream-index.txt.bz2"
-    if dump.exists() and index.exists():
-        meta = json.loads((out / f"bench{target_mb}.json").read_text())
-        return dump, meta["pages"], meta["bytes"]
-    idx_lines: list[str] = []
-    total = 0
-    n = 0
-    with open(dump, "wb") as f:
-        f.write(bz2.compress(header.encode()))
-        total += len(header.encode())
-        copy = 0
-        batch: list[str] = []
-        while total < target_mb * 1_000_000:
-            copy += 1
-            for p in pages:
-                n += 1
-                pid = 1_000_000 * copy + n
-                title = re.search(r"<title>(.*?)</title>", p).group(1) + f" (copy {copy})"
-                p2 = re.sub(r"<title>.*?</title>", f"<title>{title}</title>", p, count=1)
-                p2 = re.sub(r"<id>\d+</id>", f"<id>{pid}</id>", p2, count=1)
-                p2 = re.sub(r'<redirect title="(.*?)"', lambda m, c=copy: f'<redirect title='
-                            f'"{m.group(1)} (copy {c})"', p2, count=1)
-                batch.append(p2)
-                idx_lines.append(f"{{off}}:{pid}:{title}")
-                if len(batch) == 100:
-                    total += _flush(f, batch, idx_lines)
-                    batch = []
-        if batch:
-            total += _flush(f, batch, idx_lines)
-        footer = "</mediawiki>\n"
-        f.write(bz2.compress(footer.encode()))
-    with bz2.open(index, "wt", encoding="utf-8") as ix:
-        ix.write("\n".join(idx_lines) + "\n")
-    (out / f"bench{target_mb}.json").write_text(json.dumps({"pages": n, "bytes": total}))
-    return dump, n, total
-
-
-def _flush(f, batch: list[str], idx_lines: list[str]) -> int:  # type: ignore[no-untyped-def]
-    off = f.tell()
-    for i in range(len(idx_lines) - len(batch), len(idx_lines)):
-        idx_lines[i] = idx_lines[i].replace("{off}", str(off))
-    data = "".join(batch).encode()
-    f.write(bz2.compress(data))
-    return len(data)
-
-
-class PeakRSS:
-    """Samples the resident memory of a process and all its descendants every 50 ms, keeping
-    the peak and each sample with its time."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.peak = 0
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _tree(self) -> list[int]:
-        out, todo = [], [self.pid]
-        while todo:
-            p = todo.pop()
-            out.append(p)
-            try:
-                for task in os.listdir(f"/proc/{p}/task"):
-                    with open(f"/proc/{p}/task/{task}/children") as fh:
-                        todo.extend(int(c) for c in fh.read().split())
-            except OSError:
-                pass
-        return out
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            total = 0
-            for p in self._tree():
-                try:
-                    with open(f"/proc/{p}/statm") as fh:
-                        total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-                except OSError:
-                    pass
-            self.peak = max(self.peak, total)
-            self.samples.append((time.time(), total))
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._t.join()
-        return self.peak
-
-    def peak_between(self, t0: float, t1: float) -> int:
-        """The peak among the samples taken from ``t0`` to ``t1`` (``time.time()``)."""
-        return max((r for t, r in self.samples if t0 <= t <= t1), default=0)
+def dump_of(target_mb: int, work: Path) -> tuple[Path, int, int]:
+    """The synthetic dump (:func:`benchmarks.common.build_dump`) with at least ``target_mb``
+    MB of XML: its path, pages and XML bytes."""
+    head, pages = sample_pages()
+    per_copy = sum(len(p.encode()) for p in copy_pages(pages, 1, 1_000_000))
+    copies = max(1, -(-(target_mb * 1_000_000 - len(head.encode())) // per_copy))
+    meta = build_dump(copies, work, name="bench")
+    return Path(meta["dump"]), meta["pages"], meta["xml_bytes"]
 
 
 def timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, int, str]:
@@ -153,8 +60,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     kgx = [sys.executable, "-m", "kgx.cli"]
 
-    big, pages, xml_bytes = build_dump(args.mb, args.work)
-    small, small_pages, small_bytes = build_dump(max(1, args.mb // 4), args.work)
+    big, pages, xml_bytes = dump_of(args.mb, args.work)
+    small, small_pages, small_bytes = dump_of(max(1, args.mb // 4), args.work)
     mb = xml_bytes / 1e6
     results: dict[str, dict[str, float]] = {}
     print(f"dump: {big.name}: {pages:,} pages, {mb:.0f} MB XML, "

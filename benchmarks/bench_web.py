@@ -8,7 +8,7 @@ random (seed 0) from those with a label, alternately for the HTML page (``GET /e
 pool and process hop, so the ratio is what the page adds. Goal: the page's median and p99
 within 2x of the DESCRIBE's.
 
-Usage: ``python benchmarks/bench_web.py OUT [OUT ...] [--entities 200] [--repeats 3]``.
+Usage: ``python -m benchmarks.bench_web OUT [OUT ...] [--entities 200] [--repeats 3]``.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def p99(xs: list[float]) -> float:
 
 
 def bench(out: Path, n: int, repeats: int) -> dict[str, Any]:
-    from kgx.web import entity_path, page_urls
+    from kgx.serve.urls import entity_path, page_urls
 
     _, resource = page_urls(json.loads((out / "report.json").read_text()))
     iris = entities(out, n)

@@ -1,5 +1,7 @@
-"""What the benchmarks share: the machine they ran on, tables, results pages, and measuring a
-command's peak memory in a child process.
+"""What the benchmarks share: the machine they ran on, tables (a results page's, and the
+ways-of-doing-one-job table), results pages, measuring in a child process (its seconds, CPU
+and peak memory; a command's process-tree peak), and the synthetic dump (the sample's pages
+copied under fresh ids and titles into a multistream dump).
 
 Every benchmark prints its figures and writes ``docs/benchmarks/NAME.md`` from the same run:
 the machine, kgx's version, the command, the date, and the tables. Nothing is copied by hand.
@@ -7,18 +9,24 @@ the machine, kgx's version, the command, the date, and the tables. Nothing is co
 
 from __future__ import annotations
 
+import bz2
 import datetime as _dt
+import hashlib
+import json
 import os
 import platform
 import re
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "docs" / "benchmarks"
+SAMPLE = ROOT / "data" / "enwiki-2016-excerpt.xml.bz2"
 
 
 def machine() -> str:
@@ -123,7 +131,6 @@ def peak_mb(cmd: Sequence[str], every: float = 0.05, **kwargs: Any
     and its workers together, sampled every ``every`` seconds), with its completed process.
     (``ru_maxrss`` would not do: Linux carries a parent's peak across ``exec``.)"""
     import tempfile
-    import time
 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, **kwargs)
@@ -134,3 +141,169 @@ def peak_mb(cmd: Sequence[str], every: float = 0.05, **kwargs: Any
         out.seek(0)
         err.seek(0)
         return peak, subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
+
+
+class PeakRSS:
+    """Samples the resident memory of a process and all its descendants every 50 ms, keeping
+    the peak (bytes) and each sample with its time."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = sum(int(_rss_mb(p) * 2**20) for p in _tree(self.pid))
+            self.peak = max(self.peak, total)
+            self.samples.append((time.time(), total))
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._t.join()
+        return self.peak
+
+    def peak_between(self, t0: float, t1: float) -> int:
+        """The peak among the samples taken from ``t0`` to ``t1`` (``time.time()``)."""
+        return max((r for t, r in self.samples if t0 <= t <= t1), default=0)
+
+
+# --------------------------------------------------------------------- a child's figures
+
+def child_usage(seconds: float, **extra: Any) -> None:
+    """In a child started by :func:`run_child`: print the JSON line it reads, its wall
+    ``seconds``, the CPU seconds of it and its children, its peak RSS in MB, and ``extra``."""
+    import resource
+
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(json.dumps({"seconds": seconds,
+                      "cpu": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
+                      "rss_mb": max(me.ru_maxrss, kids.ru_maxrss) / 1024, **extra}))
+
+
+def run_child(code: str, *args: Any, what: str = "the child") -> Any:
+    """Run ``code`` (a script that ends with :func:`child_usage`) in a fresh Python with
+    ``args``, so that each way measured starts cold and its peak memory is its own; its last
+    line of output, parsed. Exits with the child's error output if it failed."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    res = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env,
+                         capture_output=True, text=True)
+    if res.returncode:
+        sys.exit(f"{what} failed:\n{res.stderr[-4000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def print_ways(rows: dict[str, dict[str, Any]], items: int, unit: str, same: str) -> None:
+    """The table of benchmarks that compare ways of doing one job: each way's seconds,
+    throughput, cost per item, cores busy (CPU seconds of its process tree over wall
+    seconds), peak memory and speed against the first way, then whether every way made the
+    same output.
+
+    ``rows``: way -> {"seconds", "cpu", "rss_mb", "digest"}; ``items`` of ``unit`` (a
+    singular noun) each; ``same`` names the output compared by digest."""
+    base = next(iter(rows.values()))["seconds"]
+    print(f"| way | seconds | {unit}s/s | us per {unit} | cores busy | peak RSS MB | speed |")
+    print("|---|---|---|---|---|---|---|")
+    for way, r in rows.items():
+        print(f"| {way} | {r['seconds']:.1f} | {items / r['seconds']:,.0f} | "
+              f"{1e6 * r['seconds'] / items:,.1f} | {r['cpu'] / r['seconds']:.2f} | "
+              f"{r['rss_mb']:,.0f} | {base / r['seconds']:.2f}x |")
+    digests = {r["digest"] for r in rows.values()}
+    print(f"same {same}: {len(digests) == 1} ({', '.join(sorted(digests))})")
+
+
+# --------------------------------------------------------------------- the synthetic dump
+
+_LINK = re.compile(r"\[\[([^\[\]|#]*)(#[^\[\]|]*)?(\|[^\[\]]*)?\]\]")
+_PAGE = re.compile(r"  <page>.*?</page>\n", re.S)
+
+
+def sample_pages() -> tuple[str, list[str]]:
+    """The sample dump's header (up to its first page) and its pages' XML."""
+    xml = bz2.decompress(SAMPLE.read_bytes()).decode("utf-8")
+    head = xml[:xml.index("<page>")].rstrip(" ")
+    return head, _PAGE.findall(xml)
+
+
+def _norm(title: str) -> str:
+    t = title.replace("_", " ").strip()
+    return t[:1].upper() + t[1:]
+
+
+def copy_pages(pages: list[str], copy: int, first_id: int) -> list[str]:
+    """The sample's articles as copy ``copy``: ids from ``first_id``, titles ``T (copy N)``,
+    links kept inside the copy (a link to a page outside the sample goes to one of its
+    articles, chosen by the link's hash)."""
+    titles = [re.search(r"<title>(.*?)</title>", p).group(1) for p in pages]  # type: ignore[union-attr]
+    known = {_norm(t) for t in titles}
+    articles = [t for t, p in zip(titles, pages, strict=True)
+                if "<redirect" not in p and "<ns>0</ns>" in p]
+
+    def target(t: str) -> str:
+        n = _norm(t)
+        if n in known:
+            return f"{n} (copy {copy})"
+        h = int(hashlib.blake2b(n.encode(), digest_size=8).hexdigest(), 16)
+        return f"{articles[h % len(articles)]} (copy {copy})"
+
+    def link(m: re.Match[str]) -> str:
+        t, section, label = m.group(1), m.group(2) or "", m.group(3)
+        if ":" in t or not t.strip():  # categories, files, other namespaces, other wikis
+            return m.group(0)
+        return f"[[{target(t)}{section}{label or '|' + t}]]"
+
+    out = []
+    for k, (p, t) in enumerate(zip(pages, titles, strict=True)):
+        if "<ns>0</ns>" not in p:
+            continue
+        p = p.replace(f"<title>{t}</title>", f"<title>{t} (copy {copy})</title>", 1)
+        p = re.sub(r"<id>\d+</id>", f"<id>{first_id + k}</id>", p, count=1)
+        p = re.sub(r'<redirect title="(.*?)"', lambda m: f'<redirect title="{target(m.group(1))}"',
+                   p, count=1)
+        a, b = p.index("<text"), p.index("</text>")
+        out.append(p[:a] + _LINK.sub(link, p[a:b]) + p[b:])
+    return out
+
+
+def build_dump(copies: int, work: Path, name: str = "scale") -> dict[str, Any]:
+    """A multistream dump of ``copies`` copies of the sample (streams of 100 pages, with its
+    index, as Wikimedia publishes), kept in ``work`` and reused: ``{"dump", "copies",
+    "pages", "xml_bytes", "bz2_bytes"}``."""
+    dump = work / f"{name}{copies}-multistream.xml.bz2"
+    index = work / f"{name}{copies}-multistream-index.txt.bz2"
+    meta_path = work / f"{name}{copies}.json"
+    if dump.exists() and index.exists() and meta_path.exists():
+        return dict(json.loads(meta_path.read_text()))
+    head, pages = sample_pages()
+    idx: list[str] = []
+    xml_bytes = n = 0
+    with open(dump, "wb") as f:
+        data = head.encode()
+        f.write(bz2.compress(data))
+        xml_bytes += len(data)
+        for c in range(1, copies + 1):
+            copy = copy_pages(pages, c, c * 1_000_000)
+            for s in range(0, len(copy), 100):
+                stream = copy[s:s + 100]
+                off = f.tell()
+                for p in stream:
+                    pid = re.search(r"<id>(\d+)</id>", p).group(1)  # type: ignore[union-attr]
+                    title = re.search(r"<title>(.*?)</title>", p).group(1)  # type: ignore[union-attr]
+                    idx.append(f"{off}:{pid}:{title}")
+                data = "".join(stream).encode()
+                f.write(bz2.compress(data, 9))
+                xml_bytes += len(data)
+                n += len(stream)
+        f.write(bz2.compress(b"</mediawiki>\n"))
+    with bz2.open(index, "wt", encoding="utf-8") as ix:
+        ix.write("\n".join(idx) + "\n")
+    meta = {"dump": str(dump), "copies": copies, "pages": n, "xml_bytes": xml_bytes,
+            "bz2_bytes": dump.stat().st_size}
+    meta_path.write_text(json.dumps(meta))
+    return meta

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from kgx.version import __version__
 
 if TYPE_CHECKING:
-    from kgx.graph import KnowledgeGraph
+    from kgx.graph.knowledge_graph import KnowledgeGraph
 
 __all__ = ["KnowledgeGraph", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "KnowledgeGraph":
-        from kgx.graph import KnowledgeGraph
+        from kgx.graph.knowledge_graph import KnowledgeGraph
 
         return KnowledgeGraph
     raise AttributeError(f"module 'kgx' has no attribute {name!r}")

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 import typer.core
 
-from kgx import __version__
+from kgx.version import __version__
 
 app = typer.Typer(help="kgx: a knowledge graph from a MediaWiki dump.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -107,16 +107,17 @@ def extract(
         help="Ray cluster to join (auto: the running one); default: start Ray here.")] = None,
 ) -> None:
     """Turn a dump into a knowledge graph in OUT: structure, model facts, linked entities."""
-    from kgx import logs
-    from kgx.cluster import ENGINES, ray_available
-    from kgx.dump import DumpError, check_dump
-    from kgx.extract import ExtractOptions
+    from kgx.dump.reader import check_dump
+    from kgx.dump.sources import DumpError
+    from kgx.engines.journal import DiskFull
+    from kgx.engines.ray import ENGINES, ray_available
     from kgx.ontology import MappingError
     from kgx.outdir import OutputInUse, check_output, remove_if_unused
-    from kgx.pipeline import DEFAULT_GOLD, PipelineOptions, run
-    from kgx.site import check_namespace
-    from kgx.stages.runner import DiskFull
-    from kgx.workers import Limits
+    from kgx.runtime import logs
+    from kgx.stages.pipeline import DEFAULT_GOLD, PipelineOptions, run
+    from kgx.structure.extract import ExtractOptions
+    from kgx.structure.pages import Limits
+    from kgx.text.site import check_namespace
 
     try:  # refuse bad input before OUT is created
         check_output(out)
@@ -128,7 +129,7 @@ def extract(
         if engine == "ray" and not ray_available():
             raise ValueError("--engine ray needs Ray: pip install 'kgx[cluster]'")
         for spec in gold or []:
-            from kgx.datasets import parse_source
+            from kgx.corpus.datasets import parse_source
 
             if not parse_source(spec).path.is_file():
                 raise ValueError(f"--gold {spec}: no such file (a DocRED / Re-DocRED JSON or "
@@ -195,7 +196,7 @@ def extract(
 
 
 def _next_steps(out: Path, log_file: Path | None) -> None:
-    from kgx import logs
+    from kgx.runtime import logs
 
     logs.info(f"graph: {out / 'graph.nq'} (N-Quads) and {out / 'store'} (Oxigraph); report: "
               f"{out / 'report.json'}" + (f"; log: {log_file}" if log_file else ""))
@@ -211,8 +212,8 @@ def repack(
     pages_per_stream: Annotated[int, typer.Option(help="Pages per bz2 stream.")] = 100,
 ) -> None:
     """Repack a dump into Wikimedia's multistream layout, so every worker reads its own part."""
-    from kgx.dump import DumpError
-    from kgx.multistream import repack as run
+    from kgx.dump.repack import repack as run
+    from kgx.dump.sources import DumpError
 
     try:
         index, n = run(dump, out, pages_per_stream)
@@ -228,9 +229,10 @@ def build_index(out: Annotated[Path, typer.Argument(metavar="OUT",
     help="Output directory.")]) -> None:
     """(Re)build the alias table and the FAISS entity index of OUT, and refit the linker's
     scorer on its wikilinks (when OUT kept documents.jsonl)."""
-    from kgx.encoder import shared_encoder
-    from kgx.linking import build_entity_table, build_vector_index
-    from kgx.stages.entities import fit_scorer
+    from kgx.linking.build import fit_scorer
+    from kgx.linking.encoder import shared_encoder
+    from kgx.linking.tables import build_entity_table
+    from kgx.linking.vectors import build_vector_index
 
     if not (out / "store").is_dir():
         _fail(f"{out}: no kgx graph here; run `kgx extract` first")
@@ -256,7 +258,9 @@ def query(
         help="Stop the query after this many seconds (exit status 3).")] = None,
 ) -> None:
     """Run a SPARQL query over a graph."""
-    from kgx.graph import GraphNotFound, KnowledgeGraph, format_result
+    from kgx.graph.errors import GraphNotFound
+    from kgx.graph.knowledge_graph import KnowledgeGraph
+    from kgx.graph.results import format_result
     from kgx.outdir import run_state
 
     if timeout is not None and not timeout > 0:
@@ -291,7 +295,7 @@ def _interruptible(work: Callable[[], str], timeout: float | None) -> str:
     import threading
     import time
 
-    from kgx.graph import QueryError
+    from kgx.graph.errors import QueryError
 
     box: dict[str, str] = {}
 
@@ -340,10 +344,10 @@ def corpus(
     ] = False,
 ) -> None:
     """Build a silver NER + relation corpus from a dump (train/dev/test.jsonl, stats.json)."""
-    from kgx.corpus import build_corpus
-    from kgx.dump import DumpError
-    from kgx.extract import ExtractOptions
-    from kgx.extract import extract as run
+    from kgx.corpus.build import build_corpus
+    from kgx.dump.sources import DumpError
+    from kgx.structure.extract import ExtractOptions
+    from kgx.structure.extract import extract as run
 
     try:
         if dump.is_dir():
@@ -408,9 +412,9 @@ def train(
     wants. `kgx extract` trains a quicker model (1,500 sentences x 3 epochs, to fit the sample
     into 10 minutes on 2 cores): `--max-train-sentences 1500 --epochs 3` gives the same.
     """
-    from kgx.datasets import DataError
-    from kgx.train import TrainOptions
-    from kgx.train import train as run
+    from kgx.corpus.datasets import DataError
+    from kgx.model.train import TrainOptions
+    from kgx.model.train import train as run
 
     opts = TrainOptions(base_model=base_model, epochs=epochs, batch_size=batch_size,
                         learning_rate=learning_rate, max_length=max_length, seed=seed,
@@ -418,7 +422,7 @@ def train(
                         device=device, dev_path=str(dev) if dev else None, casing=casing,
                         link_typing_rows=link_typing_rows)
     try:
-        from kgx import logs
+        from kgx.runtime import logs
 
         logs.setup(None)
         res = run(data, out, opts, log=logs.info)
@@ -453,8 +457,8 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Score a model: entity P/R/F1 per type (seqeval), relation P/R/F1 per label."""
-    from kgx.datasets import DataError
-    from kgx.evaluate import evaluate as run
+    from kgx.corpus.datasets import DataError
+    from kgx.model.evaluate import evaluate as run
 
     try:
         res = run(model, data, format, limit)
@@ -516,7 +520,7 @@ def serve(
              "(--no-follow: keep the version pinned at start).")] = True,
 ) -> None:
     """Serve OUT over HTTP: pages at /, SPARQL at /query and /sparql, lookup at /lookup."""
-    from kgx.graph import GraphNotFound
+    from kgx.graph.errors import GraphNotFound
     from kgx.serve import ServeOptions
     from kgx.serve import serve as run
 

@@ -47,9 +47,7 @@ DCT = "http://purl.org/dc/terms/"
 PROV = "http://www.w3.org/ns/prov#"
 
 RDF_TYPE = RDF + "type"
-RDF_LANGSTRING = RDF + "langString"
 RDFS_LABEL = RDFS + "label"
-SKOS_ALTLABEL = SKOS + "altLabel"
 SKOS_BROADER = SKOS + "broader"
 FOAF_PRIMARY_TOPIC_OF = FOAF + "isPrimaryTopicOf"
 
@@ -149,8 +147,8 @@ def load_ontology(path: str | None = None) -> Ontology:
         elif OWL + "ObjectProperty" in types or OWL + "DatatypeProperty" in types:
             wd = next((e for e in po.get(OWL + "equivalentProperty", []) if e.startswith(WDT)),
                       None)
-            rng = (po.get(RDFS + "range") or [None])[0]
-            dom = (po.get(RDFS + "domain") or [None])[0]
+            rng = next(iter(po.get(RDFS + "range") or []), None)
+            dom = next(iter(po.get(RDFS + "domain") or []), None)
             props[local] = PropertyInfo(s, OWL + "ObjectProperty" in types, rng,
                                         wd[len(WDT):] if wd else None, label, dom)
     return Ontology(str(p), version, props, classes, supers, class_wd)

@@ -1,14 +1,18 @@
 """The data model every kgx stage reads and writes.
 
-``Page -> Document (text + link spans) -> Sentence -> Mention -> Relation -> Fact (with
-Provenance)``. All values are small frozen dataclasses. Offsets are always half-open character
-offsets ``[start, end)`` into the page's plain text (``Document.text``); sub-token indices never
-leave the model code.
+``Page -> Document (text + link spans) -> Fact (with Provenance)`` for the structure, and for
+the prose ``Document -> PredictedMention / PredictedRelation`` (:mod:`kgx.model.decoding`, what
+the reader reads in a sentence) ``-> FactRow`` (one sentence's support for a fact, as the read
+stage stores it) ``-> ModelFact`` with its ``Evidence`` (:mod:`kgx.read.assertion`, what the
+graph asserts or keeps as a candidate). All values are small frozen records. Offsets are always
+half-open character offsets ``[start, end)`` into the page's plain text (``Document.text``);
+sub-token indices never leave the model code.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # --------------------------------------------------------------------------- dump level
 
@@ -161,37 +165,6 @@ class Document:
                 "categories": list(self.categories)}
 
 
-@dataclass(frozen=True, slots=True)
-class Sentence:
-    """A sentence of a document: ``text`` equals ``Document.text[start:end]``."""
-
-    page_id: int
-    start: int
-    end: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Mention:
-    """An entity mention; offsets are relative to the text it was found in."""
-
-    start: int
-    end: int
-    label: str
-    entity: str | None = None
-    score: float = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Relation:
-    """A relation between two mentions of one text."""
-
-    head: Mention
-    tail: Mention
-    label: str
-    score: float = 1.0
-
-
 # --------------------------------------------------------------------------- graph level
 
 
@@ -242,3 +215,32 @@ class Fact:
     predicate: IRI
     object: Term
     provenance: Provenance
+
+
+# --------------------------------------------------------------------------- prose level
+
+
+class FactRow(NamedTuple):
+    """One sentence's support for a fact the reader read: one row of the read stage's facts
+    table (a tuple, so SQLite stores it as it is). Offsets are into the page's text."""
+
+    subject: str  # the subject's title
+    prop: str  # the property (kgx local name or unaligned Wikidata id)
+    object: str  # the object's title
+    page_id: int
+    revision_id: int | None
+    sentence_start: int
+    sentence_end: int
+    start: int  # the span that holds both mentions
+    end: int
+    sentence: str
+    score: float  # the relation's score in this sentence
+    page: str  # the title of the page the sentence is on
+    subject_start: int
+    subject_end: int
+    object_start: int
+    object_end: int
+    subject_label: str | None = None  # the mentions' NER labels and scores
+    object_label: str | None = None
+    subject_score: float | None = None
+    object_score: float | None = None

@@ -13,8 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kgx.cli import app
-
-from .conftest import SAMPLE
+from tests.support import SAMPLE
 
 runner = CliRunner()
 
@@ -167,7 +166,8 @@ def test_sparql_errors_say_where_and_what(out: Path) -> None:
     res = runner.invoke(app, ["query", str(out), "SELEC ?s WHERE { ?s ?p ?o }"])
     assert "line 1, column 1" in res.output and "not 'SELEC'" in res.output
     assert "\\u{" not in res.output
-    from kgx.graph import KnowledgeGraph, QueryError
+    from kgx.graph.errors import QueryError
+    from kgx.graph.knowledge_graph import KnowledgeGraph
 
     with pytest.raises(QueryError, match=r"line 1, column \d+: expected one of ABS, AVG"):
         KnowledgeGraph.open(out).query("SELECT * WHERE { FILTER(?x = ) }")

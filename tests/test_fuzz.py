@@ -25,13 +25,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kgx.dump import DumpReader
+from kgx.dump.reader import DumpReader
 from kgx.ontology import load_mappings
 from kgx.records import Page, SiteInfo
-from kgx.site import Site
-from kgx.workers import Context, Limits, process_page
-
-from .conftest import SAMPLE, SITEINFO, ConnectionCounter, best_page_seconds
+from kgx.structure.pages import Context, Limits, process_page
+from kgx.text.site import Site
+from tests.support import SAMPLE, SITEINFO, ConnectionCounter, best_page_seconds
 
 settings.register_profile("default", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow,
@@ -80,7 +79,7 @@ def test_generated_wikitext_is_processed_and_its_quads_load(text: str) -> None:
 
 @given(WIKITEXT)
 def test_generated_spans_are_consistent(text: str) -> None:
-    from kgx.wikitext import parse_page
+    from kgx.text.wikitext import parse_page
 
     doc = parse_page(Page(1, 0, "P", text, 1), CTX.site)
     for ln in doc.links:
@@ -151,7 +150,7 @@ def test_generated_dumps_never_raise_and_their_quads_load(tmp_path_factory, xml:
 def test_generated_dumps_extract_to_a_loaded_store(tmp_path_factory, xml: str) -> None:
     import json
 
-    from kgx.extract import ExtractOptions, extract
+    from kgx.structure.extract import ExtractOptions, extract
 
     d = tmp_path_factory.mktemp("fuzzrun")
     path = d / "d.xml"
@@ -177,7 +176,7 @@ def counter():
 def graph(counter):
     import pyoxigraph as ox
 
-    from kgx.graph import KnowledgeGraph
+    from kgx.graph.knowledge_graph import KnowledgeGraph
 
     store = ox.Store()
     store.add(ox.Quad(ox.NamedNode("http://x/a"), ox.NamedNode("http://x/p"), ox.Literal("1"),
@@ -209,7 +208,7 @@ def service_queries(draw: st.DrawFn, port: int) -> str:
 
 @given(st.data())
 def test_generated_service_queries_never_connect(graph, counter, data) -> None:
-    from kgx.graph import QueryError
+    from kgx.graph.errors import QueryError
 
     query = data.draw(service_queries(counter.port))
     before = counter.count
@@ -224,7 +223,7 @@ def test_generated_service_queries_never_connect(graph, counter, data) -> None:
      "<http://127.0.0.1:1/>", '"', "'''", "FROM", "NAMED", "GRAPH", "PREFIX", "x:", "\\u0053",
      "ASK", "(", ")", "FILTER", "<", ">", "a", " "]), max_size=40).map(" ".join)))
 def test_generated_text_queries_answer_or_fail_cleanly(graph, counter, query: str) -> None:
-    from kgx.graph import QueryError
+    from kgx.graph.errors import QueryError
 
     before = counter.count
     try:
@@ -238,8 +237,8 @@ def test_generated_text_queries_answer_or_fail_cleanly(graph, counter, query: st
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory, counter):
-    from kgx.extract import ExtractOptions, extract
     from kgx.serve import ServeOptions, make_server
+    from kgx.structure.extract import ExtractOptions, extract
 
     out = tmp_path_factory.mktemp("fuzzserve") / "out"
     extract(SAMPLE, out, ExtractOptions(workers=0, progress=False, limit=30))

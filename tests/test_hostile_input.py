@@ -11,14 +11,14 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from kgx.extract import ExtractOptions, extract, load_store
-from kgx.graph import KnowledgeGraph
+from kgx.graph.knowledge_graph import KnowledgeGraph
 from kgx.ontology import load_mappings
+from kgx.rdf.store import load_store
 from kgx.records import Page, SiteInfo
-from kgx.site import Site, iri_escape
-from kgx.workers import Context, Limits, process_page
-
-from .conftest import SITEINFO, best_page_seconds
+from kgx.structure.extract import ExtractOptions, extract
+from kgx.structure.pages import Context, Limits, process_page
+from kgx.text.site import Site, iri_escape
+from tests.support import SITEINFO, best_page_seconds
 
 ODD = ["\ufffd", "\ue000", "\x7f", "\x85", "\ufdd0", "\U0010fffd", "\U0001fffe"]
 
@@ -98,15 +98,16 @@ def test_chunks_loaded_in_parallel_make_the_same_store(tmp_path: Path,
     what one thread loads, and the refused lines are reported in file order."""
     import pyoxigraph as ox
 
-    import kgx.extract
-    from kgx.extract import add_to_store
+    import kgx.structure.extract
+    from kgx.rdf.store import add_to_store
 
     lines = [f'<http://x/s{i}> <http://x/p> "{i}" <http://x/g{i % 3}> .\n' for i in range(400)]
     lines[57] = '<http://x/bad\ufffe> <http://x/p> "x" <http://x/g> .\n'
     lines[311] = '<http://x/s311> <http://x/p> "unterminated <http://x/g> .\n'
     graph = tmp_path / "graph.nq"
     graph.write_text("".join(lines), encoding="utf-8")
-    monkeypatch.setattr(kgx.extract, "LOAD_CHUNK_BYTES", 600)  # about 10 lines a chunk
+    import kgx.rdf.store
+    monkeypatch.setattr(kgx.rdf.store, "LOAD_CHUNK_BYTES", 600)  # about 10 lines a chunk
     stores = {}
     for threads in (1, 3):
         store = ox.Store(str(tmp_path / f"store{threads}"))
@@ -138,7 +139,7 @@ def test_fields_of_the_wrong_type_skip_their_page(tmp_path: Path, bad: str, reas
 def test_bad_fields_in_a_multistream_dump_name_the_stream(tmp_path: Path) -> None:
     import bz2
 
-    from kgx.dump import Stream, iter_stream_pages
+    from kgx.dump.multistream import Stream, iter_stream_pages
 
     data = bz2.compress(page("x1", "A").encode() + page("2", "B").encode())
     path = tmp_path / "d.xml.bz2"
@@ -214,7 +215,7 @@ def history_page(pid: int, title: str, revisions: list[tuple[str, str]]) -> str:
 
 def test_a_history_dump_keeps_each_pages_newest_revision(tmp_path: Path) -> None:
     """By timestamp, not by place in the file: an export may list revisions newest first."""
-    from kgx.dump import DumpReader
+    from kgx.dump.reader import DumpReader
 
     dump = raw_dump(tmp_path, [
         history_page(1, "Descending", [("2020-05-01T00:00:00Z", "Newest [[Kabul]]."),
@@ -237,7 +238,7 @@ def test_a_history_dump_keeps_each_pages_newest_revision(tmp_path: Path) -> None
 # The reader's own peak (VmHWM: ru_maxrss would carry the test process's peak across exec).
 MEMORY = """
 import re, sys
-from kgx.dump import DumpReader
+from kgx.dump.reader import DumpReader
 n = sum(len(p.text) for p in DumpReader(sys.argv[1]))
 status = open("/proc/self/status").read()
 print(int(re.search(r"VmHWM:\\s+(\\d+)", status).group(1)) // 1024, n)
@@ -307,7 +308,7 @@ def test_category_pages_give_the_category_tree(tmp_path: Path) -> None:
 
 
 def test_a_dump_without_dbname_gets_the_wikis_namespace(tmp_path: Path) -> None:
-    from kgx.dump import dbname_from_base
+    from kgx.dump.reader import dbname_from_base
 
     assert dbname_from_base("http://en.wikipedia.org/wiki/Main_Page") == "enwiki"
     assert dbname_from_base("https://zh-min-nan.wikipedia.org/wiki/") == "zh_min_nanwiki"

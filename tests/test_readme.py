@@ -11,8 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from kgx.cli import app
+from tests.support import ROOT
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = ROOT / "README.md"
 DOCS = sorted((README.parent / "docs").rglob("*.md"))
 
 

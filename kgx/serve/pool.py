@@ -170,7 +170,7 @@ class QueryPool:
                         self._idle.append(w)
                         failures = 0
                         self._dispatch()
-                        w = None
+                        w = None  # type: ignore[assignment]  # handed on
                     else:
                         self._alive -= 1
                         if why is not None:

@@ -118,7 +118,7 @@ class StrictHandler(BaseHTTPRequestHandler):
 
     def parse_request(self) -> bool:
         """The request line and headers, read strictly; False after answering an error."""
-        line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        line = str(getattr(self, "raw_requestline", b""), "iso-8859-1").rstrip("\r\n")
         self.requestline = line
         try:
             parts = line.split(" ")

@@ -11,7 +11,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from kgx.results import serialize_ask, serialize_select, take_triples
+from kgx.graph.results import serialize_ask, serialize_select, take_triples
 from kgx.serve.options import Refused, ServeOptions
 
 Answer = tuple[int, str, bytes, dict[str, str]]
@@ -42,7 +42,7 @@ def check_query(query: str, prefixes: dict[str, str], has_graph: Any, max_bytes:
     Raises:
         Refused: With the HTTP status to answer.
     """
-    from kgx.sparql import inspect_query
+    from kgx.graph.sparql import inspect_query
 
     size = len(query.encode("utf-8"))
     if size > max_bytes:
@@ -64,7 +64,7 @@ def negotiate(accept: str, graph_result: bool) -> str | None:
     default = "turtle" if graph_result else "json"
     if not accept.strip():
         return default
-    from kgx.web import accept_ranking
+    from kgx.serve.urls import accept_ranking
 
     for mt in accept_ranking(accept):
         if mt in table:
@@ -143,14 +143,14 @@ def sparql_job(kg: Any, query: str, accept: str, params: dict[str, list[str]],
 def run_job(kg: Any, job: tuple[Any, ...], opts: ServeOptions,
             suggest: Callable[[str, int], list[str]] | None = None) -> Answer:
     """One job of a query worker: ``("sparql", query, accept, params)``, ``("page", name,
-    params)`` (an HTML page of :mod:`kgx.web`; ``suggest(name, k)`` gives a 404 page its
+    params)`` (an HTML page of :mod:`kgx.serve.pages`; ``suggest(name, k)`` gives a 404 page its
     candidate IRIs) or ``("describe", iri, accept)`` (an entity's RDF, 404 when the graph does
     not know it)."""
     kind = job[0]
     if kind == "sparql":
         return sparql_job(kg, job[1], job[2], job[3], opts)
     if kind == "page":
-        from kgx.web import render
+        from kgx.serve.render import render
 
         page = render(kg, job[1], job[2], suggest)
         return page.status, page.ctype, page.body, page.headers
@@ -170,10 +170,11 @@ def worker_main(out: str, store: str, conn: Any, opts: ServeOptions) -> None:
 
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from kgx.workers import limit_address_space
+    from kgx.engines.local import limit_address_space
 
     limit_address_space(opts.memory_mb)
-    from kgx.graph import KnowledgeGraph, QueryError, ServiceRefused
+    from kgx.graph.errors import QueryError, ServiceRefused
+    from kgx.graph.knowledge_graph import KnowledgeGraph
 
     try:
         kg = KnowledgeGraph.open(out, store=store)

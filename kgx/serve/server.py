@@ -3,7 +3,7 @@
 * Binds to 127.0.0.1 unless told otherwise; read-only: updates (``update=``,
   ``application/sparql-update``) and ``LOAD`` get 403.
 * No outbound requests: a query that names ``SERVICE`` anywhere is refused (403), decided on
-  the query's SPARQL tokens (:mod:`kgx.sparql`), not on a text search; ``FROM``/``FROM NAMED``
+  the query's SPARQL tokens (:mod:`kgx.graph.sparql`), not on a text search; ``FROM``/``FROM NAMED``
   and ``default-graph-uri``/``named-graph-uri`` select graphs of the store as SPARQL 1.1 says,
   and naming a graph the store does not hold is refused (403).
 * Requests are read strictly and within deadlines (:mod:`kgx.serve.protocol`); the ``Host``
@@ -129,7 +129,7 @@ class App:
             threading.Thread(target=self._follow, daemon=True, name="kgx-follow").start()
 
     def _open(self, store: Path) -> _Version:
-        from kgx.graph import KnowledgeGraph
+        from kgx.graph.knowledge_graph import KnowledgeGraph
 
         try:
             kg = KnowledgeGraph.open(self.out, store=store)
@@ -149,7 +149,7 @@ class App:
             ``lookup(name) -> IRI or None`` (NIL) for ``kgx:lookup()``; None without an
             entity index.
         """
-        from kgx.linking import LinkingIndexError
+        from kgx.linking.tables import LinkingIndexError
 
         try:
             kg.lookup("warm up", k=1)
@@ -322,7 +322,8 @@ class Handler(StrictHandler):
         self.do_GET()
 
     def do_GET(self) -> None:  # noqa: N802
-        from kgx.web import accept_ranking, static_file, wants_html
+        from kgx.serve.pages import static_file
+        from kgx.serve.urls import accept_ranking, wants_html
 
         if not self._host_ok():
             return
@@ -374,7 +375,7 @@ class Handler(StrictHandler):
         self._send(status, ctype, body, headers)
 
     def _entity(self, tail: str, params: dict[str, list[str]], accept: str) -> None:
-        from kgx.web import ENTITY_FORMATS, entity_format, iri_from_path
+        from kgx.serve.urls import ENTITY_FORMATS, entity_format, iri_from_path
 
         namespace = self.app.current.kg.namespace
         resource = namespace + "resource/" if namespace else ""
@@ -382,7 +383,7 @@ class Handler(StrictHandler):
             self._error(404, "no entity named (try /entity/Title)")
             return
         iri = iri_from_path(tail, resource)
-        fmt = entity_format(accept, (params.get("format") or [None])[0])
+        fmt = entity_format(accept, next(iter(params.get("format") or []), None))
         if fmt is None:
             self._error(406, "entity pages are available as text/html, "
                         + ", ".join(ENTITY_FORMATS.values()))
@@ -433,7 +434,7 @@ class Handler(StrictHandler):
         if "update" in params:
             self._error(403, "this endpoint is read-only: SPARQL Update is not accepted")
             return
-        query = body if body is not None else (params.get("query") or [None])[0]
+        query = body if body is not None else next(iter(params.get("query") or []), None)
         if not query:
             self._error(400, "missing query (GET /sparql?query=..., or POST it; the query "
                         "page is /query)")
@@ -508,7 +509,7 @@ def make_server(out: str | Path, opts: ServeOptions | None = None, *, log: Calla
         ValueError: A setting that cannot work (:meth:`ServeOptions.check`).
         OSError: The port cannot be bound (the message says which and what to do).
     """
-    from kgx.graph import KnowledgeGraph
+    from kgx.graph.knowledge_graph import KnowledgeGraph
     from kgx.outdir import run_state
 
     opts = (opts or ServeOptions()).check()
@@ -541,7 +542,7 @@ def serve(out: str | Path, opts: ServeOptions | None = None) -> None:
 
     server = make_server(out, opts, log=say)
     host, port = server.server_address[:2]
-    base = f"http://{host}:{port}"
+    base = f"http://{host!s}:{port}"
     print(f"kgx: serving {out} at {base}/ (search and entity pages), {base}/query (a SPARQL "
           f"page), {base}/sparql (the SPARQL endpoint), {base}/lookup?q=NAME; "
           f"{opts.workers} query workers, {opts.timeout:g} s timeout, {opts.max_rows:,} rows "

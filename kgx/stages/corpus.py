@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kgx.stages.runner import Run, Stage, stage_key
+from kgx.engines.journal import stage_key
+from kgx.stages.runner import Run, Stage
 
 
 class CorpusStage(Stage):
@@ -14,19 +15,19 @@ class CorpusStage(Stage):
         return bool(run.opts.use_model and not run.opts.model)
 
     def outputs(self, run: Run) -> list[str]:
-        from kgx.corpus import KINDS, LINKS
+        from kgx.corpus.rows import KINDS, LINKS
 
         return ["corpus/train.jsonl", "corpus/dev.jsonl", "corpus/test.jsonl",
                 f"corpus/{LINKS}.jsonl", "corpus/stats.json",
                 *(f"corpus/train.{k}.offsets" for k in KINDS)]
 
     def key(self, run: Run) -> str:
-        from kgx.corpus import CORPUS_VERSION
+        from kgx.corpus.build import CORPUS_VERSION
 
         return stage_key(run.keys["structure"], CORPUS_VERSION, run.opts.held_out())
 
     def execute(self, run: Run) -> dict[str, Any]:
-        from kgx.corpus import build_corpus
+        from kgx.corpus.build import build_corpus
 
         run.log("[corpus] labelling sentences from links and infoboxes")
         st = build_corpus(run.out, run.out / "corpus", workers=run.opts.extract.workers,

@@ -1,4 +1,4 @@
-"""The model stage: fine-tunes the reader on the silver corpus (:mod:`kgx.train`), or takes
+"""The model stage: fine-tunes the reader on the silver corpus (:mod:`kgx.model.train`), or takes
 the model the user gave (``--model``)."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kgx.stages.runner import Run, Stage, stage_key
+from kgx.engines.journal import stage_key
+from kgx.stages.runner import Run, Stage
 
 MODEL_DIR = "model"
 
@@ -35,7 +36,7 @@ class ModelStage(Stage):
         if o.model:
             run.log(f"[model] using {o.model}")
             return {"dir": str(Path(o.model))}
-        from kgx.train import TrainOptions, train
+        from kgx.model.train import TrainOptions, train
 
         model_dir = run.out / MODEL_DIR
         run.log(f"[model] fine-tuning {o.base_model} on at most {o.train_sentences:,} sentences"
@@ -50,7 +51,7 @@ class ModelStage(Stage):
 
 def _fingerprint(spec: str) -> list[Any]:
     """A gold source as the key sees it: its spec, and its file's size and time."""
-    from kgx.train import parse_source
+    from kgx.corpus.datasets import parse_source
 
     p = parse_source(spec).path
     try:

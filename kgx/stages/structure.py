@@ -1,19 +1,19 @@
 """The structure stage: the dump's own facts (infoboxes, categories, redirects, links, labels,
 abstracts) into ``graph.nq``, the Oxigraph store and the alias table.
 
-The work is :func:`kgx.extract.extract`, chunked by multistream stream (or by batch of pages
-for a plain dump) and resumed from its journal after a kill; this module gives it the stage
-shape. A new structure graph means a new store, so whatever the merge stage had folded into
-the old one is forgotten with it.
+The work is :func:`kgx.structure.extract.extract`, chunked by multistream stream (or by batch of
+pages for a plain dump) and resumed from its journal after a kill; this module gives it the
+stage shape. A new structure graph means a new store, so whatever the merge stage had folded
+into the old one is forgotten with it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from kgx.extract import extract, structure_key
 from kgx.outdir import ALIASES_FILE, DOCUMENTS_FILE, GRAPH_FILE, REPORT_FILE, STORE_DIR
 from kgx.stages.runner import Run, Stage
+from kgx.structure.extract import extract, structure_key
 
 
 class StructureStage(Stage):
@@ -25,7 +25,7 @@ class StructureStage(Stage):
             ([DOCUMENTS_FILE] if ex.keep_documents else [])
 
     def key(self, run: Run) -> str:
-        from kgx.dump import find_index
+        from kgx.dump.multistream import find_index
 
         ex = run.opts.extract
         if not run.dump.exists():

@@ -1,0 +1,1 @@
+"""Reading the graph: KnowledgeGraph, the SPARQL checks, result writers."""

@@ -1,0 +1,3 @@
+"""Wikitext to plain text with offsets: templates, the page renderer, titles and namespaces of a
+wiki, sentences.
+"""
