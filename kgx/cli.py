@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 import typer.core
 
-from kgx.version import __version__
+from kgx.version import DISTRIBUTION, __version__
 
 app = typer.Typer(help="kgx: a knowledge graph from a MediaWiki dump.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -33,9 +33,23 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+TUNING_HELP = ("How much of the encoder learns: full, top:K (its top K layers) or lora[:R] "
+               "(low-rank adapters of rank R, default 8; the model saves the adapter alone).")
+
+
+def _tuning_option(value: str) -> str:
+    """``--tuning``, checked as it is parsed (before any work)."""
+    from kgx.model.tuning import TuningError, parse_tuning
+
+    try:
+        return str(parse_tuning(value))
+    except TuningError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"kgx {__version__}")
+        typer.echo(f"kgx {__version__} ({DISTRIBUTION})")
         raise typer.Exit()
 
 
@@ -58,6 +72,7 @@ def extract(
     ] = False,
     base_model: Annotated[str, typer.Option(help="Encoder to fine-tune when training.")
                           ] = "minilm",
+    tuning: Annotated[str, typer.Option(callback=_tuning_option, help=TUNING_HELP)] = "full",
     train_sentences: Annotated[int, typer.Option(help="Training sentences at most.")] = 1500,
     train_epochs: Annotated[int, typer.Option(help="Training epochs at most.")] = 3,
     read_sentences: Annotated[int | None, typer.Option(
@@ -158,7 +173,8 @@ def extract(
                                engine=engine, ray_address=ray_address)
     else:
         opts = PipelineOptions(extract=ex, model=str(model) if model else None,
-                               base_model=base_model, train_sentences=train_sentences,
+                               base_model=base_model, tuning=tuning,
+                               train_sentences=train_sentences,
                                train_epochs=train_epochs, read_sentences=read_sentences,
                                relation_threshold=relation_threshold,
                                min_precision=min_precision, reasoning=reasoning,
@@ -168,6 +184,16 @@ def extract(
                                read_chunk_documents=read_chunk_documents,
                                keep_intermediate=keep_intermediate, engine=engine,
                                ray_address=ray_address)
+        if tuning != "full" and not model:  # top:K within the encoder, peft for LoRA
+            from kgx.model.train import base_layers
+            from kgx.model.tuning import TuningError, check_tuning, parse_tuning
+
+            try:
+                check_tuning(parse_tuning(tuning), base_layers(base_model), base_model)
+            except (TuningError, OSError) as exc:
+                remove_if_unused(out, existed)
+                _fail(str(exc))
+                return
     try:
         rep = run(dump, out, opts, log=logs.info)
     except KeyboardInterrupt:
@@ -380,6 +406,7 @@ def train(
     base_model: Annotated[str, typer.Option(
         help="Encoder: 'minilm' (bundled all-MiniLM-L6-v2), a local Hugging Face directory, "
              "or a hub id.")] = "minilm",
+    tuning: Annotated[str, typer.Option(callback=_tuning_option, help=TUNING_HELP)] = "full",
     epochs: Annotated[int, typer.Option(help="Epochs at most (early stopping on dev).")] = 6,
     batch_size: Annotated[int, typer.Option(
         help="Windows per batch (a sentence is one, a document several).")] = 16,
@@ -415,8 +442,10 @@ def train(
     from kgx.corpus.datasets import DataError
     from kgx.model.train import TrainOptions
     from kgx.model.train import train as run
+    from kgx.model.tuning import TuningError
 
-    opts = TrainOptions(base_model=base_model, epochs=epochs, batch_size=batch_size,
+    opts = TrainOptions(base_model=base_model, tuning=tuning, epochs=epochs,
+                        batch_size=batch_size,
                         learning_rate=learning_rate, max_length=max_length, seed=seed,
                         max_train_sentences=max_train_sentences, max_minutes=max_minutes,
                         device=device, dev_path=str(dev) if dev else None, casing=casing,
@@ -426,7 +455,7 @@ def train(
 
         logs.setup(None)
         res = run(data, out, opts, log=logs.info)
-    except (DataError, OSError, RuntimeError) as exc:
+    except (DataError, TuningError, OSError, RuntimeError) as exc:
         _fail(str(exc))
         return
     by_source = {k: _headline(v) for k, v in res.dev_by_source.items()}
@@ -541,6 +570,17 @@ def report(out: Annotated[Path, typer.Argument(metavar="OUT", help="Output direc
     if not p.exists():
         _fail(f"{p}: no report; run `kgx extract` first")
     typer.echo(json.dumps(json.loads(p.read_text(encoding="utf-8")), indent=2))
+
+
+@app.command()
+def info(as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False
+         ) -> None:
+    """Print what a bug report needs: kgx's version, Python, torch and its device, the optional
+    libraries (with the extra that brings each), and the default encoder."""
+    from kgx.environment import describe, render
+
+    facts = describe()
+    typer.echo(json.dumps(facts, indent=2) if as_json else render(facts))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import site
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,9 @@ def _ontology_dir() -> Path:
     env = os.environ.get("KGX_ONTOLOGY_DIR")
     candidates = [Path(env)] if env else []
     candidates += [Path(__file__).resolve().parent.parent / "ontologies",
-                   Path(sys.prefix) / "share" / "kgx" / "ontologies"]
+                   Path(sys.prefix) / "share" / "kgx" / "ontologies",
+                   # pip install --user puts the wheel's data files under the user base
+                   Path(site.getuserbase()) / "share" / "kgx" / "ontologies"]
     for c in candidates:
         if (c / "kgx.ttl").exists():
             return c

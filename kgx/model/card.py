@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from kgx.model.tuning import parse_tuning
+from kgx.version import DISTRIBUTION
+
 
 def model_card(meta: dict[str, Any]) -> str:
     """A model card: what the model was trained on and how well it does."""
@@ -44,14 +47,25 @@ def model_card(meta: dict[str, Any]) -> str:
         row("dev", meta.get("dev", {})), row("test", meta.get("test", {})),
         *(row(f"dev of {n}", s) for n, s in list(meta.get("dev_by_source", {}).items())[1:]),
         "",
+        f"Fine-tuning `{tr.get('tuning', 'full')}`: "
+        f"{parse_tuning(tr.get('tuning', 'full')).describe()}; arithmetic "
+        f"{tr.get('precision', 'fp32')}"
+        + (f" (autocast) on {meta.get('settings', {}).get('device') or 'the GPU'}"
+           if tr.get("precision", "fp32") != "fp32" else "") + ".", "",
         f"Best epoch {tr['best_epoch']} of {tr['epochs_run']}; {tr['seconds']} s of training "
         f"at {tr['sentences_per_second']} sentences/s. Scores against silver labels measure "
         "agreement with the dump's own links, not gold accuracy: see kgx's README for "
         "Re-DocRED figures and the limits of a small dump.", "",
         *_decoding_section(meta),
-        "## Use", "", "```python",
+        "## Use", "",
+        f"Needs kgx ({DISTRIBUTION} {meta['kgx_version']} or later, with its model extra: "
+        f"`pip install \"{DISTRIBUTION}[model]\"`)"
+        + (f", and the base encoder `{meta['base_model']}`, which a LoRA model does not hold."
+           if tr.get("tuning", "full").startswith("lora") else "."), "", "```python",
         "from kgx.model.predictor import Predictor", "p = Predictor.load('THIS_DIRECTORY')",
         "p.predict(['Ayn Rand was born in Saint Petersburg.'])", "```", "",
+        "kgx loads it (a LoRA adapter is merged into its base encoder's weights on loading)."
+        if tr.get("tuning", "full").startswith("lora") else
         "`AutoModelForTokenClassification.from_pretrained` loads the encoder and the entity "
         "tagger; the relation head (`relation_head.*`) is read by kgx.",
     ]

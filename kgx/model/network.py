@@ -25,6 +25,7 @@ NA = "NA"
 
 
 WEIGHTS = "model.safetensors"
+ADAPTER = "lora_adapter."  # the key prefix of a LoRA model's adapter weights
 
 
 def resolve_base_model(name: str) -> str:
@@ -78,6 +79,11 @@ class KgxModel(nn.Module):
             nn.init.zeros_(self.shape_embeddings.weight)
         self.ner_labels = list(ner_labels)
         self.relation_labels = list(relation_labels)
+        # How the encoder was fine-tuned (kgx.model.tuning); a LoRA model saves its adapter
+        # and names the base encoder it needs.
+        self.tuning = "full"
+        self.base_model: str | None = None
+        self.lora_targets: list[str] = []
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden, len(self.ner_labels))
         self.relation_head = nn.Sequential(
@@ -157,16 +163,28 @@ class KgxModel(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         cfg = self.encoder.config
         prefix = getattr(self.encoder, "base_model_prefix", "bert") or "bert"
+        lora = self.tuning.startswith("lora")
         cfg.id2label = dict(enumerate(self.ner_labels))
         cfg.label2id = {lab: i for i, lab in enumerate(self.ner_labels)}
-        cfg.architectures = [type(self.encoder).__name__.replace("Model", "ForTokenClassification")]
+        # A LoRA folder holds no encoder weights: transformers alone cannot load it.
+        cfg.architectures = None if lora else [
+            type(self.encoder).__name__.replace("Model", "ForTokenClassification")]
+        cfg.kgx_tuning = self.tuning
+        if lora:
+            cfg.kgx_base_model = self.base_model
+            cfg.kgx_lora_targets = self.lora_targets
         cfg.kgx_relation_labels = self.relation_labels
         cfg.kgx_casing = self.casing
         cfg.kgx_relation_decision = "adaptive-threshold"
         cfg.kgx_version = __version__
         cfg.save_pretrained(path)
         tokenizer.save_pretrained(path)
-        state = {f"{prefix}.{k}": v for k, v in self.encoder.state_dict().items()}
+        if lora:
+            from kgx.model.tuning import adapter_state
+
+            state = {f"{ADAPTER}{k}": v for k, v in adapter_state(self.encoder).items()}
+        else:
+            state = {f"{prefix}.{k}": v for k, v in self.encoder.state_dict().items()}
         for k, v in self.state_dict().items():
             if not k.startswith("encoder."):
                 state[k] = v
@@ -250,14 +268,29 @@ def load_model(path: str | Path, device: torch.device | None = None) -> tuple[Kg
         raise FileNotFoundError(f"{p}: not a kgx model directory (expected config.json and "
                                 f"{WEIGHTS}); train one with `kgx train CORPUS -o {p}`")
     cfg = AutoConfig.from_pretrained(p)
-    enc = AutoModel.from_config(cfg, add_pooling_layer=False) if cfg.model_type in (
-        "bert", "roberta", "xlm-roberta", "electra", "camembert") else AutoModel.from_config(cfg)
+    tuning = str(getattr(cfg, "kgx_tuning", "full"))
+    if tuning.startswith("lora"):
+        enc = _lora_base(p, cfg)
+    else:
+        enc = AutoModel.from_config(cfg, add_pooling_layer=False) if cfg.model_type in (
+            "bert", "roberta", "xlm-roberta", "electra", "camembert") \
+            else AutoModel.from_config(cfg)
     ner = [cfg.id2label[i] for i in range(len(cfg.id2label))]
     model = KgxModel(enc, ner, getattr(cfg, "kgx_relation_labels", [NA]),
                      casing=bool(getattr(cfg, "kgx_casing", False)))
+    model.tuning = tuning
     # A model saved before the adaptive threshold trained a softmax over NA and the labels
     model.adaptive_threshold = getattr(cfg, "kgx_relation_decision", "") == "adaptive-threshold"
     state = load_file(str(p / WEIGHTS))
+    if tuning.startswith("lora"):
+        from kgx.model.tuning import load_adapter
+
+        model.base_model = cfg.kgx_base_model
+        model.lora_targets = list(cfg.kgx_lora_targets)
+        load_adapter(enc, int(tuning.split(":")[1]), model.lora_targets,
+                     {k[len(ADAPTER):]: v for k, v in state.items() if k.startswith(ADAPTER)})
+        state = {k: v for k, v in state.items() if not k.startswith(ADAPTER)}
+        state.update({f"encoder.{k}": v for k, v in enc.state_dict().items()})
     prefix = getattr(enc, "base_model_prefix", "bert") or "bert"
     fixed = {("encoder." + k[len(prefix) + 1:] if k.startswith(prefix + ".") else k): v
              for k, v in state.items()}
@@ -268,6 +301,25 @@ def load_model(path: str | Path, device: torch.device | None = None) -> tuple[Kg
     tok = AutoTokenizer.from_pretrained(p)
     model.to(device or pick_device()).eval()
     return model, tok, load_metadata(p)
+
+
+def _lora_base(p: Path, cfg: Any) -> nn.Module:
+    """The pre-trained encoder a LoRA model was trained on, as its config names it."""
+    from transformers import AutoModel
+
+    base = getattr(cfg, "kgx_base_model", None)
+    if not base:
+        raise RuntimeError(f"{p}: a LoRA model whose config does not name its base encoder "
+                           "(kgx_base_model)")
+    try:
+        path = resolve_base_model(base)
+        return AutoModel.from_pretrained(path, add_pooling_layer=False) \
+            if _takes_pooling(path) else AutoModel.from_pretrained(path)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise FileNotFoundError(
+            f"{p}: a LoRA model holds only its adapter and heads, and needs its base encoder "
+            f"{base!r}, which cannot be loaded here ({type(exc).__name__}: {exc}). Install or "
+            "copy that encoder where it was found when the model was trained") from exc
 
 
 def load_metadata(path: str | Path) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from kgx.model.tokens import (
     tokenize,
     windows_for,
 )
+from kgx.model.tuning import apply_tuning, check_tuning, parse_tuning
 from kgx.runtime.cpu import ThreadTuner
 from kgx.version import __version__
 
@@ -69,7 +70,9 @@ class TrainOptions:
     patience: int = 1
     max_train_sentences: int | None = None
     max_empty_share: float = 0.3
-    freeze_encoder: bool = False
+    freeze_encoder: bool = False  # a baseline: the heads alone learn
+    # How much of the encoder learns: full, top:K or lora[:R] (kgx.model.tuning)
+    tuning: str = "full"
     casing: bool = True  # the word-shape feature (kgx.model.tokens.SHAPES) beside the encoder
     max_eval_sentences: int | None = 2000
     # After the first epoch, the links of a silver corpus to pages of no known type are
@@ -86,6 +89,8 @@ class TrainResult:
     """What a training run did."""
 
     out: str
+    tuning: str = "full"
+    precision: str = "fp32"  # autocast: bfloat16 or float16 on a GPU that has it
     epochs_run: int = 0
     best_epoch: int = 0
     train_sentences: int = 0
@@ -96,6 +101,16 @@ class TrainResult:
     dev: dict[str, Any] = field(default_factory=dict)  # the first source's
     dev_by_source: dict[str, dict[str, Any]] = field(default_factory=dict)
     test: dict[str, Any] = field(default_factory=dict)
+
+
+def base_layers(base: str) -> int:
+    """How many transformer layers the encoder ``base`` has (read from its config)."""
+    from transformers import AutoConfig
+
+    from kgx.model.network import resolve_base_model
+
+    cfg = AutoConfig.from_pretrained(resolve_base_model(base))
+    return int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layers", 0))
 
 
 def set_seed(seed: int) -> None:
@@ -245,6 +260,9 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     specs = [data] if isinstance(data, (str, Path)) else list(data)
     if not specs:
         raise DataError("no training data given")
+    tuning = parse_tuning(opts.tuning)  # a bad --tuning is told before any reading
+    if tuning.way != "full":
+        check_tuning(tuning, base_layers(opts.base_model), opts.base_model)
     sources = [parse_source(x) for x in specs]  # every weight checked before any reading
     out_p = Path(out)
     set_seed(opts.seed)
@@ -278,13 +296,16 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     n_windows = sum(weighted_count(sum(len(x.windows) for x in f), w) for f, w in source_feats)
     n_sentences = sum(weighted_count(len(d.train), d.source.weight) for d in loaded)
     heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
-    enc_params = [p for n, p in model.named_parameters() if n.startswith("encoder.")]
     param_groups = [{"params": heads, "lr": opts.head_learning_rate}]
     if opts.freeze_encoder:  # a baseline: only the heads learn
-        for p in enc_params:
+        for p in model.encoder.parameters():
             p.requires_grad_(False)
     else:
-        param_groups.append({"params": enc_params, "lr": opts.learning_rate})
+        learn = apply_tuning(model, tuning)
+        model.tuning, model.base_model = str(tuning), opts.base_model
+        param_groups.append({"params": learn, "lr": opts.learning_rate})
+        log(f"tuning {tuning}: {sum(p.numel() for p in learn):,} of the encoder's "
+            f"{sum(p.numel() for p in model.encoder.parameters()):,} parameters learn")
     optim = torch.optim.AdamW(param_groups, weight_decay=opts.weight_decay)
     steps_per_epoch = len(batches_by_length(
         [x for f, w in source_feats for x in weighted(f, w, random.Random(0))],
@@ -296,7 +317,8 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
         max(0.0, (total - s) / max(1, total - warm)))
     amp = autocast_dtype(device)
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
-    result = TrainResult(out=str(out_p), train_sentences=n_sentences)
+    result = TrainResult(out=str(out_p), train_sentences=n_sentences, tuning=str(tuning),
+                         precision="fp32" if amp is None else str(amp).replace("torch.", ""))
     best, best_state, bad = -1.0, None, 0
     t0 = time.monotonic()
     trained = 0

@@ -28,8 +28,10 @@ class ModelStage(Stage):
             return stage_key(str(Path(o.model).resolve()),
                              weights.stat().st_mtime_ns if weights.exists() else 0)
         # "train-3": gold sources as sentence rows
+        # (the tuning joins the key only when not full: keys of earlier runs stay valid)
         return stage_key(run.keys["corpus"], o.base_model, o.train_sentences, o.train_epochs,
-                         [_fingerprint(g) for g in o.gold], "train-3")
+                         [_fingerprint(g) for g in o.gold], "train-3",
+                         *([o.tuning] if o.tuning != "full" else []))
 
     def execute(self, run: Run) -> dict[str, Any]:
         o = run.opts
@@ -39,11 +41,12 @@ class ModelStage(Stage):
         from kgx.model.train import TrainOptions, train
 
         model_dir = run.out / MODEL_DIR
-        run.log(f"[model] fine-tuning {o.base_model} on at most {o.train_sentences:,} sentences"
+        run.log(f"[model] fine-tuning {o.base_model} ({o.tuning}) on at most "
+                f"{o.train_sentences:,} sentences"
                 + (" of the silver corpus and of each gold set (" + ", ".join(
                     Path(g).name for g in o.gold) + ")" if o.gold else ""))
         res = train([run.out / "corpus", *o.gold], model_dir, TrainOptions(
-            base_model=o.base_model, epochs=o.train_epochs,
+            base_model=o.base_model, tuning=o.tuning, epochs=o.train_epochs,
             max_train_sentences=o.train_sentences, max_eval_sentences=400, device=o.device),
             log=lambda m: run.log(f"[model] {m}"), progress=o.progress)
         return {"dir": str(model_dir), "sentences_per_second": res.sentences_per_second}

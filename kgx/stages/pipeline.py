@@ -46,6 +46,8 @@ class PipelineOptions:
         use_model: Run the model stages (``--no-model`` turns them off).
         model: A trained model directory; without one, kgx trains on this dump's corpus.
         base_model: Encoder to fine-tune when training.
+        tuning: How much of it learns: ``full``, ``top:K`` or ``lora[:R]``
+            (:mod:`kgx.model.tuning`).
         train_sentences: Training sentences (the default fits the sample into 10 minutes on
             2 CPU cores; raise it for a real dump on a GPU).
         train_epochs: Epochs at most.
@@ -78,6 +80,7 @@ class PipelineOptions:
     use_model: bool = True
     model: str | None = None
     base_model: str = "minilm"
+    tuning: str = "full"
     train_sentences: int = 1500
     train_epochs: int = 3
     read_sentences: int | None = None
