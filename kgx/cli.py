@@ -421,6 +421,9 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 13,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")
                       ] = None,
+    checkpoint_minutes: Annotated[float, typer.Option(
+        help="Write a checkpoint whenever this much training has passed (and at each epoch's "
+             "end): what a kill costs at most; the same command resumes from it.")] = 4.0,
     casing: Annotated[bool, typer.Option(
         help="Give the tagger each word's shape (Capitalised, UPPER, lower, digit...) beside "
              "the encoder: what an uncased encoder cannot see.")] = True,
@@ -449,7 +452,8 @@ def train(
                         learning_rate=learning_rate, max_length=max_length, seed=seed,
                         max_train_sentences=max_train_sentences, max_minutes=max_minutes,
                         device=device, dev_path=str(dev) if dev else None, casing=casing,
-                        link_typing_rows=link_typing_rows)
+                        link_typing_rows=link_typing_rows,
+                        checkpoint_minutes=checkpoint_minutes)
     try:
         from kgx.runtime import logs
 

@@ -23,6 +23,13 @@ from kgx.corpus.rows import (
 )
 from kgx.model.calibration import choose_decoder, fit_relation_temperature
 from kgx.model.card import model_card
+from kgx.model.checkpoints import (
+    CHECKPOINT_DIR,
+    Checkpoints,
+    data_fingerprint,
+    rng_states,
+    set_rng_states,
+)
 from kgx.model.decoding import word_tag_sequence
 from kgx.model.link_typing import draw_rows, type_links
 from kgx.model.network import DEFAULT_BASE, autocast_dtype, build_model, pick_device
@@ -45,7 +52,7 @@ from kgx.model.tokens import (
     tokenize,
     windows_for,
 )
-from kgx.model.tuning import apply_tuning, check_tuning, parse_tuning
+from kgx.model.tuning import LORA_LR_FACTOR, apply_tuning, check_tuning, parse_tuning
 from kgx.runtime.cpu import ThreadTuner
 from kgx.version import __version__
 
@@ -80,6 +87,10 @@ class TrainOptions:
     # this many more drawn from the corpus, and the later epochs learn from them. 0: off.
     link_typing_rows: int = 8000
     max_minutes: float | None = None
+    # A checkpoint every N optimiser steps within an epoch; None: whenever checkpoint_minutes
+    # of training have passed (and always at an epoch's end). What a kill costs at most.
+    checkpoint_steps: int | None = None
+    checkpoint_minutes: float = 4.0
     device: str | None = None
     dev_path: str | None = None
 
@@ -111,6 +122,41 @@ def base_layers(base: str) -> int:
 
     cfg = AutoConfig.from_pretrained(resolve_base_model(base))
     return int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layers", 0))
+
+
+def _optimiser_step(model: Any, batch: dict[str, Any], optim: Any, sched: Any, scaler: Any,
+                    amp: torch.dtype | None) -> float:
+    """One batch forward and backward, clipped, stepped (through the scaler on fp16); its
+    loss."""
+    device = batch["input_ids"].device
+    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        loss = model(batch)["loss"]
+    optim.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optim)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(optim)
+        scaler.update()
+    else:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+    sched.step()
+    return float(loss.item())
+
+
+# Settings that do not change what is trained: a checkpoint resumes across them.
+_NOT_FINGERPRINTED = ("max_minutes", "device", "checkpoint_steps", "checkpoint_minutes")
+
+
+def _fingerprint(opts: TrainOptions, sources: Sequence[Any], ner_labels: list[str],
+                 rel_labels: list[str]) -> dict[str, Any]:
+    """What a training checkpoint must have been written for, to be resumed."""
+    settings = {k: v for k, v in asdict(opts).items() if k not in _NOT_FINGERPRINTED}
+    return {**settings, "data": data_fingerprint([Path(s.path) for s in sources]),
+            "weights": [s.weight for s in sources], "ner_labels": ner_labels,
+            "relation_labels": rel_labels, "kgx_version": __version__}
 
 
 def set_seed(seed: int) -> None:
@@ -303,7 +349,8 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     else:
         learn = apply_tuning(model, tuning)
         model.tuning, model.base_model = str(tuning), opts.base_model
-        param_groups.append({"params": learn, "lr": opts.learning_rate})
+        param_groups.append({"params": learn, "lr": opts.learning_rate * (
+            LORA_LR_FACTOR if tuning.way == "lora" else 1.0)})
         log(f"tuning {tuning}: {sum(p.numel() for p in learn):,} of the encoder's "
             f"{sum(p.numel() for p in model.encoder.parameters()):,} parameters learn")
     optim = torch.optim.AdamW(param_groups, weight_decay=opts.weight_decay)
@@ -319,47 +366,85 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
     result = TrainResult(out=str(out_p), train_sentences=n_sentences, tuning=str(tuning),
                          precision="fp32" if amp is None else str(amp).replace("torch.", ""))
+    ckpt = Checkpoints(out_p / CHECKPOINT_DIR, _fingerprint(opts, sources, ner_labels,
+                                                            rel_labels), log,
+                       every_steps=opts.checkpoint_steps,
+                       every_seconds=60 * opts.checkpoint_minutes)
     best, best_state, bad = -1.0, None, 0
     t0 = time.monotonic()
     trained = 0
+    start_epoch, start_batch, losses, finished = 1, 0, [], False
+    saved = ckpt.latest()
+    if saved is not None:  # go on where a killed run stopped, as if it had not
+        model.load_state_dict(saved["model"])
+        optim.load_state_dict(saved["optim"])
+        sched.load_state_dict(saved["sched"])
+        if scaler is not None and saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
+        best, bad, trained = saved["best"], saved["bad"], saved["trained"]
+        best_state = saved["best_state"]
+        for k in ("history", "best_epoch", "dev", "dev_by_source", "link_typing"):
+            setattr(result, k, saved["result"][k])
+        result.epochs_run = saved["result"]["epochs_run"]
+        t0 -= saved["seconds"]
+        if saved["typed_rows"]:
+            loaded[0].train = ckpt.read_rows()
+            source_feats[0] = (featurize(loaded[0].train, tok, ner_labels, rel_labels,
+                                         opts.max_length), loaded[0].source.weight)
+            typing_rows = []
+        start_epoch, start_batch, losses = saved["epoch"], saved["batch"], saved["losses"]
+        finished = saved["finished"]
+        rng.setstate(saved["rng"])
+        set_rng_states(saved["torch_rng"])
+        log(f"resuming training from {saved['path']}: epoch {start_epoch}, batch "
+            f"{start_batch + 1}, optimiser step {sched.last_epoch:,}"
+            + (" (training had ended; choosing the decoder and saving)" if finished else ""))
+        del saved
+
+    def snapshot(epoch: int, batch: int, epoch_rng: Any, done: bool = False
+                 ) -> dict[str, Any]:
+        """What a checkpoint holds: the loop goes on from ``batch`` of ``epoch``, whose
+        batches are drawn again from ``epoch_rng``."""
+        return {"model": model.state_dict(), "optim": optim.state_dict(),
+                "sched": sched.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "best": best, "bad": bad, "best_state": best_state, "trained": trained,
+                "result": {k: getattr(result, k) for k in (
+                    "history", "best_epoch", "dev", "dev_by_source", "link_typing",
+                    "epochs_run")},
+                "seconds": time.monotonic() - t0, "typed_rows": bool(result.link_typing),
+                "epoch": epoch, "batch": batch, "losses": list(losses), "finished": done,
+                "rng": epoch_rng, "torch_rng": rng_states()}
+
     deadline = t0 + opts.max_minutes * 60 if opts.max_minutes else None
     log(f"training on {n_sentences:,} rows per epoch ({n_windows:,} windows) from "
         f"{len(sources)} source(s), dev "
         f"{len(dev_rows):,}, entity labels {ner_labels[1:]}, relation labels "
         f"{len(rel_labels) - 1}, device {device}")
-    for epoch in range(1, opts.epochs + 1):
+    for epoch in range(start_epoch, 0 if finished else opts.epochs + 1):
         model.train()
-        losses = []
+        epoch_rng = rng.getstate()  # the epoch's batches are drawn again from it on resume
         feats = [x for f, w in source_feats for x in weighted(f, w, rng)]
         groups = batches_by_length(feats, opts.batch_size, rng, opts.batch_tokens)
-        bar = Progress(total=len(groups), unit="batches", enabled=progress,
-                       desc=f"model, epoch {epoch}")
+        skip = start_batch if epoch == start_epoch else 0
+        if not skip:
+            losses = []
         stopped = False
-        for g in groups:
-            t_batch = time.perf_counter()
-            batch = collate([feats[i] for i in g], tok, device, len(rel_labels))
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                loss = model(batch)["loss"]
-            optim.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optim)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                scaler.step(optim)
-                scaler.update()
-            else:
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optim.step()
-            sched.step()
-            losses.append(loss.item())
-            trained += len(g)
-            tuner.step(time.perf_counter() - t_batch, len(g))
-            bar.update(1, sentences=trained)
-            if deadline and time.monotonic() > deadline:
-                stopped = True
-                break
-        bar.close()
+        with Progress(total=len(groups), unit="batches", enabled=progress,
+                      desc=f"model, epoch {epoch}") as bar:  # closed on any error too
+            bar.update(skip)
+            for at, g in enumerate(groups[skip:], skip):
+                t_batch = time.perf_counter()
+                batch = collate([feats[i] for i in g], tok, device, len(rel_labels))
+                losses.append(_optimiser_step(model, batch, optim, sched, scaler, amp))
+                trained += len(g)
+                tuner.step(time.perf_counter() - t_batch, len(g))
+                bar.update(1, sentences=trained)
+                if ckpt.due() and at + 1 < len(groups):
+                    ckpt.save(snapshot(epoch, at + 1, epoch_rng), sched.last_epoch)
+                if deadline and time.monotonic() > deadline:
+                    stopped = True
+                    break
         model.eval()
         set_phase(f"scoring epoch {epoch} on {sum(map(len, dev_sets.values())):,} dev rows")
         reader = Predictor(model, tok, {}, max_length=opts.max_length)
@@ -384,11 +469,10 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
             bad += 1
             if bad > opts.patience:
                 log(f"early stop: dev score has not improved for {bad} epochs")
-                break
-        if stopped:
+                stopped = True
+        if stopped and deadline and time.monotonic() > deadline:
             log(f"stopped: time budget of {opts.max_minutes} minutes reached")
-            break
-        if link_typing and epoch == 1:
+        if link_typing and epoch == 1 and not stopped:
             set_phase(f"typing links to untyped pages in {len(typing_rows):,} rows")
             rows, typing = type_links(reader, loaded[0].train, typing_rows)
             loaded[0].train = sample_training_rows(rows, opts.max_train_sentences,
@@ -400,6 +484,11 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
                 f"in {typing.seconds} s; typed {typing.typed or 'none'}; "
                 f"{typing.mentions_added:,} mentions added")
             typing_rows = []  # read: not kept through the later epochs
+            ckpt.save_rows(loaded[0].train)
+        losses = []
+        ckpt.save(snapshot(epoch + 1, 0, rng.getstate(), done=stopped), sched.last_epoch)
+        if stopped:
+            break
     result.seconds = round(time.monotonic() - t0, 1)
     result.sentences_per_second = round(trained / max(1e-9, result.seconds), 1)
     if best_state is not None:
@@ -455,4 +544,5 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     set_phase("saving the model")
     model.save(out_p, tok, metadata)
     (out_p / "README.md").write_text(model_card(metadata), encoding="utf-8")
+    ckpt.clear()  # the model is saved: nothing to resume
     return result
