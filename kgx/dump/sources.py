@@ -71,7 +71,20 @@ def _open_source(path: str | os.PathLike[str]) -> tuple[io.BufferedReader, bytes
     return fp, head
 
 
-class Bz2Reader(io.RawIOBase):
+class _CompressedReader(io.RawIOBase):
+    """A reader of decompressed bytes that knows its position in the compressed file."""
+
+    _fp: _Counted
+
+    @property
+    def compressed_pos(self) -> int:
+        return self._fp.pos
+
+    def readable(self) -> bool:
+        return True
+
+
+class Bz2Reader(_CompressedReader):
     """Decompresses a (multi-stream) bz2 file and fails loudly on any corruption.
 
     Unlike :class:`bz2.BZ2File`, a stream that does not start with a valid bz2 header after a
@@ -86,13 +99,6 @@ class Bz2Reader(io.RawIOBase):
         self._stream_start = 0
         self._pending = b""
         self._eof = False
-
-    @property
-    def compressed_pos(self) -> int:
-        return self._fp.pos
-
-    def readable(self) -> bool:
-        return True
 
     def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
         data = self._read(len(buffer))
@@ -137,7 +143,7 @@ class Bz2Reader(io.RawIOBase):
         super().close()
 
 
-class _CountingReader(io.RawIOBase):
+class _CountingReader(_CompressedReader):
     """Wraps a decompressed (or plain) stream and tells how many bytes of the file under it
     were read (``compressed_pos``)."""
 
@@ -145,13 +151,6 @@ class _CountingReader(io.RawIOBase):
         self._raw = raw
         self._fp = fp
         self._path = path
-
-    @property
-    def compressed_pos(self) -> int:
-        return self._fp.pos
-
-    def readable(self) -> bool:
-        return True
 
     def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
         try:

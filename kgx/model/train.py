@@ -124,6 +124,76 @@ def base_layers(base: str) -> int:
     return int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layers", 0))
 
 
+def _decode_and_score(model: Any, tok: Any, opts: TrainOptions, result: TrainResult,
+                      source_feats: list[Any], dev_sets: dict[str, list[dict]],
+                      loaded: list[Any], names: list[str], log: Callable[[str], None]
+                      ) -> dict[str, Any]:
+    """The trained model's tag decoding and relation temperature, chosen on dev; its scores
+    on dev (as the saved model tags), on gold dev relations and on test, into ``result``."""
+    from kgx.model.evaluate import evaluate_rows
+    from kgx.runtime.progress import set_phase
+
+    test_rows = loaded[0].test
+    model.eval()
+    reader = Predictor(model, tok, {}, max_length=opts.max_length)
+    # the tag sequences of what the last epochs trained on (relabelled by link typing)
+    tag_sequences = [(x.word_tags, w) for f, w in source_feats for x in f]
+    set_phase("choosing the tag decoding on dev")
+    decoder = choose_decoder(reader, tag_sequences, dev_sets, log)
+    set_phase("calibrating the relation scores on dev")
+    decoder.update(fit_relation_temperature(reader, dev_sets, log))  # scores before T
+    for name, ents in decoder.pop("dev_entities").items():  # as the saved model tags
+        if name in result.dev_by_source:
+            result.dev_by_source[name]["entities"] = ents
+    result.dev = result.dev_by_source.get(names[0], result.dev)
+    gold_dev = [r for n, d in zip(names, loaded, strict=True) if d.format == "docred"
+                for r in d.dev]
+    if gold_dev:
+        from kgx.model.evaluate import relation_outcomes
+
+        set_phase(f"scoring the relations of {len(gold_dev):,} gold dev rows")
+        decoder["gold_dev_relations"] = relation_outcomes(
+            Predictor(model, tok, decoder, max_length=opts.max_length), gold_dev)
+    if test_rows:
+        set_phase(f"scoring {len(test_rows):,} test rows")
+        result.test = evaluate_rows(Predictor(model, tok, decoder, max_length=opts.max_length),
+                                    test_rows)
+    return decoder
+
+
+def _metadata(opts: TrainOptions, onto: Any, sources: list[Any], loaded: list[Any],
+              names: list[str], ner_labels: list[str], rel_labels: list[str],
+              result: TrainResult, decoder: dict[str, Any]) -> dict[str, Any]:
+    """The saved model's ``kgx.json``: how it was trained, on what, and how well it does."""
+    from kgx.ontology import is_wikidata_property
+
+    corpus_stats = loaded[0].stats
+    return {
+        "kgx_version": __version__,
+        "ontology_version": onto.version,
+        "base_model": opts.base_model,
+        "trained_on": ", ".join(str(x.path) for x in sources),
+        "sources": [{"name": n, "path": str(d.source.path), "format": d.format,
+                     "weight": d.source.weight, "rows_drawn": len(d.train),
+                     "rows_per_epoch": weighted_count(len(d.train), d.source.weight),
+                     "dev_rows": len(d.dev), "stats": d.stats if d.format != "corpus" else {}}
+                    for n, d in zip(names, loaded, strict=True)],
+        "corpus_stats": corpus_stats,
+        "settings": asdict(opts),
+        "entity_labels": [lab[2:] for lab in ner_labels if lab.startswith("B-")],
+        "relation_labels": rel_labels,
+        "relation_wikidata": {lab: onto.properties[lab].wikidata if lab in onto.properties
+                              else lab for lab in rel_labels
+                              if lab in onto.properties or is_wikidata_property(lab)},
+        "training": {k: v for k, v in asdict(result).items()
+                     if k not in ("dev", "test", "dev_by_source")},
+        "dev": result.dev,
+        "dev_by_source": result.dev_by_source,
+        "test": result.test,
+        **decoder,
+    }
+
+
 def _optimiser_step(model: Any, batch: dict[str, Any], optim: Any, sched: Any, scaler: Any,
                     amp: torch.dtype | None) -> float:
     """One batch forward and backward, clipped, stepped (through the scaler on fp16); its
@@ -299,7 +369,7 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
         DataError: Bad or empty training data, or a bad weight (before any training).
     """
     from kgx.model.evaluate import evaluate_rows
-    from kgx.ontology import is_wikidata_property, load_ontology
+    from kgx.ontology import load_ontology
     from kgx.runtime.progress import Progress, set_phase
 
     opts = options or TrainOptions()
@@ -323,8 +393,7 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
                           relation_label=relation_label) for i, src in enumerate(sources)]
     names = source_names(sources)
     dev_sets = {n: d.dev for n, d in zip(names, loaded, strict=True) if d.dev}
-    dev_rows, test_rows = loaded[0].dev, loaded[0].test
-    corpus_stats = loaded[0].stats
+    dev_rows = loaded[0].dev
     ner_labels, rel_labels = label_sets([r for d in loaded for r in d.train])
     link_typing = bool(opts.link_typing_rows) and opts.epochs > 1 and \
         loaded[0].format == "corpus"
@@ -493,54 +562,10 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     result.sentences_per_second = round(trained / max(1e-9, result.seconds), 1)
     if best_state is not None:
         model.load_state_dict(best_state)
-    model.eval()
-    reader = Predictor(model, tok, {}, max_length=opts.max_length)
-    # the tag sequences of what the last epochs trained on (relabelled by link typing)
-    tag_sequences = [(x.word_tags, w) for f, w in source_feats for x in f]
-    set_phase("choosing the tag decoding on dev")
-    decoder = choose_decoder(reader, tag_sequences, dev_sets, log)
-    set_phase("calibrating the relation scores on dev")
-    decoder.update(fit_relation_temperature(reader, dev_sets, log))  # scores before T
-    for name, ents in decoder.pop("dev_entities").items():  # as the saved model tags
-        if name in result.dev_by_source:
-            result.dev_by_source[name]["entities"] = ents
-    result.dev = result.dev_by_source.get(names[0], result.dev)
-    gold_dev = [r for n, d in zip(names, loaded, strict=True) if d.format == "docred"
-                for r in d.dev]
-    if gold_dev:
-        from kgx.model.evaluate import relation_outcomes
-
-        set_phase(f"scoring the relations of {len(gold_dev):,} gold dev rows")
-        decoder["gold_dev_relations"] = relation_outcomes(
-            Predictor(model, tok, decoder, max_length=opts.max_length), gold_dev)
-    if test_rows:
-        set_phase(f"scoring {len(test_rows):,} test rows")
-        result.test = evaluate_rows(Predictor(model, tok, decoder, max_length=opts.max_length),
-                                    test_rows)
-    metadata = {
-        "kgx_version": __version__,
-        "ontology_version": onto.version,
-        "base_model": opts.base_model,
-        "trained_on": ", ".join(str(x.path) for x in sources),
-        "sources": [{"name": n, "path": str(d.source.path), "format": d.format,
-                     "weight": d.source.weight, "rows_drawn": len(d.train),
-                     "rows_per_epoch": weighted_count(len(d.train), d.source.weight),
-                     "dev_rows": len(d.dev), "stats": d.stats if d.format != "corpus" else {}}
-                    for n, d in zip(names, loaded, strict=True)],
-        "corpus_stats": corpus_stats,
-        "settings": asdict(opts),
-        "entity_labels": [lab[2:] for lab in ner_labels if lab.startswith("B-")],
-        "relation_labels": rel_labels,
-        "relation_wikidata": {lab: onto.properties[lab].wikidata if lab in onto.properties
-                              else lab for lab in rel_labels
-                              if lab in onto.properties or is_wikidata_property(lab)},
-        "training": {k: v for k, v in asdict(result).items()
-                     if k not in ("dev", "test", "dev_by_source")},
-        "dev": result.dev,
-        "dev_by_source": result.dev_by_source,
-        "test": result.test,
-        **decoder,
-    }
+    decoder = _decode_and_score(model, tok, opts, result, source_feats, dev_sets, loaded,
+                                names, log)
+    metadata = _metadata(opts, onto, sources, loaded, names, ner_labels, rel_labels, result,
+                         decoder)
     set_phase("saving the model")
     model.save(out_p, tok, metadata)
     (out_p / "README.md").write_text(model_card(metadata), encoding="utf-8")

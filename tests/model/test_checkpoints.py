@@ -19,6 +19,7 @@ import kgx.model.checkpoints as checkpoints
 from kgx.model.checkpoints import CHECKPOINT_DIR
 from kgx.model.network import WEIGHTS
 from kgx.model.train import TrainOptions, train
+from tests.support import person_town_conll
 
 # Training in a child, each optimiser step slowed down (the arithmetic untouched), so that the
 # test can kill it -9 half way.
@@ -39,15 +40,6 @@ train(data, out, TrainOptions(base_model=base, epochs=3, patience=5, learning_ra
 def options(base: Path, **kw) -> TrainOptions:
     return TrainOptions(base_model=str(base), epochs=3, patience=5, learning_rate=1e-3,
                         batch_size=4, link_typing_rows=0, checkpoint_steps=2, **kw)
-
-
-def data(tmp: Path) -> Path:
-    lines = []
-    for i in range(30):
-        lines += [f"Person{i} B-PER", "visited O", f"Town{i} B-LOC", ". O", ""]
-    f = tmp / "train.conll"
-    f.write_text("\n".join(lines), encoding="utf-8")
-    return f
 
 
 def killed_half_way(corpus: Path, out: Path, base: Path) -> None:
@@ -76,7 +68,7 @@ def same_weights(a: Path, b: Path) -> None:
 @pytest.fixture(scope="module")
 def unkilled(tmp_path_factory, tiny_bert: Path) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("unkilled")
-    corpus = data(tmp)
+    corpus = person_town_conll(tmp)
     train(corpus, tmp / "m", options(tiny_bert), log=lambda m: None)
     assert not (tmp / "m" / CHECKPOINT_DIR).exists()  # cleared once the model is saved
     return corpus, tmp / "m"

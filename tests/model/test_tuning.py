@@ -17,17 +17,9 @@ from kgx.model.network import ADAPTER, WEIGHTS, load_model
 from kgx.model.predictor import Predictor
 from kgx.model.train import TrainOptions, train
 from kgx.model.tuning import Tuning, TuningError, parse_tuning
+from tests.support import person_town_conll
 
 SENTENCES = ["Person3 visited Town3 .", "Person7 visited Town12 ."]
-
-
-def conll(tmp: Path) -> Path:
-    lines = []
-    for i in range(30):
-        lines += [f"Person{i} B-PER", "visited O", f"Town{i} B-LOC", ". O", ""]
-    f = tmp / "train.conll"
-    f.write_text("\n".join(lines), encoding="utf-8")
-    return f
 
 
 def quick(base: Path, tuning: str) -> TrainOptions:
@@ -52,7 +44,7 @@ def test_a_bad_tuning_is_refused(spec: str, says: str) -> None:
 
 
 def test_a_bad_tuning_stops_kgx_train_before_any_work(tmp_path: Path, tiny_bert: Path) -> None:
-    data = conll(tmp_path)
+    data = person_town_conll(tmp_path)
     res = CliRunner().invoke(app, ["train", str(data), "-o", str(tmp_path / "m"),
                                    "--base-model", str(tiny_bert), "--tuning", "lora:0"])
     assert res.exit_code == 2 and "the rank must be a whole number" in res.output
@@ -64,7 +56,8 @@ def test_a_bad_tuning_stops_kgx_train_before_any_work(tmp_path: Path, tiny_bert:
 
 
 def test_top_k_trains_only_the_top_layers(tmp_path: Path, tiny_bert: Path) -> None:
-    train(conll(tmp_path), tmp_path / "m", quick(tiny_bert, "top:1"), log=lambda m: None)
+    train(person_town_conll(tmp_path), tmp_path / "m", quick(tiny_bert, "top:1"),
+          log=lambda m: None)
     before = load_file(str(tiny_bert / "model.safetensors"))
     after = load_file(str(tmp_path / "m" / WEIGHTS))
     changed = {k.split(".")[2] if k.startswith("encoder.layer.") else k.split(".")[0]
@@ -80,9 +73,9 @@ def test_top_k_trains_only_the_top_layers(tmp_path: Path, tiny_bert: Path) -> No
 def test_lora_saves_the_adapter_and_heads_and_loads_merged(tmp_path: Path,
                                                            tiny_bert: Path) -> None:
     full = tmp_path / "full"
-    train(conll(tmp_path), full, quick(tiny_bert, "full"), log=lambda m: None)
+    train(person_town_conll(tmp_path), full, quick(tiny_bert, "full"), log=lambda m: None)
     lora = tmp_path / "lora"
-    train(conll(tmp_path), lora, quick(tiny_bert, "lora:4"), log=lambda m: None)
+    train(person_town_conll(tmp_path), lora, quick(tiny_bert, "lora:4"), log=lambda m: None)
     state = load_file(str(lora / WEIGHTS))
     adapter = [k for k in state if k.startswith(ADAPTER)]
     assert adapter and all("lora_A" in k or "lora_B" in k for k in adapter)
@@ -110,7 +103,8 @@ def test_a_lora_model_without_its_base_encoder_says_what_is_missing(tmp_path: Pa
                                                                     tiny_bert: Path) -> None:
     base = tmp_path / "base"
     shutil.copytree(tiny_bert, base)
-    train(conll(tmp_path), tmp_path / "lora", quick(base, "lora:2"), log=lambda m: None)
+    train(person_town_conll(tmp_path), tmp_path / "lora", quick(base, "lora:2"),
+          log=lambda m: None)
     shutil.rmtree(base)
     with pytest.raises(FileNotFoundError, match="needs its base encoder") as err:
         load_model(tmp_path / "lora", torch.device("cpu"))

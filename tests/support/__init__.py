@@ -273,3 +273,13 @@ def docred_file(path: Path, n_docs: int = 12) -> Path:
                        {"h": 0, "t": 4, "r": "P108", "evidence": [2]}]})
     path.write_text(json.dumps(docs), encoding="utf-8")
     return path
+
+
+def person_town_conll(folder: Path) -> Path:
+    """A CoNLL file of 30 sentences "PersonN visited TownN ." (PER and LOC) in ``folder``."""
+    lines = []
+    for i in range(30):
+        lines += [f"Person{i} B-PER", "visited O", f"Town{i} B-LOC", ". O", ""]
+    f = folder / "train.conll"
+    f.write_text("\n".join(lines), encoding="utf-8")
+    return f
