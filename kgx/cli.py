@@ -101,6 +101,10 @@ def extract(
     page_timeout: Annotated[float, typer.Option(help="Seconds a page may take.")] = 60.0,
     page_memory_mb: Annotated[int, typer.Option(help="Memory a worker may add per page.")] = 4096,
     max_page_bytes: Annotated[int, typer.Option(help="Larger pages are skipped.")] = 16_000_000,
+    wikidata: Annotated[Path | None, typer.Option(
+        help="A Wikidata JSON dump (latest-all.json.bz2 or .gz): every entity one of its items "
+             "links gets owl:sameAs wd:Q..., kgx:wikidataId and the item's labels as aliases."
+    )] = None,
     documents: Annotated[bool, typer.Option(
         help="With --no-model: also write documents.jsonl (text with link spans).")] = False,
     reasoning: Annotated[bool, typer.Option(help="Materialise RDFS/OWL-RL entailments.")
@@ -132,6 +136,7 @@ def extract(
     from kgx.stages.pipeline import DEFAULT_GOLD, PipelineOptions, run
     from kgx.structure.extract import ExtractOptions
     from kgx.structure.pages import Limits
+    from kgx.structure.wikidata import WikidataError
     from kgx.text.site import check_namespace
 
     try:  # refuse bad input before OUT is created
@@ -166,6 +171,7 @@ def extract(
     ex = ExtractOptions(workers=workers, limit=limit, namespace=namespace,
                         limits=Limits(page_timeout, page_memory_mb, max_page_bytes),
                         index=str(index) if index else None, keep_documents=documents,
+                        wikidata=str(wikidata) if wikidata else None,
                         progress=progress)
     if no_model:  # the structure graph alone (no torch needed), with its entailments
         opts = PipelineOptions(extract=ex, use_model=False, index=False, reasoning=reasoning,
@@ -201,7 +207,8 @@ def extract(
                   "command again to continue from it.")
         remove_if_unused(out, existed)
         raise typer.Exit(130) from None
-    except (DumpError, MappingError, FileNotFoundError, OutputInUse, DiskFull) as exc:
+    except (DumpError, MappingError, WikidataError, FileNotFoundError, OutputInUse,
+            DiskFull) as exc:
         remove_if_unused(out, existed)
         _fail(str(exc))
         return

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from kgx.graph.errors import GraphNotFound, QueryError, ServiceRefused
 from kgx.ontology import DCT, FOAF, KGX, OWL, PROV, RDF, RDFS, SKOS, WD, WDT, XSD
 from kgx.outdir import REPORT_FILE, STORE_DIR
+
+_QID = re.compile(r"Q[1-9][0-9]*")  # a Wikidata item id
 
 
 def base_prefixes(namespace: str | None) -> dict[str, str]:
@@ -226,10 +230,30 @@ class KnowledgeGraph:
         scoring below the NIL threshold fitted on the dump's own held-out links
         (:attr:`kgx.linking.linker.Linker.lookup_threshold`) is left out unless ``nil`` is False.
 
+        A Wikidata id (``"Q91"``) finds the entity whose page its item links, when the graph
+        was built with ``--wikidata``.
+
         Raises:
             ValueError: Empty text, or a text too long to be a name.
         """
+        qid = text.strip()
+        if _QID.fullmatch(qid):
+            return self._by_wikidata_id(qid)
         return self.linker.lookup(text, k=k, nil=nil)
+
+    def _by_wikidata_id(self, qid: str) -> list[Any]:
+        from kgx.linking.linker import Candidate
+
+        rows = self.sparql(f"""SELECT ?e (SAMPLE(?l) AS ?label) WHERE {{
+            ?e kgx:wikidataId "{qid}" OPTIONAL {{ ?e rdfs:label ?l }} }} GROUP BY ?e""")
+        out = []
+        for r in rows:
+            types = tuple(t["t"] for t in self.sparql(f"SELECT DISTINCT ?t WHERE {{ <{r['e']}> "
+                                                      "a ?t }"))
+            title = unquote(r["e"].rsplit("/", 1)[-1]).replace("_", " ")
+            out.append(Candidate(r["e"], title, r.get("label") or title, types, 1.0,
+                                 {"wikidata": 1.0}))
+        return out
 
     def link(self, text: str) -> list[dict[str, Any]]:
         """Find and link the entity mentions in free text (needs a model in ``OUT/model``).

@@ -13,9 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from kgx.ontology import (
-    KGX,
-)
+from kgx.ontology import KGX, WD
 from kgx.serve.entity_data import vocabulary
 from kgx.serve.urls import entity_path, page_urls, short_name, title_of
 
@@ -133,6 +131,9 @@ class Renderer:
         path = entity_path(iri, self.resource)
         if path is not None:
             return f'<a href="{esc(path)}">{label}</a>'
+        if iri.startswith(WD) and iri[len(WD):].isalnum():  # an item's own page on Wikidata
+            return (f'<a class="iri" href="https://www.wikidata.org/wiki/{esc(iri[len(WD):])}" '
+                    f'title="{esc(iri)}" rel="noopener noreferrer">{label}</a>')
         return f'<span class="iri" title="{esc(iri)}">{label}</span>'
 
     def term(self, term: Any) -> str:

@@ -71,6 +71,8 @@ class ExtractOptions:
         load_store: Build the Oxigraph store after writing ``graph.nq``.
         keep_documents: Also write ``documents.jsonl`` (plain text with link spans).
         progress: Show a progress bar (default: when stderr is a terminal).
+        wikidata: A Wikidata JSON dump: every entity its items link gets its Wikidata id
+            (:mod:`kgx.structure.wikidata`).
     """
 
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -81,6 +83,7 @@ class ExtractOptions:
     load_store: bool = True
     keep_documents: bool = False
     progress: bool | None = None
+    wikidata: str | None = None
 
 
 @dataclass(slots=True)
@@ -112,9 +115,12 @@ class Report:
     # per core, its optimize on about one.
     store_steps: dict[str, dict[str, float]] = field(default_factory=dict)
     worker_crashes: int = 0
+    wikidata: dict[str, Any] | None = None  # what --wikidata matched (WikidataReport)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
+        if d["wikidata"] is None:
+            del d["wikidata"]
         d["pages"] = {k: self.pages.get(k, 0) for k in PAGE_KINDS} | dict(self.pages)
         d["triples"] = dict(self.triples)
         d["triples_total"] = sum(self.triples.values())
@@ -141,6 +147,13 @@ class Report:
             lines.append(f"  skipped page {s['id']} {s['title']!r}: {s['reason']}")
         if len(self.skipped) > 10:
             lines.append(f"  ... {p.get('skipped', 0) - 10} more skipped pages in the report")
+        if self.wikidata:
+            w = self.wikidata
+            lines.append(f"  wikidata: {w['items_with_sitelink']:,} of {w['entities']:,} "
+                         f"entities link a page of {w['site']}; {w['matched']:,} matched, "
+                         f"{w['missing']:,} name a page this dump does not have")
+            if w["cut"]:
+                lines.append(f"  wikidata: {w['cut']}")
         if self.revisions_skipped:
             lines.append(f"  {self.revisions_skipped:,} older revisions skipped (a history "
                          "dump: the newest revision of each page is read)")
@@ -292,9 +305,15 @@ def extract(dump: str | os.PathLike[str], out: str | os.PathLike[str],
         DumpError: The dump cannot be opened at all (missing, unknown format, no siteinfo).
         ValueError: The namespace is not an absolute http(s) IRI.
         OutputInUse: Another kgx process is writing ``out``.
+        WikidataError: ``options.wikidata`` is not a Wikidata JSON dump (before any work), or
+            a line inside it is damaged.
     """
     opts = options or ExtractOptions()
     detect_format(dump)
+    if opts.wikidata:
+        from kgx.structure.wikidata import check_file
+
+        check_file(Path(opts.wikidata))
     if opts.namespace:
         check_namespace(opts.namespace)
     with output_lock(Path(out)):
@@ -315,7 +334,8 @@ def structure_key(dump: Path, opts: ExtractOptions, index: str | None) -> str:
     # by an earlier version starts over rather than leave its rows unsummed.
     return stage_key(__version__, dump_fingerprint(dump), opts.limit, opts.namespace,
                      asdict(opts.limits), opts.keep_documents, index, vocabulary.hexdigest(),
-                     "anchors-2")
+                     "anchors-2", *([dump_fingerprint(Path(opts.wikidata))]
+                                    if opts.wikidata else []))
 
 
 def _extract(dump_p: Path, out_p: Path, opts: ExtractOptions) -> Report:
@@ -377,7 +397,7 @@ def _extract(dump_p: Path, out_p: Path, opts: ExtractOptions) -> Report:
                 report.seconds["anchors"] = round(time.monotonic() - t, 3)
                 report.cpu_seconds["anchors"] = round(time.process_time() - cpu, 3)
                 try:
-                    _finish(out_p, work, pool, writer, report, opts)
+                    _finish(out_p, work, pool, writer, report, opts, site)
                 except Exception as exc:
                     # The report must not claim what did not happen. The committed chunks
                     # stay in .work: the same command continues from them.
@@ -451,7 +471,7 @@ def _run_multistream(path: Path, streams: list[Stream], pool: OrderedPool, write
 
 
 def _finish(out: Path, work: Path, pool: OrderedPool, writer: _Writer, report: Report,
-            opts: ExtractOptions) -> None:
+            opts: ExtractOptions, site: Site) -> None:
     """Redirects resolved part by part in the workers, then one graph.nq, one store."""
     t = time.monotonic()
     todo = [(stem, writer.dropped.get(stem, [])) for stem in writer.stems()
@@ -461,6 +481,9 @@ def _finish(out: Path, work: Path, pool: OrderedPool, writer: _Writer, report: R
     pool.close()  # its last map: the store load needs no worker
     def ontology(f: BinaryIO) -> None:
         report.triples["ontology"] += _append_ontology(f)
+        if opts.wikidata:
+            report.triples["wikidata"] += _append_wikidata(f, Path(opts.wikidata), site,
+                                                           writer.aliases, report)
 
     concatenate(sorted(writer.parts.glob("*" + RESOLVED)), out / GRAPH_FILE, ontology)
     if opts.keep_documents:
@@ -481,6 +504,33 @@ def _finish(out: Path, work: Path, pool: OrderedPool, writer: _Writer, report: R
     with contextlib.suppress(OSError):
         work.parent.rmdir()  # .work, when no other stage has work in flight
     write_atomic(out / REPORT_FILE, json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+
+
+def _append_wikidata(f: BinaryIO, path: Path, site: Site, aliases: AliasStore,
+                     report: Report) -> int:
+    """Write the Wikidata ids (and labels, aliases) of the entities the items of ``path``
+    link, each in its page's ``wikidata`` graph; returns the facts written."""
+    from kgx.rdf.quads import to_nquads
+    from kgx.structure.wikidata import WikidataReport, read_items, site_key, wikidata_facts
+
+    info = site.info
+    found = WikidataReport(str(path), site_key(info.dbname, info.lang))
+
+    def page_of(raw: str) -> tuple[str, int] | None:
+        title = site.normalize(raw)
+        if title is None:
+            return None
+        title = aliases.resolve(title)
+        row = aliases.db.execute("SELECT page_id, kind FROM titles WHERE title = ?",
+                                 (title,)).fetchone()
+        return (title, row[0]) if row and row[1] in ("article", "disambiguation") else None
+
+    items = read_items(path, found.site, info.lang, found)
+    for entity, facts in wikidata_facts(items, page_of, info.lang, __version__, found):
+        lines, _ = to_nquads(facts, site, entity)
+        f.write("".join(lines).encode("utf-8"))
+    report.wikidata = asdict(found)
+    return found.facts
 
 
 def _append_ontology(f: BinaryIO) -> int:
