@@ -220,6 +220,22 @@ class Fact:
 # --------------------------------------------------------------------------- prose level
 
 
+class Sentence(NamedTuple):
+    """A sentence of a chunk's documents: ``docs[doc]["text"][start:end]``."""
+
+    doc: int  # the document's index in its chunk
+    start: int
+    end: int
+
+
+class LinkedMention(NamedTuple):
+    """The entity a predicted mention names (:func:`kgx.linking.mentions.link_mentions`)."""
+
+    title: str  # the entity's normalised title
+    how: str  # "wikilink" (the page's own link around it), "page" (the page itself), "linker"
+    score: float
+
+
 class FactRow(NamedTuple):
     """One sentence's support for a fact the reader read: one row of the read stage's facts
     table (a tuple, so SQLite stores it as it is). Offsets are into the page's text."""

@@ -8,6 +8,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from typing import Any
 
+from kgx.records import LinkedMention
+
 
 def page_context(linker: Any, doc: dict[str, Any]) -> Any:
     eid = linker.aliases.entity_id(doc["title"])
@@ -15,23 +17,23 @@ def page_context(linker: Any, doc: dict[str, Any]) -> Any:
 
 
 def link_mentions(linker: Any, pending: list[Any], stats: dict[str, int],
-                   alias_key: Callable[[str], str]) -> list[tuple[str, str, float] | None]:
-    """(title, how, score) per mention: the page's own wikilink, the page itself, or the
-    linker; None for NIL."""
-    out: list[tuple[str, str, float] | None] = [None] * len(pending)
+                   alias_key: Callable[[str], str]) -> list[LinkedMention | None]:
+    """The entity each mention names: by the page's own wikilink around it, the page itself,
+    or the linker; None for NIL."""
+    out: list[LinkedMention | None] = [None] * len(pending)
     todo = []
     for i, (doc, a, m, _ctx) in enumerate(pending):
         stats["mentions"] += 1
         s, e = a + m.start, a + m.end
         target = _wikilink_of(doc, s, e, m.text, alias_key)
         if target is not None:
-            out[i] = (target, "wikilink", 1.0)
+            out[i] = LinkedMention(target, "wikilink", 1.0)
             stats["linked_by_wikilink"] += 1
             continue
         names = {alias_key(doc["title"]), *(alias_key(x) for x in doc.get("aliases", []))}
         if alias_key(m.text) in names or (m.label == "PER" and alias_key(m.text) ==
                                           alias_key(doc["title"].split(" (")[0].split()[-1])):
-            out[i] = (doc["title"], "page", 1.0)
+            out[i] = LinkedMention(doc["title"], "page", 1.0)
             stats["linked_by_page"] += 1
             continue
         todo.append(i)
@@ -40,7 +42,7 @@ def link_mentions(linker: Any, pending: list[Any], stats: dict[str, int],
                                 for i in todo])
         for i, c in zip(todo, res, strict=True):
             if c is not None:
-                out[i] = (c.title, "linker", c.score)
+                out[i] = LinkedMention(c.title, "linker", c.score)
                 stats["linked_by_linker"] += 1
     stats["linked_mentions"] += sum(1 for x in out if x is not None)
     return out

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from kgx.ontology import KGX, XSD
-from kgx.records import IRI, Entity, Fact, Literal, Provenance
+from kgx.records import IRI, Entity, Fact, LinkedMention, Literal, Provenance
 from kgx.text.site import Site
 
 
@@ -21,20 +21,22 @@ def entity_iri(ns: str) -> Callable[[str], str]:
 
 
 def write_mention(out: list[str], ns: str, doc: dict[str, Any], a: int, m: Any,
-                   ent: tuple[str, str, float], iri: Callable[[str], str]) -> int:
+                  ent: LinkedMention, iri: Callable[[str], str]) -> int:
+    """The quads of one linked mention (``m``, a predicted mention in the sentence at ``a``
+    of ``doc``) into ``out``; returns how many."""
     pid = doc["page_id"]
     s, e = a + m.start, a + m.end
     node = f"<{ns}mention/{pid}/{s}-{e}>"
     g = f"<{ns}graph/page/{pid}/mentions>"
     lines = [
-        f"{node} <{KGX}mentionOf> {iri(ent[0])} {g} .\n",
+        f"{node} <{KGX}mentionOf> {iri(ent.title)} {g} .\n",
         f"{node} <{KGX}inPage> {iri(doc['title'])} {g} .\n",
         f"{node} <{KGX}anchor> {literal(m.text)} {g} .\n",
         f"{node} <{KGX}start> {literal(str(s), XSD + 'integer')} {g} .\n",
         f"{node} <{KGX}end> {literal(str(e), XSD + 'integer')} {g} .\n",
         f"{node} <{KGX}mentionType> {literal(m.label)} {g} .\n",
-        f"{node} <{KGX}linkedBy> {literal(ent[1])} {g} .\n",
-        f"{node} <{KGX}confidence> {literal(repr(round(ent[2] * m.score, 4)), XSD + 'double')}"
+        f"{node} <{KGX}linkedBy> {literal(ent.how)} {g} .\n",
+        f"{node} <{KGX}confidence> {literal(repr(round(ent.score * m.score, 4)), XSD + 'double')}"
         f" {g} .\n",
     ]
     out.extend(lines)

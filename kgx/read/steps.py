@@ -15,7 +15,7 @@ from typing import Any
 
 from kgx.linking.mentions import link_mentions, page_context
 from kgx.rdf.quads import entity_iri, write_mention
-from kgx.records import FactRow
+from kgx.records import FactRow, LinkedMention, Sentence
 from kgx.runtime.cpu import ThreadTuner
 from kgx.text.sentences import Sentencizer, paragraphs
 
@@ -60,7 +60,7 @@ class ReadChunk:
     chunk: int
     sub: int | None  # the document's index in its chunk, for a chunk retried document by document
     docs: list[dict[str, Any]]
-    sentences: list[tuple[int, int, int]]  # (index in docs, start, end)
+    sentences: list[Sentence]
     toks: list[Any]  # kgx.model.tokens.Tokenized, one per sentence
     predictions: list[Any] | None = None  # kgx.model.decoding.Prediction, one per sentence
     seconds: dict[str, float] = field(default_factory=dict)  # by step: split, predict, link
@@ -89,7 +89,7 @@ class SentenceSplitter:
 
         t0 = time.perf_counter()
         docs: list[dict[str, Any]] = []
-        sentences: list[tuple[int, int, int]] = []
+        sentences: list[Sentence] = []
         for doc in read_documents(docs_path, offset, n):
             if remaining is not None and len(sentences) >= remaining:
                 break
@@ -97,7 +97,7 @@ class SentenceSplitter:
             for a, b in iter_sentences(self.sentencizer, doc["text"]):
                 if remaining is not None and len(sentences) >= remaining:
                     break
-                sentences.append((len(docs) - 1, a, b))
+                sentences.append(Sentence(len(docs) - 1, a, b))
         toks = tokenize(self.tokenizer, [docs[d]["text"][a:b] for d, a, b in sentences])
         return ReadChunk(chunk, sub, docs, sentences, toks,
                          seconds={"split": time.perf_counter() - t0})
@@ -169,7 +169,7 @@ class ChunkLinker:
         assert rc.predictions is not None, "a chunk must be predicted before it is linked"
         t0 = time.perf_counter()
         cs: Counter[str] = Counter(documents=len(rc.docs), sentences=len(rc.sentences))
-        rows: list[tuple[Any, ...]] = []
+        rows: list[FactRow] = []
         lines: list[str] = []
         ner: Counter[tuple[str, str]] = Counter()
         # Linked in the predictor's batches, so a mention is linked alike on every engine.
@@ -187,8 +187,8 @@ class ChunkLinker:
         return {"chunk": rc.chunk, "stats": dict(cs), "rows": rows, "seconds": seconds,
                 "ner": [(e, lab, n) for (e, lab), n in ner.items()]}
 
-    def _link(self, docs: list[dict[str, Any]], sentences: list[tuple[int, int, int]],
-              preds: list[Any], cs: Counter[str], rows: list[tuple[Any, ...]],
+    def _link(self, docs: list[dict[str, Any]], sentences: list[Sentence],
+              preds: list[Any], cs: Counter[str], rows: list[FactRow],
               lines: list[str], ner: Counter[tuple[str, str]]) -> None:
         from kgx.linking.tables import alias_key
 
@@ -199,11 +199,11 @@ class ChunkLinker:
             for m in pred.mentions:
                 pending.append((docs[d], a, m, ctx))
         linked = link_mentions(linker, pending, cs, alias_key)
-        by_sentence: dict[tuple[int, int], list[Any]] = {}
+        by_sentence: dict[tuple[int, int], list[LinkedMention | None]] = {}
         for (doc, a, m, _), ent in zip(pending, linked, strict=True):
             by_sentence.setdefault((doc["page_id"], a), []).append(ent)
             if ent is not None:
-                ner[ent[0], m.label] += 1
+                ner[ent.title, m.label] += 1
             if self.mentions and ent is not None:
                 cs["mention_triples"] += write_mention(lines, self.ns, doc, a, m, ent,
                                                         self.iri)
@@ -213,7 +213,7 @@ class ChunkLinker:
             cs["relations_predicted"] += len(pred.relations)
             for r in pred.relations:
                 h, tl = ents[r.head], ents[r.tail]
-                if h is None or tl is None or h[0] == tl[0]:
+                if h is None or tl is None or h.title == tl.title:
                     continue
                 cs["relations_between_linked"] += 1
                 mh, mt = pred.mentions[r.head], pred.mentions[r.tail]
@@ -221,7 +221,7 @@ class ChunkLinker:
                     cs["relations_against_domain_or_range"] += 1
                     continue
                 e0, e1 = a + min(mh.start, mt.start), a + max(mh.end, mt.end)
-                rows.append(FactRow(h[0], r.label, tl[0], doc["page_id"],
+                rows.append(FactRow(h.title, r.label, tl.title, doc["page_id"],
                                     doc.get("revision_id"), a, b, e0, e1, doc["text"][a:b],
                                     r.score, doc["title"], a + mh.start, a + mh.end,
                                     a + mt.start, a + mt.end, mh.label, mt.label, mh.score,
