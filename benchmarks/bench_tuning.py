@@ -38,9 +38,11 @@ from benchmarks.common import child_usage
 corpus, out, way, sentences, epochs, minutes = sys.argv[1:7]
 from kgx.model.train import TrainOptions, train
 t = time.perf_counter()
+lines = []
 res = train(corpus, out, TrainOptions(tuning=way, max_train_sentences=int(sentences),
             epochs=int(epochs), patience=10, max_eval_sentences=400,
-            checkpoint_minutes=float(minutes)), log=print)
+            checkpoint_minutes=float(minutes)), log=lines.append)
+resumed = next((m for m in lines if m.startswith("resuming training from")), None)
 seconds = time.perf_counter() - t
 saved_at = time.perf_counter() - t0  # from the start of the process to the saved model
 from kgx.model.predictor import Predictor
@@ -55,7 +57,8 @@ rel = lambda s: s.get("relations", {}).get("micro", {}).get("f1")
 child_usage(seconds, train_seconds=res.seconds, epochs=res.epochs_run,
             dev_entity_f1=ent(res.dev), dev_relation_f1=rel(res.dev),
             test_entity_f1=ent(res.test), sentences_per_second=len(texts) / read_s,
-            precision=res.precision, saved_at=saved_at)
+            precision=res.precision, saved_at=saved_at, resumed=resumed,
+            link_typing_s=res.link_typing.get("seconds"))
 """
 
 
@@ -132,7 +135,8 @@ def main() -> None:
                      round(r["model_mb"], 1), round(r["sentences_per_second"], 1)])
         print(json.dumps({way: r}), flush=True)
     ways = table(["--tuning", "dev entity F1", "dev relation F1", "test entity F1 (silver)",
-                  "training s/epoch", "peak RSS MB", "model MB", "read sentences/s"], rows)
+                  "training s/epoch (dev scoring, link typing in)", "peak RSS MB", "model MB",
+                  "read sentences/s"], rows)
     print(ways)
 
     # A kill -9 half way through `full`, with checkpoints every eighth of its training time.
@@ -154,6 +158,9 @@ def main() -> None:
         ["checkpoints kept at the kill", k["checkpoints"]],
         ["checkpoint size, MB", round(k.get("checkpoint_mb", 0), 1)],
         ["seconds to write one", round(k.get("checkpoint_write_s", 0), 2)],
+        ["the run again said", (k["rerun"]["resumed"] or "(no resume)").split(": ", 1)[-1]],
+        ["link typing after epoch 1 (not checkpointed inside), s",
+         full.get("link_typing_s") or "-"],
         ["resumed model: dev entity F1 / unkilled", f"{k['rerun']['dev_entity_f1']} / "
                                                     f"{full['dev_entity_f1']}"]])
     print(kill)

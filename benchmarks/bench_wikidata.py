@@ -49,7 +49,7 @@ def entities() -> list[dict]:
 
 
 def write_copies(base: list[dict], copies: int, path: Path) -> None:
-    with bz2.open(path, "wt", encoding="utf-8") as f:
+    with bz2.open(path, "wt", encoding="utf-8", compresslevel=1) as f:  # quick to write
         f.write("[\n")
         first = True
         for c in range(copies):

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 import typer.core
 
+from kgx.outdir import REPORT_FILE, STORE_DIR
 from kgx.version import DISTRIBUTION, __version__
 
 app = typer.Typer(help="kgx: a knowledge graph from a MediaWiki dump.", no_args_is_help=True,
@@ -267,7 +268,7 @@ def build_index(out: Annotated[Path, typer.Argument(metavar="OUT",
     from kgx.linking.tables import build_entity_table
     from kgx.linking.vectors import build_vector_index
 
-    if not (out / "store").is_dir():
+    if not (out / STORE_DIR).is_dir():
         _fail(f"{out}: no kgx graph here; run `kgx extract` first")
     n = build_entity_table(out, workers=os.cpu_count() or 1)
     meta = build_vector_index(out, shared_encoder())
@@ -308,7 +309,7 @@ def query(
         except UnicodeDecodeError as exc:
             _fail(f"{sparql[1:]}: the query file is not UTF-8 text (byte {exc.start}: "
                   f"{exc.reason}); save it as UTF-8")
-    warning = run_state(out) if (out / "store").is_dir() else None
+    warning = run_state(out) if (out / STORE_DIR).is_dir() else None
     if warning:
         typer.echo(f"kgx: warning: {warning}", err=True)
     try:
@@ -450,6 +451,7 @@ def train(
     into 10 minutes on 2 cores): `--max-train-sentences 1500 --epochs 3` gives the same.
     """
     from kgx.corpus.datasets import DataError
+    from kgx.model.evaluate import headline_scores
     from kgx.model.train import TrainOptions
     from kgx.model.train import train as run
     from kgx.model.tuning import TuningError
@@ -469,20 +471,11 @@ def train(
     except (DataError, TuningError, OSError, RuntimeError) as exc:
         _fail(str(exc))
         return
-    by_source = {k: _headline(v) for k, v in res.dev_by_source.items()}
+    by_source = {k: headline_scores(v) for k, v in res.dev_by_source.items()}
     typer.echo(json.dumps({"model": str(out), "best_epoch": res.best_epoch,
-                           "dev": _headline(res.dev), "test": _headline(res.test),
+                           "dev": headline_scores(res.dev), "test": headline_scores(res.test),
                            **({"dev_by_source": by_source} if len(data) > 1 else {}),
                            "train_sentences_per_second": res.sentences_per_second}, indent=2))
-
-
-def _headline(scores: dict) -> dict:
-    out = {}
-    if "entities" in scores:
-        out["entity_f1"] = scores["entities"]["micro"]["f1"]
-    if "relations" in scores:
-        out["relation_f1"] = scores["relations"]["micro"]["f1"]
-    return out
 
 
 @app.command()
@@ -499,6 +492,7 @@ def evaluate(
     """Score a model: entity P/R/F1 per type (seqeval), relation P/R/F1 per label."""
     from kgx.corpus.datasets import DataError
     from kgx.model.evaluate import evaluate as run
+    from kgx.model.evaluate import format_scores
 
     try:
         res = run(model, data, format, limit)
@@ -511,31 +505,6 @@ def evaluate(
         typer.echo(json.dumps(res, indent=2))
         return
     typer.echo(format_scores(res))
-
-
-def format_scores(res: dict) -> str:
-    """A plain-text score report."""
-    lines = [f"{res['format']} {res['data']}"]
-    ent = res.get("entities")
-    if ent:
-        lines.append(f"{'entities':12} {'P':>7} {'R':>7} {'F1':>7} {'support':>8}")
-        for k, v in list(ent["per_type"].items()) + [("micro", ent["micro"]),
-                                                       ("macro", ent["macro"])]:
-            lines.append(f"{k:12} {v['precision']:7.3f} {v['recall']:7.3f} {v['f1']:7.3f} "
-                         f"{v.get('support', 0):8}")
-    rel = res.get("relations")
-    if rel:
-        lines.append(f"{'relations':24} {'P':>7} {'R':>7} {'F1':>7} {'support':>8}")
-        for k, v in rel["per_label"].items():
-            lines.append(f"{k:24} {v['precision']:7.3f} {v['recall']:7.3f} {v['f1']:7.3f} "
-                         f"{v['support']:8}")
-        m = rel["micro"]
-        lines.append(f"{'micro':24} {m['precision']:7.3f} {m['recall']:7.3f} {m['f1']:7.3f}")
-        lines.append(f"{'macro':24} {'':7} {'':7} {rel['macro']['f1']:7.3f}")
-    if "not_covered" in res:
-        lines.append(f"relations not covered by kgx's ontology: {len(res['not_covered'])} "
-                     f"properties, {sum(res['not_covered'].values())} gold labels")
-    return "\n".join(lines)
 
 
 @app.command()
@@ -577,7 +546,7 @@ def serve(
 @app.command()
 def report(out: Annotated[Path, typer.Argument(metavar="OUT", help="Output directory.")]) -> None:
     """Print the JSON report of the last run in OUT."""
-    p = out / "report.json"
+    p = out / REPORT_FILE
     if not p.exists():
         _fail(f"{p}: no report; run `kgx extract` first")
     typer.echo(json.dumps(json.loads(p.read_text(encoding="utf-8")), indent=2))

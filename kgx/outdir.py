@@ -27,8 +27,12 @@ WORK_DIR = ".work"
 SERVE_DIR = ".serve"  # kgx serve's pinned versions of the store (hard links)
 CORPUS_DIR = "corpus"
 MODEL_DIR = "model"
+MODEL_WEIGHTS_FILE = "model.safetensors"  # in a model folder (kgx.model.network)
 MODEL_FACTS_FILE = "model.nq"
 MENTIONS_FILE = "mentions.nq"
+ENTITY_INDEX_FILE = "entities.faiss"  # the entities stage's FAISS index
+ENTITY_META_FILE = "entities.json"  # ... and what it holds
+LINKER_FILE = "linker.json"  # the linker's scorer, fitted on the dump's own links
 
 
 def check_output(out: Path) -> None:

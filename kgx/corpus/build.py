@@ -23,7 +23,8 @@ from kgx.corpus.documents import (
     read_documents,
 )
 from kgx.corpus.labelling import HELD_OUT_SALT, HELD_OUT_SHARE, CorpusBuilder, held_out_subject
-from kgx.corpus.rows import KINDS, LINKS, SPLITS, offsets_path, row_kind, split_of
+from kgx.corpus.rows import KINDS, LINKS, SPLITS, STATS_FILE, offsets_path, row_kind, split_of
+from kgx.outdir import DOCUMENTS_FILE, REPORT_FILE, WORK_DIR
 from kgx.structure.entity_types import (
     load_entities,
 )
@@ -66,14 +67,14 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
     from kgx.runtime.logs import info
 
     out.mkdir(parents=True, exist_ok=True)
-    report = json.loads((graph_dir / "report.json").read_text(encoding="utf-8"))
+    report = json.loads((graph_dir / REPORT_FILE).read_text(encoding="utf-8"))
     lang = lang or report.get("site", {}).get("lang", "en")
-    docs_path = graph_dir / "documents.jsonl"
+    docs_path = graph_dir / DOCUMENTS_FILE
     if documents is None and not docs_path.exists():
         raise FileNotFoundError(f"{docs_path}: missing; run the structure pass with "
                                 "documents (kgx extract --documents)")
     load_entities(graph_dir).close()  # built here, once, before workers read it
-    work = out / ".work"
+    work = out / WORK_DIR
     parts = work / "parts"
     setup = (str(graph_dir), lang, drop_unlabelled_caps, str(parts), held_out_share)
     if documents is not None:
@@ -138,7 +139,7 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
                      "relation_heads_skipped": st.get("relation_heads_held_out", 0)},
         "lost_documents": [x for d in deltas for x in d.get("lost", [])],
     }
-    write_atomic(out / "stats.json", json.dumps(stats, indent=2, ensure_ascii=False))
+    write_atomic(out / STATS_FILE, json.dumps(stats, indent=2, ensure_ascii=False))
     return stats
 
 

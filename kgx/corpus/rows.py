@@ -30,6 +30,7 @@ SPLITS = ("train", "dev", "test")
 # ``train.links.jsonl``: training pages' sentences dropped for an unlabelled name that hold
 # links to untyped pages (page_id, start, text, untyped), read by kgx.model.link_typing only.
 LINKS = "train.links"
+STATS_FILE = "stats.json"  # what the labelling did (kgx.corpus.build)
 
 
 # Kinds of training row, in the order the trainer takes them (see kgx.model.sources.plan_sample).
@@ -77,7 +78,7 @@ def training_offsets(corpus: Path) -> list[array]:
             a = array("Q")
             a.frombytes(p.read_bytes())
             out.append(a)
-        stats = corpus / "stats.json"
+        stats = corpus / STATS_FILE
         rows = json.loads(stats.read_text("utf-8")).get("sentences", {}).get("train") \
             if stats.exists() else None
         if all(not a or a[-1] < size for a in out) and rows == sum(len(a) for a in out):

@@ -17,9 +17,6 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-WORK_DIR = ".work"
-
-
 KEY_FILE = "key.json"
 
 

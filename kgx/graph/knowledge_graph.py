@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 from kgx.graph.errors import GraphNotFound, QueryError, ServiceRefused
 from kgx.ontology import DCT, FOAF, KGX, OWL, PROV, RDF, RDFS, SKOS, WD, WDT, XSD
-from kgx.outdir import REPORT_FILE, STORE_DIR
+from kgx.outdir import MODEL_DIR, REPORT_FILE, STORE_DIR
 
 _QID = re.compile(r"Q[1-9][0-9]*")  # a Wikidata item id
 
@@ -264,7 +264,7 @@ class KnowledgeGraph:
         """
         from kgx.model.predictor import Predictor
 
-        model_dir = Path(self.report.get("pipeline", {}).get("model") or self.root / "model")
+        model_dir = Path(self.report.get("pipeline", {}).get("model") or self.root / MODEL_DIR)
         if not hasattr(self, "_predictor"):
             self._predictor = Predictor.load(model_dir)
         pred = self._predictor.predict([text], relations=False)[0]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kgx.engines.chunks import ChunkJob
-from kgx.outdir import ALIASES_FILE
+from kgx.outdir import ALIASES_FILE, DOCUMENTS_FILE
 
 TABLES_STEP = -1  # the journal row of step 1; embedding chunks are 0, 1, ...
 
@@ -101,7 +101,7 @@ def fit_scorer(out: Path, log: Any) -> dict[str, Any]:
     from kgx.linking.linker import LINKER_FILE
 
     (out / LINKER_FILE).unlink(missing_ok=True)  # never one fitted on another index
-    if not (out / "documents.jsonl").exists():
+    if not (out / DOCUMENTS_FILE).exists():
         log("[entities] no documents.jsonl: the linker keeps its hand-set weights")
         return {"fitted": False}
     t = time.monotonic()

@@ -29,6 +29,7 @@ import numpy as np
 
 from kgx.linking.linker import LINKER_FILE, Linker, LinkScorer, priors
 from kgx.linking.tables import alias_key
+from kgx.outdir import ALIASES_FILE, DOCUMENTS_FILE
 
 SIGNALS = ("prior", "name", "type", "context")
 NIL_SHARE = 0.2
@@ -90,9 +91,9 @@ def fit_linker(out: Path, namespace: str, max_links: int = 1000, seed: int = 13,
     from kgx.structure.aliases import AliasStore
 
     rng = random.Random(seed)
-    links = split_links(out / "documents.jsonl", max_links, rng)
+    links = split_links(out / DOCUMENTS_FILE, max_links, rng)
     linker = Linker(out, namespace, encoder=encoder, fitted=False)
-    resolve = AliasStore(out / "aliases.sqlite").resolve
+    resolve = AliasStore(out / ALIASES_FILE).resolve
     contexts = linker.encoder.encode([ln["context"] for ln in links]) if links else []
     anchors = linker.encoder.encode([ln["anchor"] for ln in links]) if links else []
     rows: list[list[float]] = []

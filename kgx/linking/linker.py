@@ -18,6 +18,7 @@ import numpy as np
 from kgx.linking import fuzzy
 from kgx.linking.tables import _QUALIFIER, LinkingIndexError, alias_key
 from kgx.linking.vectors import VectorIndex
+from kgx.outdir import ALIASES_FILE, LINKER_FILE
 
 MAX_QUERY_CHARS = 1000
 
@@ -138,7 +139,7 @@ class Linker:
         from kgx.text.site import iri_escape
 
         self.out = Path(out)
-        self.aliases = AliasTable(self.out / "aliases.sqlite")
+        self.aliases = AliasTable(self.out / ALIASES_FILE)
         self.vectors = VectorIndex(self.out, self.aliases.count())
         self.resource = namespace + "resource/"
         self._escape = iri_escape
@@ -318,7 +319,6 @@ class Linker:
         return sum(self.WEIGHTS[s] * max(0.0, v) for s, v in signals.items())
 
 
-LINKER_FILE = "linker.json"
 
 
 @dataclass(frozen=True, slots=True)

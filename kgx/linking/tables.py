@@ -19,6 +19,7 @@ from typing import Any
 
 from kgx.linking import fuzzy
 from kgx.ontology import KGX
+from kgx.outdir import ALIASES_FILE, REPORT_FILE, STORE_DIR
 
 _SPACE = re.compile(r"\s+")
 
@@ -92,9 +93,9 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
     if entities_info is None:
         load_entities(out).close()  # the tables exist from here on
     lap("types")
-    report = json.loads((out / "report.json").read_text("utf-8"))
+    report = json.loads((out / REPORT_FILE).read_text("utf-8"))
     res = (report.get("site", {}).get("namespace") or "") + "resource/"
-    graph = ox.Store.read_only(str(out / "store"))
+    graph = ox.Store.read_only(str(out / STORE_DIR))
 
     def query(q: str) -> Any:
         return graph.query(f"PREFIX kgx: <{KGX}> " + q, use_default_graph_as_union=True)
@@ -102,12 +103,12 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
     def title_of(iri: str) -> str:
         return unquote(iri[len(res):]).replace("_", " ")
 
-    from kgx.engines.journal import WORK_DIR
+    from kgx.outdir import WORK_DIR
 
-    store = AliasStore(out / "aliases.sqlite")
+    store = AliasStore(out / ALIASES_FILE)
     db = store.db
     info = entities_info if entities_info is not None else \
-        EntityTypes(out / "aliases.sqlite", connection=db)
+        EntityTypes(out / ALIASES_FILE, connection=db)
     # While the workers read aliases.sqlite (maybe from other hosts, over a shared file
     # system), nothing writes it: the new tables grow in a database of their own, copied in
     # at the end. Every table here lives in SQLite and every read streams: nothing is held
@@ -184,7 +185,7 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
 
     def chunks(table: str) -> list[tuple[Any, ...]]:
         top = db.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
-        return [(table, lo, lo + ALIAS_CHUNK_ROWS - 1, str(parts), str(out / "aliases.sqlite"),
+        return [(table, lo, lo + ALIAS_CHUNK_ROWS - 1, str(parts), str(out / ALIASES_FILE),
                  tuple(bounds)) for lo in range(1, top + 1, ALIAS_CHUNK_ROWS)]
 
     parts = work / "alias-rows"

@@ -14,12 +14,9 @@ from typing import Any
 import numpy as np
 
 from kgx.linking.tables import LinkingIndexError, entity_text
-
-INDEX_FILE = "entities.faiss"
-
-
-INDEX_META = "entities.json"
-
+from kgx.outdir import ALIASES_FILE
+from kgx.outdir import ENTITY_INDEX_FILE as INDEX_FILE
+from kgx.outdir import ENTITY_META_FILE as INDEX_META
 
 EXACT_LIMIT = 100_000
 
@@ -51,7 +48,7 @@ def entity_count(out: Path) -> int:
     Raises:
         LinkingIndexError: The ids are not contiguous (a table from a failed build).
     """
-    db = sqlite3.connect(out / "aliases.sqlite")
+    db = sqlite3.connect(out / ALIASES_FILE)
     try:
         n, first, last = db.execute("SELECT count(*), min(id), max(id) FROM entities").fetchone()
     finally:

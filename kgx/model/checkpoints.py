@@ -8,10 +8,12 @@ from, the best dev score so far with its weights, and the history. It is written
 temporary name and renamed into place (no half-written checkpoint is ever read), and the last
 two are kept. What one reads is loaded with ``weights_only`` (tensors and plain values only).
 
-When checkpoints are written: at every epoch's end, and within an epoch every
-``every_steps`` optimiser steps if given, else whenever ``every_seconds`` (default 4 minutes)
-of training have passed since the last: a kill -9 costs at most that much training, plus the
-start-up, on any machine.
+When checkpoints are written: within an epoch every ``every_steps`` optimiser steps if
+given, else whenever ``every_seconds`` (default 4 minutes) of training have passed since the
+last; when an epoch's batches are done; and at the epoch's end, after its dev scoring and link
+typing. So a kill -9 costs at most that much training plus the start-up, or, when it falls in
+them, the epoch's dev scoring and link typing (bounded by the dev rows and
+``link_typing_rows``, not by the corpus) or the final decoding choice and calibration.
 
 A checkpoint written for other training options or data (its fingerprint differs) is not
 resumed: training starts over and the log says which settings changed.

@@ -282,3 +282,38 @@ def evaluate(model_dir: str | Path, data: str | Path, fmt: str | None = None,
     out["data"] = str(path)
     out["model"] = str(model_dir)
     return out
+
+
+def headline_scores(scores: dict) -> dict:
+    """Entity and relation micro F1 of a score report (what `kgx train` prints)."""
+    out = {}
+    if "entities" in scores:
+        out["entity_f1"] = scores["entities"]["micro"]["f1"]
+    if "relations" in scores:
+        out["relation_f1"] = scores["relations"]["micro"]["f1"]
+    return out
+
+
+def format_scores(res: dict) -> str:
+    """A plain-text score report."""
+    lines = [f"{res['format']} {res['data']}"]
+    ent = res.get("entities")
+    if ent:
+        lines.append(f"{'entities':12} {'P':>7} {'R':>7} {'F1':>7} {'support':>8}")
+        for k, v in list(ent["per_type"].items()) + [("micro", ent["micro"]),
+                                                       ("macro", ent["macro"])]:
+            lines.append(f"{k:12} {v['precision']:7.3f} {v['recall']:7.3f} {v['f1']:7.3f} "
+                         f"{v.get('support', 0):8}")
+    rel = res.get("relations")
+    if rel:
+        lines.append(f"{'relations':24} {'P':>7} {'R':>7} {'F1':>7} {'support':>8}")
+        for k, v in rel["per_label"].items():
+            lines.append(f"{k:24} {v['precision']:7.3f} {v['recall']:7.3f} {v['f1']:7.3f} "
+                         f"{v['support']:8}")
+        m = rel["micro"]
+        lines.append(f"{'micro':24} {m['precision']:7.3f} {m['recall']:7.3f} {m['f1']:7.3f}")
+        lines.append(f"{'macro':24} {'':7} {'':7} {rel['macro']['f1']:7.3f}")
+    if "not_covered" in res:
+        lines.append(f"relations not covered by kgx's ontology: {len(res['not_covered'])} "
+                     f"properties, {sum(res['not_covered'].values())} gold labels")
+    return "\n".join(lines)

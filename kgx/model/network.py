@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from kgx.model.tokens import SHAPES
+from kgx.outdir import MODEL_WEIGHTS_FILE
 from kgx.version import __version__
 
 DEFAULT_BASE = "minilm"
@@ -24,7 +25,7 @@ MAX_PADDING = 0.25  # see Predictor's max_padding
 NA = "NA"
 
 
-WEIGHTS = "model.safetensors"
+WEIGHTS = MODEL_WEIGHTS_FILE
 ADAPTER = "lora_adapter."  # the key prefix of a LoRA model's adapter weights
 
 

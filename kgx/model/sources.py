@@ -24,6 +24,7 @@ from kgx.corpus.datasets import (
 from kgx.corpus.rows import (
     KINDS,
     NA,
+    STATS_FILE,
     iter_split,
     read_rows_at,
     row_kind,
@@ -98,7 +99,7 @@ def load_source(src: TrainingSource, dev_path: Path | None = None, *,
                 if (data / "test.jsonl").exists() else []
         except ValueError as exc:
             raise DataError(str(exc)) from exc
-        stats_path = data / "stats.json"
+        stats_path = data / STATS_FILE
         stats = json.loads(stats_path.read_text("utf-8")) if stats_path.exists() else {}
         fmt = "corpus"
     else:

@@ -194,6 +194,14 @@ def _metadata(opts: TrainOptions, onto: Any, sources: list[Any], loaded: list[An
     }
 
 
+def _learnt_state(model: Any) -> dict[str, Any]:
+    """The weights training changes (those that learn, and the buffers): with top:K or LoRA,
+    the frozen pre-trained weights are left out, since building the model gives them again.
+    What a checkpoint and the best epoch keep."""
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    return {k: v for k, v in model.state_dict().items() if k not in frozen}
+
+
 def _optimiser_step(model: Any, batch: dict[str, Any], optim: Any, sched: Any, scaler: Any,
                     amp: torch.dtype | None) -> float:
     """One batch forward and backward, clipped, stepped (through the scaler on fp16); its
@@ -445,7 +453,7 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     start_epoch, start_batch, losses, finished = 1, 0, [], False
     saved = ckpt.latest()
     if saved is not None:  # go on where a killed run stopped, as if it had not
-        model.load_state_dict(saved["model"])
+        model.load_state_dict(saved["model"], strict=False)  # the rest: as built
         optim.load_state_dict(saved["optim"])
         sched.load_state_dict(saved["sched"])
         if scaler is not None and saved.get("scaler"):
@@ -474,7 +482,7 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
                  ) -> dict[str, Any]:
         """What a checkpoint holds: the loop goes on from ``batch`` of ``epoch``, whose
         batches are drawn again from ``epoch_rng``."""
-        return {"model": model.state_dict(), "optim": optim.state_dict(),
+        return {"model": _learnt_state(model), "optim": optim.state_dict(),
                 "sched": sched.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "best": best, "bad": bad, "best_state": best_state, "trained": trained,
@@ -514,6 +522,10 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
                 if deadline and time.monotonic() > deadline:
                     stopped = True
                     break
+        if not stopped and skip < len(groups):
+            # the epoch's batches are done: a kill in the scoring and link typing that follow
+            # costs those alone
+            ckpt.save(snapshot(epoch, len(groups), epoch_rng), sched.last_epoch)
         model.eval()
         set_phase(f"scoring epoch {epoch} on {sum(map(len, dev_sets.values())):,} dev rows")
         reader = Predictor(model, tok, {}, max_length=opts.max_length)
@@ -533,7 +545,7 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
         if score > best:
             best, bad, result.best_epoch, result.dev = score, 0, epoch, scores
             result.dev_by_source = by_source
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in _learnt_state(model).items()}
         else:
             bad += 1
             if bad > opts.patience:
@@ -561,7 +573,7 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     result.seconds = round(time.monotonic() - t0, 1)
     result.sentences_per_second = round(trained / max(1e-9, result.seconds), 1)
     if best_state is not None:
-        model.load_state_dict(best_state)
+        model.load_state_dict(best_state, strict=False)
     decoder = _decode_and_score(model, tok, opts, result, source_feats, dev_sets, loaded,
                                 names, log)
     metadata = _metadata(opts, onto, sources, loaded, names, ner_labels, rel_labels, result,

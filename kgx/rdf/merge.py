@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kgx.engines.journal import WORK_DIR, stage_key, write_atomic
-from kgx.outdir import GRAPH_FILE, REPORT_FILE, STORE_DIR
+from kgx.engines.journal import stage_key, write_atomic
+from kgx.outdir import GRAPH_FILE, REPORT_FILE, STORE_DIR, WORK_DIR
 from kgx.rdf.store import add_to_store, load_store
 
 INFERRED_FILE = "inferred.nq"

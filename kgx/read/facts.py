@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from kgx.ontology import relation_iri
-from kgx.outdir import MODEL_FACTS_FILE
+from kgx.outdir import MODEL_FACTS_FILE, REPORT_FILE
 from kgx.rdf.quads import entity_iri
 
 
@@ -56,7 +56,7 @@ def write_model_facts(out: Path, db: sqlite3.Connection, ns: str, model_name: st
         info = entities.get(title)
         return info.fine if info else None
 
-    lang = json.loads((out / "report.json").read_text("utf-8"))["site"].get("lang", "en")
+    lang = json.loads((out / REPORT_FILE).read_text("utf-8"))["site"].get("lang", "en")
     types = TypeSystem(onto, graph_type, ner, load_mappings().is_list_page(lang))
     held = held_out_rule(out, meta, entities)
 

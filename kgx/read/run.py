@@ -15,7 +15,7 @@ from typing import Any
 
 from kgx.engines.chunks import ChunkJob
 from kgx.engines.journal import concatenate
-from kgx.outdir import DOCUMENTS_FILE, MENTIONS_FILE
+from kgx.outdir import DOCUMENTS_FILE, MENTIONS_FILE, REPORT_FILE
 from kgx.read.facts import write_model_facts
 from kgx.read.steps import _FACTS, _NER, _STATS, FACT_COLUMNS, read_steps
 from kgx.runtime.cpu import sort_threads
@@ -111,7 +111,7 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
     meta = load_metadata(model_dir)
     model_name = (f"kgx-reader {meta.get('kgx_version', __version__)} "
                   f"({meta.get('base_model', 'unknown')}, {model_dir.name})")
-    ns = json.loads((out / "report.json").read_text("utf-8"))["site"]["namespace"]
+    ns = json.loads((out / REPORT_FILE).read_text("utf-8"))["site"]["namespace"]
     result: dict[str, Any] = dict(stats)
     result["lost"] = lost[:MAX_LOST_LISTED]
     result.update(write_model_facts(out, facts_db, ns, model_name, entities, meta,

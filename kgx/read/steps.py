@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kgx.linking.mentions import link_mentions, page_context
+from kgx.outdir import REPORT_FILE
 from kgx.rdf.quads import entity_iri, write_mention
 from kgx.records import FactRow, LinkedMention, Sentence
 from kgx.runtime.cpu import ThreadTuner
@@ -74,7 +75,7 @@ class SentenceSplitter:
 
         from kgx.runtime.logs import quiet_transformers
 
-        report = json.loads((out / "report.json").read_text("utf-8"))
+        report = json.loads((out / REPORT_FILE).read_text("utf-8"))
         lang = report["site"].get("lang", "en")
         self.sentencizer = Sentencizer(lang)
         quiet_transformers()
@@ -153,7 +154,7 @@ class ChunkLinker:
     def __init__(self, out: Path, work: Path, mentions: bool) -> None:
         from kgx.linking.linker import Linker
 
-        report = json.loads((out / "report.json").read_text("utf-8"))
+        report = json.loads((out / REPORT_FILE).read_text("utf-8"))
         self.ns = report["site"]["namespace"]
         self.linker = Linker(out, self.ns)
         from kgx.structure.entity_types import Signatures

@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 from typing import TextIO, cast
 
+from kgx.outdir import LOG_FILE
+
 LOGGER = logging.getLogger("kgx")
-LOG_FILE = "kgx.log"
 
 
 class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]

@@ -12,13 +12,13 @@ from kgx.stages.runner import Run, Stage
 
 class MergeStage(Stage):
     name = "merge"
+    inputs = ("structure", "read")
 
     def outputs(self, run: Run) -> list[str]:
         return [GRAPH_FILE, STORE_DIR]
 
     def key(self, run: Run) -> str:
-        return stage_key(run.keys["structure"], run.keys.get("read"), run.opts.reasoning,
-                         "merge-2")
+        return stage_key(*run.upstream(self), run.opts.reasoning, "merge-2")
 
     def parts(self, run: Run) -> list[str]:
         from kgx.stages.read import ReadStage

@@ -15,6 +15,7 @@ from kgx.stages.runner import Run, Stage
 
 class ReadStage(Stage):
     name = "read"
+    inputs = ("structure", "model", "entities")
 
     def enabled(self, run: Run) -> bool:
         return bool(run.opts.use_model)
@@ -24,9 +25,8 @@ class ReadStage(Stage):
 
     def key(self, run: Run) -> str:
         o = run.opts
-        return stage_key(run.keys["structure"], run.keys["model"], run.keys.get("entities"),
-                         o.read_sentences, o.relation_threshold, o.mentions, o.read_chunk_documents,
-                         o.min_precision, "read-6")
+        return stage_key(*run.upstream(self), o.read_sentences, o.relation_threshold,
+                         o.mentions, o.read_chunk_documents, o.min_precision, "read-6")
 
     def execute(self, run: Run) -> dict[str, Any]:
         return read_dump(run.out, run.work(self.name), Path(run.info["model"]["dir"]),

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kgx.engines.journal import WORK_DIR, DiskFull, disk_used, write_atomic
+from kgx.engines.journal import DiskFull, disk_used, write_atomic
+from kgx.outdir import REPORT_FILE, STAGES_FILE, WORK_DIR
 from kgx.runtime.progress import stage as heartbeat
-
-STAGES_FILE = "stages.json"
 
 
 @dataclass(slots=True)
@@ -35,11 +34,19 @@ class Run:
     def work(self, name: str) -> Path:
         return self.out / WORK_DIR / name
 
+    def upstream(self, stage: Stage) -> list[str | None]:
+        """The keys of the stages ``stage`` reads from (its declared ``inputs``), in order;
+        None for one that does not run in this run."""
+        return [self.keys.get(name) for name in stage.inputs]
+
 
 class Stage:
     """The shape every stage has (see the module docstring)."""
 
     name: ClassVar[str]
+    # The stages whose outputs this one reads: their keys enter its key, in this order, and
+    # each of them that runs runs before it (run_stages checks).
+    inputs: ClassVar[tuple[str, ...]] = ()
 
     def enabled(self, run: Run) -> bool:
         return True
@@ -125,7 +132,7 @@ def mark_unfinished(out: Path, why: str) -> None:
     """Say in ``OUT/report.json`` that the run stopped before it finished, and why, so that
     ``kgx query`` and ``kgx serve`` warn of it (:func:`kgx.outdir.run_state`); the next run
     that finishes writes ``finished: true`` again."""
-    path = out / "report.json"
+    path = out / REPORT_FILE
     try:
         report = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError):
@@ -148,6 +155,11 @@ def run_stages(stages: list[Stage], run: Run) -> None:
     """
     manifest = Manifest(run.out)
     active = [s for s in stages if s.enabled(run)]
+    order = [s.name for s in active]
+    for s in active:
+        late = [i for i in s.inputs if i in order and order.index(i) > order.index(s.name)]
+        if late:
+            raise RuntimeError(f"stage {s.name} reads {', '.join(late)}, which would run after it")
     for s in active:
         run.keys[s.name] = s.key(run)
     for s in active:

@@ -22,10 +22,10 @@ from typing import Any
 from urllib.parse import unquote
 
 from kgx.ontology import KGX, RDF_TYPE, Ontology, load_ontology
+from kgx.outdir import ALIASES_FILE, REPORT_FILE, STORE_DIR
 from kgx.runtime.cpu import sort_threads
 
 _COARSE_OF = {"Person": "PER", "Deity": "PER", "Organisation": "ORG", "Place": "LOC"}
-ALIASES_FILE = "aliases.sqlite"
 _BATCH = 50_000
 # What the tables' building does; tables of another version are built again on first use.
 TYPES_VERSION = "entity-types-2"  # 2: a range type is the one most facts give
@@ -139,7 +139,7 @@ def load_entities(graph_dir: Path, onto: Ontology | None = None) -> EntityTypes:
 
 
 def _namespace(graph_dir: Path) -> str:
-    report = json.loads((graph_dir / "report.json").read_text("utf-8"))
+    report = json.loads((graph_dir / REPORT_FILE).read_text("utf-8"))
     return report.get("site", {}).get("namespace") or ""
 
 
@@ -162,7 +162,7 @@ def _build(graph_dir: Path, db: sqlite3.Connection, onto: Ontology) -> None:
     import pyoxigraph as ox
 
     res = _namespace(graph_dir) + "resource/"
-    store = ox.Store.read_only(str(graph_dir / "store"))
+    store = ox.Store.read_only(str(graph_dir / STORE_DIR))
     depth = {c: len(onto.ancestors(KGX + c)) for c in onto.classes}
     db.executescript(_SCHEMA)
     upsert = ("INSERT INTO entity_types VALUES (?, ?, ?, ?, 'class') ON CONFLICT(title) DO "

@@ -36,6 +36,7 @@ from kgx.outdir import (
     GRAPH_FILE,
     REPORT_FILE,
     STORE_DIR,
+    WORK_DIR,
     output_lock,
 )
 from kgx.rdf.store import MAX_LISTED, load_store
@@ -343,7 +344,7 @@ def _extract(dump_p: Path, out_p: Path, opts: ExtractOptions) -> Report:
 
     out_p.mkdir(parents=True, exist_ok=True)
     index_path = opts.index or find_index(dump_p)
-    work = out_p / ".work" / WORK_NAME
+    work = out_p / WORK_DIR / WORK_NAME
     job = ChunkJob(work, structure_key(dump_p, opts, str(index_path or "")),
                    chunk_of=lambda res: res.task_id)
     report = Report(dump=str(dump_p), out=str(out_p))

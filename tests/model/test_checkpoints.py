@@ -31,9 +31,9 @@ def slow_step(self, *a, **k):
     time.sleep(0.15)
     return _step(self, *a, **k)
 torch.optim.AdamW.step = slow_step
-data, out, base = sys.argv[1:4]
+data, out, base, tuning = sys.argv[1:5]
 train(data, out, TrainOptions(base_model=base, epochs=3, patience=5, learning_rate=1e-3,
-      batch_size=4, link_typing_rows=0, checkpoint_steps=2), log=print)
+      batch_size=4, link_typing_rows=0, checkpoint_steps=2, tuning=tuning), log=print)
 """
 
 
@@ -42,9 +42,10 @@ def options(base: Path, **kw) -> TrainOptions:
                         batch_size=4, link_typing_rows=0, checkpoint_steps=2, **kw)
 
 
-def killed_half_way(corpus: Path, out: Path, base: Path) -> None:
+def killed_half_way(corpus: Path, out: Path, base: Path, tuning: str = "full") -> None:
     """Start training in a child and kill it -9 once it has checkpointed step 10 or later."""
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(corpus), str(out), str(base)],
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(corpus), str(out), str(base),
+                             tuning],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     folder = out / CHECKPOINT_DIR
     deadline = time.monotonic() + 120
@@ -88,6 +89,24 @@ def test_a_kill_costs_the_steps_since_the_checkpoint_and_changes_nothing(
     same_weights(out, reference)
 
 
+@pytest.mark.slow  # a second child killed half way (the first is in the default run)
+def test_lora_resumes_too_and_its_checkpoints_leave_the_pretrained_weights_out(
+        tmp_path: Path, tiny_bert: Path, unkilled: tuple[Path, Path]) -> None:
+    corpus, _ = unkilled
+    reference = tmp_path / "unkilled"
+    train(corpus, reference, options(tiny_bert, tuning="lora:2"), log=lambda m: None)
+    out = tmp_path / "m"
+    killed_half_way(corpus, out, tiny_bert, "lora:2")
+    ckpt = sorted((out / CHECKPOINT_DIR).glob("ckpt-*.pt"))[-1]
+    weights = torch.load(ckpt, weights_only=True)["model"]
+    assert any("lora_A" in k for k in weights)
+    assert not any("base_layer" in k or "word_embeddings" in k for k in weights)
+    lines: list[str] = []
+    train(corpus, out, options(tiny_bert, tuning="lora:2"), log=lines.append)
+    assert any(m.startswith("resuming training from") for m in lines), lines
+    same_weights(out, reference)
+
+
 def test_a_damaged_checkpoint_is_skipped_for_the_one_before(
         tmp_path: Path, tiny_bert: Path, unkilled: tuple[Path, Path]) -> None:
     corpus, reference = unkilled
@@ -105,6 +124,7 @@ def test_a_damaged_checkpoint_is_skipped_for_the_one_before(
     same_weights(out, reference)
 
 
+@pytest.mark.slow  # a second child killed half way (the first is in the default run)
 def test_other_options_start_over_and_say_why(tmp_path: Path, tiny_bert: Path,
                                               unkilled: tuple[Path, Path]) -> None:
     corpus, _ = unkilled
