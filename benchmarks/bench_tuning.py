@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,7 +125,7 @@ def main() -> None:
     rows, runs = [], {}
     for way in WAYS:
         out = args.work / f"model-{way.replace(':', '-')}"
-        subprocess.run(["rm", "-rf", str(out)], check=True)
+        shutil.rmtree(out, ignore_errors=True)
         t = time.perf_counter()
         r = run_child(TRAIN, corpus, out, way, args.sentences, args.epochs, 4.0, what=way)
         r["wall"] = time.perf_counter() - t
@@ -143,7 +144,7 @@ def main() -> None:
     full = runs["full"]
     minutes = full["train_seconds"] / 8 / 60
     out = args.work / "model-killed"
-    subprocess.run(["rm", "-rf", str(out)], check=True)
+    shutil.rmtree(out, ignore_errors=True)
     k = killed_run(corpus, out, args, full["saved_at"] / 2, minutes)
     cost = k["killed_after"] + k["rerun"]["saved_at"] - full["saved_at"]
     startup = full["saved_at"] - full["train_seconds"]

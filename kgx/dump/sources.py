@@ -168,11 +168,19 @@ class _CountingReader(_CompressedReader):
         super().close()
 
 
-def _format_of(path: str | os.PathLike[str], head: bytes) -> str:
+def compression(head: bytes) -> str | None:
+    """``"bz2"`` or ``"gzip"`` from a file's first bytes, else None (not compressed)."""
     if head.startswith(b"BZh"):
         return "bz2"
     if head.startswith(b"\x1f\x8b"):
         return "gzip"
+    return None
+
+
+def _format_of(path: str | os.PathLike[str], head: bytes) -> str:
+    packed = compression(head)
+    if packed is not None:
+        return packed
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if stripped.startswith(b"<") or head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "xml"

@@ -32,7 +32,13 @@ from kgx.model.checkpoints import (
 )
 from kgx.model.decoding import word_tag_sequence
 from kgx.model.link_typing import draw_rows, type_links
-from kgx.model.network import DEFAULT_BASE, autocast_dtype, build_model, pick_device
+from kgx.model.network import (
+    DEFAULT_BASE,
+    autocast_dtype,
+    build_model,
+    pick_device,
+    resolve_base_model,
+)
 from kgx.model.predictor import Predictor
 from kgx.model.sources import (
     label_sets,
@@ -117,8 +123,6 @@ class TrainResult:
 def base_layers(base: str) -> int:
     """How many transformer layers the encoder ``base`` has (read from its config)."""
     from transformers import AutoConfig
-
-    from kgx.model.network import resolve_base_model
 
     cfg = AutoConfig.from_pretrained(resolve_base_model(base))
     return int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layers", 0))

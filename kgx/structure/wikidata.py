@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from kgx.dump.sources import compression
 from kgx.ontology import KGX, WD
 from kgx.records import IRI, Entity, Fact, Literal, Provenance
 
@@ -68,10 +69,10 @@ def site_key(dbname: str | None, lang: str) -> str:
 
 def _open(path: Path) -> IO[str]:
     with open(path, "rb") as f:
-        head = f.read(3)
-    if head.startswith(b"BZh"):
+        packed = compression(f.read(3))
+    if packed == "bz2":
         return bz2.open(path, "rt", encoding="utf-8")
-    if head.startswith(b"\x1f\x8b"):
+    if packed == "gzip":
         return gzip.open(path, "rt", encoding="utf-8")
     return open(path, encoding="utf-8")
 
