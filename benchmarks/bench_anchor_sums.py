@@ -23,7 +23,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from benchmarks.common import print_ways, run_child
+from benchmarks.common import print_ways, printed_page, run_child
 
 RUNNER = """
 import sqlite3, sys, time
@@ -131,4 +131,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with printed_page(__file__, __doc__):
+        main()

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from benchmarks.bench_scale import ENWIKI, digest
-from benchmarks.common import build_dump
+from benchmarks.common import build_dump, printed_page
 from tests.support.ray_nodes import TwoNodeCluster  # noqa: E402
 
 BASE_ENV = {"KGX_THREADS": "1", "KGX_PROGRESS_SECONDS": "30", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -143,4 +143,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with printed_page(__file__, __doc__):
+        main()

@@ -22,7 +22,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from benchmarks.common import print_ways, run_child
+from benchmarks.common import print_ways, printed_page, run_child
 
 RUNNER = """
 import sys, time
@@ -99,4 +99,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with printed_page(__file__, __doc__):
+        main()

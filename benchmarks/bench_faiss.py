@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import printed_page
+
 
 def main() -> None:
     import faiss
@@ -72,4 +74,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with printed_page(__file__, __doc__):
+        main()

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.common import printed_page
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -57,4 +59,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with printed_page(__file__, __doc__):
+        main()

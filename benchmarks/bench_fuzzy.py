@@ -19,7 +19,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT
+from benchmarks.common import ROOT, printed_page
 
 SYLLABLES = ["ka", "lo", "mi", "ne", "ro", "ta", "vi", "zu", "an", "ber", "chi", "dor", "el",
              "fan", "gra", "hol", "is", "jun", "kor", "lin", "mar", "nor", "ost", "pet", "qui",
@@ -159,4 +159,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with printed_page(__file__, __doc__):
+        main()

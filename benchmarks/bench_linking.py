@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import printed_page
+
 
 def held_out_links(out: Path) -> list[dict[str, Any]]:
     """Every wikilink of the test pages, in document order."""
@@ -203,4 +205,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with printed_page(__file__, __doc__):
+        main()

@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from benchmarks.common import printed_page
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "enwiki-2016-excerpt.xml.bz2"
 REDOCRED = ROOT.parent / "shared" / "data" / "redocred" / "dev_revised.json"
@@ -304,4 +306,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with printed_page(__file__, __doc__):
+        main()

@@ -23,7 +23,11 @@ the evidence, RU right, unstated, W wrong): precision with its 95% Wilson interv
 share stated, and the reliability table. Only the rows whose fact the graph still asserts
 count; the page says how many were left out.
 
-Usage: ``python -m benchmarks.bench_precision [--out OUT] [--baseline] [--sheet TSV]``
+``--dump`` measures another dump's graph (OUT built from it with the defaults), and writes
+its own page (``bench_precision_NAME.md``, ``--page NAME``).
+
+Usage: ``python -m benchmarks.bench_precision [--out OUT] [--baseline] [--sheet TSV]
+[--dump DUMP --page NAME]``
 """
 
 from __future__ import annotations
@@ -42,11 +46,11 @@ SAMPLE = ROOT / "data" / "enwiki-2016-excerpt.xml.bz2"
 REDOCRED = ROOT.parent / "shared" / "data" / "redocred" / "dev_revised.json"
 
 
-def build(out: Path, *extra: str) -> None:
+def build(out: Path, *extra: str, dump: Path = SAMPLE) -> None:
     if (out / "report.json").exists() and json.loads((out / "report.json").read_text()).get(
             "pipeline"):
         return
-    subprocess.run([sys.executable, "-m", "kgx", "extract", str(SAMPLE), "-o", str(out),
+    subprocess.run([sys.executable, "-m", "kgx", "extract", str(dump), "-o", str(out),
                     "--no-progress", *extra], cwd=ROOT, check=True)
 
 
@@ -224,17 +228,21 @@ def main() -> None:
     ap.add_argument("--baseline", action="store_true",
                     help="also the silver-only reader (--no-gold), in bench-out")
     ap.add_argument("--sheet", type=Path, help="a hand-judged fact sheet (TSV) of OUT's facts")
+    ap.add_argument("--dump", type=Path, default=SAMPLE, help="the dump OUT is built from")
+    ap.add_argument("--page", help="the page's name: bench_precision_PAGE.md")
     args = ap.parse_args()
-    build(args.out)
-    sections = section("The default graph (`kgx extract` on the sample)", args.out)
+    build(args.out, dump=args.dump)
+    what = "the sample" if args.dump == SAMPLE else f"`{args.dump.name}`"
+    sections = section(f"The default graph (`kgx extract` on {what})", args.out)
     if args.sheet:
         sections += [""] + judged_section(args.sheet.resolve(), args.out)
     if args.baseline:
         base = args.out.parent / "out-silver"
-        build(base, "--no-gold")
+        build(base, "--no-gold", dump=args.dump)
         sections += [""] + section("The silver-only reader (`--no-gold`)", base)
     print("\n".join(sections))
-    write_page("bench_precision", "How far the reader's facts can be trusted",
+    write_page("bench_precision" + (f"_{args.page}" if args.page else ""),
+               "How far the reader's facts can be trusted" + (f": {what}" if args.page else ""),
                [about(__doc__), "\n".join(sections)])
 
 

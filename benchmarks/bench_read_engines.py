@@ -33,6 +33,8 @@ import shutil
 import time
 from pathlib import Path
 
+from benchmarks.common import printed_page
+
 ENGINES = ("local", "ray", "ray-pools")
 NEEDED = ("report.json", "aliases.sqlite", "entities.faiss", "entities.json", "linker.json",
           "model")
@@ -131,4 +133,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with printed_page(__file__, __doc__):
+        main()

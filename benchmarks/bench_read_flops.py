@@ -38,6 +38,8 @@ from typing import Any
 
 import torch
 
+from benchmarks.common import printed_page
+
 
 def matmul_peak(device: torch.device, seconds: float = 2.0) -> tuple[float, str]:
     """The best dense matrix product rate (FLOP/s) of ``device`` over a few sizes, and the
@@ -190,4 +192,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with printed_page(__file__, __doc__):
+        main()

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import run_child
+from benchmarks.common import printed_page, run_child
 
 RUNNER = """
 import sys, time
@@ -133,4 +133,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with printed_page(__file__, __doc__):
+        main()

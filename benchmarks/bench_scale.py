@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import SAMPLE, PeakRSS, build_dump
+from benchmarks.common import SAMPLE, PeakRSS, build_dump, printed_page
 from kgx.engines.journal import count_committed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -454,4 +454,5 @@ def print_projections(last: dict[str, Any], workers: int) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    with printed_page(__file__, __doc__):
+        main()

@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks.common import print_ways, run_child
+from benchmarks.common import print_ways, printed_page, run_child
 
 RUNNER = """
 import hashlib, json, resource, sys, time
@@ -116,4 +116,5 @@ def main() -> None:
             print_ways(rows, ours["items"], "sentence", "sentences" if job == "split" else "rows")
 
 if __name__ == "__main__":
-    main()
+    with printed_page(__file__, __doc__):
+        main()

@@ -17,6 +17,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from benchmarks.common import printed_page
+
 
 def main() -> None:
     from kgx.graph.knowledge_graph import KnowledgeGraph
@@ -93,4 +95,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with printed_page(__file__, __doc__):
+        main()

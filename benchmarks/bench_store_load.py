@@ -25,7 +25,7 @@ import os
 import shutil
 from pathlib import Path
 
-from benchmarks.common import ROOT, run_child
+from benchmarks.common import ROOT, printed_page, run_child
 
 LOADER = """
 import sys, time
@@ -96,4 +96,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with printed_page(__file__, __doc__):
+        main()

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT, PeakRSS, build_dump, copy_pages, sample_pages
+from benchmarks.common import ROOT, PeakRSS, build_dump, copy_pages, printed_page, sample_pages
 
 
 def dump_of(target_mb: int, work: Path) -> tuple[Path, int, int]:
@@ -124,4 +124,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with printed_page(__file__, __doc__):
+        main()

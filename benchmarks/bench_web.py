@@ -27,6 +27,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import printed_page
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -131,4 +133,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with printed_page(__file__, __doc__):
+        main()

@@ -10,8 +10,10 @@ the machine, kgx's version, the command, the date, and the tables. Nothing is co
 from __future__ import annotations
 
 import bz2
+import contextlib
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
 import platform
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +88,35 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+class _Tee:
+    """Writes to a stream and keeps a copy."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.copy = stream, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.copy.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def printed_page(script: str, doc: str | None) -> Iterator[None]:
+    """Run a benchmark's ``main`` inside: what it prints goes to the terminal as before and,
+    when it finishes without error, also to its results page (``docs/benchmarks/NAME.md``,
+    :func:`write_page`): what it measures (its docstring's second paragraph), then its output
+    as printed. For the benchmarks that print their tables rather than build a page."""
+    name = Path(script).stem
+    tee = _Tee(sys.stdout)
+    with contextlib.redirect_stdout(tee):
+        yield
+    title = (doc or name).strip().split("\n")[0].rstrip(".")
+    printed = "\n".join("    " + line for line in tee.copy.getvalue().rstrip().splitlines())
+    write_page(name, title, [about(doc), "As printed:", printed])  # indented: preformatted
+
+
 def write_page(name: str, title: str, sections: Sequence[str], argv: Sequence[str] | None = None
                ) -> Path:
     """``docs/benchmarks/NAME.md``: what ran, where, and ``sections`` (Markdown), in that
@@ -97,9 +128,9 @@ def write_page(name: str, title: str, sections: Sequence[str], argv: Sequence[st
             f"Machine: {machine()}.", ""]
     PAGES.mkdir(parents=True, exist_ok=True)
     path = PAGES / f"{name}.md"
-    body = "\n\n".join(markdown(s).strip() for s in sections)
+    body = "\n\n".join(markdown(s).rstrip().lstrip("\n") for s in sections)
     path.write_text("\n".join(head) + "\n" + body + "\n", encoding="utf-8")
-    print(f"wrote {path.relative_to(ROOT)}")
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return path
 
 

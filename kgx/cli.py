@@ -74,7 +74,12 @@ def extract(
     base_model: Annotated[str, typer.Option(help="Encoder to fine-tune when training.")
                           ] = "minilm",
     tuning: Annotated[str, typer.Option(callback=_tuning_option, help=TUNING_HELP)] = "full",
-    train_sentences: Annotated[int, typer.Option(help="Training sentences at most.")] = 1500,
+    train_sentences: Annotated[int | None, typer.Option(
+        help="Training sentences at most (default, with no --train-minutes: 1,500 on a CPU, "
+             "every one on a GPU).", min=1)] = None,
+    train_minutes: Annotated[float | None, typer.Option(
+        help="Stop training after N minutes, keeping the best epoch so far (default: 60 on a "
+             "GPU when --train-sentences is not given, else no bound).", min=0.1)] = None,
     train_epochs: Annotated[int, typer.Option(help="Training epochs at most.")] = 3,
     read_sentences: Annotated[int | None, typer.Option(
         help="Read at most N sentences (default: every sentence of every article).")] = None,
@@ -181,7 +186,7 @@ def extract(
     else:
         opts = PipelineOptions(extract=ex, model=str(model) if model else None,
                                base_model=base_model, tuning=tuning,
-                               train_sentences=train_sentences,
+                               train_sentences=train_sentences, train_minutes=train_minutes,
                                train_epochs=train_epochs, read_sentences=read_sentences,
                                relation_threshold=relation_threshold,
                                min_precision=min_precision, reasoning=reasoning,

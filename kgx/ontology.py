@@ -203,6 +203,7 @@ class Mappings:
     disambiguation_templates: dict[str, frozenset[str]] = field(default_factory=dict)
     disambiguation_categories: dict[str, frozenset[str]] = field(default_factory=dict)
     list_titles: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    title_types: dict[str, list[tuple[re.Pattern[str], str]]] = field(default_factory=dict)
 
     def disambiguation_markers(self, lang: str) -> tuple[frozenset[str], frozenset[str]]:
         """The templates and categories that mark a disambiguation page on a wiki in
@@ -217,6 +218,16 @@ class Mappings:
         pattern = _by_language(self.list_titles, lang, None)
         return (lambda title: False) if pattern is None else \
             (lambda title: pattern.search(title) is not None)
+
+    def title_class(self, lang: str) -> Callable[[str], str | None]:
+        """The class a title (spaces, not underscores) names on a wiki in ``lang``, by its
+        shape alone (``French language``, ``Lingua francese``: a language), or None. It types
+        what the reader links to where the graph cannot: a page the dump lacks."""
+        rules = _by_language(self.title_types, lang, [])
+
+        def of(title: str) -> str | None:
+            return next((cls for pattern, cls in rules if pattern.search(title)), None)
+        return of
 
     def family(self, template: str) -> Family | None:
         return self.templates.get(fold_name(template))
@@ -310,20 +321,24 @@ def load_mappings(path: str | None = None, ontology_path: str | None = None) -> 
         fam = Family(name, onto.classes[cls] if cls else None, props, qualified(name), foreign)
         for t in spec.get("templates") or []:
             templates[fold_name(t)] = fam
-    cats: dict[str, list[tuple[re.Pattern[str], str]]] = {}
-    for lang, rules in (data.get("category_types") or {}).items():
-        for cls, patterns in rules.items():
-            if cls not in onto.classes:
-                raise MappingError(f"{p}: category_types.{lang} names unknown class kgx:{cls}")
-            for pat in patterns:
-                cats.setdefault(lang, []).append((re.compile(pat, re.I), onto.classes[cls]))
+    def class_patterns(key: str, flags: int) -> dict[str, list[tuple[re.Pattern[str], str]]]:
+        out: dict[str, list[tuple[re.Pattern[str], str]]] = {}
+        for lang, rules in (data.get(key) or {}).items():
+            for cls, patterns in rules.items():
+                if cls not in onto.classes:
+                    raise MappingError(f"{p}: {key}.{lang} names unknown class kgx:{cls}")
+                for pat in patterns:
+                    out.setdefault(lang, []).append((re.compile(pat, flags), onto.classes[cls]))
+        return out
+
+    cats = class_patterns("category_types", re.I)
     dab = {lang: frozenset(str(t).lower() for t in names)
            for lang, names in (data.get("disambiguation_templates") or {}).items()}
     dab_cats = {lang: frozenset(str(c).casefold() for c in names)
                 for lang, names in (data.get("disambiguation_categories") or {}).items()}
     lists = {lang: re.compile("|".join(f"(?:{x})" for x in patterns))
              for lang, patterns in (data.get("list_titles") or {}).items() if patterns}
-    return Mappings(onto, templates, cats, dab, dab_cats, lists)
+    return Mappings(onto, templates, cats, dab, dab_cats, lists, class_patterns("title_types", 0))
 
 
 def _by_language(table: dict[str, Any], lang: str, empty: Any) -> Any:

@@ -10,6 +10,7 @@ import os
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -57,15 +58,15 @@ def write_model_facts(out: Path, db: sqlite3.Connection, ns: str, model_name: st
         return info.fine if info else None
 
     lang = json.loads((out / REPORT_FILE).read_text("utf-8"))["site"].get("lang", "en")
-    types = TypeSystem(onto, graph_type, ner, load_mappings().is_list_page(lang))
+    mappings = load_mappings()
+    types = TypeSystem(onto, graph_type, ner, mappings.is_list_page(lang),
+                       mappings.title_class(lang))
     held = held_out_rule(out, meta, entities)
 
     def facts() -> Iterator[ModelFact]:
         rows = db.execute(f"SELECT {FACT_SELECT} FROM f ORDER BY h, p, t, page, s0")
         for h, p, t, ev in group_evidence(rows):
-            f = ModelFact(h, p, t, ev)
-            types.check(f)
-            yield f
+            yield types.check(ModelFact(h, p, t, tuple(ev)))
 
     # Pass 1: what the reader says of the held-out subjects, judged by their infoboxes.
     scored: list[Scored] = []
@@ -93,17 +94,14 @@ def write_model_facts(out: Path, db: sqlite3.Connection, ns: str, model_name: st
     with open(tmp, "w", encoding="utf-8") as fout:
         for f in facts():
             if f.refused is not None:
-                f.status = "refused"
                 refused.setdefault(f.prop, Counter())[f.refused] += 1
                 counts["refused"] += 1
                 continue
-            f.confidence = calib(f.features())
-            why = why_not_asserted(gates.get(f.prop), min_precision, f.confidence,
+            confidence = calib(f.prop, f.features())
+            why = why_not_asserted(gates.get(f.prop), min_precision, confidence,
                                    f.best_score, f.types_known)
-            if why is None:
-                f.status = "asserted"
-            else:
-                f.why = why
+            f = replace(f, confidence=confidence, status="candidate" if why else "asserted",
+                        why=why or "")
             predicate = relation_iri(f.prop)
             if f.status == "asserted":
                 info = entities.get(f.subject)
@@ -150,8 +148,11 @@ def write_model_facts(out: Path, db: sqlite3.Connection, ns: str, model_name: st
             f"{report['held_out_subjects']:,} held-out subjects, right {judged}"
             + (f"; at least {ap['strict']} counting every fact the infobox does not state as "
                "wrong" if ap["facts"] else ""))
-    log(f"[read] confidence calibrated on {calib.source} facts ({calib.examples:,})"
-        if calib.fitted else "[read] confidence: too few held-out facts or gold dev relations "
+    main = calib.main
+    log(f"[read] confidence calibrated on {main.source} facts ({main.examples:,})"
+        + (f"; of {', '.join(sorted(calib.gold_props))}, whose bars gold dev set, on gold dev "
+           f"relations ({calib.gold.examples:,})" if "gold_dev" in calib.to_json() else "")
+        if main.fitted else "[read] confidence: too few held-out facts or gold dev relations "
         "to calibrate on; a fact's confidence is its best sentence score")
     return {"model_facts": counts["asserted"], "candidate_facts": counts["candidate"],
             "refused_facts": counts["refused"], "model_fact_triples": n_triples,
@@ -214,7 +215,7 @@ def _held_out_report(scored: list[Scored], min_precision: float, have_held_out: 
         for x in scored:
             if fold_of(x.subject) != k:
                 continue
-            c = calib(x.features)
+            c = calib(x.prop, x.features)
             conf.append(c)
             strict.append(bool(x.right))
             closed.append(x.right)

@@ -48,8 +48,10 @@ class PipelineOptions:
         base_model: Encoder to fine-tune when training.
         tuning: How much of it learns: ``full``, ``top:K`` or ``lora[:R]``
             (:mod:`kgx.model.tuning`).
-        train_sentences: Training sentences (the default fits the sample into 10 minutes on
-            2 CPU cores; raise it for a real dump on a GPU).
+        train_sentences: Training sentences at most; with ``train_minutes`` None as well, the
+            device decides (:func:`kgx.stages.model.training_budget`: 1,500 on a CPU, every
+            one for an hour at most on a GPU).
+        train_minutes: Training minutes at most (None: no bound).
         train_epochs: Epochs at most.
         read_sentences: Read at most this many sentences (default: all).
         relation_threshold: Lowest sentence score at which a relation is read at all.
@@ -81,7 +83,8 @@ class PipelineOptions:
     model: str | None = None
     base_model: str = "minilm"
     tuning: str = "full"
-    train_sentences: int = 1500
+    train_sentences: int | None = None
+    train_minutes: float | None = None
     train_epochs: int = 3
     read_sentences: int | None = None
     relation_threshold: float = 0.5

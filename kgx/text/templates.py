@@ -23,6 +23,7 @@ class Writer(Protocol):
     """What a template handler may do: write text, render an argument, read one raw."""
 
     def emit(self, text: str) -> None: ...
+    def link(self, text: str, target: str) -> None: ...
     def render_arg(self, arg: Arg) -> None: ...
     def raw(self, arg: Arg) -> str: ...
     def add_date(self, date: DateValue) -> None: ...
@@ -249,9 +250,81 @@ DISAMBIGUATION = frozenset({
 })
 
 
-def handler_for(name: str) -> Handler | None:
-    """The inline renderer for template ``name`` (lower-cased, normalised), or ``None``."""
-    h = INLINE.get(name)
+def _it_article(word: str, female: bool) -> str:
+    """The Italian indefinite article before ``word``: un, uno, una or un'."""
+    w = word.lower()
+    if female:
+        return "un'" if w[:1] in "aeiou" else "una "
+    return "uno " if w.startswith(("z", "gn", "ps", "x", "y")) or (
+        w[:1] == "s" and w[1:2] not in "aeiou") else "un "
+
+
+def _bio(call: Call) -> None:
+    """Italian Wikipedia's ``{{Bio}}``, which writes a biography's first sentence from its
+    parameters: "Alfred Nobel (Stoccolma, 21 ottobre 1833 – Sanremo, 10 dicembre 1896) è
+    stato un chimico svedese." The name comes out bold (the article's own name, an alias), the
+    places as links (``LuogoNascitaLink`` where the place's page has another title)."""
+    out = call.out
+
+    def text(key: str) -> str:
+        return " ".join(call.raw(key).split())
+
+    def put(key: str, before: str = "", after: str = "") -> bool:
+        arg = call.get(key)
+        raw = out.raw(arg) if arg is not None else ""
+        if arg is None or not raw.strip():
+            return False
+        out.emit(before)  # the value alone, not the line break before the next parameter
+        out.render_arg(Arg(key, arg.start + len(raw) - len(raw.lstrip()),
+                           arg.end - len(raw) + len(raw.rstrip())))
+        out.emit(after)
+        return True
+
+    def place_and_date(place: str, day: str, year: str) -> None:
+        name = text(place)
+        if name:
+            out.link(name, text(place + "Link") or name)
+        date = " ".join(x for x in (text(day), text(year)) if x)
+        if date:
+            out.emit((", " if name else "") + date)
+
+    put("Titolo", after=" ")
+    out.emit(BOLD + " ".join(x for x in (text("Nome"), text("Cognome")) if x) + BOLD)
+    if not put("PostCognomeVirgola", before=", "):
+        put("PostCognome", before=" ")
+    born = bool(text("LuogoNascita") or text("AnnoNascita"))
+    died = bool(text("LuogoMorte") or text("AnnoMorte"))
+    if born or died or text("PreData"):
+        out.emit(" (")
+        put("PreData", after="; " if born or died else "")
+        place_and_date("LuogoNascita", "GiornoMeseNascita", "AnnoNascita")
+        put("NoteNascita")
+        if died:
+            out.emit(" – ")
+            place_and_date("LuogoMorte", "GiornoMeseMorte", "AnnoMorte")
+            put("NoteMorte")
+        out.emit(")")
+    female = text("Sesso").upper().startswith("F")
+    jobs = [text(k) for k in ("Attività", "Attività2", "Attività3") if text(k)]
+    if jobs:
+        out.emit(" è " + (("stata " if female else "stato ") if died else "")
+                 + _it_article(jobs[0], female)
+                 + (jobs[0] if len(jobs) == 1 else ", ".join(jobs[:-1]) + " e " + jobs[-1]))
+        put("Nazionalità", before=" ")
+        put("PostNazionalità")
+    out.emit(".")
+
+
+BOLD = "'" * 3
+
+# Templates that render text on one language's wikis only, by the wiki's language.
+BY_LANGUAGE: dict[str, dict[str, Handler]] = {"it": {"bio": _bio}}
+
+
+def handler_for(name: str, lang: str = "en") -> Handler | None:
+    """The inline renderer for template ``name`` (lower-cased, normalised) on a wiki in
+    ``lang``, or ``None``."""
+    h = BY_LANGUAGE.get(lang.split("-")[0], {}).get(name) or INLINE.get(name)
     if h is not None:
         return h
     for prefix, h in INLINE_PREFIXES:

@@ -97,6 +97,14 @@ class _Renderer:
     def raw(self, arg: Arg) -> str:
         return self.src[arg.start:arg.end].translate(_UNPROTECT)
 
+    def link(self, text: str, target: str) -> None:
+        start = self.out.pos
+        self.out.text(text)
+        parsed = self.site.parse(target)
+        if parsed is not None and not parsed.interwiki and parsed.ns == 0 and \
+                self.out.pos > start:
+            self.out.links.append((start, self.out.pos, parsed.title))
+
     def render_arg(self, arg: Arg) -> None:
         self.render(arg.start, arg.end)
 
@@ -161,7 +169,7 @@ class _Renderer:
         if name.startswith("infobox") or name in self.infobox_names:
             self.infoboxes.append((name, args, self.tpos[i] < self.first_heading))
             return
-        handler = handler_for(name)
+        handler = handler_for(name, self.site.lang)
         if handler is not None:
             handler(Call(name, args, self))
 

@@ -64,3 +64,27 @@ def test_the_pipeline_declares_its_order() -> None:
     names = [s.name for s in STAGES]
     for s in STAGES:
         assert all(names.index(i) < names.index(s.name) for i in s.inputs), s.name
+
+
+def test_the_default_training_budget_follows_the_device(tmp_path: Path) -> None:
+    from kgx.stages.model import (
+        CPU_TRAIN_SENTENCES,
+        GPU_TRAIN_MINUTES,
+        ModelStage,
+        training_budget,
+    )
+
+    assert training_budget("cpu", None, None) == (CPU_TRAIN_SENTENCES, None)
+    assert training_budget("cuda", None, None) == (None, GPU_TRAIN_MINUTES)
+    # Whatever the user sets is kept, the other bound left open.
+    assert training_budget("cuda", 5000, None) == (5000, None)
+    assert training_budget("cpu", None, 30.0) == (None, 30.0)
+
+    def key(**opts: object) -> str:
+        run = Run(tmp_path / "dump.xml", tmp_path, PipelineOptions(device="cpu", **opts),
+                  lambda m: None, keys={"corpus": "c"})
+        return ModelStage().key(run)
+
+    # On a CPU the default is the budget earlier versions had: their models are reused.
+    assert key() == key(train_sentences=CPU_TRAIN_SENTENCES)
+    assert key() != key(train_sentences=CPU_TRAIN_SENTENCES, train_minutes=5.0)

@@ -136,3 +136,41 @@ def test_link_targets_parse_the_same_remembered_and_the_memo_stays_bounded(
     assert site._parsed  # it did remember
     copy = pickle.loads(pickle.dumps(site))
     assert copy._parsed == {} and copy.parse("paris") == site.parse("paris")
+
+
+IT_SITE = Site(SiteInfo(dbname="itwiki", base="https://it.wikipedia.org/wiki/Pagina_principale",
+                        lang="it"))
+BIO = """{{Bio
+|Nome = Alfred Bernhard
+|Cognome = Nobel
+|Sesso = M
+|LuogoNascita = Stoccolma
+|GiornoMeseNascita = 21 ottobre
+|AnnoNascita = 1833
+|LuogoMorte = Sanremo
+|LuogoMorteLink = Sanremo (Italia)
+|GiornoMeseMorte = 10 dicembre
+|AnnoMorte = 1896
+|Attività = chimico
+|Attività2 = filantropo
+|Nazionalità = svedese
+}}
+È noto per la dinamite."""
+
+
+def test_italian_bio_writes_the_first_sentence_with_its_name_and_places() -> None:
+    """Italian Wikipedia's biographies start with {{Bio}}: without it a biography would lose
+    its first sentence, its own name (an alias) and its places."""
+    doc = parse_page(Page(id=1, title="Alfred Nobel", ns=0, text=BIO), IT_SITE)
+    first = ("Alfred Bernhard Nobel (Stoccolma, 21 ottobre 1833 – Sanremo, 10 dicembre 1896) "
+             "è stato un chimico e filantropo svedese.")
+    assert doc.text.startswith(first + "\nÈ noto per la dinamite.")
+    assert doc.aliases == ("Alfred Bernhard Nobel",)
+    assert [(doc.text[x.start:x.end], x.target) for x in doc.links] == [
+        ("Stoccolma", "Stoccolma"), ("Sanremo", "Sanremo (Italia)")]
+    alive = BIO.replace("|LuogoMorte = Sanremo\n", "").replace("|AnnoMorte = 1896\n", "") \
+        .replace("|Sesso = M", "|Sesso = F").replace("chimico", "scienziata")
+    doc = parse_page(Page(id=1, title="X", ns=0, text=alive), IT_SITE)
+    assert "(Stoccolma, 21 ottobre 1833) è una scienziata e filantropo svedese." in doc.text
+    # On another wiki {{Bio}} is no template kgx knows: nothing is written.
+    assert parse_page(Page(id=1, title="X", ns=0, text=BIO), SITE).text.startswith("È noto")
