@@ -71,160 +71,197 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
     Returns:
         The number of entities.
     """
-    from urllib.parse import unquote
-
-    import pyoxigraph as ox
-
-    from kgx.engines.local import Crashed, ignore_interrupts_in_worker
+    from kgx.engines.local import ignore_interrupts_in_worker
     from kgx.engines.pools import new_pool
-    from kgx.structure.aliases import AliasStore
-    from kgx.structure.entity_types import EntityTypes, load_entities
 
-    phases = {} if phases is None else phases
-    phases_cpu = {} if phases_cpu is None else phases_cpu
-    clock = [time.monotonic(), time.process_time()]
+    build = _TableBuild(out, entities_info, workers, phases, phases_cpu)
+    pool = None
+    try:
+        build.abstracts()
+        # Spawned, not forked: this process holds an Oxigraph store and its threads.
+        pool = new_pool(None, workers if workers > 1 else 0, window=2,
+                        initializer=ignore_interrupts_in_worker, start_method="spawn",
+                        reuse_workers=True)
+        build.titles_and_redirects(pool)
+        build.anchors(pool)
+        build.sums(pool)
+        pool.close()  # its actors (on Ray) give their CPUs back to the next pool's
+        build.lap("sums")
+        build.misspelt_names()
+    finally:
+        if pool is not None:
+            pool.close()
+        shutil.rmtree(build.work, ignore_errors=True)
+    build.store.close()
+    return build.n_entities
 
-    def lap(name: str) -> None:
+
+class _TableBuild:
+    """One :func:`build_entity_table`: its databases, the entities numbered so far, and the
+    seconds of each step."""
+
+    def __init__(self, out: Path, entities_info: dict[str, Any] | None, workers: int,
+                 phases: dict[str, float] | None, phases_cpu: dict[str, float] | None) -> None:
+        import pyoxigraph as ox
+
+        from kgx.outdir import WORK_DIR
+        from kgx.structure.aliases import AliasStore
+        from kgx.structure.entity_types import EntityTypes, load_entities
+
+        self.out = out
+        self.phases = {} if phases is None else phases
+        self.phases_cpu = {} if phases_cpu is None else phases_cpu
+        self.clock = [time.monotonic(), time.process_time()]
+        if entities_info is None:
+            load_entities(out).close()  # the tables exist from here on
+        self.lap("types")
+        report = json.loads((out / REPORT_FILE).read_text("utf-8"))
+        self.res = (report.get("site", {}).get("namespace") or "") + "resource/"
+        self.graph = ox.Store.read_only(str(out / STORE_DIR))
+        self.store = AliasStore(out / ALIASES_FILE)
+        db = self.db = self.store.db
+        self.info = entities_info if entities_info is not None else \
+            EntityTypes(out / ALIASES_FILE, connection=db)
+        # While the workers read aliases.sqlite (maybe from other hosts, over a shared file
+        # system), nothing writes it: the new tables grow in a database of their own, copied
+        # in at the end. Every table here lives in SQLite and every read streams: nothing is
+        # held per entity, anchor or abstract, so memory does not grow with the dump.
+        self.work = out / WORK_DIR / "entity-tables"
+        shutil.rmtree(self.work, ignore_errors=True)  # a killed run's
+        self.parts = self.work / "alias-rows"
+        self.parts.mkdir(parents=True)
+        db.executescript("DROP TABLE IF EXISTS entities; DROP TABLE IF EXISTS alias_index;")
+        db.commit()
+        self.build_file = str(self.work / "tables.sqlite")
+        db.execute("ATTACH DATABASE ? AS build", (self.build_file,))
+        # The alias rows go to tables by key range (bounds from the titles' keys). From
+        # SUM_IN_WORKERS_FROM workers, each range is summed by a task of its own
+        # (sum_alias_part) and the sums appended in key order: no sort of every row in this
+        # process. With fewer, one range, summed here.
+        self.bounds = _key_bounds(db, SUM_PARTS_PER_WORKER * workers
+                                  if workers >= SUM_IN_WORKERS_FROM else 1)
+        self.n_ranges = len(self.bounds) + 1
+        self.workers = workers
+        db.executescript("""
+            PRAGMA build.journal_mode=OFF; PRAGMA build.synchronous=OFF;
+            CREATE TABLE build.entities (id INTEGER PRIMARY KEY, title TEXT UNIQUE NOT NULL,
+                                         coarse TEXT, fine TEXT, description TEXT);
+            CREATE TEMP TABLE abstracts (title TEXT PRIMARY KEY, text TEXT);
+        """ + "".join(f"CREATE TABLE build.alias_rows_{k} (key TEXT NOT NULL, "
+                      "title TEXT NOT NULL, n REAL NOT NULL);\n" for k in range(self.n_ranges)))
+        self.n_entities = 0
+        self.entity_id = lru_cache(maxsize=1 << 20)(self._entity_id)
+
+    def lap(self, name: str) -> None:
         now, cpu = time.monotonic(), time.process_time()
-        phases[name] = round(phases.get(name, 0.0) + now - clock[0], 2)
-        phases_cpu[name] = round(phases_cpu.get(name, 0.0) + cpu - clock[1], 2)
-        clock[:] = [now, cpu]
+        self.phases[name] = round(self.phases.get(name, 0.0) + now - self.clock[0], 2)
+        self.phases_cpu[name] = round(self.phases_cpu.get(name, 0.0) + cpu - self.clock[1], 2)
+        self.clock[:] = [now, cpu]
 
-    if entities_info is None:
-        load_entities(out).close()  # the tables exist from here on
-    lap("types")
-    report = json.loads((out / REPORT_FILE).read_text("utf-8"))
-    res = (report.get("site", {}).get("namespace") or "") + "resource/"
-    graph = ox.Store.read_only(str(out / STORE_DIR))
+    def query(self, q: str) -> Any:
+        return self.graph.query(f"PREFIX kgx: <{KGX}> " + q, use_default_graph_as_union=True)
 
-    def query(q: str) -> Any:
-        return graph.query(f"PREFIX kgx: <{KGX}> " + q, use_default_graph_as_union=True)
+    def title_of(self, iri: str) -> str:
+        from urllib.parse import unquote
 
-    def title_of(iri: str) -> str:
-        return unquote(iri[len(res):]).replace("_", " ")
+        return unquote(iri[len(self.res):]).replace("_", " ")
 
-    from kgx.outdir import WORK_DIR
+    def abstracts(self) -> None:
+        """Each article's first sentence, the description its entity row will carry."""
+        rows: list[tuple[Any, ...]] = []
+        for sol in self.query("SELECT ?s ?a WHERE { ?s kgx:abstract ?a }"):
+            rows.append((self.title_of(sol["s"].value), _first_sentence(sol["a"].value)))
+            if len(rows) >= 50_000:
+                self.db.executemany("INSERT OR REPLACE INTO abstracts VALUES (?, ?)", rows)
+                rows.clear()
+        self.db.executemany("INSERT OR REPLACE INTO abstracts VALUES (?, ?)", rows)
+        self.db.commit()
+        self.lap("abstracts")
 
-    store = AliasStore(out / ALIASES_FILE)
-    db = store.db
-    info = entities_info if entities_info is not None else \
-        EntityTypes(out / ALIASES_FILE, connection=db)
-    # While the workers read aliases.sqlite (maybe from other hosts, over a shared file
-    # system), nothing writes it: the new tables grow in a database of their own, copied in
-    # at the end. Every table here lives in SQLite and every read streams: nothing is held
-    # per entity, anchor or abstract, so memory does not grow with the dump.
-    work = out / WORK_DIR / "entity-tables"
-    shutil.rmtree(work, ignore_errors=True)  # a killed run's
-    (work / "alias-rows").mkdir(parents=True)
-    db.executescript("DROP TABLE IF EXISTS entities; DROP TABLE IF EXISTS alias_index;")
-    db.commit()
-    build_file = str(work / "tables.sqlite")
-    db.execute("ATTACH DATABASE ? AS build", (build_file,))
-    # The alias rows go to tables by key range (bounds from the titles' keys). From
-    # SUM_IN_WORKERS_FROM workers, each range is summed by a task of its own (sum_alias_part)
-    # and the sums appended in key order: no sort of every row in this process. With fewer,
-    # one range, summed here.
-    bounds = _key_bounds(db, SUM_PARTS_PER_WORKER * workers
-                         if workers >= SUM_IN_WORKERS_FROM else 1)
-    n_ranges = len(bounds) + 1
-    db.executescript("""
-        PRAGMA build.journal_mode=OFF; PRAGMA build.synchronous=OFF;
-        CREATE TABLE build.entities (id INTEGER PRIMARY KEY, title TEXT UNIQUE NOT NULL,
-                                     coarse TEXT, fine TEXT, description TEXT);
-        CREATE TEMP TABLE abstracts (title TEXT PRIMARY KEY, text TEXT);
-    """ + "".join(f"CREATE TABLE build.alias_rows_{k} (key TEXT NOT NULL, title TEXT NOT NULL, "
-                  "n REAL NOT NULL);\n" for k in range(n_ranges)))
-    rows: list[tuple[Any, ...]] = []
-    for sol in query("SELECT ?s ?a WHERE { ?s kgx:abstract ?a }"):
-        rows.append((title_of(sol["s"].value), _first_sentence(sol["a"].value)))
-        if len(rows) >= 50_000:
-            db.executemany("INSERT OR REPLACE INTO abstracts VALUES (?, ?)", rows)
-            rows.clear()
-    db.executemany("INSERT OR REPLACE INTO abstracts VALUES (?, ?)", rows)
-    rows.clear()
-    db.commit()
-    lap("abstracts")
-    n_entities = 0
-
-    @lru_cache(maxsize=1 << 20)
-    def entity_id(t: str) -> int | None:
+    def _entity_id(self, t: str) -> int | None:
         """The entity id of a resolved title, made on first sight; None for non-entities."""
-        nonlocal n_entities
+        db = self.db
         row = db.execute("SELECT id FROM build.entities WHERE title = ?", (t,)).fetchone()
         if row is not None:
-            return row[0]
+            return int(row[0])
         kind = db.execute("SELECT kind FROM titles WHERE title = ?", (t,)).fetchone()
         if kind is not None and kind[0] != "article":
             return None  # disambiguation pages and leftover redirects
-        inf = info.get(t)
+        inf = self.info.get(t)
         abstract = db.execute("SELECT text FROM abstracts WHERE title = ?", (t,)).fetchone()
-        n_entities += 1
+        self.n_entities += 1
         db.execute("INSERT INTO build.entities VALUES (?, ?, ?, ?, ?)",
-                   (n_entities, t, inf.coarse if inf else None, inf.fine if inf else None,
+                   (self.n_entities, t, inf.coarse if inf else None, inf.fine if inf else None,
                     abstract[0] if abstract else ""))
-        return n_entities
+        return self.n_entities
 
-    def number(titles: Iterable[str]) -> None:
-        for t in titles:
-            entity_id(t)
-
-    def take(found: Any) -> None:
+    def take(self, found: Any) -> None:
         """A task's titles numbered, then its alias rows copied in (SQLite to SQLite)."""
+        from kgx.engines.local import Crashed
+
         if isinstance(found, Crashed):
             raise RuntimeError(f"the alias rows of {found.task[0]} rows {found.task[1]:,}-"
                                f"{found.task[2]:,} were not made: their worker died twice")
         titles, part = found
-        number(titles)
+        for t in titles:
+            self.entity_id(t)
+        db = self.db
         db.commit()
         db.execute("ATTACH DATABASE ? AS part", (part,))
-        for k in range(n_ranges):
+        for k in range(self.n_ranges):
             db.execute(f"INSERT INTO build.alias_rows_{k} SELECT key, title, n FROM part.rows_{k}")
         db.commit()
         db.execute("DETACH DATABASE part")
         os.unlink(part)
 
-    def chunks(table: str) -> list[tuple[Any, ...]]:
-        top = db.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
-        return [(table, lo, lo + ALIAS_CHUNK_ROWS - 1, str(parts), str(out / ALIASES_FILE),
-                 tuple(bounds)) for lo in range(1, top + 1, ALIAS_CHUNK_ROWS)]
+    def chunks(self, table: str) -> list[tuple[Any, ...]]:
+        top = self.db.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
+        return [(table, lo, lo + ALIAS_CHUNK_ROWS - 1, str(self.parts),
+                 str(self.out / ALIASES_FILE), tuple(self.bounds))
+                for lo in range(1, top + 1, ALIAS_CHUNK_ROWS)]
 
-    parts = work / "alias-rows"
-    db.commit()
-    pool = None
-    try:
-        # Spawned, not forked: this process holds an Oxigraph store and its threads.
-        pool = new_pool(None, workers if workers > 1 else 0, window=2,
-                        initializer=ignore_interrupts_in_worker, start_method="spawn",
-                        reuse_workers=True)
-        for found in pool.map(alias_rows, chunks("titles") + chunks("redirects")):
-            take(found)
+    def titles_and_redirects(self, pool: Any) -> None:
+        """The rows of the articles' titles and the redirects (in the workers), then the
+        names in bold in each article's lead (here)."""
+        self.db.commit()
+        for found in pool.map(alias_rows, self.chunks("titles") + self.chunks("redirects")):
+            self.take(found)
+        rows: list[tuple[Any, ...]] = []
 
         def put_rows() -> None:
-            for k, some in enumerate(_by_range(bounds, rows)):
-                db.executemany(f"INSERT INTO build.alias_rows_{k} VALUES (?, ?, ?)", some)
+            for k, some in enumerate(_by_range(self.bounds, rows)):
+                self.db.executemany(f"INSERT INTO build.alias_rows_{k} VALUES (?, ?, ?)", some)
             rows.clear()
 
-        for sol in query('SELECT ?s ?a WHERE { GRAPH ?g { ?s kgx:alias ?a } '
-                         '?g kgx:extractor "label" }'):  # names in bold in an article's lead
-            title = store.resolve(title_of(sol["s"].value))
-            number([title])
+        for sol in self.query('SELECT ?s ?a WHERE { GRAPH ?g { ?s kgx:alias ?a } '
+                              '?g kgx:extractor "label" }'):
+            title = self.store.resolve(self.title_of(sol["s"].value))
+            self.entity_id(title)
             if sol["a"].value.strip():
                 rows.append((alias_key(sol["a"].value), title, 1.0))
             if len(rows) >= LABEL_BATCH_ROWS:  # one name an article: written as they come
                 put_rows()
         put_rows()
-        lap("titles_and_redirects")
-        for found in pool.map(alias_rows, chunks("anchors")):
-            take(found)
-        db.commit()
-        lap("anchors")
-        # The rows summed by key range in the workers (SQLite's sorter spills to disk when it
-        # must); titles that are no entity (disambiguation pages) find no entity row and drop
-        # out. Nothing writes the build tables meanwhile.
-        sums = work / "sums"
+        self.lap("titles_and_redirects")
+
+    def anchors(self, pool: Any) -> None:
+        for found in pool.map(alias_rows, self.chunks("anchors")):
+            self.take(found)
+        self.db.commit()
+        self.lap("anchors")
+
+    def sums(self, pool: Any) -> None:
+        """The rows summed by key range in the workers (SQLite's sorter spills to disk when
+        it must) into ``alias_index``; titles that are no entity (disambiguation pages) find
+        no entity row and drop out. Nothing writes the build tables meanwhile."""
+        from kgx.engines.local import Crashed
+
+        db = self.db
+        sums = self.work / "sums"
         sums.mkdir()
-        summed = pool.map(sum_alias_part, [(build_file, k, str(sums / f"{k:04d}.sqlite"))
-                                           for k in range(n_ranges)]) if n_ranges > 1 else []
+        summed = pool.map(sum_alias_part, [(self.build_file, k, str(sums / f"{k:04d}.sqlite"))
+                                           for k in range(self.n_ranges)]) \
+            if self.n_ranges > 1 else []
         db.executescript("""
             CREATE TABLE main.entities (id INTEGER PRIMARY KEY, title TEXT UNIQUE NOT NULL,
                                         coarse TEXT, fine TEXT, description TEXT);
@@ -233,7 +270,7 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
                                            n REAL NOT NULL, PRIMARY KEY (key, entity))
                 WITHOUT ROWID;
         """)
-        if n_ranges == 1:  # few workers: one sort here costs less than a copy more
+        if self.n_ranges == 1:  # few workers: one sort here costs less than a copy more
             db.execute(_SUM_ROWS.format(rows="build.alias_rows_0", entities="build.entities",
                                         into="main.alias_index"))
         for k, path in enumerate(summed):  # ranges in key order: appended, never sorted
@@ -248,19 +285,13 @@ def build_entity_table(out: Path, entities_info: dict[str, Any] | None = None,
             os.unlink(path)
         db.commit()
         db.execute("DETACH DATABASE build")
-        pool.close()  # its actors (on Ray) give their CPUs back to the next pool's
-        lap("sums")
-        # Misspelt names: a symmetric-delete index over every alias key (kgx.linking.fuzzy).
-        db.execute("DROP TABLE IF EXISTS alias_trigrams")
-        fuzzy.build(db, fuzzy.iter_keys(db), workers=workers, parts=work / "deletes")
-        lap("misspelt_index")
-    finally:
-        if pool is not None:
-            pool.close()
-        shutil.rmtree(work, ignore_errors=True)
-    n = n_entities
-    store.close()
-    return n
+
+    def misspelt_names(self) -> None:
+        """A symmetric-delete index over every alias key (:mod:`kgx.linking.fuzzy`)."""
+        self.db.execute("DROP TABLE IF EXISTS alias_trigrams")
+        fuzzy.build(self.db, fuzzy.iter_keys(self.db), workers=self.workers,
+                    parts=self.work / "deletes")
+        self.lap("misspelt_index")
 
 
 _ALIAS_SOURCES = {
