@@ -33,14 +33,8 @@ def write_model_facts(out: Path, db: sqlite3.Connection, ns: str, model_name: st
         reliability table, each property's bar, the refusals).
     """
     from kgx.ontology import load_mappings, load_ontology
-    from kgx.rdf.quads import (
-        candidate_lines,
-        model_fact_lines,
-        ner_type_lines,
-        ner_types_provenance,
-    )
+    from kgx.rdf.quads import candidate_lines, model_fact_lines
     from kgx.read.assertion import (
-        NER_CLASSES,
         ModelFact,
         NerTypes,
         TypeSystem,
@@ -114,18 +108,9 @@ def write_model_facts(out: Path, db: sqlite3.Connection, ns: str, model_name: st
             counts[f.status] += 1
             n_triples += len(lines)
             fout.writelines(lines)
-        # Entities the graph had no type for, typed by their mentions' majority.
-        n_typed = 0
-        for title, (label, _mentions, _share) in sorted(ner.types.items()):
-            if label in NER_CLASSES and graph_type(title) is None:
-                lines = ner_type_lines(title, NER_CLASSES[label], ns, iri)
-                fout.writelines(lines)
-                n_triples += len(lines)
-                n_typed += 1
-        if n_typed:
-            lines = ner_types_provenance(ns, model_name)
-            fout.writelines(lines)
-            n_triples += len(lines)
+        n_typed, lines = _ner_type_lines(ner, graph_type, ns, model_name, iri)
+        fout.writelines(lines)
+        n_triples += len(lines)
     os.replace(tmp, out / MODEL_FACTS_FILE)
     report.update({
         "min_precision": min_precision, "calibration": calib.to_json(),
@@ -139,6 +124,32 @@ def write_model_facts(out: Path, db: sqlite3.Connection, ns: str, model_name: st
     log(f"[read] model facts: {counts['asserted']:,} asserted, {counts['candidate']:,} kept as "
         f"candidates, {counts['refused']:,} refused by their types; {n_typed:,} entities typed "
         "by their mentions")
+    _log_measures(report, calib, log)
+    return {"model_facts": counts["asserted"], "candidate_facts": counts["candidate"],
+            "refused_facts": counts["refused"], "model_fact_triples": n_triples,
+            "agreeing_with_infobox": agree, "assertion": report}
+
+
+def _ner_type_lines(ner: Any, graph_type: Callable[[str], str | None], ns: str,
+                    model_name: str, iri: Callable[[str], str]) -> tuple[int, list[str]]:
+    """The entities the graph had no type for, typed by their mentions' majority NER type:
+    (how many, their N-Quads lines with the provenance of ``graph/ner-types``)."""
+    from kgx.rdf.quads import ner_type_lines, ner_types_provenance
+    from kgx.read.assertion import NER_CLASSES
+
+    lines: list[str] = []
+    n_typed = 0
+    for title, (label, _mentions, _share) in sorted(ner.types.items()):
+        if label in NER_CLASSES and graph_type(title) is None:
+            lines += ner_type_lines(title, NER_CLASSES[label], ns, iri)
+            n_typed += 1
+    if n_typed:
+        lines += ner_types_provenance(ns, model_name)
+    return n_typed, lines
+
+
+def _log_measures(report: dict[str, Any], calib: Any, log: Callable[[str], None]) -> None:
+    """The held-out precision and what calibrated the confidence, as log lines."""
     ap = report.get("asserted_precision")
     if ap is not None:
         judged = (f"{ap['closed_world']} of the {ap['facts_judged']:,} their infobox can judge "
@@ -154,9 +165,6 @@ def write_model_facts(out: Path, db: sqlite3.Connection, ns: str, model_name: st
            f"relations ({calib.gold.examples:,})" if "gold_dev" in calib.to_json() else "")
         if main.fitted else "[read] confidence: too few held-out facts or gold dev relations "
         "to calibrate on; a fact's confidence is its best sentence score")
-    return {"model_facts": counts["asserted"], "candidate_facts": counts["candidate"],
-            "refused_facts": counts["refused"], "model_fact_triples": n_triples,
-            "agreeing_with_infobox": agree, "assertion": report}
 
 
 FACT_SELECT = "h, p, t, page, rev, s0, s1, e0, e1, sentence, conf, title, h0, h1, t0, t1, " \
