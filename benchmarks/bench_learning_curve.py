@@ -26,7 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, SAMPLE, run_child, table, write_page
+from benchmarks.common import ROOT, SAMPLE, run_child, silver_corpus, table, write_page
 
 REAL = ROOT.parent / "shared" / "data" / "dumps" / "enwiki-real-797-pages.xml.bz2"
 REDOCRED = ROOT.parent / "shared" / "data" / "redocred" / "dev_revised.json"
@@ -63,18 +63,6 @@ child_usage(time.perf_counter() - t0, train_seconds=meta["seconds"],
             silver=silver["entities"]["micro"], silver_relations=silver["relations"]["micro"],
             redocred=docred(dev), heldout=docred(heldout))
 """
-
-
-def corpus_of(dump: Path, work: Path) -> Path:
-    """The structure pass and the silver corpus of ``dump`` (no infobox fact held back)."""
-    from kgx.corpus.build import build_corpus
-    from kgx.structure.extract import ExtractOptions, extract
-
-    graph, corpus = work / "graph", work / "corpus"
-    if not (corpus / "stats.json").exists():
-        extract(dump, graph, ExtractOptions(keep_documents=True, progress=False))
-        build_corpus(graph, corpus, held_out_share=0.0)
-    return corpus
 
 
 def page_ids(path: Path) -> list[int]:
@@ -139,10 +127,10 @@ def main() -> None:
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     args.work.mkdir(parents=True, exist_ok=True)
-    real = corpus_of(REAL, args.work / "real")
+    real = silver_corpus(REAL, args.work / "real")
     train_pages = page_ids(real / "train.jsonl")
     random.Random(0).shuffle(train_pages)
-    corpora = {"sample": corpus_of(SAMPLE, args.work / "sample")}
+    corpora = {"sample": silver_corpus(SAMPLE, args.work / "sample")}
     for share in SHARES:
         n = math.ceil(share * len(train_pages))
         corpora[f"797 pages, {share:.0%}"] = sub_corpus(

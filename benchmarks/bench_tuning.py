@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, SAMPLE, run_child, table, write_page
+from benchmarks.common import ROOT, SAMPLE, run_child, silver_corpus, table, write_page
 
 REAL = ROOT.parent / "shared" / "data" / "dumps" / "enwiki-real-797-pages.xml.bz2"
 WAYS = ("full", "top:2", "lora:8")
@@ -61,18 +61,6 @@ child_usage(seconds, train_seconds=res.seconds, epochs=res.epochs_run,
             precision=res.precision, saved_at=saved_at, resumed=resumed,
             link_typing_s=res.link_typing.get("seconds"))
 """
-
-
-def corpus_of(dump: Path, work: Path) -> Path:
-    """The structure pass and the silver corpus of ``dump`` (kept in ``work`` and reused)."""
-    from kgx.corpus.build import build_corpus
-    from kgx.structure.extract import ExtractOptions, extract
-
-    graph, corpus = work / "graph", work / "corpus"
-    if not (corpus / "stats.json").exists():
-        extract(dump, graph, ExtractOptions(keep_documents=True, progress=False))
-        build_corpus(graph, corpus, held_out_share=0.0)
-    return corpus
 
 
 def folder_mb(path: Path) -> float:
@@ -120,7 +108,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "bench-out" / "tuning")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    corpus = corpus_of(args.dump, args.work)
+    corpus = silver_corpus(args.dump, args.work)
     print(f"corpus of {args.dump.name}: {corpus}", flush=True)
     rows, runs = [], {}
     for way in WAYS:

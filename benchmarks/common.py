@@ -338,3 +338,16 @@ def build_dump(copies: int, work: Path, name: str = "scale") -> dict[str, Any]:
             "bz2_bytes": dump.stat().st_size}
     meta_path.write_text(json.dumps(meta))
     return meta
+
+
+def silver_corpus(dump: Path, work: Path) -> Path:
+    """The structure pass and the silver corpus of ``dump`` in ``work`` (kept and reused), with
+    no infobox fact held back from the labels."""
+    from kgx.corpus.build import build_corpus
+    from kgx.structure.extract import ExtractOptions, extract
+
+    graph, corpus = work / "graph", work / "corpus"
+    if not (corpus / "stats.json").exists():
+        extract(dump, graph, ExtractOptions(keep_documents=True, progress=False))
+        build_corpus(graph, corpus, held_out_share=0.0)
+    return corpus
