@@ -65,10 +65,14 @@ def build_corpus(graph_dir: Path, out: Path, *, lang: str | None = None,
     from kgx.engines.journal import concatenate, stage_key, write_atomic
     from kgx.engines.pools import new_pool
     from kgx.runtime.logs import info
+    from kgx.text.sentences import fallback_note
 
     out.mkdir(parents=True, exist_ok=True)
     report = json.loads((graph_dir / REPORT_FILE).read_text(encoding="utf-8"))
     lang = lang or report.get("site", {}).get("lang", "en")
+    note = fallback_note(lang)
+    if note:
+        info(f"[corpus] {note}")
     docs_path = graph_dir / DOCUMENTS_FILE
     if documents is None and not docs_path.exists():
         raise FileNotFoundError(f"{docs_path}: missing; run the structure pass with "

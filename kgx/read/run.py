@@ -68,6 +68,13 @@ def read_dump(out: Path, work: Path, model_dir: Path, key: str, opts: Any,
     limit = opts.read_sentences
     log(f"[read] {total_docs:,} documents in {len(chunks):,} chunks, "
         f"{max(1, n_workers)} reading process(es)")
+    if opts.model:  # else the corpus stage said it
+        from kgx.text.sentences import fallback_note
+
+        note = fallback_note(json.loads((out / REPORT_FILE).read_text("utf-8"))["site"]
+                             .get("lang", "en"))
+        if note:
+            log(f"[read] {note}")
     t_loop = time.monotonic()
 
     def tasks() -> Iterator[tuple[Any, ...]]:

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["Sentencizer", "paragraphs"]
+__all__ = ["Sentencizer", "paragraphs", "rules_for"]
 
 # Token kinds, as the sentencizer sees them.
 _WORD, _PUNCT, _FINAL = 0, 1, 2
@@ -37,6 +37,27 @@ _ITEMS = re.compile(r"^(?P<lead>\s+)|(?<=\S) ?+(?P<ws>\s+)|(?<!\S)(?P<seg>\S*?(?
 _COLUMNS = ("IDX", "LENGTH", "IS_PUNCT", "ORTH")  # of a Doc's tokens, read at once
 MEMO_SEGMENTS = 200_000  # distinct punctuation segments remembered (then forgotten at once)
 MEMO_CHARS = 64  # longer segments (URLs, runs of unspaced script) are tokenised every time
+
+
+def rules_for(lang: str) -> str:
+    """The language whose spaCy rules cut ``lang``'s sentences: ``lang`` itself, or ``xx``
+    (spaCy's multilingual rules: the sentence-final marks of every script, no abbreviations)
+    where spaCy has no rules for it (Latgalian, Low German...)."""
+    import spacy
+
+    try:
+        spacy.blank(lang)
+    except (ImportError, KeyError):
+        return "xx"
+    return lang
+
+
+def fallback_note(lang: str) -> str | None:
+    """The line a stage logs once when ``lang`` has no sentence rules of its own."""
+    if rules_for(lang) == lang:
+        return None
+    return (f"no sentence rules for the wiki's language {lang!r}: sentences are cut by "
+            "spaCy's multilingual rules (sentence-final marks, no abbreviations)")
 
 
 class Sentencizer:
@@ -53,10 +74,7 @@ class Sentencizer:
         from spacy.pipeline import Sentencizer as SpacySentencizer
         from spacy.tokenizer import Tokenizer
 
-        try:
-            nlp = spacy.blank(lang)
-        except (ImportError, KeyError):
-            nlp = spacy.blank("xx")
+        nlp = spacy.blank(rules_for(lang))
         tk: Any = nlp.tokenizer
         nlp.add_pipe("sentencizer")
         # A new string's lexeme computes every attribute (shape, like_num, ...) by default:

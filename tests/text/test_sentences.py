@@ -110,3 +110,14 @@ def test_the_memo_of_segments_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> 
         text = f"Item {i}. Then x{i}-y{i}, (z{i}). " + "a" * 80 + f".b{i} end"
         assert ours.spans(text) == spacy_spans(nlp, text)
         assert len(ours._memo) <= 50
+
+
+def test_a_language_spacy_has_no_rules_for_falls_back_and_says_so() -> None:
+    from kgx.text.sentences import fallback_note, rules_for
+
+    assert rules_for("it") == "it" and fallback_note("it") is None
+    assert rules_for("ltg") == "xx"  # Latgalian: spaCy has no rules of its own for it
+    assert "'ltg'" in fallback_note("ltg") and "multilingual" in fallback_note("ltg")
+    text = "Rēzekne ir pilsāta. Tei irā Latgolā!"
+    assert [text[a:b] for a, b in Sentencizer("ltg").spans(text)] == [
+        "Rēzekne ir pilsāta.", "Tei irā Latgolā!"]
