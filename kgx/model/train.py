@@ -17,10 +17,7 @@ from kgx.corpus.datasets import (
     DataError,
     parse_source,
 )
-from kgx.corpus.rows import (
-    NA,
-    mention_entities,
-)
+from kgx.model.batches import Feature, batches_by_length, collate, featurize
 from kgx.model.calibration import choose_decoder, fit_relation_temperature
 from kgx.model.card import model_card
 from kgx.model.checkpoints import (
@@ -30,7 +27,6 @@ from kgx.model.checkpoints import (
     rng_states,
     set_rng_states,
 )
-from kgx.model.decoding import word_tag_sequence
 from kgx.model.link_typing import draw_rows, type_links
 from kgx.model.network import (
     DEFAULT_BASE,
@@ -48,15 +44,6 @@ from kgx.model.sources import (
     weighted,
     weighted_count,
     wikidata_relation_label,
-)
-from kgx.model.tokens import (
-    Window,
-    bio_labels,
-    first_window,
-    pad_batch,
-    token_span,
-    tokenize,
-    windows_for,
 )
 from kgx.model.tuning import LORA_LR_FACTOR, apply_tuning, check_tuning, parse_tuning
 from kgx.runtime.cpu import ThreadTuner
@@ -248,111 +235,6 @@ def set_seed(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-@dataclass(slots=True)
-class _Feature:
-    """One training row: its windows, its mentions grouped into entities, its entity pairs."""
-
-    windows: list[Window]
-    spans: list[tuple[int, int, int]]  # (window of this row, first token, end token)
-    span_entity: list[int]  # the entity (index within the row) of each span
-    pairs: list[tuple[int, int]]  # (head entity, tail entity)
-    targets: list[list[int]]  # relation label ids of each pair (empty: NA)
-    word_tags: list[int]  # the row's tag of each word (-100: unknown), for the transitions
-
-
-def featurize(rows: list[dict], tokenizer: Any, ner_labels: list[str], rel_labels: list[str],
-              max_length: int) -> list[_Feature]:
-    """Tokenize, align labels to sub-tokens, cut into windows, group mentions into entities.
-
-    A row's relations (between mention indices) become pairs of entities: the mentions of one
-    entity are pooled by the model wherever they are in the row, so a document row teaches
-    relations across sentences and windows.
-    """
-    label2id = {lab: i for i, lab in enumerate(ner_labels)}
-    rel2id = {lab: i for i, lab in enumerate(rel_labels)}
-    feats = []
-    toks = tokenize(tokenizer, [r["text"] for r in rows])
-    for r, tk in zip(rows, toks, strict=True):
-        labels = bio_labels(tk, r["mentions"], r.get("ignore", []), label2id)
-        bounds = windows_for(len(tk.ids), max_length - 2, 32)
-        windows = [Window(0, a, tk.ids[a:b], labels[a:b], tk.shapes[a:b]) for a, b in bounds]
-        keys = mention_entities(r)
-        entity_of: dict[Any, int] = {}
-        spans, span_entity = [], []
-        for m, key in zip(r["mentions"], keys, strict=True):
-            sp = token_span(tk, m["start"], m["end"])
-            wi = None if sp is None else first_window(windows, sp)
-            if sp is not None and wi is not None:
-                a = windows[wi].tok_start
-                spans.append((wi, sp[0] - a, sp[1] - a))
-                span_entity.append(entity_of.setdefault(key, len(entity_of)))
-        by_pair: dict[tuple[int, int], set[int]] = {}
-        for x in r.get("relations", []):
-            h, t = keys[x["head"]], keys[x["tail"]]
-            if h in entity_of and t in entity_of and h != t and x["label"] in rel2id:
-                got = by_pair.setdefault((entity_of[h], entity_of[t]), set())
-                if x["label"] != NA:
-                    got.add(rel2id[x["label"]])
-        feats.append(_Feature(windows, spans, span_entity, list(by_pair),
-                              [sorted(v) for v in by_pair.values()],
-                              word_tag_sequence(labels, tk.word_ids)))
-    return feats
-
-
-def collate(feats: list[_Feature], tokenizer: Any, device: torch.device, n_labels: int
-            ) -> dict[str, torch.Tensor]:
-    windows = [w for f in feats for w in f.windows]
-    batch = pad_batch(windows, tokenizer.cls_token_id, tokenizer.sep_token_id,
-                      tokenizer.pad_token_id, device)
-    spans: list[list[int]] = []
-    span_entity: list[int] = []
-    pairs: list[list[int]] = []
-    targets: list[Any] = []
-    row = n_entities = 0
-    for f in feats:
-        # +1: position 0 of each window is [CLS]
-        spans.extend([row + w, a + 1, b + 1] for w, a, b in f.spans)
-        span_entity.extend(n_entities + e for e in f.span_entity)
-        for (h, t), labs in zip(f.pairs, f.targets, strict=True):
-            pairs.append([n_entities + h, n_entities + t])
-            hot = [0.0] * n_labels
-            for j in labs:
-                hot[j] = 1.0
-            targets.append(hot)
-        row += len(f.windows)
-        n_entities += max(f.span_entity, default=-1) + 1
-    if pairs:
-        batch["spans"] = torch.tensor(spans, device=device)
-        batch["span_entity"] = torch.tensor(span_entity, device=device)
-        batch["pairs"] = torch.tensor(pairs, device=device)
-        batch["pair_targets"] = torch.tensor(targets, device=device)
-    return batch
-
-
-def batches_by_length(feats: list[_Feature], size: int, rng: random.Random,
-                      tokens: int | None = None) -> list[list[int]]:
-    """Batches of rows of similar length (less padding), in shuffled order: at most ``size``
-    windows (a sentence is one, a document several) and ``tokens`` tokens each, so that a batch
-    of short sentences and one of documents take about the same step."""
-    lengths = [sum(len(w.input_ids) for w in f.windows) for f in feats]
-    order = sorted(range(len(feats)), key=lambda i: (lengths[i], rng.random()))
-    groups: list[list[int]] = []
-    cur: list[int] = []
-    n = t = 0
-    for i in order:
-        k = len(feats[i].windows)
-        if cur and (n + k > size or (tokens is not None and t + lengths[i] > tokens)):
-            groups.append(cur)
-            cur, n, t = [], 0, 0
-        cur.append(i)
-        n += k
-        t += lengths[i]
-    if cur:
-        groups.append(cur)
-    rng.shuffle(groups)
-    return groups
-
-
 def dev_score(scores: dict[str, Any]) -> float:
     """The number early stopping watches: mean of entity micro F1 and relation micro F1."""
     ner = scores.get("entities", {}).get("micro", {}).get("f1", 0.0)
@@ -380,210 +262,280 @@ def train(data: str | Path | Sequence[str | Path], out: str | Path,
     Raises:
         DataError: Bad or empty training data, or a bad weight (before any training).
     """
-    from kgx.model.evaluate import evaluate_rows
-    from kgx.ontology import load_ontology
-    from kgx.runtime.progress import Progress, set_phase
+    from kgx.runtime.progress import set_phase
 
-    opts = options or TrainOptions()
-    specs = [data] if isinstance(data, (str, Path)) else list(data)
-    if not specs:
-        raise DataError("no training data given")
-    tuning = parse_tuning(opts.tuning)  # a bad --tuning is told before any reading
-    if tuning.way != "full":
-        check_tuning(tuning, base_layers(opts.base_model), opts.base_model)
-    sources = [parse_source(x) for x in specs]  # every weight checked before any reading
-    out_p = Path(out)
-    set_seed(opts.seed)
-    rng = random.Random(opts.seed)
-    onto = load_ontology()
-    relation_label = wikidata_relation_label(onto)
-    dev_path = Path(opts.dev_path) if opts.dev_path else None  # the first source's
-    set_phase("reading the training rows")
-    loaded = [load_source(src, dev_path if i == 0 else None,
-                          limit=opts.max_train_sentences, max_empty_share=opts.max_empty_share,
-                          rng=rng, max_eval=opts.max_eval_sentences or None,
-                          relation_label=relation_label) for i, src in enumerate(sources)]
-    names = source_names(sources)
-    dev_sets = {n: d.dev for n, d in zip(names, loaded, strict=True) if d.dev}
-    dev_rows = loaded[0].dev
-    ner_labels, rel_labels = label_sets([r for d in loaded for r in d.train])
-    link_typing = bool(opts.link_typing_rows) and opts.epochs > 1 and \
-        loaded[0].format == "corpus"
-    typing_rows = draw_rows(sources[0].path, opts.link_typing_rows,
-                            random.Random(opts.seed + 1)) if link_typing else []
-    device = pick_device(opts.device)
-    tuner = ThreadTuner(enabled=device.type == "cpu")
-    set_phase(f"loading the encoder {opts.base_model}")
-    model, tok = build_model(opts.base_model, ner_labels, rel_labels, casing=opts.casing)
-    model.to(device)
-    # Each source's windows, drawn anew every epoch by its weight.
-    set_phase(f"tokenising {sum(len(d.train) for d in loaded):,} training rows")
-    source_feats = [(featurize(d.train, tok, ner_labels, rel_labels, opts.max_length),
-                     d.source.weight) for d in loaded]
-    n_windows = sum(weighted_count(sum(len(x.windows) for x in f), w) for f, w in source_feats)
-    n_sentences = sum(weighted_count(len(d.train), d.source.weight) for d in loaded)
-    heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
-    param_groups = [{"params": heads, "lr": opts.head_learning_rate}]
-    if opts.freeze_encoder:  # a baseline: only the heads learn
-        for p in model.encoder.parameters():
-            p.requires_grad_(False)
-    else:
-        learn = apply_tuning(model, tuning)
-        model.tuning, model.base_model = str(tuning), opts.base_model
-        param_groups.append({"params": learn, "lr": opts.learning_rate * (
-            LORA_LR_FACTOR if tuning.way == "lora" else 1.0)})
-        log(f"tuning {tuning}: {sum(p.numel() for p in learn):,} of the encoder's "
-            f"{sum(p.numel() for p in model.encoder.parameters()):,} parameters learn")
-    optim = torch.optim.AdamW(param_groups, weight_decay=opts.weight_decay)
-    steps_per_epoch = len(batches_by_length(
-        [x for f, w in source_feats for x in weighted(f, w, random.Random(0))],
-        opts.batch_size, random.Random(0), opts.batch_tokens))
-    total = max(1, steps_per_epoch * opts.epochs)
-    warm = int(total * opts.warmup)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optim, lambda s: (s + 1) / max(1, warm) if s < warm else
-        max(0.0, (total - s) / max(1, total - warm)))
-    amp = autocast_dtype(device)
-    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
-    result = TrainResult(out=str(out_p), train_sentences=n_sentences, tuning=str(tuning),
-                         precision="fp32" if amp is None else str(amp).replace("torch.", ""))
-    ckpt = Checkpoints(out_p / CHECKPOINT_DIR, _fingerprint(opts, sources, ner_labels,
-                                                            rel_labels), log,
-                       every_steps=opts.checkpoint_steps,
-                       every_seconds=60 * opts.checkpoint_minutes)
-    best, best_state, bad = -1.0, None, 0
-    t0 = time.monotonic()
-    trained = 0
-    start_epoch, start_batch, losses, finished = 1, 0, [], False
-    saved = ckpt.latest()
-    if saved is not None:  # go on where a killed run stopped, as if it had not
-        model.load_state_dict(saved["model"], strict=False)  # the rest: as built
-        optim.load_state_dict(saved["optim"])
-        sched.load_state_dict(saved["sched"])
-        if scaler is not None and saved.get("scaler"):
-            scaler.load_state_dict(saved["scaler"])
-        best, bad, trained = saved["best"], saved["bad"], saved["trained"]
-        best_state = saved["best_state"]
-        for k in ("history", "best_epoch", "dev", "dev_by_source", "link_typing"):
-            setattr(result, k, saved["result"][k])
-        result.epochs_run = saved["result"]["epochs_run"]
-        t0 -= saved["seconds"]
-        if saved["typed_rows"]:
-            loaded[0].train = ckpt.read_rows()
-            source_feats[0] = (featurize(loaded[0].train, tok, ner_labels, rel_labels,
-                                         opts.max_length), loaded[0].source.weight)
-            typing_rows = []
-        start_epoch, start_batch, losses = saved["epoch"], saved["batch"], saved["losses"]
-        finished = saved["finished"]
-        rng.setstate(saved["rng"])
-        set_rng_states(saved["torch_rng"])
-        log(f"resuming training from {saved['path']}: epoch {start_epoch}, batch "
-            f"{start_batch + 1}, optimiser step {sched.last_epoch:,}"
-            + (" (training had ended; choosing the decoder and saving)" if finished else ""))
-        del saved
+    run = _Training(options or TrainOptions(), data, Path(out), log, progress)
+    start_epoch, start_batch, finished = run.resume()
+    run.log(f"training on {run.result.train_sentences:,} rows per epoch ({run.n_windows:,} "
+            f"windows) from {len(run.sources)} source(s), dev {len(run.loaded[0].dev):,}, "
+            f"entity labels {run.ner_labels[1:]}, relation labels {len(run.rel_labels) - 1}, "
+            f"device {run.device}")
+    for epoch in range(start_epoch, 0 if finished else run.opts.epochs + 1):
+        stopped = run.batches(epoch, start_batch if epoch == start_epoch else 0)
+        stopped = run.score(epoch) or stopped
+        if stopped and run.deadline and time.monotonic() > run.deadline:
+            log(f"stopped: time budget of {run.opts.max_minutes} minutes reached")
+        if run.link_typing and epoch == 1 and not stopped:
+            run.type_links()
+        run.losses = []
+        run.ckpt.save(run.snapshot(epoch + 1, 0, run.rng.getstate(), done=stopped),
+                      run.sched.last_epoch)
+        if stopped:
+            break
+    result = run.result
+    result.seconds = round(time.monotonic() - run.t0, 1)
+    result.sentences_per_second = round(run.trained / max(1e-9, result.seconds), 1)
+    if run.best_state is not None:
+        run.model.load_state_dict(run.best_state, strict=False)
+    decoder = _decode_and_score(run.model, run.tok, run.opts, result, run.source_feats,
+                                run.dev_sets, run.loaded, run.names, log)
+    metadata = _metadata(run.opts, run.onto, run.sources, run.loaded, run.names,
+                         run.ner_labels, run.rel_labels, result, decoder)
+    set_phase("saving the model")
+    run.model.save(run.out, run.tok, metadata)
+    (run.out / "README.md").write_text(model_card(metadata), encoding="utf-8")
+    run.ckpt.clear()  # the model is saved: nothing to resume
+    return result
 
-    def snapshot(epoch: int, batch: int, epoch_rng: Any, done: bool = False
+
+class _Training:
+    """One training run's state, from its data and model to its optimiser, best epoch and
+    checkpoints; :func:`train` drives it epoch by epoch."""
+
+    def __init__(self, opts: TrainOptions, data: str | Path | Sequence[str | Path], out: Path,
+                 log: Callable[[str], None], progress: bool | None) -> None:
+        from kgx.ontology import load_ontology
+        from kgx.runtime.progress import set_phase
+
+        self.opts, self.out, self.log, self.progress = opts, out, log, progress
+        specs = [data] if isinstance(data, (str, Path)) else list(data)
+        if not specs:
+            raise DataError("no training data given")
+        self.tuning = parse_tuning(opts.tuning)  # a bad --tuning is told before any reading
+        if self.tuning.way != "full":
+            check_tuning(self.tuning, base_layers(opts.base_model), opts.base_model)
+        self.sources = [parse_source(x) for x in specs]  # every weight checked before reading
+        set_seed(opts.seed)
+        self.rng = random.Random(opts.seed)
+        self.onto = load_ontology()
+        dev_path = Path(opts.dev_path) if opts.dev_path else None  # the first source's
+        set_phase("reading the training rows")
+        self.loaded = [load_source(src, dev_path if i == 0 else None,
+                                   limit=opts.max_train_sentences,
+                                   max_empty_share=opts.max_empty_share, rng=self.rng,
+                                   max_eval=opts.max_eval_sentences or None,
+                                   relation_label=wikidata_relation_label(self.onto))
+                       for i, src in enumerate(self.sources)]
+        self.names = source_names(self.sources)
+        self.dev_sets = {n: d.dev for n, d in zip(self.names, self.loaded, strict=True)
+                         if d.dev}
+        self.ner_labels, self.rel_labels = label_sets([r for d in self.loaded for r in d.train])
+        self.link_typing = bool(opts.link_typing_rows) and opts.epochs > 1 and \
+            self.loaded[0].format == "corpus"
+        self.typing_rows = draw_rows(self.sources[0].path, opts.link_typing_rows,
+                                     random.Random(opts.seed + 1)) if self.link_typing else []
+        self.device = pick_device(opts.device)
+        self.tuner = ThreadTuner(enabled=self.device.type == "cpu")
+        set_phase(f"loading the encoder {opts.base_model}")
+        self.model, self.tok = build_model(opts.base_model, self.ner_labels, self.rel_labels,
+                                           casing=opts.casing)
+        self.model.to(self.device)
+        # Each source's windows, drawn anew every epoch by its weight.
+        set_phase(f"tokenising {sum(len(d.train) for d in self.loaded):,} training rows")
+        self.source_feats: list[tuple[list[Feature], float]] = [
+            (self.featurize(d.train), d.source.weight) for d in self.loaded]
+        self.n_windows = sum(weighted_count(sum(len(x.windows) for x in f), w)
+                             for f, w in self.source_feats)
+        self._optimiser()
+        amp = self.amp = autocast_dtype(self.device)
+        self.scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+        self.result = TrainResult(
+            out=str(out), tuning=str(self.tuning),
+            train_sentences=sum(weighted_count(len(d.train), d.source.weight)
+                                for d in self.loaded),
+            precision="fp32" if amp is None else str(amp).replace("torch.", ""))
+        self.ckpt = Checkpoints(out / CHECKPOINT_DIR,
+                                _fingerprint(opts, self.sources, self.ner_labels,
+                                             self.rel_labels), log,
+                                every_steps=opts.checkpoint_steps,
+                                every_seconds=60 * opts.checkpoint_minutes)
+        self.best, self.bad, self.trained = -1.0, 0, 0
+        self.best_state: dict[str, Any] | None = None
+        self.losses: list[float] = []
+        self.t0 = time.monotonic()
+        self.deadline: float | None = None
+
+    def featurize(self, rows: list[dict]) -> list[Feature]:
+        return featurize(rows, self.tok, self.ner_labels, self.rel_labels,
+                         self.opts.max_length)
+
+    def _optimiser(self) -> None:
+        """AdamW over what learns (the heads at their own rate), with linear warm-up and
+        decay over every epoch's steps."""
+        opts, model = self.opts, self.model
+        heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
+        param_groups = [{"params": heads, "lr": opts.head_learning_rate}]
+        if opts.freeze_encoder:  # a baseline: only the heads learn
+            for p in model.encoder.parameters():
+                p.requires_grad_(False)
+        else:
+            learn = apply_tuning(model, self.tuning)
+            model.tuning, model.base_model = str(self.tuning), opts.base_model
+            param_groups.append({"params": learn, "lr": opts.learning_rate * (
+                LORA_LR_FACTOR if self.tuning.way == "lora" else 1.0)})
+            self.log(f"tuning {self.tuning}: {sum(p.numel() for p in learn):,} of the "
+                     f"encoder's {sum(p.numel() for p in model.encoder.parameters()):,} "
+                     "parameters learn")
+        self.optim = torch.optim.AdamW(param_groups, weight_decay=opts.weight_decay)
+        steps_per_epoch = len(batches_by_length(
+            [x for f, w in self.source_feats for x in weighted(f, w, random.Random(0))],
+            opts.batch_size, random.Random(0), opts.batch_tokens))
+        total = max(1, steps_per_epoch * opts.epochs)
+        warm = int(total * opts.warmup)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.optim, lambda s: (s + 1) / max(1, warm) if s < warm else
+            max(0.0, (total - s) / max(1, total - warm)))
+
+    def resume(self) -> tuple[int, int, bool]:
+        """Go on where a killed run stopped, as if it had not: (epoch, batch within it,
+        whether training had ended). (1, 0, False) without a checkpoint."""
+        saved = self.ckpt.latest()
+        if saved is not None:
+            self.model.load_state_dict(saved["model"], strict=False)  # the rest: as built
+            self.optim.load_state_dict(saved["optim"])
+            self.sched.load_state_dict(saved["sched"])
+            if self.scaler is not None and saved.get("scaler"):
+                self.scaler.load_state_dict(saved["scaler"])
+            self.best, self.bad, self.trained = saved["best"], saved["bad"], saved["trained"]
+            self.best_state = saved["best_state"]
+            for k in ("history", "best_epoch", "dev", "dev_by_source", "link_typing",
+                      "epochs_run"):
+                setattr(self.result, k, saved["result"][k])
+            self.t0 -= saved["seconds"]
+            if saved["typed_rows"]:
+                self.loaded[0].train = self.ckpt.read_rows()
+                self.source_feats[0] = (self.featurize(self.loaded[0].train),
+                                        self.loaded[0].source.weight)
+                self.typing_rows = []
+            self.losses = saved["losses"]
+            self.rng.setstate(saved["rng"])
+            set_rng_states(saved["torch_rng"])
+            self.log(f"resuming training from {saved['path']}: epoch {saved['epoch']}, batch "
+                     f"{saved['batch'] + 1}, optimiser step {self.sched.last_epoch:,}"
+                     + (" (training had ended; choosing the decoder and saving)"
+                        if saved["finished"] else ""))
+            start = saved["epoch"], saved["batch"], saved["finished"]
+            del saved
+        else:
+            start = 1, 0, False
+        if self.opts.max_minutes:
+            self.deadline = self.t0 + self.opts.max_minutes * 60
+        return start
+
+    def snapshot(self, epoch: int, batch: int, epoch_rng: Any, done: bool = False
                  ) -> dict[str, Any]:
         """What a checkpoint holds: the loop goes on from ``batch`` of ``epoch``, whose
         batches are drawn again from ``epoch_rng``."""
-        return {"model": _learnt_state(model), "optim": optim.state_dict(),
-                "sched": sched.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "best": best, "bad": bad, "best_state": best_state, "trained": trained,
-                "result": {k: getattr(result, k) for k in (
+        return {"model": _learnt_state(self.model), "optim": self.optim.state_dict(),
+                "sched": self.sched.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "best": self.best, "bad": self.bad, "best_state": self.best_state,
+                "trained": self.trained,
+                "result": {k: getattr(self.result, k) for k in (
                     "history", "best_epoch", "dev", "dev_by_source", "link_typing",
                     "epochs_run")},
-                "seconds": time.monotonic() - t0, "typed_rows": bool(result.link_typing),
-                "epoch": epoch, "batch": batch, "losses": list(losses), "finished": done,
+                "seconds": time.monotonic() - self.t0,
+                "typed_rows": bool(self.result.link_typing),
+                "epoch": epoch, "batch": batch, "losses": list(self.losses), "finished": done,
                 "rng": epoch_rng, "torch_rng": rng_states()}
 
-    deadline = t0 + opts.max_minutes * 60 if opts.max_minutes else None
-    log(f"training on {n_sentences:,} rows per epoch ({n_windows:,} windows) from "
-        f"{len(sources)} source(s), dev "
-        f"{len(dev_rows):,}, entity labels {ner_labels[1:]}, relation labels "
-        f"{len(rel_labels) - 1}, device {device}")
-    for epoch in range(start_epoch, 0 if finished else opts.epochs + 1):
-        model.train()
-        epoch_rng = rng.getstate()  # the epoch's batches are drawn again from it on resume
-        feats = [x for f, w in source_feats for x in weighted(f, w, rng)]
-        groups = batches_by_length(feats, opts.batch_size, rng, opts.batch_tokens)
-        skip = start_batch if epoch == start_epoch else 0
+    def batches(self, epoch: int, skip: int) -> bool:
+        """The optimiser steps of ``epoch`` from batch ``skip`` on, checkpointed as due;
+        whether the time budget stopped it."""
+        from kgx.runtime.progress import Progress
+
+        self.model.train()
+        epoch_rng = self.rng.getstate()  # the epoch's batches are drawn again from it on resume
+        feats = [x for f, w in self.source_feats for x in weighted(f, w, self.rng)]
+        groups = batches_by_length(feats, self.opts.batch_size, self.rng, self.opts.batch_tokens)
         if not skip:
-            losses = []
+            self.losses = []
         stopped = False
-        with Progress(total=len(groups), unit="batches", enabled=progress,
+        with Progress(total=len(groups), unit="batches", enabled=self.progress,
                       desc=f"model, epoch {epoch}") as bar:  # closed on any error too
             bar.update(skip)
             for at, g in enumerate(groups[skip:], skip):
                 t_batch = time.perf_counter()
-                batch = collate([feats[i] for i in g], tok, device, len(rel_labels))
-                losses.append(_optimiser_step(model, batch, optim, sched, scaler, amp))
-                trained += len(g)
-                tuner.step(time.perf_counter() - t_batch, len(g))
-                bar.update(1, sentences=trained)
-                if ckpt.due() and at + 1 < len(groups):
-                    ckpt.save(snapshot(epoch, at + 1, epoch_rng), sched.last_epoch)
-                if deadline and time.monotonic() > deadline:
+                batch = collate([feats[i] for i in g], self.tok, self.device,
+                                len(self.rel_labels))
+                self.losses.append(_optimiser_step(self.model, batch, self.optim, self.sched,
+                                                   self.scaler, self.amp))
+                self.trained += len(g)
+                self.tuner.step(time.perf_counter() - t_batch, len(g))
+                bar.update(1, sentences=self.trained)
+                if self.ckpt.due() and at + 1 < len(groups):
+                    self.ckpt.save(self.snapshot(epoch, at + 1, epoch_rng),
+                                   self.sched.last_epoch)
+                if self.deadline and time.monotonic() > self.deadline:
                     stopped = True
                     break
         if not stopped and skip < len(groups):
             # the epoch's batches are done: a kill in the scoring and link typing that follow
             # costs those alone
-            ckpt.save(snapshot(epoch, len(groups), epoch_rng), sched.last_epoch)
-        model.eval()
-        set_phase(f"scoring epoch {epoch} on {sum(map(len, dev_sets.values())):,} dev rows")
-        reader = Predictor(model, tok, {}, max_length=opts.max_length)
-        by_source = {n: evaluate_rows(reader, rows) for n, rows in dev_sets.items()}
-        scores = by_source.get(names[0], {})
+            self.ckpt.save(self.snapshot(epoch, len(groups), epoch_rng), self.sched.last_epoch)
+        return stopped
+
+    def score(self, epoch: int) -> bool:
+        """``epoch`` scored on every source's dev set and kept when best; whether early
+        stopping ends training."""
+        from kgx.model.evaluate import evaluate_rows
+        from kgx.runtime.progress import set_phase
+
+        self.model.eval()
+        set_phase(f"scoring epoch {epoch} on {sum(map(len, self.dev_sets.values())):,} dev "
+                  "rows")
+        reader = Predictor(self.model, self.tok, {}, max_length=self.opts.max_length)
+        by_source = {n: evaluate_rows(reader, rows) for n, rows in self.dev_sets.items()}
+        scores = by_source.get(self.names[0], {})
         score = sum(map(dev_score, by_source.values())) / max(1, len(by_source))
-        entry = {"epoch": epoch, "loss": round(sum(losses) / max(1, len(losses)), 4),
+        entry = {"epoch": epoch, "loss": round(sum(self.losses) / max(1, len(self.losses)), 4),
                  "dev_entity_f1": scores.get("entities", {}).get("micro", {}).get("f1"),
                  "dev_relation_f1": scores.get("relations", {}).get("micro", {}).get("f1"),
                  "dev_score": round(score, 4)}
-        if len(sources) > 1:
+        if len(self.sources) > 1:
             entry["dev_by_source"] = {n: round(dev_score(v), 4) for n, v in by_source.items()}
-        result.history.append(entry)
-        log("epoch {epoch}: loss {loss}, dev entity F1 {dev_entity_f1}, dev relation F1 "
-            "{dev_relation_f1}".format(**entry))
-        result.epochs_run = epoch
-        if score > best:
-            best, bad, result.best_epoch, result.dev = score, 0, epoch, scores
-            result.dev_by_source = by_source
-            best_state = {k: v.detach().cpu().clone() for k, v in _learnt_state(model).items()}
-        else:
-            bad += 1
-            if bad > opts.patience:
-                log(f"early stop: dev score has not improved for {bad} epochs")
-                stopped = True
-        if stopped and deadline and time.monotonic() > deadline:
-            log(f"stopped: time budget of {opts.max_minutes} minutes reached")
-        if link_typing and epoch == 1 and not stopped:
-            set_phase(f"typing links to untyped pages in {len(typing_rows):,} rows")
-            rows, typing = type_links(reader, loaded[0].train, typing_rows)
-            loaded[0].train = sample_training_rows(rows, opts.max_train_sentences,
-                                                   opts.max_empty_share, rng)
-            source_feats[0] = (featurize(loaded[0].train, tok, ner_labels, rel_labels,
-                                         opts.max_length), loaded[0].source.weight)
-            result.link_typing = asdict(typing)
-            log(f"link typing: {typing.links:,} links to {typing.targets:,} untyped pages read "
-                f"in {typing.seconds} s; typed {typing.typed or 'none'}; "
-                f"{typing.mentions_added:,} mentions added")
-            typing_rows = []  # read: not kept through the later epochs
-            ckpt.save_rows(loaded[0].train)
-        losses = []
-        ckpt.save(snapshot(epoch + 1, 0, rng.getstate(), done=stopped), sched.last_epoch)
-        if stopped:
-            break
-    result.seconds = round(time.monotonic() - t0, 1)
-    result.sentences_per_second = round(trained / max(1e-9, result.seconds), 1)
-    if best_state is not None:
-        model.load_state_dict(best_state, strict=False)
-    decoder = _decode_and_score(model, tok, opts, result, source_feats, dev_sets, loaded,
-                                names, log)
-    metadata = _metadata(opts, onto, sources, loaded, names, ner_labels, rel_labels, result,
-                         decoder)
-    set_phase("saving the model")
-    model.save(out_p, tok, metadata)
-    (out_p / "README.md").write_text(model_card(metadata), encoding="utf-8")
-    ckpt.clear()  # the model is saved: nothing to resume
-    return result
+        self.result.history.append(entry)
+        self.log("epoch {epoch}: loss {loss}, dev entity F1 {dev_entity_f1}, dev relation F1 "
+                 "{dev_relation_f1}".format(**entry))
+        self.result.epochs_run = epoch
+        if score > self.best:
+            self.best, self.bad, self.result.best_epoch = score, 0, epoch
+            self.result.dev, self.result.dev_by_source = scores, by_source
+            self.best_state = {k: v.detach().cpu().clone()
+                               for k, v in _learnt_state(self.model).items()}
+            return False
+        self.bad += 1
+        if self.bad > self.opts.patience:
+            self.log(f"early stop: dev score has not improved for {self.bad} epochs")
+            return True
+        return False
+
+    def type_links(self) -> None:
+        """After the first epoch: the silver corpus's links to pages of no known type typed
+        by the tagger's reading of them, and the rows the later epochs learn from drawn
+        again."""
+        from kgx.runtime.progress import set_phase
+
+        set_phase(f"typing links to untyped pages in {len(self.typing_rows):,} rows")
+        reader = Predictor(self.model, self.tok, {}, max_length=self.opts.max_length)
+        rows, typing = type_links(reader, self.loaded[0].train, self.typing_rows)
+        first = self.loaded[0]
+        first.train = sample_training_rows(rows, self.opts.max_train_sentences,
+                                           self.opts.max_empty_share, self.rng)
+        self.source_feats[0] = (self.featurize(first.train), first.source.weight)
+        self.result.link_typing = asdict(typing)
+        self.log(f"link typing: {typing.links:,} links to {typing.targets:,} untyped pages "
+                 f"read in {typing.seconds} s; typed {typing.typed or 'none'}; "
+                 f"{typing.mentions_added:,} mentions added")
+        self.typing_rows = []  # read: not kept through the later epochs
+        self.ckpt.save_rows(first.train)

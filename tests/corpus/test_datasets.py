@@ -37,8 +37,8 @@ def test_conll_errors(tmp_path: Path) -> None:
 
 def test_docred_documents_become_document_rows(tmp_path: Path, tiny_bert: Path) -> None:
     from kgx.corpus.datasets import docred_document_rows
+    from kgx.model.batches import featurize
     from kgx.model.sources import wikidata_relation_label
-    from kgx.model.train import featurize
 
     docs = read_docred(docred_file(tmp_path / "d.json", 1))
     (row,) = docred_document_rows(docs, wikidata_relation_label())
