@@ -166,10 +166,11 @@ class _Renderer:
         if not name or name[0] == "#" or ":" in name:
             return  # parser functions, magic words, transcluded pages: nothing visible here
         self.templates.add(name)
+        handler = handler_for(name, self.site.lang)
         if name.startswith("infobox") or name in self.infobox_names:
             self.infoboxes.append((name, args, self.tpos[i] < self.first_heading))
-            return
-        handler = handler_for(name, self.site.lang)
+            if handler is None:
+                return  # an infobox shows nothing in the prose; {{Bio}} writes its lead too
         if handler is not None:
             handler(Call(name, args, self))
 

@@ -172,5 +172,11 @@ def test_italian_bio_writes_the_first_sentence_with_its_name_and_places() -> Non
         .replace("|Sesso = M", "|Sesso = F").replace("chimico", "scienziata")
     doc = parse_page(Page(id=1, title="X", ns=0, text=alive), IT_SITE)
     assert "(Stoccolma, 21 ottobre 1833) è una scienziata e filantropo svedese." in doc.text
-    # On another wiki {{Bio}} is no template kgx knows: nothing is written.
+    # Mapped as an infobox (its page is a Person), it still writes the lead.
+    from kgx.ontology import load_mappings
+
+    doc = parse_page(Page(id=1, title="Alfred Nobel", ns=0, text=BIO), IT_SITE,
+                     load_mappings().infobox_names())
+    assert doc.text.startswith(first) and [b.template for b in doc.infoboxes] == ["bio"]
+    # On another wiki {{Bio}} is no template kgx renders: nothing is written.
     assert parse_page(Page(id=1, title="X", ns=0, text=BIO), SITE).text.startswith("È noto")
