@@ -243,7 +243,7 @@ def main() -> None:
     print("\n".join(sections))
     write_page("bench_precision" + (f"_{args.page}" if args.page else ""),
                "How far the reader's facts can be trusted" + (f": {what}" if args.page else ""),
-               [about(__doc__), "\n".join(sections)])
+               [about(__doc__), "\n".join(sections)], script="bench_precision")
 
 
 if __name__ == "__main__":

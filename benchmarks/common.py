@@ -117,12 +117,12 @@ def printed_page(script: str, doc: str | None) -> Iterator[None]:
     write_page(name, title, [about(doc), "As printed:", printed])  # indented: preformatted
 
 
-def write_page(name: str, title: str, sections: Sequence[str], argv: Sequence[str] | None = None
-               ) -> Path:
-    """``docs/benchmarks/NAME.md``: what ran, where, and ``sections`` (Markdown), in that
-    order. Returns its path."""
+def write_page(name: str, title: str, sections: Sequence[str], argv: Sequence[str] | None = None,
+               script: str | None = None) -> Path:
+    """``docs/benchmarks/NAME.md``: what ran (``script``, by default NAME, with ``argv``),
+    where, and ``sections`` (Markdown), in that order. Returns its path."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = " ".join(["python -m benchmarks." + name, *argv])
+    command = " ".join(["python -m benchmarks." + (script or name), *argv])
     head = [f"# {title}", "",
             f"Written by `{command}` on {_dt.date.today().isoformat()}, kgx {version()}.", "",
             f"Machine: {machine()}.", ""]

@@ -48,6 +48,8 @@ MIN_FIT = 50  # scored facts the calibration needs, at least MIN_EACH of them ri
 MIN_EACH = 10
 NER_MIN_MENTIONS = 2  # mentions an entity needs to be typed by their majority
 NER_MIN_SHARE = 0.6
+# The language of the gold dev relations bars may come from: Re-DocRED's, which kgx ships
+GOLD_DEV_LANGUAGE = "en"
 # The properties that place a thing in a larger place: followed up for "coarse but true"
 PLACE_UP = frozenset({"locatedIn", "country"})
 FEATURES = ("best_score", "log_sentences", "log_pages", "types_from_graph", "types_from_ner",
@@ -534,20 +536,29 @@ def gold_gates(outcomes: dict[str, list[list[Any]]], target: float) -> dict[str,
 
 def decide_bars(judged: Sequence[tuple[str, list[float], bool]], props: Iterable[str],
                 gold_outcomes: dict[str, list[list[Any]]], target: float,
-                typed: Callable[[str], bool]) -> tuple[Confidence, dict[str, Gate]]:
+                typed: Callable[[str], bool], no_gold_bars: str | None = None
+                ) -> tuple[Confidence, dict[str, Gate]]:
     """The confidence and each property's bar, from the judged held-out facts ((property,
     features, right)), the properties read and the gold dev relations. A property the
     ontology gives no domain and range (``typed`` False: an unaligned Wikidata id) asserts
-    nothing: its types cannot be checked."""
+    nothing: its types cannot be checked. ``no_gold_bars``: why the gold dev relations may set
+    no bar (they were read in another language than the wiki's): only held-out facts do."""
     calib = Calibration.choose([x for _, x, _ in judged], [y for *_, y in judged],
                                gold_outcomes)
     gates = combine_gates(choose_gates([(p, calib(x), y) for p, x, y in judged], target,
-                                       props), gold_gates(gold_outcomes, target))
+                                       props),
+                          {} if no_gold_bars else gold_gates(gold_outcomes, target))
     if target > 0:
         for p, g in gates.items():
             if not typed(p):
                 gates[p] = Gate(p, g.scored, None, g.precision, 0, "the ontology gives it no "
                                 "domain and range, so its types cannot be checked", g.source)
+            elif no_gold_bars and g.threshold is None and g.scored < MIN_SCORED:
+                g.why = (f"too few held-out facts ({g.scored}) to estimate its precision "
+                         f"(fewer than {MIN_SCORED}); {no_gold_bars}")
+        for p in gold_outcomes if no_gold_bars else ():
+            gates.setdefault(p, Gate(p, 0, None, None, 0, "no held-out facts to estimate its "
+                                     f"precision; {no_gold_bars}"))
     gold_props = frozenset(p for p, g in gates.items() if g.source == "gold dev")
     gold = calib if calib.source == "gold dev" else Calibration.on_gold_dev(gold_outcomes)
     return Confidence(calib, gold, gold_props), gates
