@@ -409,9 +409,14 @@ class Confidence:
             return self.gold(features[:1])
         return self.main(features)
 
+    @property
+    def split(self) -> bool:
+        """Whether some properties' confidence comes from another calibration than ``main``."""
+        return bool(self.gold_props) and self.gold.fitted and self.main.source != "gold dev"
+
     def to_json(self) -> dict[str, Any]:
         out = self.main.to_json()
-        if self.gold_props and self.gold.fitted and self.main.source != "gold dev":
+        if self.split:
             out["gold_dev"] = {**self.gold.to_json(), "properties": sorted(self.gold_props)}
         return out
 

@@ -170,7 +170,7 @@ def _log_measures(report: dict[str, Any], calib: Any, log: Callable[[str], None]
     main = calib.main
     log(f"[read] confidence calibrated on {main.source} facts ({main.examples:,})"
         + (f"; of {', '.join(sorted(calib.gold_props))}, whose bars gold dev set, on gold dev "
-           f"relations ({calib.gold.examples:,})" if "gold_dev" in calib.to_json() else "")
+           f"relations ({calib.gold.examples:,})" if calib.split else "")
         if main.fitted else "[read] confidence: too few held-out facts or gold dev relations "
         "to calibrate on; a fact's confidence is its best sentence score")
 

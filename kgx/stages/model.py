@@ -80,9 +80,10 @@ class ModelStage(Stage):
 def _budget(run: Run) -> tuple[int | None, float | None]:
     o = run.opts
     if o.train_sentences is None and o.train_minutes is None:
-        from kgx.model.network import pick_device
+        import torch  # the device that will train, without pick_device's thread setting
 
-        return training_budget(pick_device(o.device).type, None, None)
+        device = o.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return training_budget(torch.device(device).type, None, None)
     return o.train_sentences, o.train_minutes
 
 

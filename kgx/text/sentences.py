@@ -43,10 +43,10 @@ def rules_for(lang: str) -> str:
     """The language whose spaCy rules cut ``lang``'s sentences: ``lang`` itself, or ``xx``
     (spaCy's multilingual rules: the sentence-final marks of every script, no abbreviations)
     where spaCy has no rules for it (Latgalian, Low German...)."""
-    import spacy
+    from spacy.util import get_lang_class
 
     try:
-        spacy.blank(lang)
+        get_lang_class(lang)  # what spacy.blank looks up, without building a pipeline
     except (ImportError, KeyError):
         return "xx"
     return lang

@@ -26,7 +26,7 @@ from kgx.text.markup import (
     pipe_trick,
     preprocess,
 )
-from kgx.text.site import Site
+from kgx.text.site import ParsedTitle, Site
 from kgx.text.templates import DISAMBIGUATION, Arg, Call, handler_for
 
 
@@ -100,7 +100,10 @@ class _Renderer:
     def link(self, text: str, target: str) -> None:
         start = self.out.pos
         self.out.text(text)
-        parsed = self.site.parse(target)
+        self._add_link(start, self.site.parse(target))
+
+    def _add_link(self, start: int, parsed: ParsedTitle | None) -> None:
+        """The text written since ``start`` becomes a link when its target is an article."""
         if parsed is not None and not parsed.interwiki and parsed.ns == 0 and \
                 self.out.pos > start:
             self.out.links.append((start, self.out.pos, parsed.title))
@@ -210,9 +213,7 @@ class _Renderer:
         if m:
             self.out.text(m.group())
             after = m.end()
-        if (parsed is not None and not parsed.interwiki and parsed.ns == 0
-                and self.out.pos > start):
-            self.out.links.append((start, self.out.pos, parsed.title))
+        self._add_link(start, parsed)
         return after
 
     def render_value(self, start: int, end: int) -> Rendered:
