@@ -244,6 +244,63 @@ def _next_steps(out: Path, log_file: Path | None) -> None:
 
 
 @app.command()
+def update(
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="A graph kgx extract made.")],
+    dump: Annotated[Path, typer.Argument(metavar="DUMP", help="A newer dump of the same wiki: "
+                                         "a whole pages-articles dump (with --full) or a dump "
+                                         "of changed pages.")],
+    full: Annotated[bool, typer.Option(
+        "--full", help="DUMP is a whole dump: pages the graph has and DUMP lacks are "
+        "deleted. Without it, pages DUMP lacks are kept.")] = False,
+    allow_older: Annotated[bool, typer.Option(
+        "--allow-older", help="Apply DUMP even where its pages are older than the graph's.")
+        ] = False,
+    workers: Annotated[int, typer.Option("-j", "--workers",
+                                         help="Worker processes (default: all cores).")
+                       ] = os.cpu_count() or 1,
+    wikidata: Annotated[Path | None, typer.Option(
+        help="A Wikidata JSON dump to take the entities' Wikidata ids from (default: the one "
+        "OUT was made with, if any).")] = None,
+    progress: Annotated[bool | None, typer.Option(
+        "--progress/--no-progress", help="Progress bar (default: on a terminal).")] = None,
+) -> None:
+    """Apply a newer dump to OUT: unchanged pages are skipped, changed ones replaced (no
+    retraining), then the index, the reading and the entailments brought up to date."""
+    from kgx.dump.sources import DumpError
+    from kgx.outdir import OutputInUse
+    from kgx.runtime import logs
+    from kgx.stages.update import update as run
+    from kgx.structure.wikidata import WikidataError
+    from kgx.update.run import UpdateOptions
+    from kgx.update.scan import UpdateError
+
+    if not out.is_dir():
+        _fail(f"{out}: no such folder; kgx update takes a folder kgx extract made")
+    try:
+        log_file = logs.setup(out)
+    except OSError as exc:
+        _fail(f"{out}: cannot be written ({exc.strerror or exc})")
+        return
+    try:
+        rep = run(out, dump, UpdateOptions(full=full, allow_older=allow_older,
+                                           workers=workers, progress=progress,
+                                           wikidata=str(wikidata) if wikidata else None),
+                  log=logs.info)
+    except KeyboardInterrupt:
+        logs.info(f"kgx: interrupted. What was committed is kept in {out}; run the same "
+                  "command again to continue from it.")
+        raise typer.Exit(130) from None
+    except (DumpError, UpdateError, WikidataError, FileNotFoundError, OutputInUse) as exc:
+        _fail(str(exc))
+        return
+    u = rep.get("update", {})
+    logs.info(f"update: {u.get('seconds', {}).get('total', 0):.1f} s for the structure; "
+              f"quads retracted {u.get('quads_retracted', 0):,}, added "
+              f"{u.get('quads_added', 0):,}")
+    _next_steps(out, log_file)
+
+
+@app.command()
 def repack(
     dump: Annotated[Path, typer.Argument(metavar="DUMP", help="A dump kgx reads.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="NAME-multistream.xml.bz2 to write "

@@ -20,6 +20,7 @@ STORE_DIR = "store"
 REPORT_FILE = "report.json"
 ALIASES_FILE = "aliases.sqlite"
 DOCUMENTS_FILE = "documents.jsonl"
+PAGES_DIR = "pages"  # the structure pass's parts, by generation: what kgx update reads again
 STAGES_FILE = "stages.json"
 LOCK_FILE = ".kgx.lock"
 LOG_FILE = "kgx.log"

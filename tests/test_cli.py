@@ -28,7 +28,7 @@ def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return o
 
 
-@pytest.mark.parametrize("cmd", [[], ["extract"], ["query"], ["report"]])
+@pytest.mark.parametrize("cmd", [[], ["extract"], ["query"], ["report"], ["update"]])
 def test_help(cmd: list[str]) -> None:
     res = runner.invoke(app, cmd + ["--help"])
     assert res.exit_code == 0 and "Usage" in res.output
@@ -78,6 +78,22 @@ def test_extract_errors(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "unknown format" in res.output
     res = runner.invoke(app, ["extract", str(bad), "-o", str(tmp_path / "o")])
     assert res.exit_code == 2 and "unknown format" in res.output
+
+
+def test_update_says_what_it_did_and_why_it_refuses(out: Path, tmp_path: Path) -> None:
+    import shutil
+
+    g = tmp_path / "g"
+    shutil.copytree(out, g)
+    res = runner.invoke(app, ["update", str(g), str(SAMPLE), "--full", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert "206 pages unchanged, 0 changed, 0 added, 0 deleted" in res.output
+    tiny = Path(__file__).resolve().parents[2] / "shared" / "data" / "dumps" / "tinywiki.xml"
+    if tiny.exists():
+        res = runner.invoke(app, ["update", str(g), str(tiny)])
+        assert res.exit_code == 2 and "is a dump of another wiki" in res.output
+    res = runner.invoke(app, ["update", str(tmp_path / "none"), str(SAMPLE)])
+    assert res.exit_code == 2 and "no such folder" in res.output
 
 
 def test_truncated_dump_exits_nonzero(tmp_path: Path) -> None:

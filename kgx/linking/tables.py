@@ -257,6 +257,16 @@ class _TableBuild:
         from kgx.engines.local import Crashed
 
         db = self.db
+        # Numbered by title, not in the order first seen: the same entities get the same
+        # ids (and the index the same rows) whatever order the alias table's rows are in, as
+        # after kgx update.
+        db.executescript("""
+            CREATE TABLE build.numbered AS SELECT row_number() OVER (ORDER BY title) AS id,
+                title, coarse, fine, description FROM build.entities;
+            DELETE FROM build.entities;
+            INSERT INTO build.entities SELECT * FROM build.numbered ORDER BY id;
+            DROP TABLE build.numbered;
+        """)
         sums = self.work / "sums"
         sums.mkdir()
         summed = pool.map(sum_alias_part, [(self.build_file, k, str(sums / f"{k:04d}.sqlite"))

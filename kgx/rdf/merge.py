@@ -116,6 +116,23 @@ def merge(out: Path, parts: list[str], reasoning: bool, structure_bytes: int,
             "inference_chunks_lost": len(state.get("lost_chunks", []))}
 
 
+def forget_inferred(out: Path, namespace: str) -> None:
+    """Take the entailments out of the store and forget the merge, so that the next merge
+    infers them again over the store as it is (:mod:`kgx.stages.update`, on a store it
+    brought up to date), without loading it afresh. The entailments go first: killed
+    between the two, the merge still finds its old state and loads the store afresh."""
+    import pyoxigraph as ox
+
+    store_dir = out / STORE_DIR
+    if not store_dir.is_dir():
+        return
+    store = ox.Store(str(store_dir))
+    store.remove_graph(ox.NamedNode(namespace + "graph/inferred"))
+    store.flush()
+    del store
+    (store_dir / STATE_FILE).unlink(missing_ok=True)
+
+
 def _append_lines(path: Path, lines: Any) -> int:
     n = 0
     with open(path, "a", encoding="utf-8") as f:

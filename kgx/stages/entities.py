@@ -21,7 +21,7 @@ class EntitiesStage(Stage):
         return [ENTITY_INDEX_FILE, ENTITY_META_FILE]
 
     def key(self, run: Run) -> str:
-        return stage_key(*run.upstream(self), ENCODER, "entities-4")
+        return stage_key(*run.upstream(self), ENCODER, "entities-5")
 
     def execute(self, run: Run) -> dict[str, Any]:
         return build_entities(run.out, run.work(self.name), run.keys[self.name], run.opts,

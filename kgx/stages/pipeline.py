@@ -137,6 +137,14 @@ def _run(dump_p: Path, out_p: Path, opts: PipelineOptions, log: Callable[[str], 
 
     with use_engine(opts.engine, opts.ray_address, ex.workers or usable_cores(), log) as engine:
         run_stages([cls() for cls in STAGES], r)
+    return final_report(r, engine)
+
+
+def final_report(r: Run, engine: dict[str, Any], update: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """``report.json`` with what the stages after the structure pass did (and, after
+    ``kgx update``, its ``update`` section); returned."""
+    out_p, opts = r.out, r.opts
     read_info = r.info.get("read", {})
     report = json.loads((out_p / REPORT_FILE).read_text("utf-8"))
     # What the structure pass found of the dump stands (a dump that broke off); a stop of an
@@ -144,6 +152,8 @@ def _run(dump_p: Path, out_p: Path, opts: PipelineOptions, log: Callable[[str], 
     structure = r.info.get("structure", {})
     report["finished"] = bool(structure.get("finished", report.get("finished")))
     report["error"] = structure.get("error")
+    if update is not None:
+        report["update"] = update
     report["pipeline"] = {
         "stages_seconds": {k: round(v, 2) for k, v in r.seconds.items()},
         "model": r.info.get("model", {}).get("dir"), "read": read_info,

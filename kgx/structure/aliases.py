@@ -35,11 +35,15 @@ ANCHOR_PARTS = 16  # fixed, not the worker count: a run resumed with other worke
 _ANCHOR_ROWS = "".join(
     f"CREATE TABLE IF NOT EXISTS anchor_rows_{k} (anchor TEXT NOT NULL, target TEXT NOT NULL, "
     "n INTEGER NOT NULL);\n" for k in range(ANCHOR_PARTS))
-# Where each page's facts are, so that a page id seen twice keeps one page (structure pass only).
+# Every page read, its revision and where its facts are (a part file of the graph's pages, its
+# first line and lines, its document's line in the part's documents or -1): a page id seen twice
+# keeps one page, and an update (kgx.update) tells changed pages from unchanged ones and finds
+# what a changed page had written.
 _PAGES = """
 CREATE TABLE IF NOT EXISTS pages (id INTEGER PRIMARY KEY, rev INTEGER, title TEXT, part TEXT,
-                                  first INTEGER, n INTEGER);
+                                  first INTEGER, n INTEGER, kind TEXT, doc INTEGER);
 """
+PAGE_COLUMNS = 8
 MAX_REDIRECT_HOPS = 5
 
 
@@ -57,24 +61,22 @@ class AliasStore:
                                       check_same_thread=False)
         else:
             self.db = sort_threads(sqlite3.connect(self.path, check_same_thread=False))
-            self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
-        self._pages_table = False
+            self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA
+                                  + _PAGES)
         self._anchor_tables = False
         self._resolve = lru_cache(maxsize=1 << 18)(self._resolve_uncached)
 
     # ------------------------------------------------------------ writing
 
-    def add_pages(self, rows: list[tuple[int, int | None, str, str, int, int]]
+    def add_pages(self, rows: list[tuple[Any, ...]]
                   ) -> list[tuple[tuple[Any, ...], tuple[Any, ...]]]:
-        """Record where pages' facts are: ``(id, revision, title, part, first line, lines)``.
+        """Record where pages' facts are: ``(id, revision, title, part, first line, lines,
+        kind, document line)``.
 
         Returns:
             For each page id already recorded, ``(kept, dropped)``: MediaWiki keeps the later
             revision (on a tie, the page read later), and the dropped page's lines must go.
         """
-        if not self._pages_table:
-            self.db.execute(_PAGES)
-            self._pages_table = True
         ids = [r[0] for r in rows]
         old = {r[0]: r for r in self.db.execute(
             f"SELECT * FROM pages WHERE id IN ({','.join('?' * len(ids))})", ids)} if ids else {}
@@ -89,7 +91,7 @@ class AliasStore:
                 final[r[0]] = r
             else:
                 clashes.append((prev, r))
-        self.db.executemany("INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?, ?)",
+        self.db.executemany(f"INSERT OR REPLACE INTO pages VALUES ({','.join('?' * PAGE_COLUMNS)})",
                             list(final.values()))
         return clashes
 
@@ -159,7 +161,6 @@ class AliasStore:
             shutil.rmtree(work, ignore_errors=True)
         for k in range(ANCHOR_PARTS):
             self.db.execute(f"DROP TABLE IF EXISTS anchor_rows_{k}")
-        self.db.execute("DROP TABLE IF EXISTS pages")
         self.db.commit()
         self.db.execute("PRAGMA journal_mode=DELETE")  # folds a WAL back into the file
 

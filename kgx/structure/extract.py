@@ -34,6 +34,7 @@ from kgx.outdir import (
     ALIASES_FILE,
     DOCUMENTS_FILE,
     GRAPH_FILE,
+    PAGES_DIR,
     REPORT_FILE,
     STORE_DIR,
     WORK_DIR,
@@ -225,8 +226,7 @@ class _Writer:
         pages, titles, redirects = [], [], []
         anchors: Counter[tuple[str, str]] = Counter()
         for res in results:
-            pages += [(r.page_id, r.revision_id, r.title, res.part, r.first_line, r.n_lines)
-                      for r in res.results if r.kind in ("article", "disambiguation", "redirect")]
+            pages += [page_row(r, res.part) for r in res.results]
             for r in res.results:
                 d["pages"]["read"] += 1
                 d["pages"][r.kind] += 1
@@ -279,13 +279,24 @@ class _Writer:
 
     def stems(self) -> list[str]:
         """Part files of facts, in dump order."""
-        return sorted(f.name[: -len(".nq")] for f in self.parts.glob("*.nq")
-                      if not f.name.endswith(RESOLVED))
+        return part_stems(self.parts)
 
     def close(self, pool: Any, log: Callable[[str], None]) -> None:
         """Sum the anchors in ``pool``'s workers, a line to ``log`` per part; flush the alias
         table."""
         self.aliases.finish(pool.map, log)
+
+
+def page_row(r: PageResult, part: str) -> tuple[Any, ...]:
+    """A page's row of the alias table's ``pages`` (:meth:`AliasStore.add_pages`)."""
+    return (r.page_id, r.revision_id, r.title, part, r.first_line, r.n_lines, r.kind,
+            r.doc_line)
+
+
+def part_stems(parts: Path) -> list[str]:
+    """The stems of the part files of facts in ``parts``, in dump order."""
+    return sorted(f.name[: -len(".nq")] for f in parts.glob("*.nq")
+                  if not f.name.endswith(RESOLVED))
 
 
 RESOLVED = ".resolved.nq"
@@ -335,7 +346,7 @@ def structure_key(dump: Path, opts: ExtractOptions, index: str | None) -> str:
     # by an earlier version starts over rather than leave its rows unsummed.
     return stage_key(__version__, dump_fingerprint(dump), opts.limit, opts.namespace,
                      asdict(opts.limits), opts.keep_documents, index, vocabulary.hexdigest(),
-                     "anchors-2", *([dump_fingerprint(Path(opts.wikidata))]
+                     "anchors-2", "pages-2", *([dump_fingerprint(Path(opts.wikidata))]
                                     if opts.wikidata else []))
 
 
@@ -427,13 +438,13 @@ def _run_sequential(reader: DumpReader, pool: OrderedPool, writer: _Writer,
         n = writer.report.pages.get("read", 0)
         for task_id, got in writer.job.run(partial(pool.map, run_pages),
                                            _batches(reader, opts.limit), split):
-            results = [_page_crashed(r) if isinstance(r, Crashed) else r for r in got]
+            results = [page_crashed(r) if isinstance(r, Crashed) else r for r in got]
             writer.commit(task_id, results)  # a split task: committed when all are in
             n += sum(len(r.results) for r in results)
             bar.update_to(reader.compressed_pos, pages=n)
 
 
-def _page_crashed(res: Crashed) -> TaskResult:
+def page_crashed(res: Crashed) -> TaskResult:
     """A one-page retry that killed its worker again: the page is skipped."""
     task_id, pages, _ = res.task
     page = pages[0]
@@ -473,30 +484,46 @@ def _run_multistream(path: Path, streams: list[Stream], pool: OrderedPool, write
 
 def _finish(out: Path, work: Path, pool: OrderedPool, writer: _Writer, report: Report,
             opts: ExtractOptions, site: Site) -> None:
-    """Redirects resolved part by part in the workers, then one graph.nq, one store."""
-    t = time.monotonic()
-    todo = [(stem, writer.dropped.get(stem, [])) for stem in writer.stems()
-            if not (writer.parts / (stem + RESOLVED)).exists()]
-    for _ in pool.map(resolve_part, todo):
-        pass
-    pool.close()  # its last map: the store load needs no worker
-    def ontology(f: BinaryIO) -> None:
-        report.triples["ontology"] += _append_ontology(f)
-        if opts.wikidata:
-            report.triples["wikidata"] += _append_wikidata(f, Path(opts.wikidata), site,
-                                                           writer.aliases, report)
-
-    concatenate(sorted(writer.parts.glob("*" + RESOLVED)), out / GRAPH_FILE, ontology)
-    if opts.keep_documents:
-        concatenate(sorted(writer.parts.glob("*.jsonl")), out / DOCUMENTS_FILE)
-    report.seconds["resolve"] = round(time.monotonic() - t, 3)
-    if opts.load_store:
+    """Redirects resolved part by part in the workers, then one graph.nq, one store; the
+    parts themselves kept as the graph's pages (``OUT/pages/0``: an update reads them again)."""
+    moving = work / "pages-moving"  # graph.nq, the documents and the store are written
+    if not moving.exists():
         t = time.monotonic()
-        loaded = load_store(out / GRAPH_FILE, out / STORE_DIR)
-        report.refused_quads = loaded.refused
-        report.refused = loaded.examples
-        report.seconds["store"] = round(time.monotonic() - t, 3)
-        report.store_steps = {"seconds": loaded.seconds, "cpu_seconds": loaded.cpu_seconds}
+        todo = [(stem, writer.dropped.get(stem, [])) for stem in writer.stems()
+                if not (writer.parts / (stem + RESOLVED)).exists()]
+        for _ in pool.map(resolve_part, todo):
+            pass
+        pool.close()  # its last map: the store load needs no worker
+
+        def ontology(f: BinaryIO) -> None:
+            report.triples["ontology"] += append_ontology(f)
+            if opts.wikidata:
+                found = append_wikidata(f, Path(opts.wikidata), site, writer.aliases)
+                report.wikidata = asdict(found)
+                report.triples["wikidata"] += found.facts
+
+        resolved = sorted(writer.parts.glob("*" + RESOLVED))
+        concatenate(resolved, out / GRAPH_FILE, ontology)
+        if opts.keep_documents:
+            concatenate(document_parts(writer.parts, writer.stems()), out / DOCUMENTS_FILE)
+        report.seconds["resolve"] = round(time.monotonic() - t, 3)
+        if opts.load_store:
+            t = time.monotonic()
+            loaded = load_store(out / GRAPH_FILE, out / STORE_DIR)
+            report.refused_quads = loaded.refused
+            report.refused = loaded.examples
+            report.seconds["store"] = round(time.monotonic() - t, 3)
+            report.store_steps = {"seconds": loaded.seconds, "cpu_seconds": loaded.cpu_seconds}
+        for f in resolved:
+            f.unlink()
+        writer.aliases.db.execute("UPDATE pages SET part = '0/' || part "
+                                  "WHERE part NOT LIKE '%/%'")
+        writer.aliases.db.commit()
+        shutil.rmtree(out / PAGES_DIR, ignore_errors=True)  # an earlier graph's
+        moving.touch()
+    if any(writer.parts.iterdir()):  # one rename: the parts are the pages' generation 0
+        (out / PAGES_DIR).mkdir(exist_ok=True)
+        os.rename(writer.parts, out / PAGES_DIR / "0")
     # The alias table holds the journal: it leaves the work folder only once everything else
     # is written, so a store load that fails (a full disk) keeps every committed chunk.
     writer.aliases.close()
@@ -507,10 +534,15 @@ def _finish(out: Path, work: Path, pool: OrderedPool, writer: _Writer, report: R
     write_atomic(out / REPORT_FILE, json.dumps(report.to_json(), indent=2, ensure_ascii=False))
 
 
-def _append_wikidata(f: BinaryIO, path: Path, site: Site, aliases: AliasStore,
-                     report: Report) -> int:
+def document_parts(parts: Path, stems: list[str]) -> list[Path]:
+    """The documents parts of ``stems`` in ``parts`` that exist, in order."""
+    return [p for p in (parts / f"{stem}.jsonl" for stem in stems) if p.exists()]
+
+
+def append_wikidata(f: BinaryIO, path: Path, site: Site, aliases: AliasStore) -> Any:
     """Write the Wikidata ids (and labels, aliases) of the entities the items of ``path``
-    link, each in its page's ``wikidata`` graph; returns the facts written."""
+    link, each in its page's ``wikidata`` graph; returns what was found
+    (:class:`kgx.structure.wikidata.WikidataReport`)."""
     from kgx.rdf.quads import to_nquads
     from kgx.structure.wikidata import WikidataReport, read_items, site_key, wikidata_facts
 
@@ -530,11 +562,10 @@ def _append_wikidata(f: BinaryIO, path: Path, site: Site, aliases: AliasStore,
     for entity, facts in wikidata_facts(items, page_of, info.lang, __version__, found):
         lines, _ = to_nquads(facts, site, entity)
         f.write("".join(lines).encode("utf-8"))
-    report.wikidata = asdict(found)
-    return found.facts
+    return found
 
 
-def _append_ontology(f: BinaryIO) -> int:
+def append_ontology(f: BinaryIO) -> int:
     """Write the ontology's triples to ``f`` as N-Quads in its own graph; returns how many."""
     import pyoxigraph as ox
 

@@ -9,7 +9,7 @@ import json
 import os
 import signal
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ class PageResult:
     revisions_skipped: int = 0  # older revisions of a history dump, not read
     first_line: int = 0  # where this page's lines start in its task's part file
     n_lines: int = 0
+    doc_line: int = -1  # its document's line in the task's documents part (-1: none)
 
 
 @dataclass(slots=True)
@@ -73,6 +74,7 @@ class TaskResult:
 
 
 CATEGORY_NS = 14
+ANCHORS_SUFFIX = ".anchors.jsonl"  # a task's anchors part: a line per page with links
 
 
 class PageTimeout(Exception):
@@ -183,19 +185,27 @@ def _guarded(page: Page, ctx: Context) -> PageResult:
 def _run(task_id: int, pages: list[Page], stem: str, ctx: Context) -> TaskResult:
     results = [_guarded(p, ctx) for p in pages]
     anchors: Counter[tuple[str, str]] = Counter()
-    line = 0
+    line = doc = 0
     for p, r in zip(pages, results, strict=True):
         anchors.update(r.anchors)
-        r.anchors = []
         r.revision_id = p.revision_id
         r.revisions_skipped = p.revisions_skipped
         r.first_line, r.n_lines = line, len(r.lines)
         line += len(r.lines)
+        if ctx.keep_documents and r.document is not None:
+            r.doc_line, doc = doc, doc + 1
     if ctx.parts is not None:
         with open(os.path.join(ctx.parts, stem + ".nq"), "w", encoding="utf-8") as f:
             for r in results:
                 f.writelines(r.lines)
                 r.lines = []
+        # Each page's anchors, ``[page id, [[anchor, target], ...]]`` a line: what an update
+        # (kgx.update) takes back out of the alias table when the page changes.
+        with open(os.path.join(ctx.parts, stem + ANCHORS_SUFFIX), "w", encoding="utf-8") as f:
+            for r in results:
+                if r.anchors:
+                    f.write(json.dumps([r.page_id, r.anchors], ensure_ascii=False))
+                    f.write("\n")
         if ctx.keep_documents:
             with open(os.path.join(ctx.parts, stem + ".jsonl"), "w", encoding="utf-8") as f:
                 for r in results:
@@ -203,6 +213,8 @@ def _run(task_id: int, pages: list[Page], stem: str, ctx: Context) -> TaskResult
                         f.write(json.dumps(r.document.to_json(), ensure_ascii=False))
                         f.write("\n")
                     r.document = None
+    for r in results:
+        r.anchors = []
     return TaskResult(task_id, results, anchors, part=stem)
 
 
@@ -237,12 +249,9 @@ def skip_lines(lines: Any, ranges: list[tuple[int, int]]) -> Iterator[str]:
     return (line for k, line in enumerate(lines) if k not in drop)
 
 
-def resolve_redirects(parts: list[Path], dst: Path, site: Site, aliases: AliasStore,
-                       dropped: dict[str, list[tuple[int, int]]] | None = None) -> None:
-    """Concatenate the facts, pointing every entity that is a redirect at its target.
-
-    Lines of pages in ``dropped`` (part stem -> line ranges) are left out.
-    """
+def redirect_resolver(site: Site, aliases: AliasStore) -> Callable[[str], str]:
+    """An N-Quads line -> the line with every entity that is a redirect pointed at its target
+    (the subject of a ``kgx:redirectsTo`` fact stays: it is the redirect)."""
     prefix = "<" + site.resource
     plen = len(prefix)
     redirect_pred = f"<{KGX}redirectsTo>"
@@ -259,20 +268,34 @@ def resolve_redirects(parts: list[Path], dst: Path, site: Site, aliases: AliasSt
             cache[iri_term] = new
         return new
 
+    def resolve(line: str) -> str:
+        if prefix not in line:
+            return line
+        s, p, rest = line.split(" ", 2)
+        if s.startswith(prefix) and p != redirect_pred:
+            s = fix(s)
+        if rest.startswith(prefix):
+            end = rest.index(">") + 1
+            rest = fix(rest[:end]) + rest[end:]
+        return f"{s} {p} {rest}"
+
+    return resolve
+
+
+def resolve_redirects(parts: list[Path], dst: Path, site: Site, aliases: AliasStore,
+                       dropped: dict[str, list[tuple[int, int]]] | None = None) -> None:
+    """Concatenate the facts, pointing every entity that is a redirect at its target
+    (:func:`redirect_resolver`).
+
+    Lines of pages in ``dropped`` (part stem -> line ranges) are left out.
+    """
+    resolve = redirect_resolver(site, aliases)
     with open(dst, "w", encoding="utf-8") as fout:
         for part in parts:
             with open(part, encoding="utf-8") as fin:
                 ranges = (dropped or {}).get(part.name[: -len(".nq")])
                 for line in (skip_lines(fin, ranges) if ranges else fin):
-                    if prefix in line:
-                        s, p, rest = line.split(" ", 2)
-                        if s.startswith(prefix) and p != redirect_pred:
-                            s = fix(s)
-                        if rest.startswith(prefix):
-                            end = rest.index(">") + 1
-                            rest = fix(rest[:end]) + rest[end:]
-                        line = f"{s} {p} {rest}"
-                    fout.write(line)
+                    fout.write(resolve(line))
 
 
 _ALIAS_STORES: dict[tuple[str, int], AliasStore] = {}  # (path, inode) -> a read-only store
@@ -282,6 +305,8 @@ def resolve_part(stem: str, dropped: list[tuple[int, int]]) -> str:
     """Worker task: ``parts/STEM.nq`` with redirects resolved -> ``parts/STEM.resolved.nq``.
 
     Written under a temporary name and renamed, so a resumed run can tell done parts by name.
+    The part itself is kept: the graph's pages (:data:`kgx.outdir.PAGES_DIR`) that an update
+    resolves again.
     """
     assert _CTX is not None and _CTX.parts is not None and _CTX.aliases is not None
     path = _CTX.aliases
@@ -297,7 +322,6 @@ def resolve_part(stem: str, dropped: list[tuple[int, int]]) -> str:
     resolve_redirects([Path(src)], Path(dst + ".tmp"), _CTX.site, aliases,
                       {stem: dropped} if dropped else None)
     os.replace(dst + ".tmp", dst)
-    os.unlink(src)
     return stem
 
 

@@ -83,6 +83,11 @@ def default_namespace(site: SiteInfo) -> str:
     return f"{KGX_BASE}{db}/"
 
 
+def page_url_prefix(base: str) -> str:
+    """Where a wiki's page URLs begin, from its main page's URL (``base``)."""
+    return base.rsplit("/", 1)[0] + "/" if base else "https://example.org/wiki/"
+
+
 def _host_label(base: str) -> str:
     host = urlsplit(base).hostname or ""
     return host.replace(".", "-")
@@ -162,8 +167,7 @@ class Site:
                 self._ns_by_name[name] = Namespace(key, name.title())
         if 0 not in self._ns_by_key:
             self._ns_by_key[0] = Namespace(0, "", info.case)
-        page_url = info.base.rsplit("/", 1)[0] + "/" if info.base else "https://example.org/wiki/"
-        self.page_url_prefix = page_url
+        self.page_url_prefix = page_url_prefix(info.base)
 
     # ---------------------------------------------------------------- titles
 

@@ -283,3 +283,45 @@ def person_town_conll(folder: Path) -> Path:
     f = folder / "train.conll"
     f.write_text("\n".join(lines), encoding="utf-8")
     return f
+
+
+SHARED_DUMPS = ROOT.parent / "shared" / "data" / "dumps"
+
+
+def _dump_pages(path: Path) -> tuple[str, list[str]]:
+    """A dump's text before its first page, and its pages (``<page>...</page>``)."""
+    import bz2
+    import re
+
+    if path.suffix == ".bz2":
+        with bz2.open(path, "rt", encoding="utf-8") as f:
+            raw = f.read()
+    else:
+        raw = path.read_text("utf-8")
+    return raw[: raw.index("<page>")], re.findall(r"<page>.*?</page>", raw, re.S)
+
+
+def _page_id(page: str) -> int:
+    import re
+
+    m = re.search(r"<id>(\d+)</id>", page)
+    assert m is not None
+    return int(m.group(1))
+
+
+def whole_dump(src: Path, dst: Path) -> Path:
+    """``src``, a dump cut off after a page, closed as a whole dump is (``</mediawiki>``)."""
+    head, pages = _dump_pages(src)
+    dst.write_text(head + "".join(f"  {p}\n" for p in pages) + "</mediawiki>\n", "utf-8")
+    return dst
+
+
+def merged_dump(old: Path, new: Path, dst: Path) -> Path:
+    """The wiki as ``new``, a dump of changed pages, leaves ``old``: its siteinfo, its pages,
+    and the pages of ``old`` it does not have, by page id as Wikimedia's dumps are."""
+    _, before = _dump_pages(old)
+    head, after = _dump_pages(new)
+    pages = {_page_id(p): p for p in before} | {_page_id(p): p for p in after}
+    dst.write_text(head + "".join(f"  {pages[k]}\n" for k in sorted(pages)) + "</mediawiki>\n",
+                   "utf-8")
+    return dst
