@@ -7,8 +7,8 @@ four fifths. A graph of the older dump is updated with the newer one (``--full``
 against a fresh extraction of the newer dump, on the same machine in the same run, and so is a
 graph of the older dump updated with a dump of the changed pages alone (as Wikimedia's daily
 adds-changes dumps are); the graphs' sorted N-Quads are compared. Then the fresh graph is
-updated with its own dump: nothing changed, so nothing may be written (every file's
-modification time is checked).
+updated with its own dump: nothing changed, so nothing of the graph may be written (every
+file's modification time is checked but the report's and the log's).
 
 Structure pass: ``--no-model`` graphs. Whole pipeline (``--model DIR``, on ``--model-dump``):
 the model stages with a trained reader, never retrained by the update. Goals (issue 36):
@@ -162,7 +162,8 @@ def report(name: str, m: dict[str, Any]) -> None:
          f"{m['t_noop'] / m['t_fresh']:.3f}"]]))
     print(f"both updated graphs = the fresh graph (sorted N-Quads): "
           f"{'yes' if m['same graph'] else 'NO'}; "
-          f"nothing changed rewrote no file: {'yes' if m['nothing rewritten'] else 'NO'}")
+          f"nothing changed rewrote no file but the report and the log: "
+          f"{'yes' if m['nothing rewritten'] else 'NO'}")
     print(f"the update's structure steps (s): {u['seconds']}; stages after it (s): "
           f"{m['stages']}")
 

@@ -3,7 +3,8 @@
 The structure graph is updated page by page (:mod:`kgx.update`); then the stages after the
 structure pass run as ``kgx extract`` would, with the settings the graph was built with and its
 model (never trained again): the entity index, the reading of every document and the merge
-take the updated structure. With nothing changed, nothing is written.
+take the updated structure. With nothing changed, nothing of the graph is written (only
+``report.json`` and the log).
 """
 
 from __future__ import annotations
