@@ -70,8 +70,7 @@ def plan(db: sqlite3.Connection, aliases_path: Path, store: Any, site: Site, del
         db.execute("DELETE FROM retracted")
         db.execute("INSERT INTO retracted SELECT p.id, p.title, p.part, p.first, p.n, 0 "
                    "FROM g.pages p JOIN changed c ON c.id = p.id")
-        if delete:
-            db.execute("CREATE INDEX IF NOT EXISTS seen_id ON seen(id)")
+        if delete:  # (seen is indexed by id once the scan is done)
             db.execute("INSERT OR IGNORE INTO retracted SELECT p.id, p.title, p.part, p.first, "
                        "p.n, 1 FROM g.pages p WHERE p.id NOT IN (SELECT id FROM seen)")
         old = {s: t for s, t in db.execute(
@@ -357,30 +356,32 @@ def graphs_of(lines: Iterable[str], provenance: str) -> set[str]:
 
 
 def patch_store(store: Any, site: Site, db: sqlite3.Connection, pages: Path,
-                aliases_path: Path, log: Callable[[str], None], wikidata: Path | None = None
-                ) -> tuple[int, int]:
+                aliases_path: Path, added: Path, log: Callable[[str], None],
+                wikidata: Path | None = None) -> tuple[int, int]:
     """Take the retracted and resolved-again pages' graphs out of the store (their
-    provenance with them) and put the new ones in; with ``wikidata`` (N-Quads of the graph's
-    Wikidata ids), every ``wikidata`` graph is replaced by those. Returns (quads retracted,
-    quads added).
+    provenance with them) and put the new ones in, through ``added`` (an N-Quads file
+    written here, loaded as every graph file is: a line the store refuses costs that line);
+    with ``wikidata`` (N-Quads of the graph's Wikidata ids), every ``wikidata`` graph is
+    replaced by those. Returns (quads retracted, quads added).
 
     Idempotent: the store is a set of quads, and what goes is found from the part files of
     the graph before the update, which do not change.
     """
     import pyoxigraph as ox
 
+    from kgx.rdf.store import add_to_store
+
     prov = f"<{site.graph}provenance>"
     prov_node = ox.NamedNode(site.graph + "provenance")
     aliases = AliasStore(aliases_path, read_only=True)
-    retracted = added = 0
+    retracted = 0
     try:
         # The old graphs: of the retracted pages, as their old rows say; of the pages
         # resolved again, as their rows (unchanged) say.
         again = [i for (i,) in db.execute("SELECT id FROM resolved_again")]
         old_rows = db.execute("SELECT part, first, n FROM retracted").fetchall()
-        old_rows += _rows(aliases.db, again)
-        gone = {g[1:-1] for part, first, n in old_rows
-                for g in graphs_of(lines_in(pages / (part + ".nq"), [(first, n)]), prov)}
+        old_rows += page_rows(aliases.db, again)
+        gone = {g[1:-1] for g in graphs_of(rows_lines(pages, old_rows), prov)}
         if wikidata is not None:
             gone |= {q.subject.value for q in store.quads_for_pattern(
                 None, ox.NamedNode(KGX + "extractor"), ox.Literal("wikidata"), prov_node)}
@@ -394,23 +395,36 @@ def patch_store(store: Any, site: Site, db: sqlite3.Connection, pages: Path,
         fix = redirect_resolver(site, aliases)
         ids = [i for (i,) in db.execute("SELECT id FROM changed UNION "
                                         "SELECT id FROM resolved_again")]
-        batch: list[str] = []
-        for part, first, n in _rows(aliases.db, ids):
-            batch += [fix(line) for line in lines_in(pages / (part + ".nq"), [(first, n)])]
-            if len(batch) >= 50_000:
-                added += _load(store, batch)
-                batch = []
-        added += _load(store, batch)
-        if wikidata is not None:
-            added += _load(store, wikidata.read_text("utf-8").splitlines(keepends=True))
+        n_added = 0
+        with open(added, "w", encoding="utf-8") as f:
+            for line in rows_lines(pages, page_rows(aliases.db, ids)):
+                f.write(fix(line))
+                n_added += 1
     finally:
         aliases.close()
+    loaded = add_to_store(store, added)
+    if wikidata is not None:
+        loaded.extend(add_to_store(store, wikidata))
+        with open(wikidata, "rb") as w:
+            n_added += sum(1 for _ in w)
     store.flush()
-    log(f"[update] store: {retracted:,} quads retracted, {added:,} added")
-    return retracted, added
+    log(f"[update] store: {retracted:,} quads retracted, {n_added:,} added"
+        + (f"; {loaded.refused:,} refused, e.g. {loaded.examples[0]}" if loaded.refused
+           else ""))
+    return retracted, n_added
 
 
-def _rows(aliases: sqlite3.Connection, ids: list[int]) -> list[tuple[str, int, int]]:
+def rows_lines(pages: Path, rows: Iterable[tuple[str, int, int]]) -> Iterator[str]:
+    """The lines of ``(part, first, lines)`` rows, each part file read once (its rows
+    together, in order of their first line)."""
+    by_part: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for part, first, n in rows:
+        by_part[part].append((first, n))
+    for part in sorted(by_part, key=_part_order):
+        yield from lines_in(pages / (part + ".nq"), sorted(by_part[part]))
+
+
+def page_rows(aliases: sqlite3.Connection, ids: list[int]) -> list[tuple[str, int, int]]:
     """``(part, first, lines)`` of the pages ``ids`` that have lines, in the graph's order."""
     rows: list[tuple[str, int, int]] = []
     for k in range(0, len(ids), 500):
@@ -418,11 +432,3 @@ def _rows(aliases: sqlite3.Connection, ids: list[int]) -> list[tuple[str, int, i
         rows += aliases.execute(f"SELECT part, first, n FROM pages WHERE n > 0 AND id IN "
                                 f"({','.join('?' * len(chunk))})", chunk).fetchall()
     return sorted(rows, key=lambda r: (_part_order(r[0]), r[1]))
-
-
-def _load(store: Any, lines: list[str]) -> int:
-    import pyoxigraph as ox
-
-    if lines:
-        store.extend(ox.parse("".join(lines).encode("utf-8"), format=ox.RdfFormat.N_QUADS))
-    return len(lines)

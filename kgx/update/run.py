@@ -48,6 +48,7 @@ from kgx.update.apply import (
     Resolving,
     apply_to_aliases,
     mark_step,
+    page_rows,
     patch_store,
     plan,
     rebase_pages,
@@ -213,11 +214,9 @@ def _scan(scan: Scan, job: ChunkJob, db: sqlite3.Connection, ctx: Context,
 
     def tasks() -> Iterator[tuple[Any, ...]]:
         for b in scan.batches():
-            seen[b.task] = b
-            if b.task in job.done:
-                seen.pop(b.task)
-                continue
-            yield (b.task, b.pages)
+            if b.task not in job.done:
+                seen[b.task] = b
+                yield (b.task, b.pages)
 
     def split(task: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         task_id, pages = task
@@ -230,7 +229,7 @@ def _scan(scan: Scan, job: ChunkJob, db: sqlite3.Connection, ctx: Context,
             for task_id, got in job.run(partial(pool.map, run_pages), tasks(), split):
                 b = seen.pop(task_id)
                 results = [page_crashed(r) if isinstance(r, Crashed) else r for r in got]
-                _commit(job, db, b, results, scan.broke_off)
+                _commit(job, b, results, scan.broke_off)
                 bar.update_to(scan.reader.compressed_pos)
     finally:
         pool.close()
@@ -238,8 +237,8 @@ def _scan(scan: Scan, job: ChunkJob, db: sqlite3.Connection, ctx: Context,
     scan.check_older(db)
 
 
-def _commit(job: ChunkJob, db: sqlite3.Connection, b: Batch, results: list[TaskResult],
-            broke_off: str | None) -> None:
+def _commit(job: ChunkJob, b: Batch, results: list[TaskResult], broke_off: str | None
+            ) -> None:
     rows = [(*page_row(r, res.part), r.redirect_target) for res in results for r in res.results]
     pages: Counter[str] = Counter(unchanged=b.unchanged)
     for r in rows:
@@ -300,32 +299,28 @@ def _apply(out: Path, work: Path, job: ChunkJob, db: sqlite3.Connection, site: S
     (rep.quads_added,) = db.execute("SELECT coalesce(sum(n), 0) FROM changed").fetchone()
     apply_to_aliases(db, aliases_path, pages_dir, rep.key)
     aliases = sqlite3.connect(f"file:{aliases_path}?mode=ro", uri=True)
-    again = db.execute("SELECT id FROM resolved_again").fetchall()
-    for pid, in again:
-        (n,) = aliases.execute("SELECT coalesce(sum(n), 0) FROM pages WHERE id = ?",
-                               (pid,)).fetchone()
-        rep.quads_retracted += n
-        rep.quads_added += n
+    again = [i for (i,) in db.execute("SELECT id FROM resolved_again")]
+    resolved_lines = sum(n for _, _, n in page_rows(aliases, again))  # rewritten as they were
+    rep.quads_retracted += resolved_lines
+    rep.quads_added += resolved_lines
     t = time.monotonic()
     live = Live.of(aliases)
-    aliases.close()
     if step_done(db, "graph") is None:
         counts, found = _write_graph(out, work, live, site, opts.workers, wikidata)
         mark_step(db, "graph", json.dumps({"triples": counts, "wikidata": found}))
     written = json.loads(step_done(db, "graph") or "{}")
     rep.triples, rep.wikidata = written["triples"], written["wikidata"]
     if (out / DOCUMENTS_FILE).exists() and step_done(db, "documents") is None:
-        aliases = sqlite3.connect(f"file:{aliases_path}?mode=ro", uri=True)
         write_documents(aliases, pages_dir, out / DOCUMENTS_FILE)
-        aliases.close()
         mark_step(db, "documents")
+    aliases.close()
     rep.seconds["graph"] = round(time.monotonic() - t, 3)
     if store_dir.is_dir() and step_done(db, "store") is None:
         t = time.monotonic()
         if opts.patch_store:
             store = ox.Store(str(store_dir))
             try:
-                patch_store(store, site, db, pages_dir, aliases_path, log,
+                patch_store(store, site, db, pages_dir, aliases_path, work / "added.nq", log,
                             work / WIKIDATA_FILE if wikidata else None)
             finally:
                 del store
